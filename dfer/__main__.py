@@ -1,0 +1,5 @@
+"""`python -m dfer` (and `torchrun -m dfer`) run the CLI."""
+
+from dfer.cli import app
+
+app()
