@@ -1,0 +1,31 @@
+"""Dataset adapters: each turns one dataset's folder layout into a DatasetListing of labelled clips.
+
+To add a dataset, write `dfer/data/<name>.py` with `list_clips(root, ...) -> DatasetListing` and add it
+to ADAPTERS; everything downstream (extraction, training) goes through `list_dataset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dfer.data import cremad, manifest, ravdess
+from dfer.data.clip import Clip, DatasetListing
+
+ADAPTERS: dict[str, Callable[..., DatasetListing]] = {
+    "ravdess": ravdess.list_clips,
+    "cremad": cremad.list_clips,
+    "manifest": manifest.list_clips,
+}
+
+__all__ = ["ADAPTERS", "Clip", "DatasetListing", "list_dataset"]
+
+
+def list_dataset(name: str, root: Path, **options) -> DatasetListing:
+    """The clips of dataset `name` found at `root` (a folder, or the CSV for `manifest`)."""
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(ADAPTERS))}")
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{name} root {root} does not exist")
+    return ADAPTERS[name](root, **options)

@@ -1,0 +1,183 @@
+"""Stage 1 end to end: list a dataset, decode each clip once, crop faces, run the frozen encoders, fill the cache.
+
+Clips are independent units of work: a clip that fails is recorded with its reason and the run goes on, a
+finished clip is never rewritten, and a re-run (after a kill, or on more processes) only does what is left.
+Decoding may run in DataLoader workers; face detection and the encoders run in the main process, where the
+device is, and the encoders see batches of several clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import dfer
+from dfer.data import list_dataset
+from dfer.data.clip import Clip, DatasetListing
+from dfer.encoders import load_audio, load_vision, resolve_preset
+from dfer.extract import distributed
+from dfer.extract.batch import ClipInput, encode_batch
+from dfer.extract.progress import ExtractProgress
+from dfer.faces import FaceCropper
+from dfer.media.decode import ClipError, DecodedClip, decode_clip
+from dfer.store.clip_store import ClipStore, Layout
+
+
+@dataclass
+class ExtractConfig:
+    dataset: str
+    root: Path
+    out: Path
+    preset: str = "tiny"
+    vision: str | None = None  # overrides the preset's vision encoder (hub id, local path, random:<arch>)
+    audio: str | None = None  # overrides the preset's audio encoder (hub id, .nemo file, folder, random:<arch>)
+    frames: int = 16
+    batch: int = 8  # clips per encoder call
+    device: str = "cpu"
+    limit: int | None = None  # the first N clips of the sorted listing
+    keep_media: bool = True  # store face crops and waveforms for stage 3
+    seed: int = 0  # random-init encoders only
+    crop_margin: float = 0.25
+    max_seconds: float = 16.0  # longer clips are analysed over their central window
+    sample_rate: int = 16000
+    workers: int = 0  # decoding processes
+    dataset_options: dict = field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclass
+class ExtractSummary:
+    store: Path
+    clips: int
+    done: int
+    failures: list[tuple[str, str]]  # (clip_id, error) over the whole store
+    problems: list[str]  # files the adapter could not list
+    is_main: bool = True  # rank 0 (or a plain process): the one that reports
+
+
+def run(cfg: ExtractConfig) -> ExtractSummary:
+    ranks = distributed.init()
+    listing = list_dataset(cfg.dataset, Path(cfg.root), **cfg.dataset_options)
+    if cfg.limit is not None:
+        listing.clips = listing.clips[: cfg.limit]
+    device = _rank_device(cfg.device, ranks.local_rank)
+    vision, audio = _load_encoders(cfg, device)
+    fingerprint = make_fingerprint(cfg, vision.describe(), audio.describe())
+    layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media)
+
+    # Rank 0 creates (or checks) the store while the others wait, then everyone opens it.
+    if ranks.is_main:
+        ClipStore.create_or_open(cfg.out, fingerprint, layout, listing)
+    distributed.barrier()
+    store = ClipStore.create_or_open(cfg.out, fingerprint, layout, listing)
+
+    done = store.array("done")[:]
+    todo = [i for i in range(len(listing.clips)) if i % ranks.world == ranks.rank and not done[i]]
+    cropper = FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device))
+    with ExtractProgress(total=len(todo), enabled=cfg.progress and ranks.is_main) as progress:
+        _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress)
+
+    distributed.barrier()
+    summary = summarise(store, listing.problems, ranks.is_main)
+    distributed.shutdown()
+    return summary
+
+
+def make_fingerprint(cfg: ExtractConfig, vision: dict, audio: dict) -> dict:
+    return {
+        "dfer_version": dfer.__version__,
+        "vision": vision,
+        "audio": audio,
+        "frames": cfg.frames,
+        "sample_rate": cfg.sample_rate,
+        "crop_margin": cfg.crop_margin,
+        "max_seconds": cfg.max_seconds,
+        "keep_media": cfg.keep_media,
+    }
+
+
+def summarise(store: ClipStore, problems: list[str], is_main: bool = True) -> ExtractSummary:
+    done = store.array("done")[:]
+    errors = store.array("error")[:]
+    ids = store.clip_ids
+    failures = [(ids[i], str(errors[i])) for i in range(len(ids)) if not done[i] and errors[i]]
+    return ExtractSummary(store.path, len(ids), int(done.sum()), failures, problems, is_main)
+
+
+def _rank_device(device: str, local_rank: int) -> torch.device:
+    if device == "cuda" and torch.cuda.device_count() > 1:
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device(device)
+
+
+def _load_encoders(cfg: ExtractConfig, device: torch.device):
+    vision_spec, audio_spec = resolve_preset(cfg.preset)
+    vision = load_vision(cfg.vision or vision_spec, seed=cfg.seed, device=str(device)).eval().requires_grad_(False)
+    audio = load_audio(cfg.audio or audio_spec, seed=cfg.seed, device=str(device)).eval().requires_grad_(False)
+    return vision, audio
+
+
+class _DecodeClips(Dataset):
+    """Decodes clips by store index; errors come back as values so a worker never dies on a bad file."""
+
+    def __init__(self, clips: list[Clip], indices: list[int], frames: int, sample_rate: int, max_seconds: float):
+        self.clips, self.indices = clips, indices
+        self.frames, self.sample_rate, self.max_seconds = frames, sample_rate, max_seconds
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[int, DecodedClip | str]:
+        index = self.indices[position]
+        clip = self.clips[index]
+        try:
+            return index, decode_clip(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds)
+        except ClipError as error:
+            return index, str(error)
+        except Exception as error:  # an unforeseen decoder failure is still one clip's problem, not the run's
+            return index, f"{clip.video or clip.audio}: unexpected {type(error).__name__}: {error}"
+
+
+def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress) -> None:
+    decoded = DataLoader(
+        _DecodeClips(listing.clips, todo, cfg.frames, cfg.sample_rate, cfg.max_seconds),
+        batch_size=None, num_workers=cfg.workers, collate_fn=lambda item: item,
+    )
+    pending: list[ClipInput] = []
+    for index, result in decoded:
+        if isinstance(result, str):
+            store.write_failure(index, result)
+            progress.advance(failed=True)
+            continue
+        track = cropper(result.frames) if result.frames is not None else None
+        pending.append(ClipInput(index, result, track, expects_audio=listing.clips[index].audio is not None))
+        if len(pending) == cfg.batch:
+            _flush(pending, store, vision, audio, device, progress, cfg.keep_media)
+            pending = []
+    if pending:
+        _flush(pending, store, vision, audio, device, progress, cfg.keep_media)
+
+
+def _flush(pending, store, vision, audio, device, progress, keep_media) -> None:
+    """Encode and write a batch; if the batch fails, retry clip by clip so one bad clip fails alone."""
+    try:
+        results = encode_batch(pending, vision, audio, device, store.layout)
+    except Exception as error:
+        if len(pending) > 1:
+            for item in pending:
+                _flush([item], store, vision, audio, device, progress, keep_media)
+            return
+        clip_id = store.array("clip_id")[pending[0].index]
+        store.write_failure(pending[0].index, f"{clip_id}: encoder failed: {type(error).__name__}: {error}")
+        progress.advance(failed=True)
+        return
+    for item, values in zip(pending, results):
+        if not keep_media:
+            values = {k: v for k, v in values.items() if k not in ("video/faces", "audio/waveform")}
+        store.write_clip(item.index, values)
+        missed = 0 if item.track is None else int((~item.track.face_found).sum())
+        progress.advance(faces_missed=missed)

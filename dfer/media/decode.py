@@ -1,0 +1,367 @@
+"""Decode one clip into T sampled RGB frames with their real timestamps and the same time span of 16 kHz mono audio.
+
+Everything downstream (faces, encoders, the cache) sees only `DecodedClip`, so this is the one place that knows
+about containers, codecs, timestamps and broken files. Choices and why:
+
+- Time is the container's presentation timeline, shifted so the container start is 0. Frames and audio samples are
+  placed by their own pts, so codec priming (AAC's 1024 samples, which FFmpeg trims via the mp4 edit list) and a
+  stream that starts late (CREMA-D's video starts at 27 ms, its audio at 0) stay aligned: waveform sample k is at
+  `span[0] + k / sample_rate`, frame i at `span[0] + frame_time[i]`.
+- Frames are chosen in one streaming pass that keeps only the best candidate per target time, so a long clip never
+  sits in memory; the pass stops as soon as no later frame can win. Video and audio of one file are demuxed together.
+- Clips longer than `max_seconds` are analysed on their central window (expressions rarely sit at the edges, and the
+  encoders' cost grows with length). Seeking to it is tried, and on files that refuse seeks (CREMA-D's FLVs) the file
+  is simply read from the start.
+- WAV and FLAC are read with soundfile (sample-exact, seekable); every other audio format goes through PyAV so its
+  timestamps are honoured. Resampling uses soxr (the resampler librosa itself uses), once over the whole span.
+- Bad input raises `ClipError` naming the file; a file that breaks off part-way is decoded up to where it breaks,
+  with a note in `DecodedClip.notes`, as long as at least one frame survives.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
+SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
+TRUNCATION_SLACK = 0.25  # seconds the media may end short of its stated duration before we re-plan on what is there
+
+
+class ClipError(Exception):
+    """A clip that cannot be decoded: bad, missing or unsupported input, never a bug in dfer.
+
+    `path` and `reason` are kept so callers can record the failure per clip (the cache's `error` string);
+    the arguments are passed to Exception so the error pickles across worker processes.
+    """
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(path, reason)
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class DecodedClip:
+    frames: np.ndarray | None  # (T, H, W, 3) uint8 RGB; None when there is no video
+    frame_time: np.ndarray  # (T,) float32 seconds from span[0]; audio-only: centres of T equal segments
+    waveform: np.ndarray | None  # (S,) float32 mono in [-1, 1] at the requested rate; None when there is no audio
+    span: tuple[float, float]  # (start, end) seconds of the analysed window within the file
+    duration: float  # seconds of the whole clip (of its readable part when the file breaks off)
+    notes: list[str] = field(default_factory=list)  # recoverable oddities, e.g. a truncated file
+
+
+def decode_clip(
+    video: Path | None,
+    audio: Path | None,
+    frames: int = 16,
+    sample_rate: int = 16000,
+    max_seconds: float = 16.0,
+    audio_required: bool = False,
+) -> DecodedClip:
+    """Decode `frames` frames sampled uniformly over the clip and the same span of audio.
+
+    `video` and `audio` may be the same file (decoded in one pass) or different files (the video's span is read from
+    the audio file). A missing audio stream in the video's own file gives `waveform=None` unless `audio_required`;
+    a separate `audio` file without audio is always an error.
+    """
+    if video is None and audio is None:
+        raise ValueError("decode_clip needs a video path, an audio path or both")
+    video = None if video is None else Path(video)
+    audio = None if audio is None else Path(audio)
+    for path in (video, audio):
+        if path is not None:
+            _check_file(path)
+    shared = video is not None and audio is not None and os.path.samefile(video, audio)
+
+    if video is not None:
+        clip = _decode_pyav(video, frames, sample_rate, max_seconds, want_video=True, want_audio=shared)
+        if audio is not None and not shared:
+            clip.waveform = _read_audio(audio, clip.span, sample_rate)
+    elif audio.suffix.lower() in SOUNDFILE_SUFFIXES:
+        duration = _soundfile_info(audio).duration
+        span = _central_span(duration, max_seconds)
+        waveform = _read_soundfile(audio, span, sample_rate)
+        clip = DecodedClip(None, _segment_centres(span, frames), waveform, span, duration)
+    else:
+        clip = _decode_pyav(audio, frames, sample_rate, max_seconds, want_video=False, want_audio=True)
+    if clip.waveform is None and audio_required:
+        raise ClipError(audio or video, "no audio stream")
+    return clip
+
+
+# ---- planning: which window, which times ----
+
+
+def _central_span(duration: float, max_seconds: float) -> tuple[float, float]:
+    if duration <= max_seconds:
+        return (0.0, duration)
+    start = (duration - max_seconds) / 2
+    return (start, start + max_seconds)
+
+
+def _targets(span: tuple[float, float], n: int) -> np.ndarray:
+    """Absolute times of the centres of n equal sub-intervals of the span."""
+    return span[0] + (np.arange(n) + 0.5) * (span[1] - span[0]) / n  # (T,)
+
+
+def _segment_centres(span: tuple[float, float], n: int) -> np.ndarray:
+    return (_targets(span, n) - span[0]).astype(np.float32)  # (T,) relative to the span start
+
+
+# ---- PyAV: video, and audio inside any container ----
+
+
+def _decode_pyav(
+    path: Path, frames: int, sample_rate: int, max_seconds: float, want_video: bool, want_audio: bool
+) -> DecodedClip:
+    """Plan the span from the stated duration, decode, and re-plan once on the readable part if the media ends early."""
+    duration = _stated_duration(path)
+    notes: list[str] = []
+    span = _central_span(duration, max_seconds)
+    result = _pyav_pass(path, span, _targets(span, frames), want_video, want_audio)
+    if result.end == -np.inf:
+        raise ClipError(path, f"nothing decodable ({result.stop_reason or 'no frames'})")
+    if result.end < span[1] - TRUNCATION_SLACK:
+        notes.append(
+            f"media ends at {result.end:.2f} s of a stated {duration:.2f} s ({result.stop_reason or 'truncated?'}); "
+            "sampled the readable part"
+        )
+        duration = result.end
+        span = _central_span(duration, max_seconds)
+        result = _pyav_pass(path, span, _targets(span, frames), want_video, want_audio)
+
+    if want_video:
+        h, w = result.picks[0].height, result.picks[0].width  # a mid-stream size change is scaled to the first's
+        try:
+            pictures = [f.reformat(width=w, height=h, format="rgb24").to_ndarray() for f in result.picks]
+        except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
+            raise ClipError(path, f"cannot convert frames to RGB ({_reason(e)})") from e
+        rgb = np.stack(pictures)  # (T, H, W, 3)
+        frame_time = (result.pick_time - span[0]).astype(np.float32)  # (T,)
+    else:
+        rgb, frame_time = None, _segment_centres(span, frames)
+    waveform = None if result.audio is None else _resample(result.audio, result.audio_rate, sample_rate, span)
+    return DecodedClip(rgb, frame_time, waveform, span, duration, notes)
+
+
+def _read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.ndarray:
+    """The given span of a separate audio file, at `sample_rate`."""
+    if path.suffix.lower() in SOUNDFILE_SUFFIXES:
+        return _read_soundfile(path, span, sample_rate)
+    result = _pyav_pass(path, span, None, want_video=False, want_audio=True)
+    return _resample(result.audio, result.audio_rate, sample_rate, span)
+
+
+@dataclass
+class _PassResult:
+    picks: list  # T av.VideoFrame (or None before any frame arrived): the nearest frame to each target
+    pick_time: np.ndarray  # (T,) absolute seconds of each pick
+    audio: np.ndarray | None  # (span_length * audio_rate,) float32 mono at the native rate; None: no audio stream
+    audio_rate: int
+    end: float  # seconds where the decoded media ended (video when wanted, else audio)
+    stop_reason: str | None  # why reading stopped early, if an error stopped it
+
+
+def _pyav_pass(
+    path: Path, span: tuple[float, float], targets: np.ndarray | None, want_video: bool, want_audio: bool
+) -> _PassResult:
+    """One demux pass over [span] keeping, per target time, the nearest video frame, and the span's audio samples."""
+    container = _open_at(path, span[0] - SEEK_PREROLL)
+    try:
+        origin = (container.start_time or 0) / av.time_base  # container timeline -> clip seconds
+        vstream = _video_stream(container, path) if want_video else None
+        astream = container.streams.audio[0] if want_audio and container.streams.audio else None
+        if want_audio and not want_video and astream is None:
+            raise ClipError(path, "no audio stream")
+        if vstream is not None:
+            vstream.codec_context.thread_type = "AUTO"
+
+        n = 0 if targets is None else len(targets)
+        picks: list = [None] * n
+        pick_time = np.full(n, np.nan)  # (T,)
+        best = np.full(n, np.inf)  # (T,) distance of each pick to its target
+        audio = _AudioSpan(span, astream.codec_context.sample_rate) if astream is not None else None
+        video_end, video_done = -np.inf, vstream is None
+        stop_reason = None
+        try:
+            for packet in container.demux([s for s in (vstream, astream) if s is not None]):
+                for frame in packet.decode():
+                    if packet.stream is astream:
+                        audio.add(frame, float(astream.time_base), origin)
+                        continue
+                    if frame.pts is None:  # FFmpeg fills in a best-effort pts; a frame without one cannot be placed
+                        continue
+                    t = float(frame.pts * frame.time_base) - origin
+                    video_end = t + float((frame.duration or 0) * frame.time_base)
+                    closer = np.abs(targets - t) < best  # (T,)
+                    for i in np.flatnonzero(closer):
+                        picks[i], pick_time[i], best[i] = frame, t, abs(targets[i] - t)
+                    video_done = t >= targets[-1]  # frames come in pts order: later ones are only farther away
+                if video_done and (audio is None or audio.done):
+                    break
+        except av.error.FFmpegError as e:
+            stop_reason = _reason(e)
+    finally:
+        container.close()
+    end = video_end if vstream is not None else (audio.end if audio is not None else -np.inf)
+    if not video_done and stop_reason is None and vstream is not None:
+        stop_reason = "stream ended early"
+    return _PassResult(
+        picks, pick_time, None if audio is None else audio.samples, 0 if audio is None else audio.rate, end, stop_reason
+    )
+
+
+class _AudioSpan:
+    """Collects decoded audio frames into a native-rate mono buffer covering exactly the span.
+
+    Frames are placed by their pts; a frame within a couple of time-base ticks of where the previous one ended is
+    taken as contiguous (FLV stamps in whole milliseconds, so an MP3 frame of 26.12 ms is stamped 26 ms) — otherwise
+    that rounding would leave holes or overlaps of a few samples at every frame boundary. Parts of the span the stream
+    does not cover stay silent.
+    """
+
+    def __init__(self, span: tuple[float, float], rate: int):
+        self.span = span
+        self._allocate(rate)
+        self.end = -np.inf  # seconds where the last frame ended
+
+    def _allocate(self, rate: int) -> None:
+        self.rate = rate
+        self.samples = np.zeros(round((self.span[1] - self.span[0]) * rate), np.float32)  # (span_length * rate,)
+        self.cursor: int | None = None  # buffer index where the previous frame ended
+
+    @property
+    def done(self) -> bool:
+        return self.cursor is not None and self.cursor >= len(self.samples)
+
+    def add(self, frame: av.AudioFrame, time_base: float, origin: float) -> None:
+        if self.cursor is None and frame.sample_rate != self.rate:  # the header's rate can differ (HE-AAC)
+            self._allocate(frame.sample_rate)
+        x = _mono(frame)  # (n,)
+        slack = int(np.ceil(2 * max(time_base, 1 / self.rate) * self.rate))
+        if frame.pts is None:
+            pos = self.cursor or 0
+        else:
+            pos = round((float(frame.pts * frame.time_base) - origin - self.span[0]) * self.rate)
+            if self.cursor is not None and abs(pos - self.cursor) <= slack:
+                pos = self.cursor
+        a, b = max(pos, 0), min(pos + len(x), len(self.samples))
+        if a < b:
+            self.samples[a:b] = x[a - pos : b - pos]
+        self.cursor = pos + len(x)
+        self.end = self.span[0] + self.cursor / self.rate
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """Average the channels of a decoded audio frame into float32 in [-1, 1]."""
+    x = frame.to_ndarray()  # planar: (C, n); packed: (1, n * C)
+    if not frame.format.is_planar:
+        x = x.reshape(-1, frame.layout.nb_channels).T  # (C, n)
+    if x.dtype.kind == "u":  # u8: 128 is silence
+        x = (x.astype(np.float32) - 128) / 128
+    elif x.dtype.kind == "i":
+        x = x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
+    return x.astype(np.float32).mean(axis=0)  # (n,)
+
+
+def _resample(x: np.ndarray, rate: int, sample_rate: int, span: tuple[float, float]) -> np.ndarray:
+    """Resample to `sample_rate` and fix the length to exactly round(span_length * sample_rate)."""
+    if rate != sample_rate:
+        x = soxr.resample(x, rate, sample_rate, quality="HQ")
+    n = round((span[1] - span[0]) * sample_rate)
+    x = x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))  # resampling may round the length by a sample
+    return np.clip(x, -1.0, 1.0).astype(np.float32)  # (S,)
+
+
+def _open_at(path: Path, seconds: float) -> av.container.InputContainer:
+    """Open for reading, positioned at or before `seconds`; files that refuse to seek are read from the start."""
+    container = _open(path)
+    if seconds <= 0:
+        return container
+    try:
+        container.seek(int((seconds * av.time_base)) + (container.start_time or 0), backward=True)
+    except av.error.FFmpegError:
+        container.close()
+        container = _open(path)
+    return container
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise ClipError(path, f"not a decodable media file ({_reason(e)})") from e
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+    # cover art in audio files shows up as a one-picture video stream: not a video
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        raise ClipError(path, "no video stream")
+    return streams[0]
+
+
+def _stated_duration(path: Path) -> float:
+    """Duration from the container header, else from the packets' timestamps (browser WebM recordings state none)."""
+    container = _open(path)
+    try:
+        if container.duration is not None and container.duration > 0:
+            return container.duration / av.time_base
+        origin = (container.start_time or 0) / av.time_base
+        end = 0.0
+        try:
+            for packet in container.demux():
+                if packet.pts is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin)
+        except av.error.FFmpegError as e:
+            if end == 0.0:
+                raise ClipError(path, f"not a decodable media file ({_reason(e)})") from e
+    finally:
+        container.close()
+    if end <= 0:
+        raise ClipError(path, "no timestamped media")
+    return end
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+# ---- soundfile: WAV and FLAC ----
+
+
+def _soundfile_info(path: Path) -> sf._SoundFileInfo:
+    try:
+        return sf.info(str(path))
+    except sf.SoundFileError as e:
+        raise ClipError(path, f"not a decodable audio file ({e})") from e
+
+
+def _read_soundfile(path: Path, span: tuple[float, float], sample_rate: int) -> np.ndarray:
+    rate = _soundfile_info(path).samplerate
+    try:
+        x, rate = sf.read(
+            str(path), start=round(span[0] * rate), stop=round(span[1] * rate), dtype="float32", always_2d=True
+        )  # (n, C)
+    except sf.SoundFileError as e:
+        raise ClipError(path, f"not a decodable audio file ({e})") from e
+    return _resample(x.mean(axis=1), rate, sample_rate, span)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ClipError(path, "file not found")
+    if not path.is_file():
+        raise ClipError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise ClipError(path, "empty file (0 bytes)")

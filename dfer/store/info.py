@@ -1,0 +1,46 @@
+"""A store's vital signs: what `dfer info` prints, as one JSON-ready dict."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from dfer.store.clip_store import ClipStore
+
+
+def store_info(path: Path) -> dict:
+    store = ClipStore.open(path, mode="r")
+    done = store.array("done")[:]
+    errors = store.array("error")[:]
+    notes = store.array("note")[:]
+    labels = store.array("label")[:]
+    ids = store.clip_ids
+    classes = store.classes
+    with_video = done & store.array("has_video")[:]
+    face_found = store.array("video/face_found").get_orthogonal_selection((np.flatnonzero(with_video), slice(None)))
+    counts = Counter(int(label) for label in labels)
+    return {
+        "path": str(store.path),
+        "dataset": store.attrs["dataset"],
+        "clips": len(ids),
+        "done": int(done.sum()),
+        "failed": int(sum(1 for d, e in zip(done, errors) if not d and e)),
+        "classes": classes,
+        "class_counts": {name: counts.get(i, 0) for i, name in enumerate(classes)},
+        "protocol": store.attrs["protocol"],
+        "clips_with_video": int(with_video.sum()),
+        "clips_with_audio": int((done & store.array("has_audio")[:]).sum()),
+        "face_found_ratio": float(face_found.mean()) if face_found.size else None,
+        "fingerprint": store.fingerprint,
+        "arrays": {name: {"shape": list(store.array(name).shape), "dtype": str(store.array(name).dtype)}
+                   for name in store.array_names()},
+        "failures": [{"clip_id": ids[i], "error": str(errors[i])} for i in range(len(ids)) if not done[i] and errors[i]],
+        "notes": [{"clip_id": ids[i], "note": str(notes[i])} for i in range(len(ids)) if done[i] and notes[i]],
+        "bytes_on_disk": _bytes_on_disk(store.path),
+    }
+
+
+def _bytes_on_disk(path: Path) -> int:
+    return sum(entry.stat().st_size for entry in Path(path).rglob("*") if entry.is_file())

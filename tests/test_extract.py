@@ -1,0 +1,198 @@
+"""Stage 1 end to end on generated clips: bad inputs, resume after kill -9, two ranks, fingerprints, `info`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from dfer.cli import app
+from dfer.extract.pipeline import ExtractConfig, run
+from dfer.store.clip_store import ClipStore
+from dfer.store.fingerprint import FingerprintMismatch
+from dfer.testing.synth import write_audio, write_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _manifest(folder: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    csv = folder / "manifest.csv"
+    csv.write_text("path,label,speaker,split\n" + "".join(",".join(row) + "\n" for row in rows), encoding="utf-8")
+    return csv
+
+
+@pytest.fixture(scope="module")
+def good_dataset(tmp_path_factory) -> Path:
+    """Eight small generated clips: AV, one video-only, one audio-only, two speakers, two classes."""
+    folder = tmp_path_factory.mktemp("good")
+    rows = []
+    for i in range(6):
+        write_clip(folder / f"clip{i}.mp4", seconds=1.0 + 0.2 * i, tone_hz=300 + 50 * i)
+        rows.append((f"clip{i}.mp4", ["calm", "angry"][i % 2], f"s{i % 2}", "train" if i < 4 else "test"))
+    write_clip(folder / "silent.mp4", seconds=1.0, audio=False)
+    rows.append(("silent.mp4", "calm", "s0", "val"))
+    write_audio(folder / "voice.flac", seconds=1.5)
+    rows.append(("voice.flac", "angry", "s1", "val"))
+    return _manifest(folder, rows)
+
+
+def _config(root: Path, out: Path, **overrides) -> ExtractConfig:
+    settings = dict(dataset="manifest", root=root, out=out, preset="tiny", frames=4, batch=3, progress=False)
+    settings.update(overrides)
+    return ExtractConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def reference_store(good_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "store"
+    summary = run(_config(good_dataset, out))
+    assert (summary.done, summary.failures) == (8, [])
+    return out
+
+
+def assert_stores_equal(a: Path, b: Path) -> None:
+    """Metadata exactly; tokens up to float16 rounding (batch composition may differ between runs)."""
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    assert dict(ga.attrs) == dict(gb.attrs)
+    names = sorted(k for k, v in ga.members(max_depth=None) if isinstance(v, zarr.Array))
+    assert names == sorted(k for k, v in gb.members(max_depth=None) if isinstance(v, zarr.Array))
+    for name in names:
+        x, y = ga[name][:], gb[name][:]
+        if name.endswith("tokens"):
+            np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), rtol=1e-2, atol=1e-2, err_msg=name)
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_store_contents(reference_store):
+    store = ClipStore.open(reference_store, mode="r")
+    ids = store.clip_ids
+    has_video, has_audio = store.array("has_video")[:], store.array("has_audio")[:]
+    silent, voice = ids.index("silent"), ids.index("voice")
+    assert not has_audio[silent] and has_video[silent]
+    assert "no audio stream" in str(store.array("note")[silent])
+    assert store.array("audio/length")[silent] == 0
+    assert has_audio[voice] and not has_video[voice]
+    assert not store.array("video/face_found")[voice].any()
+    assert not store.array("video/tokens")[voice].any()  # audio-only: no face tokens, masked downstream
+    # 80 ms encoder frames over the audio span
+    clip0 = ids.index("clip0")
+    assert abs(store.array("audio/length")[clip0] - 1.0 / 0.08) <= 2
+    assert store.array("audio/num_samples")[clip0] == pytest.approx(16000, abs=160)
+    times = store.array("video/frame_time")[clip0]
+    assert np.all(np.diff(times) > 0) and times[-1] <= 1.0
+    assert store.array("video/tokens")[clip0].std() > 0
+    assert store.array("video/faces").shape[1:3] == (4, 3)
+    assert [store.array("split")[i] for i in range(len(ids))].count("val") == 2
+
+
+def test_bad_inputs_fail_alone(good_dataset, tmp_path):
+    folder = good_dataset.parent
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "notes.mp4").write_text("this is not a video\n")
+    whole = (folder / "clip5.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 3])
+    write_clip(tmp_path / "vidéo émotion.mp4", seconds=1.0)
+    unreadable = tmp_path / "locked.mp4"
+    unreadable.write_bytes(whole)
+    unreadable.chmod(0)
+    write_clip(tmp_path / "ok.mp4", seconds=1.0)
+    rows = [(name, "calm", "s0", "train") for name in
+            ["empty.mp4", "notes.mp4", "truncated.mp4", "vidéo émotion.mp4", "locked.mp4", "ok.mp4"]]
+    summary = run(_config(_manifest(tmp_path, rows), tmp_path / "store"))
+    failed = dict(summary.failures)
+    assert {"empty", "notes", "ok", "vidéo émotion"} & set(failed) == {"empty", "notes"}
+    assert "empty.mp4" in failed["empty"] and "notes.mp4" in failed["notes"]
+    if os.geteuid() != 0:  # root reads any file, so the permission case only fails for other users
+        assert "locked.mp4" in failed["locked"]
+    store = ClipStore.open(tmp_path / "store", mode="r")
+    done = dict(zip(store.clip_ids, store.array("done")[:]))
+    assert done["ok"] and done["vidéo émotion"]
+    assert done["truncated"] or "truncated.mp4" in failed["truncated"]
+
+
+def test_fingerprint_mismatch_names_the_field(reference_store, good_dataset):
+    with pytest.raises(FingerprintMismatch, match="frames"):
+        run(_config(good_dataset, reference_store, frames=8))
+    with pytest.raises(FingerprintMismatch, match="vision.id"):
+        run(_config(good_dataset, reference_store, vision="random:small"))
+
+
+def test_other_listing_is_refused(reference_store, good_dataset):
+    with pytest.raises(ValueError, match="--limit"):
+        run(_config(good_dataset, reference_store, limit=3))
+
+
+def test_rerun_is_a_no_op(reference_store, good_dataset, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in reference_store.rglob("*") if p.is_file()}
+    summary = run(_config(good_dataset, reference_store))
+    assert summary.done == 8
+    after = {p: p.stat().st_mtime_ns for p in reference_store.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dfer", *args]
+
+
+def test_resume_after_kill_equals_clean_run(reference_store, good_dataset, tmp_path):
+    out = tmp_path / "store"
+    args = ["extract", "manifest", str(good_dataset), "--out", str(out), "--frames", "4", "--batch", "1"]
+    process = subprocess.Popen(_cli(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill -9 once some, but not all, clips are done
+        if (out / "zarr.json").exists():
+            try:
+                if zarr.open_group(str(out), mode="r")["done"][:].sum() >= 2:
+                    break
+            except Exception:  # the store is still being created
+                pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = int(zarr.open_group(str(out), mode="r")["done"][:].sum())
+    assert 2 <= partial < 8, "the kill should land mid-run"
+    result = subprocess.run(_cli(*args[:-2], "--batch", "3"), cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert_stores_equal(reference_store, out)
+
+
+def test_two_ranks_equal_one(reference_store, good_dataset, tmp_path):
+    out = tmp_path / "store"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dfer",
+               "extract", "manifest", str(good_dataset), "--out", str(out), "--frames", "4", "--batch", "3"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_stores_equal(reference_store, out)
+
+
+def test_info_json(reference_store):
+    result = CliRunner().invoke(app, ["info", str(reference_store), "--json"])
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.output)
+    for key in ["clips", "done", "failed", "classes", "class_counts", "face_found_ratio", "fingerprint", "arrays",
+                "failures", "bytes_on_disk"]:
+        assert key in facts
+    assert (facts["clips"], facts["done"], facts["failed"]) == (8, 8, 0)
+    assert facts["classes"] == ["calm", "angry"] and facts["class_counts"] == {"calm": 4, "angry": 4}
+    assert facts["arrays"]["video/tokens"]["dtype"] == "float16"
+    assert facts["fingerprint"]["vision"]["id"] == "random:tiny"
+    assert facts["bytes_on_disk"] > 0
+
+
+def test_extract_exit_code_lists_failures(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    write_clip(tmp_path / "ok.mp4", seconds=1.0)
+    csv = _manifest(tmp_path, [("empty.mp4", "a", "s", "train"), ("ok.mp4", "b", "s", "test")])
+    result = CliRunner().invoke(app, ["extract", "manifest", str(csv), "--out", str(tmp_path / "s"), "--frames", "2"])
+    assert result.exit_code == 1
+    assert "empty.mp4" in result.output and "1/2 clips done" in result.output
