@@ -1,0 +1,209 @@
+"""Fusions of per-step audio and visual features into class logits, all behind one interface, chosen by name.
+
+Every fusion takes the same inputs: for each modality it was built for, features (B, T, d) aligned to the T frame
+times and a mask (B, T) bool of the steps where that modality is present, plus the frame times (B, T). So liquid
+fusion and every baseline see exactly the same features and ablations are one config field.
+
+- liquid: a CfC over the T steps on [audio, video, indicators], timespans = real time since the last update;
+  its final state feeds the classifier (the proposed method, see DESIGN.md).
+- late: a classifier per modality on its masked mean over T; logits averaged over the modalities present.
+- concat: masked means over T, concatenated with the indicators, MLP.
+- gated: masked means, each mapped to d and scaled by a learned sigmoid gate computed from all of them (a gated
+  multimodal unit, Arevalo et al. 2017); a missing modality contributes nothing.
+- xattn: audio steps attend to video steps and video to audio (one block each way), then masked means, concat, MLP.
+
+A fusion built for one modality ("audio" or "video" mode) only ever sees that one: liquid becomes a CfC over that
+stream, late/concat/gated a pooled classifier, xattn has nothing to attend across and pools directly. Missing inputs
+are zeros with False masks, so a clip with nothing usable gives the classifier a zero vector: finite logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dfer.heads.cfc import CfC
+from dfer.heads.temporal import TIME_SCALE
+
+FUSIONS = ("liquid", "late", "concat", "gated", "xattn")
+MODALITIES = ("av", "audio", "video")
+STREAMS = {"av": ("audio", "video"), "audio": ("audio",), "video": ("video",)}  # mode -> streams, in a fixed order
+
+Features = dict[str, torch.Tensor]  # stream name -> (B, T, d) features, or (B, T) bool masks
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (B, T, d), mask (B, T) bool -> (B, d) mean over the masked-in steps; zeros where there are none."""
+    m = mask[..., None].to(x.dtype)  # (B, T, 1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, d)
+
+
+def classifier(width: int, num_classes: int, dropout: float, hidden: int | None = None) -> nn.Sequential:
+    """LayerNorm -> (Linear -> GELU ->) Dropout -> Linear. LayerNorm maps a zero vector to zero: no input, bias only."""
+    if hidden is None:
+        return nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, num_classes))
+    return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, num_classes))
+
+
+def since_last_update(frame_time: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """frame_time (B, T) seconds, mask (B, T) bool -> (B, T) time since the previous masked-in step (or the clip start).
+
+    Skipped steps keep the CfC state, so the gap at the next used step must span everything since the last update.
+    """
+    used = torch.where(mask, frame_time.float(), float("-inf"))  # (B, T)
+    last = torch.cummax(used, 1).values  # (B, T) time of the latest used step up to and including t
+    start = last.new_full((last.shape[0], 1), float("-inf"))  # (B, 1)
+    previous = torch.cat([start, last[:, :-1]], 1)  # (B, T) latest used step strictly before t
+    previous = torch.where(torch.isfinite(previous), previous, 0.0)  # no update yet: count from the clip start
+    return (frame_time.float() - previous).clamp(min=0.0)  # (B, T)
+
+
+class ModalityDropout(nn.Module):
+    """In training, with probability p per sample that has both modalities, hide one of them (either, 50/50).
+
+    It only edits the masks: the fusions zero what is masked, so the model learns to classify from audio alone, from
+    video alone and from both, and one checkpoint serves all three at test time. Never drops both; a no-op in eval.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, masks: Features) -> Features:
+        if not self.training or self.p <= 0 or set(masks) != {"audio", "video"}:
+            return masks
+        audio, video = masks["audio"], masks["video"]  # (B, T) each
+        both = audio.any(1) & video.any(1)  # (B,)
+        drop = both & (torch.rand(both.shape, device=audio.device) < self.p)  # (B,)
+        drop_audio = torch.rand(both.shape, device=audio.device) < 0.5  # (B,) which one
+        return {"audio": audio & ~(drop & drop_audio)[:, None], "video": video & ~(drop & ~drop_audio)[:, None]}
+
+
+class Fusion(nn.Module):
+    """Base: `streams` is ("audio", "video"), ("audio",) or ("video",)."""
+
+    def __init__(self, streams: tuple[str, ...]):
+        super().__init__()
+        self.streams = streams
+
+    def indicators(self, masks: Features) -> torch.Tensor:
+        """(B, M) float: 1 where a stream has any step present. Tells a zero feature "missing" from "small"."""
+        return torch.stack([masks[s].any(1) for s in self.streams], -1).float()
+
+    def pooled(self, feats: Features, masks: Features) -> list[torch.Tensor]:
+        return [masked_mean(feats[s], masks[s]) for s in self.streams]  # M x (B, d)
+
+
+class LiquidFusion(Fusion):
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, cfc_units: int, **_):
+        super().__init__(streams)
+        M = len(streams)
+        self.cfc = CfC(M * d + M, cfc_units, backbone_units=cfc_units, dropout=dropout)
+        self.head = classifier(cfc_units, num_classes, dropout)
+
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+        steps = [feats[s] * masks[s][..., None] for s in self.streams]  # M x (B, T, d), zeros where missing
+        present = torch.stack([masks[s] for s in self.streams], -1)  # (B, T, M) per-step modality indicators
+        x = torch.cat(steps + [present.to(steps[0].dtype)], -1)  # (B, T, M*d + M)
+        step_mask = present.any(-1)  # (B, T): a step with no modality at all keeps the state
+        # Seconds x TIME_SCALE: a typical gap (0.1-0.3 s) becomes O(1), where the time gate sigmoid(a*t + b) responds.
+        timespans = since_last_update(frame_time, step_mask) * TIME_SCALE  # (B, T)
+        _, final = self.cfc(x, timespans, step_mask)  # (B, H); zeros if no step was used
+        return {"logits": self.head(final)}  # (B, C)
+
+
+class LateFusion(Fusion):
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, **_):
+        super().__init__(streams)
+        self.heads = nn.ModuleDict({s: classifier(d, num_classes, dropout, hidden=d) for s in streams})
+
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+        out = {f"logits_{s}": self.heads[s](p) for s, p in zip(self.streams, self.pooled(feats, masks))}  # (B, C) each
+        if len(self.streams) == 1:
+            return {"logits": out[f"logits_{self.streams[0]}"], **out}
+        present = self.indicators(masks)  # (B, M)
+        stacked = torch.stack([out[f"logits_{s}"] for s in self.streams], 1)  # (B, M, C)
+        # Average over the modalities present; with none present, the plain average (classifiers on zero inputs).
+        weight = torch.where(present.any(1, keepdim=True), present, torch.ones_like(present))  # (B, M)
+        logits = (stacked * weight[..., None]).sum(1) / weight.sum(1, keepdim=True)  # (B, C)
+        return {"logits": logits, **out}
+
+
+class ConcatFusion(Fusion):
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, **_):
+        super().__init__(streams)
+        M = len(streams)
+        self.head = classifier(M * d + M, num_classes, dropout, hidden=d)
+
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+        x = torch.cat(self.pooled(feats, masks) + [self.indicators(masks)], -1)  # (B, M*d + M)
+        return {"logits": self.head(x)}  # (B, C)
+
+
+class GatedFusion(Fusion):
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, **_):
+        super().__init__(streams)
+        M = len(streams)
+        self.value = nn.ModuleDict({s: nn.Linear(d, d) for s in streams})
+        self.gate = nn.Linear(M * d + M, M * d)  # one gate per modality and feature, from everything present
+        self.head = classifier(d, num_classes, dropout, hidden=d)
+
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+        pooled, present = self.pooled(feats, masks), self.indicators(masks)  # M x (B, d), (B, M)
+        gate = torch.sigmoid(self.gate(torch.cat(pooled + [present], -1)))  # (B, M*d)
+        gate = gate.reshape(gate.shape[0], len(self.streams), -1) * present[..., None]  # (B, M, d), 0 if missing
+        values = torch.stack([torch.tanh(self.value[s](p)) for s, p in zip(self.streams, pooled)], 1)  # (B, M, d)
+        return {"logits": self.head((gate * values).sum(1))}  # (B, d) -> (B, C)
+
+
+class CrossBlock(nn.Module):
+    """Pre-norm cross-attention + MLP, residual on the queries: x (B, T, d) attends to y (B, T, d) where y_mask."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm_q, self.norm_kv = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
+        has_keys = y_mask.any(1)  # (B,)
+        # A sample with no keys would softmax over nothing (NaN): let it attend anywhere, then drop the update.
+        pad = ~(y_mask | ~has_keys[:, None])  # (B, T) True = ignore
+        kv = self.norm_kv(y)
+        update, _ = self.attn(self.norm_q(x), kv, kv, key_padding_mask=pad, need_weights=False)  # (B, T, d)
+        x = x + update * has_keys[:, None, None]  # (B, T, d)
+        return x + self.mlp(x)  # (B, T, d)
+
+
+class CrossAttentionFusion(Fusion):
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, heads: int = 4, **_):
+        super().__init__(streams)
+        M = len(streams)
+        # Bidirectional only with two streams; a single stream has nothing to attend across and is pooled as is.
+        self.cross = nn.ModuleDict({s: CrossBlock(d, heads, dropout) for s in streams} if M == 2 else {})
+        self.head = classifier(M * d + M, num_classes, dropout, hidden=d)
+
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+        feats = {s: feats[s] * masks[s][..., None] for s in self.streams}  # (B, T, d) each, zeros where missing
+        if len(self.streams) == 2:
+            a, v = self.streams
+            feats = {a: self.cross[a](feats[a], feats[v], masks[v]),  # audio queries, video keys
+                     v: self.cross[v](feats[v], feats[a], masks[a])}  # video queries, audio keys
+        x = torch.cat(self.pooled(feats, masks) + [self.indicators(masks)], -1)  # (B, M*d + M)
+        return {"logits": self.head(x)}  # (B, C)
+
+
+_FUSIONS = {"liquid": LiquidFusion, "late": LateFusion, "concat": ConcatFusion, "gated": GatedFusion,
+            "xattn": CrossAttentionFusion}
+
+
+def build_fusion(name: str, modalities: str, d: int, num_classes: int, dropout: float = 0.1, heads: int = 4,
+                 cfc_units: int = 128) -> Fusion:
+    if name not in _FUSIONS:
+        raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
+    if modalities not in STREAMS:
+        raise ValueError(f"unknown modalities {modalities!r}; choose one of {MODALITIES}")
+    return _FUSIONS[name](STREAMS[modalities], d=d, num_classes=num_classes, dropout=dropout, heads=heads,
+                          cfc_units=cfc_units)

@@ -1,0 +1,108 @@
+"""HeadConfig and DferHeads: the stage-2 model that turns one cached batch into class logits.
+
+    video_tokens (B, T, N, D) --RoiCompressor--> (B, T, K, d) --TemporalEncoder--> (B, T, d) -.
+    audio_tokens (B, Ta, Da) --SegmentAttentionPool (cut at frame_time)-----------> (B, T, d) -+-> fusion -> (B, C)
+
+Only the streams of `modalities` are built and read: an "audio" model has no video modules and never touches
+video_tokens / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
+Step masks come from the batch: video = has_video & face_found (a crop of a borrowed or centre box is not a face we
+trust), audio = has_audio & "the segment holds audio frames". Modality dropout (training only) edits those masks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dfer.heads.fusion import FUSIONS, MODALITIES, STREAMS, ModalityDropout, build_fusion
+from dfer.heads.roi import RoiCompressor
+from dfer.heads.segment_pool import SegmentAttentionPool
+from dfer.heads.temporal import TemporalEncoder
+
+
+@dataclass(kw_only=True)
+class HeadConfig:
+    """Everything needed to rebuild DferHeads; plain types only, so `to_dict()` is JSON and checkpoints need no pickle.
+
+    The encoder-side fields (vision_dim, num_tokens, grid, image_size, audio_dim, audio_frame_seconds) describe the
+    cache and should be copied from its fingerprint; the rest are the heads' own sizes.
+    """
+
+    vision_dim: int  # D, SigLIP token width
+    audio_dim: int  # Da, FastConformer token width
+    num_tokens: int  # N patches per frame = grid * grid
+    grid: int  # patches per side of the crop
+    image_size: int  # crop side in pixels (the unit of the landmarks)
+    num_classes: int
+    audio_frame_seconds: float = 0.08  # FastConformer: 10 ms mel hop x 8 subsampling
+    d_model: int = 128
+    roi_queries: int = 16  # K tokens per frame
+    temporal_layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    fusion: str = "liquid"
+    modalities: str = "av"
+    modality_dropout: float = 0.2
+    cfc_units: int = 128
+    frame_pool: str = "flatten"  # how the temporal encoder joins a frame's K tokens: "flatten" or "mean"
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
+        if self.modalities not in MODALITIES:
+            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
+        if "video" in STREAMS[self.modalities] and self.grid * self.grid != self.num_tokens:
+            raise ValueError(f"num_tokens={self.num_tokens} is not grid*grid={self.grid}*{self.grid}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HeadConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown HeadConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+class DferHeads(nn.Module):
+    """Stage-2 heads. forward(batch) -> {"logits": (B, C)} plus "logits_audio" / "logits_video" for late fusion."""
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = c = config
+        self.streams = STREAMS[c.modalities]
+        if "video" in self.streams:
+            self.roi = RoiCompressor(c.vision_dim, c.d_model, c.grid, c.image_size, c.roi_queries, c.heads, c.dropout)
+            self.temporal = TemporalEncoder(c.d_model, c.roi_queries, c.temporal_layers, c.heads, c.dropout,
+                                            c.frame_pool)
+        if "audio" in self.streams:
+            self.audio_pool = SegmentAttentionPool(c.audio_dim, c.d_model, c.audio_frame_seconds, c.heads)
+        self.modality_dropout = ModalityDropout(c.modality_dropout)
+        self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        frame_time = batch["frame_time"]  # (B, T) seconds
+        B, T = frame_time.shape
+        feats, masks = {}, {}
+        if "video" in self.streams:
+            has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
+            face_found = batch["face_found"].bool()  # (B, T)
+            masks["video"] = has_video.bool()[:, None] & face_found  # (B, T)
+            rois = self.roi(batch["video_tokens"], batch["landmarks"], face_found)  # (B, T, K, d)
+            feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
+        if "audio" in self.streams:
+            has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
+            feats["audio"], segment_mask = self.audio_pool(batch["audio_tokens"], batch["audio_length"], frame_time)
+            masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
+        masks = self.modality_dropout(masks)
+        return self.fusion(feats, masks, frame_time)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

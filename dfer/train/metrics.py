@@ -1,0 +1,85 @@
+"""Evaluation metrics for one run and their summary over folds (DESIGN.md "Metrics").
+
+Every value returned is a plain Python int/float/list/dict, so a run's metrics go straight into its results JSON.
+Rates are fractions in [0, 1]; the report module turns them into the percentages DFER papers print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, recall_score
+
+ECE_BINS = 15  # Guo et al. 2017 ("On calibration of modern neural networks") use 15 equal-width bins
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-1 ECE: sum over equal-width confidence bins of (bin share) * |accuracy - mean confidence|.
+
+    Bins are (k/n_bins, (k+1)/n_bins] as in Guo et al.; a confidence of exactly 0 goes to the first bin.
+    scikit-learn has no ECE, hence this.
+    """
+    conf = probs.max(axis=1)  # (n,)
+    correct = probs.argmax(axis=1) == labels  # (n,)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)  # (n,) bin index
+    ece = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """WAR, UAR, F1s, ECE, NLL, per-class scores and the confusion matrix of one evaluation.
+
+    labels: (n,) int class indices; probs: (n, C) class probabilities (softmax outputs), C == len(classes).
+
+    WAR (weighted average recall) is plain accuracy. UAR (unweighted average recall) is the mean of the per-class
+    recalls over the classes present in `labels`, the DFER literature's definition: a class with no test samples
+    (e.g. in a small fold) has no recall to average, so it must not count as 0. macro_f1 is averaged over the same
+    present classes for the same reason; weighted_f1 weights by support, so absent classes weigh nothing anyway.
+    `per_class` and `confusion` cover all C classes (absent ones get support 0 and zero_division=0 scores).
+    """
+    labels = np.asarray(labels).astype(int)
+    probs = np.asarray(probs, dtype=np.float64)
+    n, n_classes = probs.shape
+    if labels.shape != (n,) or n_classes != len(classes):
+        raise ValueError(f"labels {labels.shape} / probs {probs.shape} / {len(classes)} classes do not match")
+    preds = probs.argmax(axis=1)  # (n,)
+    present = np.unique(labels).tolist()
+    everything = list(range(n_classes))
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, preds, labels=everything, zero_division=0
+    )
+    p_true = np.clip(probs[np.arange(n), labels], 1e-12, None)  # (n,) floor keeps a confident miss finite
+    return {
+        "WAR": float(accuracy_score(labels, preds)),
+        "UAR": float(recall_score(labels, preds, labels=present, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(labels, preds, labels=present, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(labels, preds, labels=everything, average="weighted", zero_division=0)),
+        "ece": expected_calibration_error(labels, probs),
+        "nll": float(-np.log(p_true).mean()),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(classes)
+        },
+        "confusion": confusion_matrix(labels, preds, labels=everything).astype(int).tolist(),  # (C, C), rows = true
+        "n": int(n),
+    }
+
+
+def summarise_folds(results: list[dict], keys: Sequence[str] = ("WAR", "UAR", "macro_f1", "weighted_f1")) -> dict:
+    """{key: {"mean", "std", "values"}} over the folds' metrics dicts, for the "mean ± std" of a k-fold protocol.
+
+    std is the sample standard deviation (ddof=1), the spread one would expect of another fold split, and 0.0 for
+    a single fold (where ddof=1 is undefined).
+    """
+    summary = {}
+    for key in keys:
+        values = [float(r[key]) for r in results]
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary[key] = {"mean": float(np.mean(values)), "std": std, "values": values}
+    return summary

@@ -1,0 +1,112 @@
+"""Human-readable views of metrics: a confusion-matrix PNG, rich tables for the terminal, RESULTS.md rows.
+
+Input is what `dfer.train.metrics` returns (fractions in [0, 1]); everything shown is in percent, as DFER papers
+report WAR/UAR/F1, except counts and NLL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.table import Table
+
+# (key in the metrics dict, column label), in the order every view shows them
+HEADLINE = (("WAR", "WAR"), ("UAR", "UAR"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def save_confusion_png(confusion: Sequence[Sequence[int]], classes: list[str], path: str | Path, title: str) -> Path:
+    """Write the confusion matrix (rows = true class) as a PNG and return its path.
+
+    Colours are row-normalised (recall per true class), so rare classes are as legible as common ones; the cells
+    show the raw counts. Uses a bare Agg canvas, not pyplot, so no global backend or figure state is touched.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)  # (C, C)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)  # (C, C), empty rows stay 0
+    size = 1.5 + 0.6 * len(classes)
+    fig = Figure(figsize=(size + 1.0, size), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    for i, j in np.ndindex(cm.shape):
+        ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                color="white" if norm[i, j] > 0.5 else "black")  # light text on dark cells
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def metrics_table(metrics: dict) -> Table:
+    """One run's metrics: the headline numbers (WAR, UAR, F1s, ECE, NLL, n), then a row per class."""
+    table = Table("metric", title="evaluation (rates in %)")
+    for column in ("value", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for key, label in HEADLINE:
+        table.add_row(label, _pct(metrics[key]))
+    table.add_row("ECE", _pct(metrics["ece"]))
+    table.add_row("NLL", f"{metrics['nll']:.4f}")
+    table.add_row("n", str(metrics["n"]))
+    table.add_section()
+    for name, s in metrics["per_class"].items():
+        table.add_row(name, "", _pct(s["precision"]), _pct(s["recall"]), _pct(s["f1"]), str(s["support"]))
+    return table
+
+
+def folds_table(summary: dict) -> Table:
+    """`summarise_folds` output as mean ± std per metric, with the per-fold values beside it."""
+    table = Table("metric", title=f"{_n_folds(summary)} folds (%)")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("folds", justify="right")
+    labels = dict(HEADLINE)
+    for key, s in summary.items():
+        folds = " ".join(_pct(v) for v in s["values"])
+        table.add_row(labels.get(key, key), f"{_pct(s['mean'])} ± {_pct(s['std'])}", folds)
+    return table
+
+
+def _n_folds(summary: dict) -> int:
+    return max((len(s["values"]) for s in summary.values()), default=0)
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")  # a bare | would split the markdown cell
+
+
+def markdown_header(extra: Sequence[str] = ()) -> str:
+    """Header and separator lines of a RESULTS.md table whose rows come from `markdown_row` with these extra keys."""
+    names = ["name", *(label + " (%)" for _, label in HEADLINE), *extra]
+    return "| " + " | ".join(names) + " |\n|" + "---|" * len(names)
+
+
+def markdown_row(name: str, summary_or_metrics: dict, extra: dict | None = None) -> str:
+    """One RESULTS.md row: name, WAR, UAR, macro-F1, weighted-F1 (percent), then `extra`'s values in its order.
+
+    Takes either a `summarise_folds` summary (cells "mean ± std") or one run's `classification_metrics` (cells are
+    the single value), so a k-fold protocol and a single split land in the same table. Pair it with
+    `markdown_header(list(extra))`; extra holds e.g. {"fusion": "liquid", "commit": "abc1234", "command": "..."}.
+    """
+    cells = [_cell(name)]
+    for key, _ in HEADLINE:
+        v = summary_or_metrics.get(key)
+        if isinstance(v, dict):
+            cells.append(f"{_pct(v['mean'])} ± {_pct(v['std'])}")
+        else:
+            cells.append("–" if v is None else _pct(v))
+    cells += [_cell(v) for v in (extra or {}).values()]
+    return "| " + " | ".join(cells) + " |"

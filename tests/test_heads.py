@@ -1,0 +1,308 @@
+"""Stage-2 heads at toy size: shapes, masks, ROI prior, CfC time semantics, every fusion x modality, learnability."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dfer.heads import FUSIONS, MODALITIES, DferHeads, HeadConfig
+from dfer.heads.cfc import CfC, CfCCell
+from dfer.heads.fusion import ModalityDropout, since_last_update
+from dfer.heads.roi import REGIONS, RoiCompressor
+from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
+from dfer.heads.temporal import TemporalEncoder
+
+# Toy sizes: a 4x4 grid of 16 tokens on 64 px crops (the `tiny` vision preset), 40 audio frames = 3.2 s.
+D, DA, GRID, SIZE, T, TA, d, C, FRAME_S = 32, 24, 4, 64, 6, 40, 32, 4, 0.08
+N = GRID * GRID
+# (5, 2) a frontal face in a 64 px crop; no point on a patch border, so "the patch containing it" is unambiguous
+LANDMARKS = torch.tensor([[22.0, 26.0], [42.0, 26.0], [33.0, 37.0], [24.0, 46.0], [41.0, 46.0]])
+
+
+def tiny_config(**overrides) -> HeadConfig:
+    sizes = dict(vision_dim=D, audio_dim=DA, num_tokens=N, grid=GRID, image_size=SIZE, num_classes=C, d_model=d,
+                 roi_queries=8, temporal_layers=1, heads=2, cfc_units=d)
+    return HeadConfig(**{**sizes, **overrides})
+
+
+def make_batch(kinds: list[str], labels: torch.Tensor | None = None, signal: float = 0.0, seed: int = 0) -> dict:
+    """A batch of clips of kind "av", "audio" (no video) or "video" (no audio), 2.0-3.2 s long, cache conventions.
+
+    With `signal`, every video token and every valid audio frame is shifted by signal x a fixed random direction of
+    the clip's class, so the label is learnable from either modality.
+    """
+    g = torch.Generator().manual_seed(seed)
+    B = len(kinds)
+    labels = torch.randint(0, C, (B,), generator=g) if labels is None else labels
+    seconds = 2.0 + 1.2 * torch.rand(B, generator=g)  # (B,)
+    frame_time = (torch.arange(T) + 0.5) / T * seconds[:, None]  # (B, T) uniform sampling, real seconds
+    has_video = torch.tensor([k != "audio" for k in kinds])
+    has_audio = torch.tensor([k != "video" for k in kinds])
+    audio_length = torch.where(has_audio, (seconds / FRAME_S).long().clamp(max=TA), 0)  # (B,)
+
+    direction = torch.randn(C, D, generator=torch.Generator().manual_seed(123))
+    video = torch.randn(B, T, N, D, generator=g) + signal * direction[labels][:, None, None]  # (B, T, N, D)
+    video = video * has_video[:, None, None, None]  # audio-only clips: all zero
+    direction_a = torch.randn(C, DA, generator=torch.Generator().manual_seed(456))
+    audio = torch.randn(B, TA, DA, generator=g) + signal * direction_a[labels][:, None]  # (B, Ta, Da)
+    audio = audio * (torch.arange(TA) < audio_length[:, None])[..., None]  # zero padded
+
+    landmarks = LANDMARKS + 2 * torch.randn(B, T, 5, 2, generator=g)  # (B, T, 5, 2) a little head motion
+    landmarks[~has_video] = float("nan")  # no face at all
+    face_found = has_video[:, None].expand(B, T).clone()
+    return dict(video_tokens=video, landmarks=landmarks, face_found=face_found, has_video=has_video,
+                has_audio=has_audio, frame_time=frame_time, audio_tokens=audio, audio_length=audio_length, label=labels)
+
+
+MIXED = ["av", "av", "audio", "video", "av"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Toy tensors gain nothing from intra-op threads, and when another process holds a core, every parallel op waits
+    for a descheduled thread: 60 training steps went from ~1 s to ~80 s with 2 threads on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- ROI compressor
+
+
+def test_roi_shapes_and_missing_faces_are_finite():
+    torch.manual_seed(0)
+    roi = RoiCompressor(D, d, GRID, SIZE, num_queries=8, heads=2).eval()
+    batch = make_batch(["av", "audio"])
+    out = roi(batch["video_tokens"], batch["landmarks"], batch["face_found"])
+    assert out.shape == (2, T, 8, d)
+    assert torch.isfinite(out).all()  # clip 1: NaN landmarks, no face anywhere
+    # No usable landmarks = saliency only: NaN landmarks and "face not found" give the same output.
+    tokens, lm = batch["video_tokens"][:1], batch["landmarks"][:1]
+    no_face = roi(tokens, lm, torch.zeros(1, T, dtype=torch.bool))
+    torch.testing.assert_close(roi(tokens, torch.full_like(lm, float("nan")), None), no_face)
+    assert not torch.allclose(roi(tokens, lm, None), no_face)  # and the landmarks do matter when present
+
+
+def test_roi_prior_peaks_at_landmarks():
+    roi = RoiCompressor(D, d, GRID, SIZE, num_queries=8, heads=2)
+    landmarks = LANDMARKS[None]  # (1, 5, 2)
+    maps = roi.landmark_maps(landmarks, torch.tensor([True]))[0]  # (R, N)
+    assert maps.shape == (len(REGIONS), N)
+    points = roi.landmark_points(landmarks)[0]  # (R, 2): the 5 points, brows, mouth centre
+    patch = SIZE / GRID
+    for r, (x, y) in enumerate(points.tolist()):
+        assert maps[r].argmax().item() == int(y // patch) * GRID + int(x // patch), REGIONS[r]
+    torch.testing.assert_close(points[:5], LANDMARKS)
+    assert (points[5:7, 1] < LANDMARKS[:2, 1]).all()  # brows above the eyes (y grows downwards)
+    # Query 0 starts on the left eye: its prior peaks there; the last K//4 queries start with no prior at all.
+    prior = roi.prior(landmarks, torch.tensor([True]))[0]  # (K, N)
+    assert prior[0].argmax() == maps[0].argmax() and prior[0].max() > 1.0
+    assert torch.equal(prior[-2:], torch.zeros(2, N))
+    assert torch.equal(roi.prior(landmarks, torch.tensor([False])), torch.zeros(1, 8, N))
+
+
+# ---------------------------------------------------------------- temporal encoder
+
+
+def test_temporal_masks_and_all_masked_is_zero():
+    torch.manual_seed(0)
+    enc = TemporalEncoder(d, num_tokens=8, layers=2, heads=2).eval()
+    tokens, time = torch.randn(3, T, 8, d), torch.linspace(0.2, 2.8, T).expand(3, T)
+    mask = torch.ones(3, T, dtype=torch.bool)
+    mask[1, 2:4] = False
+    mask[2] = False  # a clip without video
+    out = enc(tokens, time, mask)
+    assert out.shape == (3, T, d) and torch.isfinite(out).all()
+    assert torch.equal(out[2], torch.zeros(T, d)) and torch.equal(out[1, 2:4], torch.zeros(2, d))
+    perturbed = tokens.clone()
+    perturbed[1, 2:4] = 100.0  # masked frames must not leak into the others
+    torch.testing.assert_close(enc(perturbed, time, mask), out)
+    assert not torch.allclose(enc(tokens, time * 1.5, mask)[0], out[0])  # real timestamps matter
+
+
+# ---------------------------------------------------------------- segment attention pooling
+
+
+def test_segment_index_matches_midpoint_rule():
+    frame_time = torch.tensor([[0.1, 0.5, 0.6, 2.0], [0.33, 0.95, 1.51, 2.13]])  # uneven gaps, no midpoint on a centre
+    seg = segment_index(frame_time, TA, FRAME_S)  # (B, Ta)
+    for b in range(2):
+        t = frame_time[b].tolist()
+        for j in range(TA):
+            centre = (j + 0.5) * FRAME_S
+            expected = sum(centre >= (t[i] + t[i + 1]) / 2 for i in range(len(t) - 1))
+            assert seg[b, j].item() == expected
+
+
+def test_segment_pool_masks_and_padding():
+    torch.manual_seed(0)
+    pool = SegmentAttentionPool(DA, d, FRAME_S, heads=2)
+    torch.nn.init.normal_(pool.query)  # a non-trivial query, so the softmax really weights frames
+    batch = make_batch(["av", "video", "av"])
+    lengths = batch["audio_length"].clone()
+    lengths[2] = 10  # 0.8 s of audio: the later segments are empty
+    out, mask = pool(batch["audio_tokens"], lengths, batch["frame_time"])
+    assert out.shape == (3, T, d) and mask.shape == (3, T)
+    assert mask[0].all() and not mask[1].any()  # zero-length audio: all segments empty
+    assert torch.equal(out[1], torch.zeros(T, d))
+    assert mask[2, 0] and not mask[2, -1] and torch.equal(out[2][~mask[2]], torch.zeros(int((~mask[2]).sum()), d))
+    # Frames at or beyond audio_length do not count, whatever they hold (NaN included).
+    perturbed = batch["audio_tokens"].clone()
+    perturbed[2, 10:] = 5 * torch.randn(TA - 10, DA)
+    perturbed[0, lengths[0]:] = float("nan")
+    out2, mask2 = pool(perturbed, lengths, batch["frame_time"])
+    torch.testing.assert_close(out2, out)
+    assert torch.equal(mask2, mask)
+    # Inside the length, frames do count.
+    perturbed[2, 0] += torch.randn(DA)  # (a constant shift would vanish in the input LayerNorm)
+    assert not torch.allclose(pool(perturbed, lengths, batch["frame_time"])[0][2, 0], out[2, 0])
+
+
+# ---------------------------------------------------------------- CfC
+
+
+def test_cfc_mask_keeps_state_and_timespans_matter():
+    torch.manual_seed(0)
+    cfc = CfC(5, 7, backbone_units=16)
+    x, ts = torch.randn(2, T, 5), torch.rand(2, T) + 0.1
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[0, 2:4] = False
+    states, final = cfc(x, ts, mask)
+    assert states.shape == (2, T, 7) and final.shape == (2, 7)
+    assert torch.equal(states[0, 2], states[0, 1]) and torch.equal(states[0, 3], states[0, 1])
+    assert not torch.equal(states[0, 4], states[0, 3])
+    _, none_used = cfc(x, ts, torch.zeros(2, T, dtype=torch.bool))
+    assert torch.equal(none_used, torch.zeros(2, 7))  # nothing used: still the initial state
+    _, other = cfc(x, ts * 3, mask)
+    assert not torch.allclose(other, final)
+
+
+def test_cfc_batch_equals_single_samples():
+    """Catches the ncps bug class: each sample's gaps must act on that sample only."""
+    torch.manual_seed(0)
+    cfc = CfC(5, 7, backbone_units=16)
+    x, ts = torch.randn(2, T, 5), torch.tensor([[0.1] * T, [2.0] * T])
+    mask = torch.tensor([[True] * T, [True, False] * (T // 2)])
+    states, _ = cfc(x, ts, mask)
+    for b in range(2):
+        torch.testing.assert_close(cfc(x[b:b + 1], ts[b:b + 1], mask[b:b + 1])[0], states[b:b + 1])
+
+
+def test_cfc_cell_matches_ncps():
+    ncps = pytest.importorskip("ncps.torch")
+    torch.manual_seed(0)
+    theirs = ncps.CfCCell(5, 7, backbone_units=16, backbone_layers=1)
+    ours = CfCCell(5, 7, backbone_units=16, backbone_layers=1)
+    ours.load_state_dict(theirs.state_dict())
+    x, h, ts = torch.randn(3, 5), torch.randn(3, 7), torch.tensor([0.1, 1.0, 4.0])
+    expected, _ = theirs(x, h, ts[:, None])  # (B, 1) gaps: the shape its own CfC layer fails to pass
+    torch.testing.assert_close(ours(x, h, ts), expected)
+    # Its sequence layer is right for batch size 1, and then agrees with ours.
+    layer = ncps.CfC(5, 7, backbone_units=16, backbone_layers=1, return_sequences=True, batch_first=True)
+    layer.rnn_cell.load_state_dict(theirs.state_dict())
+    seq = CfC(5, 7, backbone_units=16)
+    seq.cell.load_state_dict(theirs.state_dict())
+    xs, tss = torch.randn(1, T, 5), torch.rand(1, T) + 0.1
+    hs_theirs = []
+    h = torch.zeros(1, 7)
+    for t in range(T):
+        h, _ = theirs(xs[:, t], h, tss[:, t, None])
+        hs_theirs.append(h)
+    torch.testing.assert_close(seq(xs, tss)[0], torch.stack(hs_theirs, 1))
+    torch.testing.assert_close(layer(xs, timespans=tss)[1], seq(xs, tss)[1])
+
+
+def test_since_last_update():
+    time = torch.tensor([[0.5, 1.0, 1.5, 2.0, 2.5]])
+    mask = torch.tensor([[False, True, False, False, True]])
+    torch.testing.assert_close(since_last_update(time, mask), torch.tensor([[0.5, 1.0, 0.5, 1.0, 1.5]]))
+
+
+# ---------------------------------------------------------------- fusion and the whole model
+
+
+def test_modality_dropout_never_drops_both():
+    torch.manual_seed(0)
+    drop = ModalityDropout(1.0)
+    audio = torch.tensor([True, True, False, True] * 25)[:, None].expand(100, T)
+    video = torch.tensor([True, False, True, True] * 25)[:, None].expand(100, T)
+    out = drop({"audio": audio, "video": video})
+    a, v = out["audio"].any(1), out["video"].any(1)
+    assert (a | v).all()  # never both
+    both = audio.any(1) & video.any(1)
+    assert not (a & v & both).any()  # p=1: every sample with both lost one
+    assert torch.equal(a[~both], audio.any(1)[~both]) and torch.equal(v[~both], video.any(1)[~both])
+    assert 0 < a[both].sum() < both.sum()  # either one can go
+    drop.eval()
+    assert drop({"audio": audio, "video": video})["audio"] is audio
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("modalities", MODALITIES)
+def test_every_fusion_and_modality(fusion, modalities):
+    torch.manual_seed(0)
+    model = DferHeads(tiny_config(fusion=fusion, modalities=modalities))
+    batch = make_batch(MIXED)
+    if modalities == "audio":  # an audio-only dataset has no video arrays at all
+        batch = {k: v for k, v in batch.items() if k not in ("video_tokens", "landmarks", "face_found", "has_video")}
+        assert not hasattr(model, "roi") and not hasattr(model, "temporal")
+    if modalities == "video":
+        batch = {k: v for k, v in batch.items() if k not in ("audio_tokens", "audio_length", "has_audio")}
+        assert not hasattr(model, "audio_pool")
+    for mode in (model.train, model.eval):
+        mode()
+        out = model(batch)
+        assert out["logits"].shape == (len(MIXED), C) and torch.isfinite(out["logits"]).all()
+    if fusion == "late" and modalities == "av":
+        assert out["logits_audio"].shape == out["logits_video"].shape == (len(MIXED), C)
+
+
+def test_model_batch_equals_single_clips():
+    torch.manual_seed(0)
+    model = DferHeads(tiny_config()).eval()
+    batch = make_batch(MIXED)
+    together = model(batch)["logits"]
+    for b in range(len(MIXED)):
+        alone = model({k: v[b:b + 1] for k, v in batch.items()})["logits"]
+        torch.testing.assert_close(alone, together[b:b + 1], rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model = DferHeads(tiny_config(modality_dropout=0.0)).train()
+    batch = make_batch(["av"] * 4)
+    torch.nn.functional.cross_entropy(model(batch)["logits"], batch["label"]).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, missing
+
+
+def test_config_round_trips_through_json():
+    config = tiny_config(fusion="gated", modalities="video")
+    assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown HeadConfig fields"):
+        HeadConfig.from_dict({**config.to_dict(), "typo": 1})
+    with pytest.raises(ValueError, match="fusion"):
+        tiny_config(fusion="sum")
+    with pytest.raises(ValueError, match="grid"):
+        tiny_config(num_tokens=15)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_learns_a_synthetic_task(fusion):
+    torch.manual_seed(0)
+    model = DferHeads(tiny_config(fusion=fusion))
+    labels = torch.arange(32) % C
+    batch = make_batch(["av"] * 24 + ["audio"] * 4 + ["video"] * 4, labels, signal=0.5, seed=1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model(batch)["logits"], labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(batch)["logits"].argmax(-1) == labels).float().mean().item()
+    assert accuracy > 0.75, f"{fusion}: training accuracy {accuracy:.2f} (chance {1 / C:.2f})"
