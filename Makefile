@@ -6,12 +6,17 @@ DFER := $(VENV)/bin/dfer
 STAMP := $(VENV)/.dfer-installed
 
 DATASET ?= cremad
-ROOT ?= samples/cremad
-PRESET ?= tiny
-DEVICE ?= cpu
+ROOT ?=
+PRESET ?= base
+DEVICE ?=
+FUSION ?=
+MODALITIES ?=
 STORE ?= cache/$(DATASET)-$(PRESET)
+RUN ?= runs/$(DATASET)-$(PRESET)$(if $(FUSION),-$(FUSION))$(if $(MODALITIES),-$(MODALITIES))
+EXTRACT_RECIPE := $(wildcard recipes/$(DATASET)/extract.yaml)
+TRAIN_RECIPE := $(wildcard recipes/$(DATASET)/train.yaml)
 
-.PHONY: install test test-all demo extract clean
+.PHONY: install test test-all demo extract train clean
 
 install: $(STAMP)
 
@@ -30,13 +35,24 @@ test: install
 test-all: install
 	$(PY) -m pytest -q
 
+# extract -> train -> evaluate on the bundled CREMA-D sample, tiny encoders, CPU
 demo: install
-	$(DFER) extract cremad samples/cremad --out cache/demo --preset tiny
+	$(DFER) extract cremad samples/cremad --out cache/demo --recipe recipes/demo/extract.yaml
 	$(DFER) info cache/demo
+	$(DFER) train cache/demo --out runs/demo --recipe recipes/demo/train.yaml
+	$(DFER) evaluate runs/demo --store cache/demo
 
+# make extract DATASET=ravdess ROOT=/data/RAVDESS [PRESET=base] [DEVICE=cuda]
 extract: install
-	$(DFER) extract $(DATASET) $(ROOT) --out $(STORE) --preset $(PRESET) --device $(DEVICE)
+	@test -n "$(ROOT)" || (echo "make extract needs ROOT=/path/to/$(DATASET)"; exit 2)
+	$(DFER) extract $(DATASET) $(ROOT) --out $(STORE) $(if $(EXTRACT_RECIPE),--recipe $(EXTRACT_RECIPE)) \
+		--preset $(PRESET) $(if $(DEVICE),--device $(DEVICE))
 	$(DFER) info $(STORE)
 
+# make train DATASET=ravdess [PRESET=base] [FUSION=late] [MODALITIES=audio]
+train: install
+	$(DFER) train $(STORE) --out $(RUN) $(if $(TRAIN_RECIPE),--recipe $(TRAIN_RECIPE)) \
+		$(if $(FUSION),--fusion $(FUSION)) $(if $(MODALITIES),--modalities $(MODALITIES)) $(if $(DEVICE),--device $(DEVICE))
+
 clean:
-	rm -rf cache/demo runs .pytest_cache
+	rm -rf cache/demo runs/demo .pytest_cache

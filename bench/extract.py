@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,7 @@ def child(spec: dict) -> dict:
         if not hasattr(pipeline, name):
             raise SystemExit(f"bench/extract.py: dfer.extract.pipeline.{name} is gone; update the bench's timers")
 
-    seconds = {"build": 0.0, "extract": 0.0, "decode": 0.0, "faces": 0.0, "encode": 0.0, "write": 0.0}
+    seconds = {"build": 0.0, "extract": 0.0, "cpu": 0.0, "decode": 0.0, "faces": 0.0, "encode": 0.0, "write": 0.0}
     marks: dict[str, float] = {}
 
     def timed(key, fn):
@@ -133,11 +134,30 @@ def child(spec: dict) -> dict:
         __call__ = timed("faces", pipeline.FaceCropper.__call__)
 
     pipeline._load_encoders = load_and_mark
-    pipeline._extract_clips = timed("extract", pipeline._extract_clips)
+    extract_clips = timed("extract", pipeline._extract_clips)
+
+    # CPU seconds of the clip loop too: CPU s / wall s near the core count means the loop had the cores to
+    # itself; much lower means it waited (on I/O, or on other work sharing the machine).
+    def extract_and_count_cpu(*args, **kwargs):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            return extract_clips(*args, **kwargs)
+        finally:
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            seconds["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    pipeline._extract_clips = extract_and_count_cpu
     pipeline.decode_clip = timed("decode", pipeline.decode_clip)
     pipeline.FaceCropper = TimedCropper
     pipeline.encode_batch = timed("encode", pipeline.encode_batch)
-    ClipStore.write_clip = timed("write", ClipStore.write_clip)
+    write_clip = timed("write", ClipStore.write_clip)
+    rss_trace: list[float] = []  # current (not peak) RSS in MiB after each clip is written
+
+    def write_and_sample(*args, **kwargs):
+        write_clip(*args, **kwargs)
+        rss_trace.append(current_rss_mib())
+
+    ClipStore.write_clip = write_and_sample
 
     cfg = pipeline.ExtractConfig(
         dataset=spec["dataset"], root=Path(spec["root"]), out=Path(spec["out"]), preset=spec["preset"],
@@ -153,12 +173,31 @@ def child(spec: dict) -> dict:
         gpu_peak_mib = None
     return {
         "clips": summary.clips, "done": summary.done, "failures": summary.failures, "problems": summary.problems,
-        "build_s": seconds["build"], "extract_s": seconds["extract"], "total_s": total,
+        "build_s": seconds["build"], "extract_s": seconds["extract"], "extract_cpu_s": seconds["cpu"], "total_s": total,
         "stage_s": {k: seconds[k] for k in ("decode", "faces", "encode", "write")},
         "clips_per_s": summary.done / seconds["extract"] if seconds["extract"] > 0 else None,
         "peak_rss_mib": peak_kb / 1024, "rss_after_build_mib": marks.get("rss_after_build_kb", 0) / 1024,
-        "gpu_peak_mib": gpu_peak_mib, "torch_threads": torch.get_num_threads(),
+        "gpu_peak_mib": gpu_peak_mib, "torch_threads": torch.get_num_threads(), "rss_trace_mib": rss_trace,
     }
+
+
+def current_rss_mib() -> float:
+    """Resident set size now (Linux /proc), in MiB; NaN elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_slope(trace: list[float], skip: int) -> float | None:
+    """Least-squares slope (MiB per clip) of current RSS over the clips after the first `skip` (one batch)."""
+    ys = trace[skip:]
+    if len(ys) < 2:
+        return None
+    xs = range(len(ys))
+    mx, my = sum(xs) / len(ys), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 
 # -------------------------------------------------------------------------------- parent: plan and report
@@ -168,24 +207,50 @@ def measure(name: str, spec: dict, log: Path) -> dict | None:
     """Run one measurement in a fresh process; None (with a message) when it fails."""
     print(f"[bench] {name}: {spec['preset']} preset, {spec['count']} {spec['kind']} clips ...", flush=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    shutil.rmtree(spec["out"], ignore_errors=True)  # a store left by an earlier run would resume: 0 clips to do
+    busy_before, child_before, start = machine_busy_s(), children_cpu_s(), time.perf_counter()
     with log.open("w") as err:
         proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=err, text=True)
+    wall = time.perf_counter() - start
+    # Cores kept busy by everything else on the machine while this measurement ran (0 = it had the machine).
+    other_cores = (machine_busy_s() - busy_before - (children_cpu_s() - child_before)) / wall
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         print(f"[bench] {name} FAILED (exit {proc.returncode}); last lines of {log}:\n{tail}", flush=True)
         return None
     result = json.loads(lines[-1])
+    result["other_load_cores"] = max(other_cores, 0.0) if other_cores == other_cores else None
     if result["failures"] or result["done"] != spec["count"]:
         print(f"[bench] {name}: {result['done']}/{spec['count']} clips done; failures: {result['failures']}")
     print(f"[bench] {name}: {result['clips_per_s']:.2f} clips/s, peak RSS {result['peak_rss_mib']:.0f} MiB "
-          f"(build {result['build_s']:.1f} s, extract {result['extract_s']:.1f} s)", flush=True)
+          f"(build {result['build_s']:.1f} s, extract {result['extract_s']:.1f} s wall, "
+          f"{result['extract_cpu_s']:.1f} s CPU; other work on the machine: {other_cores:.2f} cores)", flush=True)
     return result
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (Linux /proc/stat); NaN elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user nice system idle iowait irq softirq steal
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def table(results: dict[str, dict]) -> str:
     header = ("| run | clips | clips/s | s/clip | decode | faces | encoders | writes | build s | "
-              "RSS after build MiB | peak RSS MiB |")
+              "CPU use | other load | RSS after build MiB | peak RSS MiB |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name, r in results.items():
         done = max(r["done"], 1)
@@ -193,7 +258,9 @@ def table(results: dict[str, dict]) -> str:
         lines.append(
             f"| {name} | {r['done']} | {r['clips_per_s']:.2f} | {r['extract_s'] / done:.2f} | "
             f"{per['decode']:.2f} | {per['faces']:.2f} | {per['encode']:.2f} | {per['write']:.3f} | "
-            f"{r['build_s']:.1f} | {r['rss_after_build_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
+            f"{r['build_s']:.1f} | {r['extract_cpu_s'] / r['extract_s']:.2f} | {fmt(r['other_load_cores'])} | "
+            f"{r['rss_after_build_mib']:.0f} | "
+            f"{r['peak_rss_mib']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -260,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         figures[f"{key}_peak_rss_mib"] = round(r["peak_rss_mib"], 1)
         figures[f"{key}_rss_after_build_mib"] = round(r["rss_after_build_mib"], 1)
         figures[f"{key}_build_s"] = round(r["build_s"], 2)
+        figures[f"{key}_cpu_use"] = round(r["extract_cpu_s"] / r["extract_s"], 2)
+        if r["other_load_cores"] is not None:
+            figures[f"{key}_other_load_cores"] = round(r["other_load_cores"], 2)
         if r["gpu_peak_mib"] is not None:
             figures[f"{key}_gpu_peak_mib"] = round(r["gpu_peak_mib"], 1)
     small, large = results.get("tiny_av"), results.get(f"tiny_av{args.growth}x")
@@ -267,11 +337,19 @@ def main(argv: list[str] | None = None) -> int:
         ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
         extra_small = small["peak_rss_mib"] - small["rss_after_build_mib"]
         extra_large = large["peak_rss_mib"] - large["rss_after_build_mib"]
+        trace = large["rss_trace_mib"]
+        slope = rss_slope(trace, args.batch)
         figures["rss_growth_ratio"] = round(ratio, 3)
         figures["rss_growth_clips"] = [n, big]
+        figures["rss_above_build_mib"] = [round(extra_small, 1), round(extra_large, 1)]
+        if slope is not None:
+            figures["rss_slope_mib_per_clip"] = round(slope, 2)
         print(f"\nPeak RSS, tiny preset: {small['peak_rss_mib']:.0f} MiB for {n} clips, "
               f"{large['peak_rss_mib']:.0f} MiB for {big} clips: ratio {ratio:.3f} "
               f"(above the post-build level: {extra_small:.0f} vs {extra_large:.0f} MiB)")
+        if slope is not None:
+            print(f"Current RSS over the {big}-clip run: {trace[args.batch - 1]:.0f} MiB after the first batch, "
+                  f"{trace[-1]:.0f} MiB after the last clip, slope {slope:+.2f} MiB/clip after the first batch")
     failed = [name for key, name, _ in plan if key not in results]
     if failed:
         figures["failed"] = failed
@@ -280,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
         (work / "results.json").write_text(json.dumps({"figures": figures, "runs": results}, indent=2) + "\n")
         print(f"stores, logs and results.json kept in {work}")
     else:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures))
     return 1 if failed else 0

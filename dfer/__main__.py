@@ -1,5 +1,5 @@
 """`python -m dfer` (and `torchrun -m dfer`) run the CLI."""
 
-from dfer.cli import app
+from dfer.cli import main
 
-app()
+main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -20,27 +21,27 @@ def extract(
     dataset: str = typer.Argument(..., help="ravdess, cremad or manifest"),
     root: Path = typer.Argument(..., help="the dataset's folder (for manifest: the CSV file)"),
     out: Path = typer.Option(..., "--out", help="the Zarr store to create or resume"),
-    preset: str = typer.Option("tiny", help="encoder preset: tiny, small, base, large, base-random, large-random"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of extraction settings (flags below override it)"),
+    preset: Optional[str] = typer.Option(None, help="encoder preset: tiny (default), small, base, large, base-random, large-random"),
     vision: Optional[str] = typer.Option(None, help="vision encoder: hub id, local folder or random:<arch>"),
     audio: Optional[str] = typer.Option(None, help="audio encoder: hub id, .nemo file, folder or random:<arch>"),
-    frames: int = typer.Option(16, help="frames sampled uniformly per clip"),
-    batch: int = typer.Option(8, help="clips per encoder call"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    frames: Optional[int] = typer.Option(None, help="frames sampled uniformly per clip (16)"),
+    batch: Optional[int] = typer.Option(None, help="clips per encoder call (8)"),
+    device: Optional[str] = typer.Option(None, help="cpu (default) or cuda"),
     limit: Optional[int] = typer.Option(None, help="only the first N clips of the sorted listing"),
-    keep_media: bool = typer.Option(True, "--keep-media/--no-keep-media", help="store face crops and waveforms for fine-tuning"),
-    workers: int = typer.Option(0, help="decoding worker processes"),
-    seed: int = typer.Option(0, help="seed of random-init encoders (part of the fingerprint)"),
-    max_seconds: float = typer.Option(16.0, help="longer clips are analysed over their central window"),
+    keep_media: Optional[bool] = typer.Option(None, "--keep-media/--no-keep-media", help="store face crops and waveforms for fine-tuning (on)"),
+    workers: Optional[int] = typer.Option(None, help="decoding worker processes (0)"),
+    seed: Optional[int] = typer.Option(None, help="seed of random-init encoders, part of the fingerprint (0)"),
+    max_seconds: Optional[float] = typer.Option(None, help="longer clips are analysed over their central window (16)"),
     classes: Optional[str] = typer.Option(None, help="manifest only: comma-separated class order"),
 ) -> None:
     """Decode, crop faces and run the frozen encoders once per clip, into a resumable Zarr cache."""
-    from dfer.extract.pipeline import ExtractConfig, run
+    from dfer.extract.pipeline import extract_config, run
 
-    options = {"classes": classes.split(",")} if classes else {}
-    summary = run(ExtractConfig(
-        dataset=dataset, root=root, out=out, preset=preset, vision=vision, audio=audio, frames=frames, batch=batch,
-        device=device, limit=limit, keep_media=keep_media, workers=workers, seed=seed, max_seconds=max_seconds,
-        dataset_options=options,
+    summary = run(extract_config(
+        recipe, dataset=dataset, root=root, out=out, preset=preset, vision=vision, audio=audio, frames=frames,
+        batch=batch, device=device, limit=limit, keep_media=keep_media, workers=workers, seed=seed,
+        max_seconds=max_seconds, dataset_options={"classes": classes.split(",")} if classes else None,
     ))
     if not summary.is_main:  # under torchrun only rank 0 reports
         raise typer.Exit(1 if summary.failures else 0)
@@ -81,3 +82,101 @@ def info(
     console.print(table)
     for failure in facts["failures"]:
         console.print(f"[red]failed[/] {failure['clip_id']}: {failure['error']}")
+
+
+@app.command()
+def train(
+    store: Path = typer.Argument(..., help="a dfer cache (Zarr store or .h5 export)"),
+    out: Path = typer.Option(..., "--out", help="run folder"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of training settings (flags below override it)"),
+    fusion: Optional[str] = typer.Option(None, help="liquid, late, concat, gated or xattn"),
+    modalities: Optional[str] = typer.Option(None, help="av, audio or video"),
+    fold: Optional[str] = typer.Option(None, help="a fold number, all (default), or none (train on every clip)"),
+    epochs: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    lr: Optional[float] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    balance: Optional[str] = typer.Option(None, help="none, sampler or loss"),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda"),
+    workers: Optional[int] = typer.Option(None, help="DataLoader workers reading the cache"),
+    in_memory: Optional[bool] = typer.Option(None, "--in-memory/--from-disk", help="load the cache into RAM first"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
+) -> None:
+    """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std)."""
+    from dfer.train.config import make_config
+    from dfer.train.run import train as run_training
+
+    cfg = make_config(recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs, batch_size=batch_size,
+                      lr=lr, seed=seed, balance=balance, device=device, workers=workers, in_memory=in_memory)
+    run_training(store, out, cfg, resume=resume)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="a run folder (with config.json and best.safetensors)"),
+    store: Optional[Path] = typer.Option(None, help="a cache made with the run's encoders"),
+    dataset: Optional[str] = typer.Option(None, help="with --root: extract this folder with the run's encoders first"),
+    root: Optional[Path] = typer.Option(None),
+    device: str = typer.Option("cpu"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Score a run's best checkpoint: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
+    from dfer.train.checkpoint import load_run
+    from dfer.train.evaluate import cache_for_folder, evaluate as score, extract_like_run
+    from dfer.train.report import metrics_table
+
+    if (store is None) == (dataset is None or root is None):
+        errors.print("give either --store STORE or --dataset NAME --root DIR")
+        raise typer.Exit(2)
+    if store is None:
+        _, config = load_run(run)
+        store = extract_like_run(config, dataset, root, cache_for_folder(config, dataset, root), device)
+    metrics = score(run, store, device)
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    console.print(f"{run} on {store}: {metrics['subset']}")
+    console.print(metrics_table(metrics))
+
+
+@app.command()
+def params(
+    preset: str = typer.Option("base", help="encoder preset"),
+    fusion: str = typer.Option("liquid"),
+    modalities: str = typer.Option("av"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Parameter counts per module (frozen encoders, trainable heads) and the total against the 800M budget."""
+    from dfer.params import parameter_table
+
+    facts = parameter_table(preset, fusion, modalities)
+    if as_json:
+        print(json.dumps(facts))
+        return
+    table = Table(title=f"{preset} / {fusion} / {modalities}")
+    for column in ("module", "parameters", "trainable in stage 2"):
+        table.add_column(column)
+    for name, row in facts["modules"].items():
+        table.add_row(name, f"{row['parameters']:,}", "yes" if row["trainable"] else "frozen")
+    table.add_row("total", f"{facts['total']:,}", f"{facts['trainable']:,} trainable")
+    console.print(table)
+    console.print(f"budget {facts['budget']:,}: {'within' if facts['within_budget'] else 'OVER'}")
+
+
+@app.command("export-h5")
+def export_h5(store: Path = typer.Argument(...), out: Path = typer.Argument(...)) -> None:
+    """Copy a Zarr cache into one HDF5 file (same arrays and attributes); `dfer train` reads either."""
+    from dfer.store.h5 import export_h5 as export
+
+    console.print(f"wrote {export(store, out)}")
+
+
+def main() -> None:
+    """The console script: a user's mistake (bad path, mismatched cache, unknown option value) is one red line."""
+    from dfer.store.fingerprint import FingerprintMismatch
+
+    try:
+        app()
+    except (FileNotFoundError, FingerprintMismatch, ValueError) as error:
+        errors.print(f"[red]error:[/] {error}")
+        sys.exit(2)

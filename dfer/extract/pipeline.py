@@ -8,7 +8,7 @@ device is, and the encoders see batches of several clips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import dfer
+from dfer.recipe import load_recipe
 from dfer.data import list_dataset
 from dfer.data.clip import Clip, DatasetListing
 from dfer.encoders import load_audio, load_vision, resolve_preset
@@ -47,6 +48,16 @@ class ExtractConfig:
     workers: int = 0  # decoding processes
     dataset_options: dict = field(default_factory=dict)
     progress: bool = True
+
+
+def extract_config(recipe: Path | None = None, **settings) -> ExtractConfig:
+    """Recipe values, then every setting that is not None; unknown recipe keys are an error naming them."""
+    values = load_recipe(recipe) if recipe else {}
+    known = {f.name for f in fields(ExtractConfig)}
+    if set(values) - known:
+        raise ValueError(f"{recipe}: unknown extraction settings {sorted(set(values) - known)}; known: {sorted(known)}")
+    values.update({key: value for key, value in settings.items() if value is not None})
+    return ExtractConfig(**values)
 
 
 @dataclass

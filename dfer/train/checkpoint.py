@@ -1,0 +1,69 @@
+"""Run folders on disk: safetensors weights and JSON, so loading a run never unpickles anything.
+
+A run folder holds `config.json` (training settings, head config, classes, the cache fingerprint and
+path, the split), `best.safetensors` / `last.safetensors` (head weights), and `resume.safetensors` +
+`resume.json` (optimizer and schedule state) so `--resume` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dfer.heads import DferHeads, HeadConfig
+
+
+def write_json(path: Path, value: dict) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(value, indent=2))
+    partial.replace(path)
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> None:
+    state = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
+    partial = path.with_suffix(".partial")
+    save_file(state, str(partial))
+    partial.replace(path)
+
+
+def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    return load_file(str(path), device=str(device))
+
+
+def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads, dict]:
+    """Rebuild the heads of a run folder from its JSON config and weights."""
+    run = Path(run)
+    config_path = run / "config.json"
+    if not config_path.exists():
+        folds = sorted(p.name for p in run.glob("fold*") if (p / "config.json").exists())
+        hint = f" It holds fold runs {folds}: pass one, e.g. {run / folds[0]}." if folds else ""
+        raise FileNotFoundError(f"{run}: not a dfer run (no config.json).{hint}")
+    config = json.loads(config_path.read_text())
+    heads = DferHeads(HeadConfig.from_dict(config["heads"]))
+    heads.load_state_dict(load_weights(run / f"{which}.safetensors", device))
+    return heads.to(device).eval(), config
+
+
+def save_resume(run: Path, optimizer: torch.optim.Optimizer, scheduler, progress: dict) -> None:
+    """Optimizer tensors flattened into safetensors; everything else (epoch, best UAR, ...) as JSON."""
+    state = optimizer.state_dict()
+    tensors = {f"{pid}.{key}": value.detach().cpu().contiguous()
+               for pid, slots in state["state"].items() for key, value in slots.items()}
+    save_file(tensors, str(run / "resume.partial"))
+    (run / "resume.partial").replace(run / "resume.safetensors")
+    write_json(run / "resume.json", {**progress, "param_groups": state["param_groups"],
+                                     "scheduler": scheduler.state_dict()})
+
+
+def load_resume(run: Path, optimizer: torch.optim.Optimizer, scheduler) -> dict:
+    info = json.loads((run / "resume.json").read_text())
+    slots: dict[int, dict] = {}
+    for name, value in load_file(str(run / "resume.safetensors")).items():
+        pid, key = name.split(".", 1)
+        slots.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": slots, "param_groups": info.pop("param_groups")})
+    scheduler.load_state_dict(info.pop("scheduler"))
+    return info

@@ -1,0 +1,70 @@
+"""Training settings: defaults here, a recipe YAML over them, command-line flags over that."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dfer.heads import FUSIONS, MODALITIES, HeadConfig
+from dfer.recipe import load_recipe
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    fusion: str = "liquid"
+    modalities: str = "av"
+    fold: str = "all"  # a fold number, "all", or "none" (every clip trains: a final model)
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3  # heads are small and inputs frozen: a high rate converges in few epochs
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05  # of all steps, linear warm-up before the cosine decay
+    label_smoothing: float = 0.1
+    balance: str = "none"  # "sampler" (class-balanced sampling), "loss" (class-weighted loss) or "none"
+    grad_clip: float = 1.0
+    patience: int = 10  # epochs without a better validation UAR before stopping
+    seed: int = 0
+    val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none
+    workers: int = 0  # DataLoader workers reading the cache
+    in_memory: bool = False  # load the needed arrays into RAM once (when the cache fits)
+    device: str = "cpu"
+    threads: int = 1  # CPU threads for the heads: they are small, and OpenMP threads spinning beside loader
+    # workers or another job slow each tiny op down by orders of magnitude
+    heads: dict = field(default_factory=dict)  # HeadConfig fields: d_model, roi_queries, temporal_layers, ...
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
+        if self.modalities not in MODALITIES:
+            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
+        if self.balance not in ("none", "sampler", "loss"):
+            raise ValueError(f"balance must be none, sampler or loss, not {self.balance!r}")
+        self.fold = str(self.fold)
+        known = {f.name for f in dataclasses.fields(HeadConfig)}
+        if set(self.heads) - known:
+            raise ValueError(f"unknown heads settings {sorted(set(self.heads) - known)}; known: {sorted(known)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_config(recipe: Path | None = None, **overrides) -> TrainConfig:
+    """Recipe values, then every override that is not None. Unknown keys are an error naming them."""
+    values = load_recipe(recipe) if recipe else {}
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{recipe or 'settings'}: unknown training settings {unknown}; known: {sorted(known)}")
+    return TrainConfig(**values)
+
+
+def head_config(fingerprint: dict, classes: list[str], train: TrainConfig) -> HeadConfig:
+    """The heads' input sizes come from the cache's encoders; their own sizes from the recipe."""
+    vision, audio = fingerprint["vision"], fingerprint["audio"]
+    return HeadConfig(
+        vision_dim=vision["dim"], num_tokens=vision["num_tokens"], grid=vision["grid"],
+        image_size=vision["image_size"], audio_dim=audio["dim"], audio_frame_seconds=audio["frame_seconds"],
+        num_classes=len(classes), fusion=train.fusion, modalities=train.modalities, **train.heads,
+    )

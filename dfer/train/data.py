@@ -1,0 +1,73 @@
+"""Batches of cached clips for the heads: only the arrays the chosen modalities need, read per clip.
+
+An audio-only model never reads `video/tokens` (the largest array by far), so it trains at the speed of the
+audio tokens. Audio tokens are stored padded to the store's longest span; a batch is trimmed to its own
+longest clip, which is most of the speed-up on short-clip datasets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dfer.heads.fusion import STREAMS
+from dfer.store.reader import CacheReader
+
+# batch key -> (cache array, the stream that needs it; None = every model)
+FIELDS = {
+    "video_tokens": ("video/tokens", "video"),
+    "landmarks": ("video/landmarks", "video"),
+    "face_found": ("video/face_found", "video"),
+    "audio_tokens": ("audio/tokens", "audio"),
+    "audio_length": ("audio/length", "audio"),
+    "has_video": ("has_video", None),
+    "has_audio": ("has_audio", None),
+    "frame_time": ("video/frame_time", None),
+    "label": ("label", None),
+}
+
+
+def fields_for(modalities: str) -> dict[str, str]:
+    streams = STREAMS[modalities]
+    return {key: array for key, (array, stream) in FIELDS.items() if stream is None or stream in streams}
+
+
+class CachedClips(Dataset):
+    """Clip rows `indices` of a cache; with `in_memory` the needed arrays are loaded once up front."""
+
+    def __init__(self, reader: CacheReader, indices: list[int], modalities: str, in_memory: bool = False):
+        self.reader, self.indices = reader, list(indices)
+        self.fields = fields_for(modalities)
+        self.memory = None
+        if in_memory:
+            rows = np.asarray(self.indices, dtype=np.int64)
+            self.memory = {key: reader.read_all(array)[rows] for key, array in self.fields.items()}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, np.ndarray]:
+        if self.memory is not None:
+            return {key: values[position] for key, values in self.memory.items()}
+        index = self.indices[position]
+        return {key: self.reader.read(array, index) for key, array in self.fields.items()}
+
+
+def collate(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    batch = {}
+    for key in rows[0]:
+        values = np.stack([row[key] for row in rows])
+        if values.dtype == np.float16:
+            values = values.astype(np.float32)
+        batch[key] = torch.from_numpy(values)
+    if "audio_tokens" in batch:
+        longest = max(int(batch["audio_length"].max()), 1)
+        batch["audio_tokens"] = batch["audio_tokens"][:, :longest]  # (B, Ta_batch, Da)
+        batch["audio_length"] = batch["audio_length"].long()
+    batch["label"] = batch["label"].long()
+    return batch
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
