@@ -203,8 +203,22 @@ def rss_slope(trace: list[float], skip: int) -> float | None:
 # -------------------------------------------------------------------------------- parent: plan and report
 
 
-def measure(name: str, spec: dict, log: Path) -> dict | None:
+def wait_for_quiet(limit_s: float, threshold: float = 0.25) -> float:
+    """Wait up to `limit_s` for other work to use under `threshold` cores (2 s samples); the last sample."""
+    deadline = time.perf_counter() + limit_s
+    while True:
+        before = machine_busy_s()
+        time.sleep(2.0)
+        busy = (machine_busy_s() - before) / 2.0
+        if not busy > threshold or time.perf_counter() >= deadline:  # NaN (no /proc) counts as quiet
+            return busy
+        print(f"[bench] waiting for the machine to quieten: other work uses {busy:.2f} cores", flush=True)
+
+
+def measure(name: str, spec: dict, log: Path, quiet_wait_s: float) -> dict | None:
     """Run one measurement in a fresh process; None (with a message) when it fails."""
+    if quiet_wait_s > 0:
+        wait_for_quiet(quiet_wait_s)
     print(f"[bench] {name}: {spec['preset']} preset, {spec['count']} {spec['kind']} clips ...", flush=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     shutil.rmtree(spec["out"], ignore_errors=True)  # a store left by an earlier run would resume: 0 clips to do
@@ -244,6 +258,16 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -259,8 +283,7 @@ def table(results: dict[str, dict]) -> str:
             f"| {name} | {r['done']} | {r['clips_per_s']:.2f} | {r['extract_s'] / done:.2f} | "
             f"{per['decode']:.2f} | {per['faces']:.2f} | {per['encode']:.2f} | {per['write']:.3f} | "
             f"{r['build_s']:.1f} | {r['extract_cpu_s'] / r['extract_s']:.2f} | {fmt(r['other_load_cores'])} | "
-            f"{r['rss_after_build_mib']:.0f} | "
-            f"{r['peak_rss_mib']:.0f} |"
+            f"{r['rss_after_build_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -276,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-clips", type=int, default=60, help="RAVDESS speech clips (60 = all of Actor_01)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
+                        help="seconds to wait, before each measurement, for other work on the machine to stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -283,44 +308,57 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
-    if not (args.data / "cremad").is_dir() or not (args.data / "ravdess_speech_16k").is_dir():
-        print(f"[bench] SKIPPED: real data folder {args.data} is absent (pass --data DIR); nothing measured")
+    have_av = bool(av_sources(args.data))
+    have_audio = any((args.data / "ravdess_speech_16k").glob("Actor_*/*.flac"))
+    if not have_av and not have_audio:
+        print(f"[bench] SKIPPED: no real data under {args.data} (pass --data DIR); nothing measured")
         print(json.dumps({"skipped": f"no data at {args.data}"}))
         return 0
+    if not have_av:
+        print(f"[bench] skipping the AV measurements: no cremad/VideoFlash/*.flv or ravdess_av/Actor_*/*.mp4 "
+              f"under {args.data}")
+    if not have_audio:
+        print(f"[bench] skipping the audio measurements: no ravdess_speech_16k/Actor_*/*.flac under {args.data}")
 
     keep = args.out is not None
     work = args.out.resolve() if keep else Path(tempfile.mkdtemp(prefix="dfer-bench-extract-"))
     work.mkdir(parents=True, exist_ok=True)
     n, big = args.av_clips, args.av_clips * args.growth
-    small_manifest = make_av_manifest(args.data, work / "av", n)
-    big_manifest = make_av_manifest(args.data, work / "av", big)
-    audio_root = make_audio_root(args.data, work / "speech", args.audio_clips)
 
     plan: list[tuple[str, str, dict]] = []  # (result key, table name, spec)
     for preset in args.presets:
         key = preset.replace("-", "_")
-        plan.append((f"{key}_av", f"{preset} AV", dict(dataset="manifest", root=str(small_manifest), kind="AV", count=n, preset=preset)))
-        if preset == "tiny" and args.growth > 1:
-            plan.append((f"{key}_av{args.growth}x", f"{preset} AV x{args.growth}",
-                         dict(dataset="manifest", root=str(big_manifest), kind="AV", count=big, preset=preset)))
-        plan.append((f"{key}_audio", f"{preset} audio", dict(dataset="ravdess", root=str(audio_root), kind="audio",
-                                                             count=args.audio_clips, preset=preset)))
+        if have_av:
+            av = dict(dataset="manifest", kind="AV", preset=preset)
+            plan.append((f"{key}_av", f"{preset} AV", dict(av, root=str(make_av_manifest(args.data, work / "av", n)),
+                                                            count=n)))
+            if preset == "tiny" and args.growth > 1:
+                root = str(make_av_manifest(args.data, work / "av", big))
+                plan.append((f"{key}_av{args.growth}x", f"{preset} AV x{args.growth}", dict(av, root=root, count=big)))
+        if have_audio:
+            root = str(make_audio_root(args.data, work / "speech", args.audio_clips))
+            plan.append((f"{key}_audio", f"{preset} audio",
+                         dict(dataset="ravdess", kind="audio", preset=preset, root=root, count=args.audio_clips)))
 
     results: dict[str, dict] = {}
     names: dict[str, str] = {}
     started = time.perf_counter()
     for key, name, spec in plan:
         spec.update(out=str(work / "stores" / key), frames=args.frames, batch=args.batch, device=args.device)
-        result = measure(name, spec, work / f"{key}.log")
+        result = measure(name, spec, work / f"{key}.log", args.quiet_wait)
         if result is not None:
             results[key], names[key] = result, name
 
     print()
-    print(f"Stage-1 extraction, {args.device}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-          f"{args.frames} frames, batch {args.batch}, keep_media on; per-stage columns are s/clip")
+    print(f"Stage-1 extraction on {args.device}, {os.cpu_count()} CPU cores ({cpu_model()}), {args.frames} frames, "
+          f"batch {args.batch}, keep_media on")
     print(table({names[k]: r for k, r in results.items()}))
+    print("decode/faces/encoders/writes: s per clip in each stage; CPU use: CPU s / wall s of the clip loop "
+          f"({os.cpu_count()} = all cores); other load: cores busy with other work during the run (contention "
+          "slows the faces and encoders far more than proportionally); RSS after build: peak before the first clip")
 
-    figures: dict = {"device": args.device, "cpu_cores": os.cpu_count(), "frames": args.frames, "batch": args.batch}
+    figures: dict = {"device": args.device, "cpu_cores": os.cpu_count(), "cpu": cpu_model(), "frames": args.frames,
+                     "batch": args.batch}
     for key, r in results.items():
         figures[f"{key}_clips"] = r["done"]
         figures[f"{key}_clips_per_s"] = round(r["clips_per_s"], 3)

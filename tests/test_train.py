@@ -1,0 +1,185 @@
+"""Stage 2 through the real store, reader, splits, loop and CLI, on a synthetic cache that carries its labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dfer.cli import app
+from dfer.extract.pipeline import extract_config
+from dfer.heads import FUSIONS
+from dfer.store.fingerprint import FingerprintMismatch
+from dfer.store.h5 import export_h5
+from dfer.store.reader import open_cache
+from dfer.testing.synthetic_store import make_synthetic_store
+from dfer.train.config import make_config
+from dfer.train.evaluate import evaluate
+from dfer.train.run import train
+from dfer.train.splits import plan
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
+
+
+def quick(**overrides):
+    settings = dict(epochs=8, batch_size=16, lr=3e-3, patience=8, heads=SMALL_HEADS, fold="1")
+    settings.update(overrides)
+    return make_config(None, **settings)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_synthetic_store(tmp_path_factory.mktemp("syn") / "store")
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_fusion_learns_av(store, tmp_path, fusion):
+    result = train(store, tmp_path / "run", quick(fusion=fusion), show=False)
+    assert result.runs["fold1"]["UAR"] > 0.7  # chance is 1/3
+
+
+@pytest.mark.parametrize("modalities", ["audio", "video"])
+def test_unimodal_modes_learn(store, tmp_path, modalities):
+    result = train(store, tmp_path / "run", quick(modalities=modalities), show=False)
+    assert result.runs["fold1"]["UAR"] > 0.7
+
+
+def test_unimodal_models_skip_clips_without_their_modality(store):
+    reader = open_cache(store)
+    has_audio = reader.read_all("has_audio")
+    (split,), _ = plan(reader, "1", "audio", seed=0)
+    assert all(has_audio[i] for i in split.train + split.val + split.test)
+
+
+def test_validation_is_held_out_by_speaker(store):
+    reader = open_cache(store)
+    speakers = reader.read_all("speaker")
+    splits, skipped = plan(reader, "all", "av", seed=0)
+    assert [s.name for s in splits] == ["fold1", "fold2", "fold3"] and skipped == []
+    for split in splits:
+        train_, val, test = (set(speakers[getattr(split, p)]) for p in ("train", "val", "test"))
+        assert val and not (train_ & val) and not (train_ & test) and not (val & test)
+        assert any("held out training speakers" in note for note in split.notes)
+
+
+def test_official_split_protocol(tmp_path):
+    store = make_synthetic_store(tmp_path / "store", split_protocol=True)
+    (split,), _ = plan(open_cache(store), "all", "av", seed=0)
+    assert split.name == "official" and split.val and split.test
+
+
+def test_fold_all_reports_mean_and_std(store, tmp_path):
+    result = CliRunner().invoke(app, ["train", str(store), "--out", str(tmp_path / "run"), "--epochs", "2",
+                                      "--batch-size", "16", "--fusion", "concat"])
+    assert result.exit_code == 0, result.output
+    assert "±" in result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["folds"]) == {"fold1", "fold2", "fold3"}
+    assert summary["summary"]["UAR"]["std"] >= 0
+    for fold in ("fold1", "fold2", "fold3"):
+        run = tmp_path / "run" / fold
+        for name in ("config.json", "best.safetensors", "last.safetensors", "log.csv", "results.json", "confusion.png"):
+            assert (run / name).exists(), name
+        assert list((run / "tensorboard").iterdir())
+    assert (tmp_path / "run" / "results.md").read_text().count("|") > 8
+
+
+def test_missing_fold_is_skipped_with_a_note(tmp_path):
+    store = make_synthetic_store(tmp_path / "store", speakers=2, folds=3)  # speakers in folds 1 and 2 only
+    splits, skipped = plan(open_cache(store), "all", "av", seed=0)
+    assert [s.name for s in splits] == ["fold1", "fold2"]
+    assert skipped and "fold 3" in skipped[0]
+
+
+def test_same_seed_same_metrics(store, tmp_path):
+    a = train(store, tmp_path / "a", quick(epochs=3), show=False).runs["fold1"]
+    b = train(store, tmp_path / "b", quick(epochs=3), show=False).runs["fold1"]
+    assert a == b
+    c = train(store, tmp_path / "c", quick(epochs=3, seed=1), show=False).runs["fold1"]
+    assert c["nll"] != a["nll"]
+
+
+def test_resume_continues_where_it_stopped(store, tmp_path):
+    straight = tmp_path / "straight"
+    train(store, straight, quick(epochs=4), show=False)
+    interrupted = tmp_path / "interrupted"
+
+    class StopAfterTwo:
+        def step(self, loss):
+            pass
+
+        def epoch(self, epoch, row):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    from dfer.train import run as run_module
+
+    original = run_module.TrainProgress
+    run_module.TrainProgress = lambda *a, **k: _Context(StopAfterTwo())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(store, interrupted, quick(epochs=4), show=False)
+    finally:
+        run_module.TrainProgress = original
+    assert json.loads((interrupted / "resume.json").read_text())["epoch"] == 2
+    train(store, interrupted, quick(epochs=4), resume=True, show=False)
+    for name in ("last", "best"):
+        x, y = load_file(str(straight / f"{name}.safetensors")), load_file(str(interrupted / f"{name}.safetensors"))
+        for key in x:
+            np.testing.assert_allclose(x[key].numpy(), y[key].numpy(), atol=1e-6, err_msg=key)
+    assert len((interrupted / "log.csv").read_text().splitlines()) == 5  # header + 4 epochs, no repeats
+
+
+class _Context:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __enter__(self):
+        return self.inner
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_h5_export_and_in_memory_give_the_same_run(store, tmp_path):
+    reference = train(store, tmp_path / "zarr", quick(epochs=2), show=False).runs["fold1"]
+    h5 = export_h5(store, tmp_path / "store.h5")
+    assert train(h5, tmp_path / "h5", quick(epochs=2), show=False).runs["fold1"] == reference
+    assert train(store, tmp_path / "mem", quick(epochs=2, in_memory=True), show=False).runs["fold1"] == reference
+
+
+def test_evaluate_json_and_refusal(store, tmp_path):
+    train(store, tmp_path / "run", quick(epochs=2), show=False)
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(store), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    for key in ("WAR", "UAR", "macro_f1", "weighted_f1", "ece", "per_class", "confusion"):
+        assert key in metrics
+    assert "test clips" in metrics["subset"] and metrics["n"] == len(json.loads(
+        (tmp_path / "run" / "config.json").read_text())["split"]["test"])
+    other = make_synthetic_store(tmp_path / "other", frames=6)
+    with pytest.raises(FingerprintMismatch, match="frames"):
+        evaluate(tmp_path / "run", other)
+
+
+def test_every_recipe_loads():
+    recipes = sorted((REPO / "recipes").rglob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        assert recipe.read_text().startswith("# "), f"{recipe}: the first line must be the command that runs it"
+        if recipe.name.startswith("extract"):
+            extract_config(recipe, dataset="cremad", root=Path("."), out=Path("x"))
+        elif recipe.name.startswith("train"):
+            make_config(recipe)
+
+
+def test_unknown_recipe_key_is_named(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# dfer train\nepochz: 3\n")
+    with pytest.raises(ValueError, match="epochz"):
+        make_config(recipe)
