@@ -18,6 +18,8 @@ class Clip:
     speaker: str
     fold: int = 0  # test fold 1..K under k-fold protocols; 0 where the dataset has official splits
     split: str = ""  # "train" | "val" | "test" under official splits; "" under k-fold protocols
+    # Extra per-clip text kept in the store as `info/<key>`, e.g. MELD's transcript and speaker name.
+    info: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass

@@ -133,6 +133,8 @@ class ClipStore:
             "fold": ("int8", [c.fold for c in clips]),
             "split": (str, [c.split for c in clips]),
         }
+        for key in sorted({key for clip in clips for key in clip.info}):
+            listing_values[f"info/{key}"] = (str, [clip.info.get(key, "") for clip in clips])
         for name, (dtype, values) in listing_values.items():
             array = group.create_array(name, shape=(C,), chunks=(max(C, 1),), dtype=dtype)
             array[:] = np.array(values, dtype=dtype)
