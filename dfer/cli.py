@@ -18,7 +18,7 @@ errors = Console(stderr=True)
 
 @app.command()
 def extract(
-    dataset: str = typer.Argument(..., help="ravdess, cremad or manifest"),
+    dataset: str = typer.Argument(..., help="ravdess, cremad, dfew, mafw, meld or manifest"),
     root: Path = typer.Argument(..., help="the dataset's folder (for manifest: the CSV file)"),
     out: Path = typer.Option(..., "--out", help="the Zarr store to create or resume"),
     recipe: Optional[Path] = typer.Option(None, help="YAML of extraction settings (flags below override it)"),

@@ -247,7 +247,7 @@ def test_list_dataset_dispatches_and_checks(tmp_path: Path) -> None:
     touch(tmp_path, "VideoFlash/1001_DFA_ANG_XX.flv")
     listing = list_dataset("cremad", tmp_path)
     assert listing.name == "cremad" and len(listing.clips) == 1
-    with pytest.raises(ValueError, match="unknown dataset 'afew'; known: cremad, manifest, ravdess"):
+    with pytest.raises(ValueError, match="unknown dataset 'afew'; known: cremad, dfew, mafw, manifest, meld, ravdess"):
         list_dataset("afew", tmp_path)
     with pytest.raises(FileNotFoundError, match="missing"):
         list_dataset("ravdess", tmp_path / "missing")

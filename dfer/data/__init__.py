@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dfer.data import cremad, manifest, ravdess
+from dfer.data import cremad, dfew, mafw, manifest, meld, ravdess
 from dfer.data.clip import Clip, DatasetListing
 
 ADAPTERS: dict[str, Callable[..., DatasetListing]] = {
     "ravdess": ravdess.list_clips,
     "cremad": cremad.list_clips,
+    "dfew": dfew.list_clips,
+    "mafw": mafw.list_clips,
+    "meld": meld.list_clips,
     "manifest": manifest.list_clips,
 }
 

@@ -23,7 +23,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     balance: str = "none"  # "sampler" (class-balanced sampling), "loss" (class-weighted loss) or "none"
     grad_clip: float = 1.0
-    patience: int = 10  # epochs without a better validation UAR before stopping
+    patience: int = 10  # epochs without a better validation score before stopping
+    select_metric: str = "UAR"  # the validation metric that picks the best epoch (MELD: weighted_f1)
     seed: int = 0
     val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none
     workers: int = 0  # DataLoader workers reading the cache
@@ -40,6 +41,8 @@ class TrainConfig:
             raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
         if self.balance not in ("none", "sampler", "loss"):
             raise ValueError(f"balance must be none, sampler or loss, not {self.balance!r}")
+        if self.select_metric not in ("UAR", "WAR", "macro_f1", "weighted_f1"):
+            raise ValueError(f"select_metric must be UAR, WAR, macro_f1 or weighted_f1, not {self.select_metric!r}")
         self.fold = str(self.fold)
         known = {f.name for f in dataclasses.fields(HeadConfig)}
         if set(self.heads) - known:

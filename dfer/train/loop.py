@@ -1,4 +1,4 @@
-"""One training run of the heads on one split: AdamW, warm-up + cosine, early stopping on validation UAR.
+"""One training run of the heads on one split: AdamW, warm-up + cosine, early stopping on a validation metric.
 
 Reproducible by construction: every epoch reseeds the shuffling, the dropout and the modality dropout from
 (seed, epoch), so a run resumed after epoch e continues exactly as if it had never stopped.
@@ -53,7 +53,7 @@ def loader_for(dataset: CachedClips, cfg: TrainConfig, shuffle: bool = False, sa
 
 def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: TrainConfig, run: Path,
         classes: list[str], resume: bool = False, progress=None) -> dict:
-    """Train, keep the best checkpoint by validation UAR (or the last one without validation), return its epoch."""
+    """Train, keep the best checkpoint by validation `select_metric` (or the last one without validation)."""
     device = torch.device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -76,7 +76,7 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
     warmup = max(1, int(cfg.warmup_fraction * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
-    state = {"epoch": 0, "best_uar": -1.0, "best_epoch": 0, "stale": 0}
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
     if resume and (run / "resume.json").exists():
         model.load_state_dict(checkpoint.load_weights(run / "last.safetensors", device))
         state = checkpoint.load_resume(run, optimizer, scheduler)
@@ -113,11 +113,12 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
             y, p = predict(model, val_loader, device)
             metrics = classification_metrics(y, p, classes)
             row.update(val_loss=metrics["nll"], val_WAR=metrics["WAR"], val_UAR=metrics["UAR"])
-            improved = metrics["UAR"] > state["best_uar"]
+            improved = metrics[cfg.select_metric] > state["best_score"]
         else:
             improved = True  # no validation: the latest epoch is the one we keep
         if improved:
-            state.update(best_uar=row["val_UAR"] if val_loader is not None else -1.0, best_epoch=epoch, stale=0)
+            state.update(best_score=metrics[cfg.select_metric] if val_loader is not None else -1.0, best_epoch=epoch,
+                         stale=0)
             checkpoint.save_weights(model, run / "best.safetensors")
         else:
             state["stale"] += 1

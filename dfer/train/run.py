@@ -47,13 +47,20 @@ def train(store: Path, out: Path, cfg: TrainConfig, resume: bool = False, show: 
         run = Path(out) / split.name if nested else Path(out)
         runs[split.name] = _train_split(reader, split, run, cfg, resume, show)
     summary = None
+    reported = reader.attrs["protocol"].get("report", ["WAR", "UAR"])  # what the dataset's papers report
+    name = f"{reader.attrs['dataset']} {cfg.modalities} {cfg.fusion}"
     if nested and all(runs.values()):
         summary = summarise_folds(list(runs.values()))
         checkpoint.write_json(Path(out) / "summary.json", {"folds": runs, "summary": summary, "config": cfg.to_dict()})
-        name = f"{reader.attrs['dataset']} {cfg.modalities} {cfg.fusion}"
         (Path(out) / "results.md").write_text(markdown_header() + "\n" + markdown_row(name, summary) + "\n")
         if show:
             console.print(folds_table(summary))
+            console.print(f"{name}, {len(runs)} folds: " + ", ".join(
+                f"{key} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key in reported))
+    elif show and len(runs) == 1 and next(iter(runs.values())):
+        (split, metrics), = runs.items()
+        console.print(f"{reader.attrs['dataset']} {split} test: " + ", ".join(
+            f"{key} {100 * metrics[key]:.2f}" for key in reported))
     return TrainResult(runs, summary)
 
 

@@ -78,5 +78,6 @@ def _with_validation(name, train, val, test, speakers, seed, fraction) -> Split:
             count = max(1, round(fraction * len(train))) if len(train) > 1 else 0
             order = rng.permutation(len(train))
             val, train = np.sort(train[order[:count]]), np.sort(train[order[count:]])
-            notes.append(f"validation: one training speaker, so {len(val)} training clips are held out instead")
+            who = "no speaker ids" if train_speakers in ([], [""]) else "one training speaker"
+            notes.append(f"validation: {who}, so {len(val)} training clips are held out instead")
     return Split(name, [int(i) for i in train], [int(i) for i in val], [int(i) for i in test], notes)

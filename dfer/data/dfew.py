@@ -1,0 +1,117 @@
+"""DFEW adapter: the single-labelled clips of the official 5-fold split, read from the original videos.
+
+Dataset: Jiang et al., "DFEW: A Large-Scale Database for Recognizing Dynamic Facial Expressions in the Wild",
+ACM MM 2020 (https://dfew-dataset.github.io/). Layout below ROOT, as the release's README describes it:
+- `Clip/original/`: the 16,372 original clips `XXXXX.mp4` (four zips, `data_part_1-2-3.zip` ...). Public loaders
+  disagree on whether they end up flat or in `part_N/` folders and on zero padding, so clips are found by number
+  at any depth below this folder.
+- `EmoLabel_DataSplit/train(single-labeled)/set_K.csv` and `.../test(single-labeled)/set_K.csv`, K = 1..5: the
+  training and test lists of fold K, header `video_name,label`, `video_name` the clip number, `label` 1..7. The
+  release README names the zips `train(single_labeled).zip`; both spellings of the folder are accepted.
+Labels (README): 1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise, 6 Disgust, 7 Fear; label k is class index k - 1.
+
+Protocol: the 5 official folds; fold K tests the clips of `test(single-labeled)/set_K.csv` and trains on the rest.
+The lists hold 11,697 of the 12,059 single-labelled clips (362 without a detected face were dropped by the authors);
+their test lists partition them (README: 2341 + 2341 + 2340 + 2339 + 2336 = 11,697, and each fold's training + test
+= 11,697), and `dfer.data.folds.assign_folds` checks that again on the files at hand. Clips without a single label
+are in no list and are not listed. DFEW has no speaker ids: `speaker` is empty.
+
+Not supported yet: the release's pre-cropped face frames (`Clip/clip_224x224/XXXXX/*.jpg`); dfer decodes and crops
+the original videos itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from dfer.data.clip import Clip, DatasetListing
+from dfer.data.folds import Entry, assign_folds, index_by_number
+
+CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]  # README labels 1..7
+PROTOCOL = {"kind": "kfold", "folds": 5}
+HEADER = ["video_name", "label"]
+SPLIT_FOLDER = re.compile(r"(train|test)\(single[-_]labeled\)", re.IGNORECASE)
+VIDEO_SUFFIXES = (".mp4",)
+
+
+def find_child(folder: Path, name: str) -> Path | None:
+    """The child of `folder` called `name`, ignoring case (the README itself writes both `Clip` and `CLip`)."""
+    if not folder.is_dir():
+        return None
+    matches = sorted(p for p in folder.iterdir() if p.name.lower() == name.lower() and p.is_dir())
+    return matches[0] if matches else None
+
+
+def split_folders(split_dir: Path) -> dict[str, Path]:
+    """{"train": folder, "test": folder} for the `train(single-labeled)` / `test(single-labeled)` folders present."""
+    found: dict[str, Path] = {}
+    for path in sorted(split_dir.iterdir()) if split_dir.is_dir() else []:
+        match = SPLIT_FOLDER.fullmatch(path.name)
+        if match and path.is_dir():
+            found.setdefault(match.group(1).lower(), path)
+    return found
+
+
+def read_list(path: Path, problems: list[str]) -> list[Entry]:
+    """Rows of one `set_K.csv`; a bad row (or a file without the header) is reported with its line and skipped."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header] != HEADER:
+            problems.append(f"{path}:1: expected the header {','.join(HEADER)}, got {header}; file skipped")
+            return []
+        entries = []
+        for row in reader:
+            if not row or not "".join(row).strip():
+                continue
+            where = f"{path}:{reader.line_num}"
+            row = [v.strip() for v in row]
+            if len(row) != len(HEADER):
+                problems.append(f"{where}: expected 2 columns (video_name,label), got {len(row)}")
+            elif not row[0].isdigit():
+                problems.append(f"{where}: video_name {row[0]!r} is not a clip number")
+            elif not (row[1].isdigit() and 1 <= int(row[1]) <= len(CLASSES)):
+                problems.append(f"{where}: label {row[1]!r} is not 1..{len(CLASSES)}")
+            else:
+                entries.append(Entry(int(row[0]), int(row[1]) - 1, where))
+        return entries
+
+
+def list_clips(root: Path) -> DatasetListing:
+    """The clips of DFEW's official single-label 5-fold lists; problems are reported, never guessed."""
+    root = Path(root)
+    clip_dir = find_child(root, "Clip")
+    original = find_child(clip_dir, "original") if clip_dir else None
+    if original is None:
+        raise FileNotFoundError(f"DFEW needs {root / 'Clip' / 'original'} (the original XXXXX.mp4 clips)")
+    split_dir = root / "EmoLabel_DataSplit"
+    folders = split_folders(split_dir)
+    if "test" not in folders:
+        raise FileNotFoundError(f"DFEW needs {split_dir / 'test(single-labeled)'}/set_1.csv ... set_5.csv")
+
+    problems: list[str] = []
+    lists: dict[str, dict[int, list[Entry]]] = {"train": {}, "test": {}}
+    for part, folder in folders.items():
+        for fold in range(1, PROTOCOL["folds"] + 1):
+            path = folder / f"set_{fold}.csv"
+            if path.is_file():
+                lists[part][fold] = read_list(path, problems)
+            elif part == "test":
+                problems.append(f"{path}: missing, so fold {fold}'s test clips are not listed")
+    assigned, fold_problems = assign_folds(lists["test"], lists["train"])
+    problems += fold_problems
+
+    videos, media_problems = index_by_number(original, VIDEO_SUFFIXES)
+    problems += media_problems
+    clips = []
+    for number, a in assigned.items():
+        video = videos.get(number)
+        if video is None:
+            problems.append(f"{a.where}: no video numbered {number} below {original}")
+            continue
+        info = {"file": video.relative_to(root).as_posix()}
+        clips.append(Clip(f"{number:05d}", video, video, a.label, "", fold=a.fold, info=info))
+    clips.sort(key=lambda c: c.clip_id)
+    return DatasetListing("dfew", list(CLASSES), dict(PROTOCOL), clips, problems)

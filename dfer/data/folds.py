@@ -1,0 +1,104 @@
+"""Shared by the DFEW and MAFW adapters: official k-fold lists -> one test fold per clip, and media found by number.
+
+Both datasets ship, for each fold k, a training list and a test list of clip numbers with labels. dfer keeps one
+number per clip, its test fold, and trains fold k on every clip outside test fold k (`dfer.train.splits`). That is the
+official protocol exactly when the K test lists partition the listed clips and each training list is the rest, so
+`assign_folds` checks both and reports every clip where the official files say otherwise, with file and line:
+- a clip in two test lists (kept in the first fold; the store cannot hold two test folds);
+- a clip in fold k's training list and its test list (a leak in the files);
+- a clip in a training list but in no test list (it has no test fold, so it is not listed);
+- a clip in another fold's test list but missing from fold k's training list (dfer would train fold k on it);
+- two lists that disagree on a clip's label (the test list's label is kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of an official list: clip number, label index and where it was read ("FILE:LINE")."""
+
+    number: int
+    label: int
+    where: str
+
+
+@dataclass(frozen=True)
+class Assigned:
+    fold: int
+    label: int
+    where: str  # the test-list row that fixed fold and label
+
+
+def assign_folds(
+    tests: dict[int, list[Entry]], trains: dict[int, list[Entry]]
+) -> tuple[dict[int, Assigned], list[str]]:
+    """Clip number -> (test fold, label, source row) from the per-fold test lists, checked against the training lists.
+
+    `trains` may be empty (training lists absent): then only the test lists are checked against each other.
+    """
+    problems: list[str] = []
+    assigned: dict[int, Assigned] = {}
+    for fold in sorted(tests):
+        for entry in tests[fold]:
+            first = assigned.get(entry.number)
+            if first is None:
+                assigned[entry.number] = Assigned(fold, entry.label, entry.where)
+            elif first.fold == fold:
+                problems.append(
+                    f"{entry.where}: clip {entry.number} listed twice in this test list (first at {first.where})"
+                )
+            else:
+                problems.append(
+                    f"{entry.where}: clip {entry.number} is also in fold {first.fold}'s test list ({first.where}): "
+                    f"the test lists do not partition the clips; kept fold {first.fold}"
+                )
+            if first is not None and first.label != entry.label:
+                problems.append(f"{entry.where}: label {entry.label} disagrees with {first.where} ({first.label})")
+
+    for fold in sorted(trains):
+        listed: set[int] = set()
+        for entry in trains[fold]:
+            listed.add(entry.number)
+            known = assigned.get(entry.number)
+            if known is None:
+                problems.append(
+                    f"{entry.where}: clip {entry.number} is in no test list, so it has no test fold; not listed"
+                )
+            elif known.fold == fold:
+                problems.append(
+                    f"{entry.where}: clip {entry.number} is in fold {fold}'s training and test lists ({known.where})"
+                )
+            elif known.label != entry.label:
+                problems.append(f"{entry.where}: label {entry.label} disagrees with {known.where} ({known.label})")
+        if tests:  # a training list should hold every clip of the other folds' test lists
+            omitted = sorted(n for n, a in assigned.items() if a.fold != fold and n not in listed)
+            for number in omitted:
+                problems.append(
+                    f"{assigned[number].where}: clip {number} (test fold {assigned[number].fold}) is missing from fold "
+                    f"{fold}'s training list; dfer trains fold {fold} on every clip outside its test fold"
+                )
+    return assigned, problems
+
+
+def index_by_number(folder: Path, suffixes: Iterable[str]) -> tuple[dict[int, Path], list[str]]:
+    """Number -> file for every file below `folder` whose stem is all digits and whose suffix is in `suffixes`.
+
+    Found at any depth, so the release's part folders and zero padding do not matter. Two files with one number
+    (e.g. `part_1/00001.mp4` and `extra/1.mp4`) are reported; the first in path order is kept.
+    """
+    wanted = {s.lower() for s in suffixes}
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in wanted and p.stem.isdigit() and p.is_file())
+    found: dict[int, Path] = {}
+    problems: list[str] = []
+    for path in files:
+        number = int(path.stem)
+        if number in found:
+            problems.append(f"{path}: same clip number as {found[number]}, kept that one")
+        else:
+            found[number] = path
+    return found, problems
