@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dfer.predict.command import predict
+from dfer.serve.command import serve
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio-visual dynamic facial expression recognition.")
 console = Console()
 errors = Console(stderr=True)
@@ -169,6 +172,10 @@ def export_h5(store: Path = typer.Argument(...), out: Path = typer.Argument(...)
     from dfer.store.h5 import export_h5 as export
 
     console.print(f"wrote {export(store, out)}")
+
+
+app.command()(predict)
+app.command()(serve)
 
 
 def main() -> None:

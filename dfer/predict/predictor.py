@@ -1,0 +1,199 @@
+"""Predictor: one trained run, all stages, on raw video files (the core of `dfer predict` and `dfer serve`).
+
+A file goes through exactly what extraction did to the run's training clips, then the run's heads:
+
+    file --decode_clip--> T frames + frame_time, 16 kHz mono audio (same span)
+         --FaceCropper--> (T, 3, S, S) face crops + landmarks
+         --encode_batch (the run's encoders)--> one store row: video/tokens (T, N, D), audio/tokens (Ta_max, Da), ...
+         --collate--> a batch of one --heads--> probabilities (C,)
+
+The encoders are rebuilt from the run's fingerprint (same specs, random seed, frames, crop margin, sample rate and
+window), or taken from `RUN/vision` and `RUN/audio` when a fine-tune saved its encoders there. Only the streams the
+heads read are built: an audio-only run never loads the vision encoder nor runs face detection. Everything heavy is
+built once in `__init__`; `predict_file` may then be called for any number of files.
+
+Bad input raises `ClipError` (the file cannot be decoded) or its subclass `UnusableClip` (it decodes, but gives the
+model nothing to work with, e.g. a silent clip for an audio-only model), so callers can report it per file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfer.encoders import load_audio, load_vision
+from dfer.extract.batch import ClipInput, encode_batch
+from dfer.faces import FaceCropper
+from dfer.heads.fusion import STREAMS
+from dfer.media.decode import ClipError, decode_clip
+from dfer.store.clip_store import Layout, _array_specs
+from dfer.train.checkpoint import load_run
+from dfer.train.data import collate, fields_for
+from dfer.train.evaluate import _seed_of
+from dfer.train.loop import predict as run_heads
+
+# What `dfer predict FOLDER` picks up; a file named explicitly is always tried, whatever its suffix.
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
+# The encoder fields that fix the shapes of the tokens the heads were built for.
+SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
+
+
+class UnusableClip(ClipError):
+    """The file decodes, but holds nothing this run's model can use (or the encoders reject what it holds)."""
+
+
+class Predictor:
+    """A run's encoders and heads on one device, ready to score files one at a time.
+
+    run: a run folder (config.json + best.safetensors), e.g. `runs/demo` or one fold of a k-fold run.
+    which: the checkpoint to load, "best" or "last".
+    """
+
+    def __init__(self, run: Path | str, device: str = "cpu", which: str = "best"):
+        self.run = Path(run)
+        self.device = torch.device(device)
+        self.heads, self.config = load_run(self.run, which, str(self.device))
+        fingerprint = self.config["fingerprint"]
+        self.classes: list[str] = list(self.config["classes"])
+        self.modalities: str = self.config["heads"]["modalities"]
+        self.frames, self.sample_rate = fingerprint["frames"], fingerprint["sample_rate"]
+        self.max_seconds, self.crop_margin = fingerprint["max_seconds"], fingerprint["crop_margin"]
+        streams = STREAMS[self.modalities]
+        self.warnings: list[str] = []
+        self.encoders: dict[str, str] = {}  # stream -> the spec it was built from
+        self.vision = self._encoder("vision", load_vision) if "video" in streams else None
+        self.audio = self._encoder("audio", load_audio) if "audio" in streams else None
+        # predictions need the tokens only, not the face crops and waveform a store may keep
+        self.layout = Layout.from_settings(self.frames, fingerprint["vision"], fingerprint["audio"], self.max_seconds,
+                                           keep_media=False)
+        self.cropper = FaceCropper(self.layout.image_size, self.crop_margin, str(self.device)) if self.vision else None
+        self.fields = fields_for(self.modalities)  # batch key -> store row name
+        # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
+        specs = _array_specs(self.layout)
+        self.blank = {name: np.full(specs[name][0], specs[name][2], specs[name][1])
+                      for name in self.fields.values() if name in specs}
+
+    def _encoder(self, kind: str, load):
+        """The run's own fine-tuned encoder (RUN/vision, RUN/audio) if saved, else the fingerprint's, checked."""
+        recorded = self.config["fingerprint"][kind]
+        saved = self.run / kind
+        if not saved.exists() and "finetune" in self.config:  # its fingerprint names the encoders it started from
+            raise FileNotFoundError(f"{self.run}: a fine-tuned run without its {kind} encoder folder ({saved})")
+        spec = str(saved) if saved.exists() else recorded["id"]
+        seed = _seed_of(recorded) if spec.startswith("random:") else 0  # random encoders: the extraction's seed
+        encoder = load(spec, seed=seed, device=str(self.device)).eval().requires_grad_(False)
+        found = encoder.describe()
+        wrong = [f"{kind}.{key}: run has {recorded[key]!r}, encoder has {found[key]!r}"
+                 for key in SHAPE_FIELDS[kind] if recorded[key] != found[key]]
+        if wrong:
+            raise ValueError(f"{self.run}: encoder {spec} does not fit the run's heads:\n  " + "\n  ".join(wrong))
+        if not saved.exists() and found["revision"] != recorded["revision"]:
+            self.warnings.append(f"{kind} encoder {spec}: revision {found['revision']!r} differs from the run's "
+                                 f"{recorded['revision']!r}; predictions may differ from its evaluation")
+        self.encoders[kind] = spec
+        return encoder
+
+    def describe(self) -> dict:
+        return {
+            "run": str(self.run), "classes": self.classes, "modalities": self.modalities,
+            "encoders": self.encoders, "frames": self.frames, "device": str(self.device), "warnings": self.warnings,
+        }
+
+    def predict_file(self, path: Path | str) -> dict:
+        """Class probabilities for one file, as a JSON-ready dict:
+
+        path, labels (the run's classes, in order), probs (aligned with labels), top1, face_found_ratio (share of
+        the T sampled frames with a detected face; None without video or for an audio-only model), has_video,
+        has_audio, notes and seconds (per stage). Raises ClipError / UnusableClip for bad input.
+        """
+        path = Path(path)
+        seconds = {}
+        started = time.perf_counter()
+        # The file's audio only when the model reads audio; the frames always, as their times cut the audio segments.
+        try:
+            decoded = decode_clip(path, path if self.audio is not None else None, self.frames, self.sample_rate,
+                                  self.max_seconds)
+        except ClipError:
+            raise
+        except Exception as error:  # an unforeseen decoder failure is still this file's problem (as in extraction)
+            raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
+        seconds["decode"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        try:
+            track = self.cropper(decoded.frames) if self.cropper is not None and decoded.frames is not None else None
+        except Exception as error:  # e.g. a frame size MTCNN's pyramid cannot handle: the file's problem
+            raise UnusableClip(path, f"face detection failed: {type(error).__name__}: {error}") from error
+        seconds["faces"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        try:
+            row = encode_batch([ClipInput(0, decoded, track, expects_audio=self.audio is not None)],
+                               self.vision, self.audio, self.device, self.layout)[0]
+        except Exception as error:  # the extraction pipeline treats this as one clip's failure, so do we
+            raise UnusableClip(path, f"encoder failed: {type(error).__name__}: {error}") from error
+        seconds["encoders"] = time.perf_counter() - started
+        has_video, has_audio = bool(row["has_video"]), bool(row["has_audio"])
+        needed = {"av": has_video or has_audio, "audio": has_audio, "video": has_video}[self.modalities]
+        if not needed:
+            raise UnusableClip(path, f"no {'audio' if self.modalities == 'audio' else 'video'} stream, "
+                                     f"and this run's model is {self.modalities}-only")
+
+        started = time.perf_counter()
+        example = {key: row.get(name, self.blank.get(name)) for key, name in self.fields.items() if name != "label"}
+        example["label"] = np.int16(-1)  # unknown; collate and the heads' loop expect the key
+        _, probs = run_heads(self.heads, [collate([example])], self.device)  # (1, C)
+        seconds["heads"] = time.perf_counter() - started
+
+        probs = probs[0].astype(float)
+        face_found = row.get("video/face_found")
+        return {
+            "path": str(path),
+            "labels": self.classes,
+            "probs": [round(p, 6) for p in probs.tolist()],
+            "top1": self.classes[int(probs.argmax())],
+            "face_found_ratio": None if face_found is None else round(float(np.mean(face_found)), 4),
+            "has_video": has_video,
+            "has_audio": has_audio,
+            "notes": str(row["note"]),
+            "seconds": {stage: round(value, 4) for stage, value in seconds.items()},
+        }
+
+
+def top_k(result: dict, k: int) -> list[tuple[str, float]]:
+    """The k most probable (label, probability) pairs of a `predict_file` result, best first."""
+    order = np.argsort(result["probs"])[::-1][:k]
+    return [(result["labels"][i], result["probs"][i]) for i in order]
+
+
+def find_videos(paths: list[Path]) -> tuple[list[Path], list[dict]]:
+    """Files named, and video files found recursively in folders named, in order; plus error records
+    ({"path", "error"}) for paths that do not exist or folders without any video file."""
+    files, errors = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            files.extend(found)
+            if not found:
+                errors.append({"path": str(path), "error": f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))})"})
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append({"path": str(path), "error": "file not found"})
+    return files, errors
+
+
+def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[dict]:
+    """One record per file (a `predict_file` result, or {"path", "error"}), folders expanded; a bad file never
+    stops the others."""
+    files, errors = find_videos(paths)
+    yield from errors
+    for path in files:
+        try:
+            yield predictor.predict_file(path)
+        except ClipError as error:
+            yield {"path": str(path), "error": error.reason}

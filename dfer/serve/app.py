@@ -1,0 +1,182 @@
+"""The HTTP app of `dfer serve`: one loaded Predictor behind a small API and the recording page.
+
+    GET  /         the page (`dfer.serve.page`): record 3 s from camera + microphone, or pick a file
+    GET  /health   liveness and what is loaded
+    GET  /labels   the run's classes, in the order of `probs`
+    POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) -> the prediction `dfer predict
+                   --json` prints, plus `timing`
+    GET  /docs     OpenAPI (FastAPI)
+
+Why this shape:
+- One Predictor holds the model, loaded before the first request. Predictions run on a ThreadPoolExecutor of
+  `workers` threads (1 by default: on a small CPU two at once only slow each other down, and one thread never
+  shares the model), and at most `queue` more requests wait for a thread. Beyond that the answer is 503 at once,
+  with Retry-After, so latency stays bounded under load instead of growing with the backlog.
+- An upload is copied to a temp file (PyAV reads paths), deleted when the request ends, whatever happens.
+- Bad input is the client's, and the status says which kind: 413 larger than `max_upload_mb`, 415 not a decodable
+  video (empty, text, truncated beyond use), 422 decodes but is unusable (e.g. no stream the model reads), 503 busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+import dfer
+from dfer.media.decode import ClipError
+from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
+from dfer.serve.page import PAGE
+
+MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing (boundaries, part headers) allowed on top of the file
+COPY_CHUNK = 1 << 20
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    run: str
+    modalities: str
+    classes: list[str]
+    encoders: dict[str, str]
+    device: str
+    workers: int
+    busy: int  # requests being predicted or waiting for a worker
+    capacity: int  # workers + queue: one more is refused with 503
+    max_upload_mb: float
+    warnings: list[str]
+
+
+class Labels(BaseModel):
+    labels: list[str]
+
+
+class Prediction(BaseModel):
+    path: str  # the uploaded file's name
+    labels: list[str]  # the run's classes
+    probs: list[float]  # aligned with labels, sums to 1
+    top1: str
+    face_found_ratio: float | None  # share of the sampled frames with a detected face; None without video
+    has_video: bool
+    has_audio: bool
+    notes: str
+    seconds: dict[str, float]  # per pipeline stage: decode, faces, encoders, heads
+    timing: dict[str, float]  # upload (copy to disk), queue (wait for a worker), predict, total
+
+
+class Error(BaseModel):
+    detail: str
+
+
+ERRORS = {status: {"model": Error, "description": text} for status, text in [
+    (413, "the upload is larger than --max-upload-mb"),
+    (415, "not a decodable video file"),
+    (422, "decodes, but holds nothing the model can use (or no `file` field)"),
+    (503, "busy: every worker and queue slot is taken; retry after Retry-After seconds"),
+]}
+
+
+def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4) -> FastAPI:
+    """The app around a loaded `dfer.predict.Predictor` (or anything with `predict_file`, `classes`, `describe`)."""
+    limit = int(max_upload_mb * 2**20)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
+    capacity = workers + queue
+    busy = 0  # touched only on the event loop's thread, so a plain counter is race-free
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        executor.shutdown(wait=True, cancel_futures=True)
+
+    app = FastAPI(title="dfer", version=dfer.__version__, lifespan=lifespan,
+                  description="Audio-visual dynamic facial expression recognition: emotion probabilities for a clip.")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return PAGE
+
+    @app.get("/health", response_model=Health)
+    def health() -> dict:
+        facts = predictor.describe()
+        return {
+            "status": "ok", "version": dfer.__version__, "run": facts["run"], "modalities": facts["modalities"],
+            "classes": facts["classes"], "encoders": facts["encoders"], "device": facts["device"],
+            "workers": workers, "busy": busy, "capacity": capacity, "max_upload_mb": max_upload_mb,
+            "warnings": facts["warnings"],
+        }
+
+    @app.get("/labels", response_model=Labels)
+    def labels() -> dict:
+        return {"labels": predictor.classes}
+
+    # max_body_size refuses an oversized body (413) from its Content-Length, or as it streams in, before it is parsed.
+    @app.post("/predict", response_model=Prediction, responses=ERRORS, max_body_size=limit + MULTIPART_SLACK)
+    async def predict(file: UploadFile = File(..., description="a video clip with its audio")) -> dict:
+        nonlocal busy
+        started = time.perf_counter()
+        if busy >= capacity:
+            raise HTTPException(503, f"busy: {busy} requests in progress or queued; retry shortly",
+                                headers={"Retry-After": "1"})
+        busy += 1
+        try:
+            clip = await _save_upload(file, limit, max_upload_mb)
+        except BaseException:
+            busy -= 1
+            raise
+        copied = time.perf_counter()
+        job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip)
+
+        def finished(_) -> None:  # on the event loop, when the prediction ends (even if the client has gone)
+            nonlocal busy
+            busy -= 1
+            clip.unlink(missing_ok=True)
+
+        job.add_done_callback(finished)
+        try:
+            result, began = await asyncio.shield(job)  # a dropped request neither cancels nor frees a running job
+        except UnusableClip as error:
+            raise HTTPException(422, error.reason) from error
+        except ClipError as error:
+            raise HTTPException(415, f"not a decodable video: {error.reason}") from error
+        done = time.perf_counter()
+        result["path"] = file.filename or "upload"
+        result["timing"] = {"upload": round(copied - started, 4), "queue": round(began - copied, 4),
+                            "predict": round(done - began, 4), "total": round(done - started, 4)}
+        return result
+
+    return app
+
+
+async def _save_upload(file: UploadFile, limit: int, max_upload_mb: float) -> Path:
+    """Copy the upload to a temp file (keeping a known video suffix, a hint for the demuxer); 413 past the limit,
+    422 when empty. The caller deletes the file."""
+    suffix = Path(file.filename or "").suffix.lower()
+    with tempfile.NamedTemporaryFile(prefix="dfer-upload-", suffix=suffix if suffix in VIDEO_SUFFIXES else "",
+                                     delete=False) as out:
+        path, size = Path(out.name), 0
+        try:
+            while chunk := await file.read(COPY_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"the upload is larger than the {max_upload_mb:g} MB limit")
+                out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise HTTPException(422, "empty upload (0 bytes)")
+    return path
+
+
+def _timed(predictor, path: Path) -> tuple[dict, float]:
+    """Runs on a worker thread: the prediction, and when this thread took it up (the end of its wait in the queue)."""
+    began = time.perf_counter()
+    return predictor.predict_file(path), began

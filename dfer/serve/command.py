@@ -1,0 +1,37 @@
+"""`dfer serve`: load a run once, then serve it with uvicorn. Registered in `dfer.cli`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+errors = Console(stderr=True)
+
+
+def serve(
+    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000),
+    max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),
+    workers: int = typer.Option(1, min=1, help="predictions run at once (threads sharing the loaded model)"),
+    queue: int = typer.Option(4, min=0, help="requests that may wait for a worker; more get 503"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+) -> None:
+    """Serve a run over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at /."""
+    import uvicorn
+
+    from dfer.predict.predictor import Predictor
+    from dfer.serve.app import create_app
+
+    predictor = Predictor(model, device)
+    for warning in predictor.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}")
+    app = create_app(predictor, max_upload_mb=max_upload_mb, workers=workers, queue=queue)
+    errors.print(f"serving {model} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(app, host=host, port=port)
+
+
+if __name__ == "__main__":  # `python -m dfer.serve.command --model RUN`, the same as `dfer serve`
+    typer.run(serve)

@@ -1,0 +1,137 @@
+"""The recording page in headless Chromium: a fake camera and microphone play a sample clip, the page records 3 s
+with MediaRecorder, uploads the WebM, and draws the bars. Also the file picker. Skips when Chromium, its driver or
+Selenium is absent (CI installs Debian's `chromium` and `chromium-driver`)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dfer.media.decode import decode_clip
+from dfer.predict.predictor import Predictor
+from dfer.predict.sample import SAMPLE, sample_run
+from dfer.serve.app import create_app
+
+CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[3]  # HAP: a clear, frontal face
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
+                                "(apt-get install chromium chromium-driver)")
+
+
+def write_y4m(src: Path, dst: Path) -> Path:
+    """Every frame of `src` as raw YUV 4:2:0 in a Y4M file, the format Chromium's fake camera plays (in a loop)."""
+    with av.open(str(src)) as container, dst.open("wb") as out:
+        stream = container.streams.video[0]
+        rate = stream.average_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+        out.write(f"YUV4MPEG2 W{width} H{height} F{rate.numerator}:{rate.denominator} Ip A1:1 C420jpeg\n".encode())
+        for frame in container.decode(stream):
+            planes = frame.reformat(format="yuv420p").to_ndarray()  # (H * 3/2, W): Y, then U, then V
+            out.write(b"FRAME\n" + np.ascontiguousarray(planes).tobytes())
+    return dst
+
+
+def write_wav(src: Path, dst: Path, rate: int = 48000) -> Path:
+    """The clip's audio as 16-bit mono PCM WAV, the format Chromium's fake microphone plays."""
+    wave = decode_clip(src, src, frames=1, sample_rate=rate).waveform  # (S,)
+    sf.write(str(dst), wave, rate, subtype="PCM_16")
+    return dst
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """uvicorn on a free loopback port in a thread, serving a small run of the sample."""
+    import uvicorn
+
+    predictor = Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
+    seen = []  # what the server predicted, to check what the browser sent
+    predict_file = predictor.predict_file
+    predictor.predict_file = lambda path: seen.append(predict_file(path)) or seen[-1]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/", predictor.classes, seen
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    folder = tmp_path_factory.mktemp("browser")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={folder / 'profile'}",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={write_y4m(CLIP, folder / 'camera.y4m')}",
+        f"--use-file-for-fake-audio-capture={write_wav(CLIP, folder / 'microphone.wav')}",
+    ]:
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager (which would download a driver) is never asked.
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait_for_result(driver, seconds: float = 40) -> str:
+    deadline = time.monotonic() + seconds
+    while (state := driver.find_element("tag name", "body").get_attribute("data-state")) not in ("done", "error"):
+        assert time.monotonic() < deadline, f"page stuck in {state!r}: {driver.find_element('id', 'status').text}"
+        time.sleep(0.2)
+    return state
+
+
+def bars(driver) -> dict[str, float]:
+    return {bar.get_attribute("data-label"): float(bar.get_attribute("data-prob"))
+            for bar in driver.find_elements("css selector", "#bars .bar")}
+
+
+def test_record_upload_and_show_bars(server, browser):
+    url, classes, seen = server
+    browser.get(url)
+    assert list(bars(browser)) == classes  # empty bars drawn from /labels before any prediction
+    browser.find_element("id", "record").click()
+    assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
+    probs = bars(browser)
+    assert list(probs) == classes and abs(sum(probs.values()) - 1) < 0.01
+    top1 = browser.find_element("id", "top1").text
+    assert top1.split()[0] == max(probs, key=probs.get)
+    assert browser.find_element("css selector", "#bars .bar.top").get_attribute("data-label") == top1.split()[0]
+    assert "face found" in browser.find_element("id", "timing").text
+    recorded = seen[-1]  # MediaRecorder's WebM, with the fake camera's face and the fake microphone's voice
+    assert recorded["path"].endswith(".webm") and recorded["has_audio"] and recorded["face_found_ratio"] > 0.5
+
+
+def test_pick_a_file(server, browser):
+    url, classes, seen = server
+    browser.get(url)
+    browser.find_element("id", "file").send_keys(str(CLIP))
+    assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
+    assert list(bars(browser)) == classes and browser.find_element("id", "top1").text

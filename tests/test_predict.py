@@ -1,0 +1,118 @@
+"""`dfer predict` on raw files: the same numbers as extract + evaluate, per-file errors, folders, saved encoders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from dfer.encoders import load_audio, load_vision
+from dfer.predict.command import predict
+from dfer.predict.predictor import Predictor, UnusableClip
+from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
+from dfer.store.reader import open_cache
+from dfer.testing.synth import write_clip
+from dfer.train.checkpoint import load_run
+from dfer.train.config import make_config
+from dfer.train.data import CachedClips
+from dfer.train.loop import loader_for, predict as run_heads
+from dfer.train.run import train
+
+CLIPS = sorted((SAMPLE / "VideoFlash").glob("*.flv"))
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> tuple[Path, Path]:
+    """(store, run): the first two sample clips extracted at 4 frames, heads trained one epoch on them (one per
+    test session: test_serve and test_browser reuse it)."""
+    folder = tmp_path_factory.getbasetemp() / "sample-run"
+    return folder / "store", sample_run(folder)
+
+
+@pytest.fixture(scope="module")
+def predictor(made) -> Predictor:
+    return Predictor(made[1])
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(predict)  # a one-command app: invoked with the command's own arguments
+    return app
+
+
+def test_raw_file_gives_what_the_cache_gives(made, predictor):
+    """Decode, faces and encoders rebuilt from the run's fingerprint reproduce the extraction's tokens exactly."""
+    store, run = made
+    reader = open_cache(store)
+    heads, config = load_run(run)
+    clips = CachedClips(reader, [0, 1], config["heads"]["modalities"])
+    _, cached = run_heads(heads, loader_for(clips, make_config(None, batch_size=2)), torch.device("cpu"))  # (2, C)
+    for index, clip_id in enumerate(reader.read_all("clip_id").astype(str)):
+        result = predictor.predict_file(SAMPLE / "VideoFlash" / f"{clip_id}.flv")
+        assert result["labels"] == reader.classes
+        np.testing.assert_allclose(result["probs"], cached[index], atol=1e-4)  # batch-of-2 vs 1 float noise
+        assert result["top1"] == reader.classes[int(cached[index].argmax())]
+        assert result["face_found_ratio"] == 1.0 and result["has_audio"] and result["has_video"]
+        assert set(result["seconds"]) == {"decode", "faces", "encoders", "heads"}
+
+
+def test_json_lines_with_per_file_errors_and_exit_1(made, tmp_path):
+    folder = tmp_path / "clips" / "nested"
+    folder.mkdir(parents=True)
+    shutil.copy(CLIPS[0], folder / CLIPS[0].name)
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a video, and not picked up from a folder")
+    (tmp_path / "text.mp4").write_text("not a video either")
+    result = CliRunner().invoke(cli(), [str(tmp_path / "clips"), str(tmp_path / "text.mp4"), str(tmp_path / "gone.mp4"),
+                                        "--model", str(made[1]), "--json"])
+    assert result.exit_code == 1, result.output
+    records = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == {CLIPS[0].name, "empty.mp4", "text.mp4", "gone.mp4"}
+    good = records[CLIPS[0].name]
+    assert abs(sum(good["probs"]) - 1) < 1e-4 and good["top1"] in good["labels"]
+    assert "empty" in records["empty.mp4"]["error"]
+    assert "not a decodable" in records["text.mp4"]["error"]
+    assert records["gone.mp4"]["error"] == "file not found"
+
+
+def test_table_shows_top_k(made):
+    result = CliRunner().invoke(cli(), [str(CLIPS[1]), "--model", str(made[1]), "--top", "2"])
+    assert result.exit_code == 0, result.output
+    assert "#2" in result.output and "#3" not in result.output and "100%" in result.output
+
+
+def test_missing_model_is_an_error(tmp_path):
+    result = CliRunner().invoke(cli(), [str(CLIPS[0]), "--model", str(tmp_path)])
+    assert result.exit_code != 0 and isinstance(result.exception, FileNotFoundError)
+
+
+def test_fine_tuned_encoders_in_the_run_folder_are_preferred(made, predictor, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(made[1], run)
+    # the same weights the fingerprint names, saved as a fine-tune would save its own
+    load_vision("random:tiny", seed=0).save(run / "vision")
+    load_audio("random:tiny", seed=0).save(run / "audio")
+    tuned = Predictor(run)
+    assert tuned.encoders == {"vision": str(run / "vision"), "audio": str(run / "audio")}
+    np.testing.assert_allclose(tuned.predict_file(CLIPS[0])["probs"], predictor.predict_file(CLIPS[0])["probs"],
+                               atol=1e-5)
+
+
+def test_clips_without_a_stream(made, predictor, tmp_path):
+    """An AV model predicts a silent clip from its video; an audio-only model refuses it, naming why."""
+    silent = write_clip(tmp_path / "silent.mp4", seconds=1.0, audio=False)
+    result = predictor.predict_file(silent)
+    assert not result["has_audio"] and result["has_video"] and "no audio stream" in result["notes"]
+    train(made[0], tmp_path / "audio-run", make_config(None, fold="none", epochs=1, heads=SMALL_HEADS,
+                                                       modalities="audio"), show=False)
+    audio_only = Predictor(tmp_path / "audio-run")
+    assert audio_only.vision is None and audio_only.cropper is None  # never loaded
+    assert audio_only.predict_file(CLIPS[0])["face_found_ratio"] is None
+    with pytest.raises(UnusableClip, match="no audio stream"):
+        audio_only.predict_file(silent)

@@ -1,0 +1,169 @@
+"""`dfer serve`'s API through FastAPI's TestClient: predictions on the sample in several containers, bad uploads
+(never a 500), temp files removed, concurrent requests, and 503 when the queue is full."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from dfer.media.decode import decode_clip
+from dfer.predict.predictor import Predictor
+from dfer.predict.sample import SAMPLE, sample_run
+from dfer.serve.app import create_app
+
+CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    return Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
+
+
+@pytest.fixture
+def uploads(tmp_path, monkeypatch) -> Path:
+    """The folder the app's temp files go to, so a test can see that none is left behind."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def client(predictor, uploads):
+    with TestClient(create_app(predictor, max_upload_mb=2, workers=1, queue=4)) as client:
+        yield client
+    assert not list(uploads.iterdir())
+
+
+def post(client: TestClient, name: str, content: bytes, kind: str = "video/mp4"):
+    return client.post("/predict", files={"file": (name, content, kind)})
+
+
+def transcode(src: Path, dst: Path, video_codec: str, audio_codec: str, rate: int, seconds: float = 1.5) -> Path:
+    """The first `seconds` of `src` re-encoded, e.g. as VP8 + Opus WebM, what Chromium's MediaRecorder writes."""
+    with av.open(str(src)) as source:
+        pictures = [f.to_ndarray(format="rgb24") for f in source.decode(video=0) if f.time <= seconds]
+    wave = decode_clip(src, src, frames=1, sample_rate=rate).waveform[: round(seconds * rate)]  # (S,)
+    with av.open(str(dst), "w") as out:
+        video = out.add_stream(video_codec, rate=30)
+        video.height, video.width = pictures[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream(audio_codec, rate=rate, layout="mono")  # every stream before the first packet
+        for i, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        sample_format = audio.codec_context.codec.audio_formats[0].name
+        size = 960 if "opus" in audio_codec else 1024  # 20 ms Opus frames; AAC's fixed 1024
+        for start in range(0, len(wave), size):
+            chunk = np.pad(wave[start : start + size], (0, max(0, start + size - len(wave))))[None]  # (1, size)
+            if sample_format.startswith("s16"):
+                chunk = (chunk * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_format, layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+    return dst
+
+
+def test_health_labels_page_and_docs(client, predictor):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["classes"] == predictor.classes and health["busy"] == 0
+    assert client.get("/labels").json() == {"labels": predictor.classes}
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="record"' in page.text and 'id="bars"' in page.text
+    assert client.get("/docs").status_code == 200
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_predicts_the_sample_like_the_cli(client, predictor):
+    response = post(client, CLIP.name, CLIP.read_bytes(), "video/x-flv")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    direct = predictor.predict_file(CLIP)
+    assert body["path"] == CLIP.name and body["labels"] == direct["labels"] and body["top1"] == direct["top1"]
+    np.testing.assert_allclose(body["probs"], direct["probs"], atol=1e-6)
+    assert set(body["timing"]) == {"upload", "queue", "predict", "total"} and body["timing"]["total"] > 0
+
+
+@pytest.mark.parametrize("name, video_codec, audio_codec, rate", [
+    ("recording.webm", "libvpx", "libopus", 48000),  # what Chromium's and Firefox's MediaRecorder upload
+    ("clip.mov", "libx264", "aac", 44100),
+])
+def test_other_containers(client, tmp_path, name, video_codec, audio_codec, rate):
+    clip = transcode(CLIP, tmp_path / name, video_codec, audio_codec, rate)
+    response = post(client, name, clip.read_bytes())
+    assert response.status_code == 200, response.text
+    assert response.json()["has_audio"] and response.json()["face_found_ratio"] > 0.5
+
+
+def test_bad_uploads_are_4xx_with_a_reason(client):
+    assert post(client, "empty.mp4", b"").status_code == 422
+    text = post(client, "notes.txt", b"this is not a video\n" * 50, "text/plain")
+    assert text.status_code == 415 and "not a decodable video" in text.json()["detail"]
+    garbage = post(client, "noise.webm", np.random.default_rng(0).bytes(50_000), "video/webm")
+    assert garbage.status_code == 415
+    assert client.post("/predict").status_code == 422  # no file field
+    truncated = post(client, "cut.flv", CLIP.read_bytes()[:2000], "video/x-flv")
+    assert truncated.status_code in (415, 422), truncated.text  # only the header survives: nothing to decode
+
+
+def test_too_large_is_413(predictor, uploads):
+    with TestClient(create_app(predictor, max_upload_mb=0.1)) as client:
+        just_over = post(client, "big.mp4", b"\0" * (110 * 1024))  # body within the multipart slack: counted
+        assert just_over.status_code == 413 and "0.1 MB" in just_over.json()["detail"]
+        assert post(client, "huge.mp4", b"\0" * (2 * 2**20)).status_code == 413  # refused from its Content-Length
+        assert post(client, CLIP.name, CLIP.read_bytes()[:50_000]).status_code != 413
+    assert not list(uploads.iterdir())
+
+
+def test_concurrent_requests_all_succeed(client):
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda i: post(client, CLIP.name, CLIP.read_bytes()), range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert len({tuple(r.json()["probs"]) for r in responses}) == 1  # one model, same answer every time
+    assert max(r.json()["timing"]["queue"] for r in responses) > 0  # they did wait for the single worker
+
+
+class Blocking:
+    """A stand-in predictor whose predictions wait until the test lets them finish."""
+
+    classes = ["calm", "angry"]
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def describe(self) -> dict:
+        return {"run": "stub", "classes": self.classes, "modalities": "av", "encoders": {}, "device": "cpu",
+                "warnings": []}
+
+    def predict_file(self, path: Path) -> dict:
+        assert self.release.wait(20)
+        return {"path": str(path), "labels": self.classes, "probs": [0.25, 0.75], "top1": "angry",
+                "face_found_ratio": 1.0, "has_video": True, "has_audio": True, "notes": "", "seconds": {}}
+
+
+def test_full_queue_answers_503_then_recovers(uploads):
+    stub = Blocking()
+    with TestClient(create_app(stub, workers=1, queue=1)) as client, ThreadPoolExecutor(2) as pool:
+        accepted = [pool.submit(post, client, "a.mp4", b"x") for _ in range(2)]  # one running, one queued
+        deadline = time.monotonic() + 10
+        while client.get("/health").json()["busy"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        refused = post(client, "c.mp4", b"x")
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        stub.release.set()
+        assert [f.result().status_code for f in accepted] == [200, 200]
+        assert post(client, "d.mp4", b"x").status_code == 200
+    assert not list(uploads.iterdir())
