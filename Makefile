@@ -11,12 +11,20 @@ PRESET ?= base
 DEVICE ?=
 FUSION ?=
 MODALITIES ?=
+# The demo's store and run (make demo) carry no preset in their names.
+ifeq ($(DATASET),demo)
+STORE ?= cache/demo
+RUN ?= runs/demo
+endif
 STORE ?= cache/$(DATASET)-$(PRESET)
 RUN ?= runs/$(DATASET)-$(PRESET)$(if $(FUSION),-$(FUSION))$(if $(MODALITIES),-$(MODALITIES))
 EXTRACT_RECIPE := $(wildcard recipes/$(DATASET)/extract.yaml)
 TRAIN_RECIPE := $(wildcard recipes/$(DATASET)/train.yaml)
+INIT ?= $(RUN)
+FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
+FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install test test-all demo extract train clean
+.PHONY: install test test-all demo extract train finetune clean
 
 install: $(STAMP)
 
@@ -54,5 +62,11 @@ train: install
 	$(DFER) train $(STORE) --out $(RUN) $(if $(TRAIN_RECIPE),--recipe $(TRAIN_RECIPE)) \
 		$(if $(FUSION),--fusion $(FUSION)) $(if $(MODALITIES),--modalities $(MODALITIES)) $(if $(DEVICE),--device $(DEVICE))
 
+# make finetune DATASET=demo  |  make finetune DATASET=ravdess INIT=runs/ravdess-base/fold1 DEVICE=cuda
+finetune: install
+	$(DFER) finetune $(STORE) --init $(INIT) --out $(FT_RUN) $(if $(FINETUNE_RECIPE),--recipe $(FINETUNE_RECIPE)) \
+		$(if $(DEVICE),--device $(DEVICE))
+	$(DFER) evaluate $(FT_RUN) --store $(STORE)
+
 clean:
-	rm -rf cache/demo runs/demo .pytest_cache
+	rm -rf cache/demo runs/demo runs/demo-ft .pytest_cache

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dfer.finetune.command import finetune
 from dfer.predict.command import predict
 from dfer.serve.command import serve
 
@@ -124,6 +125,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Score a run's best checkpoint: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
+    from dfer.finetune.evaluate import evaluate_end_to_end, is_end_to_end
     from dfer.train.checkpoint import load_run
     from dfer.train.evaluate import cache_for_folder, evaluate as score, extract_like_run
     from dfer.train.report import metrics_table
@@ -134,7 +136,7 @@ def evaluate(
     if store is None:
         _, config = load_run(run)
         store = extract_like_run(config, dataset, root, cache_for_folder(config, dataset, root), device)
-    metrics = score(run, store, device)
+    metrics = evaluate_end_to_end(run, store, device) if is_end_to_end(run) else score(run, store, device)
     if as_json:
         print(json.dumps(metrics))
         return
@@ -176,6 +178,7 @@ def export_h5(store: Path = typer.Argument(...), out: Path = typer.Argument(...)
 
 app.command()(predict)
 app.command()(serve)
+app.command()(finetune)
 
 
 def main() -> None:

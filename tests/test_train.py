@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.extract.pipeline import extract_config
+from dfer.finetune.config import make_finetune_config
 from dfer.heads import FUSIONS
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
@@ -176,6 +177,10 @@ def test_every_recipe_loads():
             extract_config(recipe, dataset="cremad", root=Path("."), out=Path("x"))
         elif recipe.name.startswith("train"):
             make_config(recipe)
+        elif recipe.name.startswith("finetune"):
+            make_finetune_config(recipe)
+        else:
+            raise AssertionError(f"{recipe}: recipes are named extract*, train* or finetune*")
 
 
 def test_unknown_recipe_key_is_named(tmp_path):

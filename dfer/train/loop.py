@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -52,8 +53,15 @@ def loader_for(dataset: CachedClips, cfg: TrainConfig, shuffle: bool = False, sa
 
 
 def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: TrainConfig, run: Path,
-        classes: list[str], resume: bool = False, progress=None) -> dict:
-    """Train, keep the best checkpoint by validation `select_metric` (or the last one without validation)."""
+        classes: list[str], resume: bool = False, progress=None, *, param_groups: list[dict] | None = None,
+        accumulate: int = 1, save: Callable[[str], None] | None = None, keep_resume: bool = True) -> dict:
+    """Train, keep the best checkpoint by validation `select_metric` (or the last one without validation).
+
+    Stage 3 (`dfer.finetune`) reuses this loop with: `param_groups` (AdamW groups with their own `lr`, e.g.
+    layer-wise decay; default: one group of every parameter at `cfg.lr`), `accumulate` (batches per optimizer
+    step), `save(kind)` writing the "best" / "last" weights (default: the model's state dict to
+    RUN/{kind}.safetensors) and `keep_resume=False` (no per-epoch optimizer state for `--resume`).
+    """
     device = torch.device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -71,8 +79,9 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
     train_loader = loader_for(train, cfg, shuffle=True, sampler=sampler, generator=generator)
     val_loader = loader_for(val, cfg) if val is not None and len(val) else None
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * len(train_loader)
+    save = save or (lambda kind: checkpoint.save_weights(model, run / f"{kind}.safetensors"))
+    optimizer = torch.optim.AdamW(param_groups or model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * -(-len(train_loader) // accumulate)  # optimizer steps
     warmup = max(1, int(cfg.warmup_fraction * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
@@ -92,17 +101,20 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         started, losses = time.perf_counter(), []
         model.train()
-        for batch in train_loader:
+        optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(train_loader):
             batch = to_device(batch, device)
             with autocast(device):
                 logits = model(batch)["logits"]
             loss = F.cross_entropy(logits.float(), batch["label"], weight=class_weight,
                                    label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            group = min(accumulate, len(train_loader) - step // accumulate * accumulate)  # batches in this step
+            (loss / group).backward()
+            if (step + 1) % accumulate == 0 or step + 1 == len(train_loader):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             if progress:
                 progress.step(loss=losses[-1])
@@ -119,12 +131,13 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
         if improved:
             state.update(best_score=metrics[cfg.select_metric] if val_loader is not None else -1.0, best_epoch=epoch,
                          stale=0)
-            checkpoint.save_weights(model, run / "best.safetensors")
+            save("best")
         else:
             state["stale"] += 1
         state["epoch"] = epoch
-        checkpoint.save_weights(model, run / "last.safetensors")
-        checkpoint.save_resume(run, optimizer, scheduler, state)
+        save("last")
+        if keep_resume:
+            checkpoint.save_resume(run, optimizer, scheduler, state)
         with open(run / "log.csv", "a", newline="") as file:
             csv.DictWriter(file, LOG_FIELDS).writerow(row)
         for key in ("train_loss", "val_loss", "val_UAR", "val_WAR", "lr"):

@@ -1,0 +1,181 @@
+"""`dfer finetune`: stage 3, the encoders and the stage-2 heads trained together on the cache's media.
+
+    setup:   the init run's best heads and split; the encoders its store was made with (or --vision/--audio);
+             which weights train (--unfreeze), layer-wise learning rates, gradient checkpointing
+    train:   stage 2's epoch loop (`dfer.train.loop.fit`) on face crops and waveforms read from the store,
+             augmented; the best epoch's heads and encoders are kept
+    report:  the test clips scored through the saved folders (results.json, confusion.png)
+
+RUN2 is a stage-2 run folder (config.json, best/last.safetensors heads, log.csv, results.json) plus the
+fine-tuned encoders RUN2/vision and RUN2/audio of the best epoch, which `dfer extract --vision/--audio` accepts
+to re-extract a cache. By default the init run's split is reused, so the clips it held out for testing stay
+unseen by both stages; `fold` plans another split only if its test clips were not among the init run's training
+or validation clips.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+import dfer
+from dfer.encoders import load_audio, load_vision
+from dfer.finetune.augment import Augment, AugmentConfig
+from dfer.finetune.config import FinetuneConfig
+from dfer.finetune.data import MediaClips, check_media
+from dfer.finetune.evaluate import load_end_to_end
+from dfer.finetune.model import EndToEnd
+from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
+from dfer.heads import DferHeads
+from dfer.heads.fusion import STREAMS
+from dfer.store import fingerprint as fp
+from dfer.store.reader import CacheReader, open_cache
+from dfer.train import checkpoint
+from dfer.train.evaluate import TOKEN_FIELDS, _seed_of
+from dfer.train.loop import fit, loader_for, predict
+from dfer.train.metrics import classification_metrics
+from dfer.train.progress import TrainProgress
+from dfer.train.report import metrics_table, save_confusion_png
+from dfer.train.splits import Split, plan
+
+console = Console()
+
+
+def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool = True) -> dict:
+    """Fine-tune `init`'s heads and their encoders end to end into `out`; return the test metrics ({} without)."""
+    init, out = Path(init), Path(out)
+    if out.resolve() == init.resolve():
+        raise ValueError(f"--out {out} is the init run: give the fine-tuned run its own folder")
+    heads, init_config = checkpoint.load_run(init, "best")
+    reader = open_cache(store)
+    modalities, fusion = init_config["heads"]["modalities"], init_config["heads"]["fusion"]
+    check_media(reader, modalities)
+    if reader.classes != init_config["classes"]:
+        raise ValueError(f"{store}: classes {reader.classes} differ from the init run's {init_config['classes']}")
+    fp.check(reader.path, {k: init_config["fingerprint"][k] for k in TOKEN_FIELDS},
+             {k: reader.fingerprint[k] for k in TOKEN_FIELDS})  # the heads were trained on this store's tokens
+    split = _split(reader, init_config, cfg, modalities)
+    device = torch.device(cfg.device)
+    precision = cfg.precision if device.type == "cuda" else "fp32"
+
+    vision, audio = build_encoders(reader.fingerprint, modalities, cfg, device)
+    _check_sizes(heads, vision, audio)
+    mode, number = cfg.mode
+    for encoder in (vision, audio):
+        if encoder is not None:
+            make_trainable(encoder, mode, number, cfg.lora_alpha)
+            if cfg.grad_checkpointing:
+                enable_checkpointing(encoder)
+    model = EndToEnd(heads, vision, audio, precision)
+    groups = [{"name": "heads", "params": list(heads.parameters()), "lr": cfg.head_lr}]  # first: logged as `lr`
+    for name, encoder in (("vision", vision), ("audio", audio)):
+        if encoder is not None:
+            groups += layer_groups(encoder, cfg.lr, cfg.layer_decay, cfg.weight_decay, name)
+
+    out.mkdir(parents=True, exist_ok=True)
+    clip_ids = reader.read_all("clip_id").astype(str)
+    train_cfg = cfg.train_config(modalities, fusion)
+    config = {
+        "dfer_version": dfer.__version__,
+        "train": train_cfg.to_dict(),
+        "heads": init_config["heads"],
+        "classes": reader.classes,
+        "dataset": reader.attrs["dataset"],
+        "store": str(Path(reader.path).resolve()),
+        "fingerprint": reader.fingerprint,  # the media's provenance; the encoders are RUN2/vision, RUN2/audio
+        "split": {"name": split.name, "notes": split.notes,
+                  **{part: [str(clip_ids[i]) for i in getattr(split, part)] for part in ("train", "val", "test")}},
+        "finetune": {
+            **cfg.to_dict(), "precision": precision, "init": str(init.resolve()),
+            "start": {"vision": vision.describe() if vision else None, "audio": audio.describe() if audio else None},
+            "encoders": {"vision": "vision" if vision else None, "audio": "audio" if audio else None},
+            "trainable": {"heads": count_trainable(heads), "vision": count_trainable(vision),
+                          "audio": count_trainable(audio)},
+        },
+    }
+    checkpoint.write_json(out / "config.json", config)
+    if show:
+        trainable = config["finetune"]["trainable"]
+        console.print(f"[bold]{out}[/]: {len(split.train)} train, {len(split.val)} val, {len(split.test)} test clips; "
+                      f"trainable heads {trainable['heads']:,}, vision {trainable['vision']:,}, "
+                      f"audio {trainable['audio']:,} ({cfg.unfreeze}, {precision})")
+        for note in split.notes:
+            console.print(f"  {note}")
+
+    augment = Augment(AugmentConfig(**cfg.augmentation), reader.fingerprint["sample_rate"]) if cfg.augment else None
+    train = MediaClips(reader, split.train, modalities, augment)
+    val = MediaClips(reader, split.val, modalities)
+    steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
+    with TrainProgress(split.name, steps, enabled=show) as progress:
+        state = fit(model, train, val, train_cfg, out, reader.classes, progress=progress, param_groups=groups,
+                    accumulate=cfg.accumulate, save=functools.partial(model.save, out), keep_resume=False)
+    if not split.test:
+        return {}
+    del model, vision, audio, encoder, heads, groups  # the best epoch is read back from the saved folders
+    best, _ = load_end_to_end(out, cfg.device)
+    loader = loader_for(MediaClips(reader, split.test, modalities), train_cfg)
+    labels, probs = predict(best, loader, device)
+    metrics = classification_metrics(labels, probs, reader.classes)
+    metrics["best_epoch"] = state["best_epoch"]
+    checkpoint.write_json(out / "results.json", {"test": metrics, "split": split.name})
+    save_confusion_png(metrics["confusion"], reader.classes, out / "confusion.png",
+                       f"{reader.attrs['dataset']} {split.name} fine-tuned")
+    if show:
+        console.print(metrics_table(metrics))
+    return metrics
+
+
+def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig, device: torch.device):
+    """The encoders the store was extracted with (same seed for random ones), or --vision / --audio; only the
+    ones the heads read. Returned in eval mode; `EndToEnd.train()` decides what trains."""
+    streams = STREAMS[modalities]
+    built = []
+    for stream, key, override, load in (("video", "vision", cfg.vision, load_vision),
+                                        ("audio", "audio", cfg.audio, load_audio)):
+        if stream not in streams:
+            built.append(None)
+            continue
+        spec = override or fingerprint[key]["id"]
+        seed = _seed_of(fingerprint[key]) if override is None and spec.startswith("random:") else 0
+        built.append(load(spec, seed=seed, device=device))
+    return tuple(built)
+
+
+def _check_sizes(heads: DferHeads, vision, audio) -> None:
+    c = heads.config
+    if vision is not None and (vision.dim, vision.num_tokens, vision.image_size) != (
+            c.vision_dim, c.num_tokens, c.image_size):
+        raise ValueError(f"vision encoder {vision.spec} gives {vision.num_tokens} x {vision.dim} tokens of "
+                         f"{vision.image_size} px crops; the heads take {c.num_tokens} x {c.vision_dim} of "
+                         f"{c.image_size} px")
+    if audio is not None and (audio.dim, audio.frame_seconds) != (c.audio_dim, c.audio_frame_seconds):
+        raise ValueError(f"audio encoder {audio.spec} gives {audio.dim}-wide tokens every {audio.frame_seconds} s; "
+                         f"the heads take {c.audio_dim} every {c.audio_frame_seconds} s")
+
+
+def _split(reader: CacheReader, init_config: dict, cfg: FinetuneConfig, modalities: str) -> Split:
+    """The init run's split (by clip id), or a planned fold whose test clips the init run never trained on."""
+    clip_ids = reader.read_all("clip_id").astype(str)
+    saved = init_config["split"]
+    if cfg.fold is None:
+        row = {clip_id: i for i, clip_id in enumerate(clip_ids)}
+        missing = [c for part in ("train", "val", "test") for c in saved[part] if c not in row]
+        if missing:
+            raise ValueError(f"{reader.path} lacks {len(missing)} clips of the init run's split (e.g. {missing[0]}): "
+                             "fine-tune on the init run's store, or pass --fold")
+        parts = {part: [row[c] for c in saved[part]] for part in ("train", "val", "test")}
+        return Split(saved["name"], **parts, notes=[*saved["notes"], "the init run's split"])
+    splits, _ = plan(reader, cfg.fold, modalities, cfg.seed, cfg.val_fraction)
+    if len(splits) != 1:
+        raise ValueError(f"--fold {cfg.fold} gives {len(splits)} splits: fine-tune one fold at a time, from the "
+                         "init run of that fold (e.g. --init RUN/fold3 --fold 3)")
+    split = splits[0]
+    seen = set(saved["train"]) | set(saved["val"])
+    leaked = [clip_ids[i] for i in split.test if clip_ids[i] in seen]
+    if leaked:
+        raise ValueError(f"--fold {cfg.fold}: {len(leaked)} of its test clips trained the init run's heads "
+                         f"(e.g. {leaked[0]}); use the init run's own split (leave --fold out)")
+    return split

@@ -1,0 +1,215 @@
+"""Stage 3 on four bundled CREMA-D clips with the tiny encoders: the real CLI command, recipe, store and loop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from dfer.encoders import load_audio, load_vision
+from dfer.extract.pipeline import ExtractConfig, run as extract
+from dfer.finetune.augment import Augment, AugmentConfig
+from dfer.finetune.command import finetune as finetune_command
+from dfer.finetune.config import FinetuneConfig, make_finetune_config
+from dfer.finetune.data import MediaClips
+from dfer.finetune.evaluate import evaluate_end_to_end, is_end_to_end, load_end_to_end
+from dfer.finetune.model import EndToEnd
+from dfer.finetune.run import build_encoders, finetune
+from dfer.finetune.trainable import layer_groups, make_trainable
+from dfer.store.reader import open_cache
+from dfer.train import checkpoint
+from dfer.train.config import make_config
+from dfer.train.data import CachedClips, collate
+from dfer.train.evaluate import evaluate
+from dfer.train.loop import loader_for, predict
+from dfer.train.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "cremad"
+SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
+CLIPS = 4
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ft") / "store"
+    summary = extract(ExtractConfig(dataset="cremad", root=SAMPLE, out=out, preset="tiny", frames=4, limit=CLIPS,
+                                    progress=False))
+    assert (summary.done, summary.failures) == (CLIPS, [])
+    return out
+
+
+@pytest.fixture(scope="module")
+def init_run(store) -> Path:
+    """A stage-2 run whose recorded split is rewritten to 2 train / 1 val / 1 test clips (the sample has one
+    speaker, so no protocol split exists): stage 3 reuses it, so validation, test and results.json all run."""
+    out = store.parent / "run"
+    train(store, out, make_config(None, fold="none", epochs=1, batch_size=3, heads=SMALL_HEADS), show=False)
+    config = json.loads((out / "config.json").read_text())
+    ids = config["split"]["train"]
+    config["split"].update(name="handmade", train=ids[:2], val=ids[2:3], test=ids[3:])
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tuned(store, init_run) -> Path:
+    """`dfer finetune` through the command function and the demo recipe: 2 optimizer steps (2 clips, batch 1)."""
+    app = typer.Typer()
+    app.command()(finetune_command)
+    out = store.parent / "tuned"
+    result = CliRunner().invoke(app, [str(store), "--init", str(init_run), "--out", str(out), "--recipe",
+                                      str(REPO / "recipes" / "demo" / "finetune.yaml"), "--epochs", "1",
+                                      "--batch-size", "1", "--accumulate", "1"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def batch_of(store: Path, modalities: str = "av", indices=(0, 1, 2)) -> dict[str, torch.Tensor]:
+    clips = MediaClips(open_cache(store), list(indices), modalities)
+    return collate([clips[i] for i in range(len(clips))])
+
+
+def test_rebuilt_encoders_reproduce_the_cached_tokens(store, init_run):
+    reader = open_cache(store)
+    heads, _ = checkpoint.load_run(init_run)
+    vision, audio = build_encoders(reader.fingerprint, "av", FinetuneConfig(), torch.device("cpu"))
+    with torch.no_grad():
+        tokens = EndToEnd(heads, vision, audio, "fp32").eval().encode(batch_of(store))
+    for i in range(3):
+        cached = torch.from_numpy(reader.read("video/tokens", i)).float()
+        assert torch.allclose(tokens["video_tokens"][i], cached, atol=1e-2)  # float16 cache
+        length = int(reader.read("audio/length", i))
+        assert int(tokens["audio_length"][i]) == length
+        cached = torch.from_numpy(reader.read("audio/tokens", i)[:length]).float()
+        assert torch.allclose(tokens["audio_tokens"][i, :length], cached, atol=2e-2)  # + int16 waveform
+
+
+def test_finetune_trains_encoders_and_heads(tuned, init_run, store):
+    config = json.loads((tuned / "config.json").read_text())
+    assert config["finetune"]["unfreeze"] == "all" and config["finetune"]["precision"] == "fp32"
+    assert config["split"]["train"] == json.loads((init_run / "config.json").read_text())["split"]["train"]
+    assert is_end_to_end(tuned) and not is_end_to_end(init_run)
+    header, epoch = (tuned / "log.csv").read_text().splitlines()
+    assert dict(zip(header.split(","), epoch.split(",")))["val_UAR"] != ""
+    results = json.loads((tuned / "results.json").read_text())
+    assert results["split"] == "handmade" and results["test"]["n"] == 1 and (tuned / "confusion.png").exists()
+    seed = int(open_cache(store).fingerprint["vision"]["revision"].removeprefix("seed="))
+    before = {"vision": load_vision("random:tiny", seed).state_dict(),
+              "audio": load_audio("random:tiny", seed).state_dict()}
+    after = {"vision": load_vision(str(tuned / "vision")).state_dict(),
+             "audio": load_audio(str(tuned / "audio")).state_dict()}
+    for name in ("vision", "audio"):
+        assert after[name].keys() == before[name].keys()
+        assert any(not torch.equal(after[name][k], before[name][k]) for k in before[name]), f"no {name} weight changed"
+    heads_before = load_file(str(init_run / "best.safetensors"))
+    heads_after = load_file(str(tuned / "best.safetensors"))
+    assert any(not torch.equal(heads_before[k], heads_after[k]) for k in heads_before)
+
+
+@pytest.mark.parametrize("unfreeze", ["last:1", "lora:2"])
+def test_partial_unfreezing_leaves_the_rest_untouched(store, init_run, unfreeze):
+    reader = open_cache(store)
+    heads, _ = checkpoint.load_run(init_run)
+    vision, audio = build_encoders(reader.fingerprint, "av", FinetuneConfig(), torch.device("cpu"))
+    mode, number = FinetuneConfig(unfreeze=unfreeze).mode
+    for encoder in (vision, audio):
+        make_trainable(encoder, mode, number)
+    model = EndToEnd(heads, vision, audio, "fp32")
+    expected = {  # what may train besides the heads
+        "last:1": lambda name: ".layers.1." in name or "post_layernorm" in name,  # tiny: 2 blocks each
+        "lora:2": lambda name: "lora_" in name,
+    }[unfreeze]
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad and not name.startswith("heads.")}
+    assert trainable and all(expected(name) for name in trainable)
+    assert all(p.requires_grad for p in heads.parameters())
+    if mode == "lora":
+        assert {name.split(".")[-4] for name in trainable} >= {"q_proj", "fc2", "linear_q", "linear2"}
+
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    groups = [{"params": list(heads.parameters()), "lr": 1e-3}]
+    groups += layer_groups(vision, 1e-3, 0.75, 0.05, "vision") + layer_groups(audio, 1e-3, 0.75, 0.05, "audio")
+    optimizer = torch.optim.AdamW(groups)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(batch_of(store))["logits"], batch_of(store)["label"].long())
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    frozen_params = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen_params and not moved & frozen_params
+    assert moved & trainable
+    frozen_buffers = [name for name in before if any(name.startswith(root + ".") for root in model.frozen)]
+    assert not moved & set(frozen_buffers)  # frozen BatchNorms keep their running statistics (eval mode)
+
+
+def test_refuses_a_store_without_media(store, init_run, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(store, bare)
+    for array in ("video/faces", "audio/waveform"):
+        shutil.rmtree(bare / array)
+    meta = json.loads((bare / "zarr.json").read_text())
+    meta["attributes"]["fingerprint"]["keep_media"] = meta["attributes"]["layout"]["keep_media"] = False
+    (bare / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"--no-keep-media.*dfer extract cremad ROOT --out NEW_STORE --keep-media"):
+        finetune(bare, init_run, tmp_path / "out", FinetuneConfig(epochs=1))
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_from_media_and_reextract_with_the_saved_encoders(tuned, store, init_run, tmp_path):
+    metrics = evaluate_end_to_end(tuned, store)
+    assert set(metrics) == set(evaluate(init_run, store)) and metrics["n"] == 1 and "test clips" in metrics["subset"]
+    assert metrics["WAR"] == json.loads((tuned / "results.json").read_text())["test"]["WAR"]
+
+    again = tmp_path / "again"
+    summary = extract(ExtractConfig(dataset="cremad", root=SAMPLE, out=again, vision=str(tuned / "vision"),
+                                    audio=str(tuned / "audio"), frames=4, limit=2, progress=False))
+    assert (summary.done, summary.failures) == (2, [])
+    # The heads on the re-extracted tokens score like the whole model on the media (float16 cache aside).
+    model, config = load_end_to_end(tuned)
+    cfg = make_config(None, batch_size=2)
+    _, end_to_end = predict(model, loader_for(MediaClips(open_cache(store), [0, 1], "av"), cfg), torch.device("cpu"))
+    _, from_tokens = predict(model.heads, loader_for(CachedClips(open_cache(again), [0, 1], "av"), cfg),
+                             torch.device("cpu"))
+    assert np.allclose(end_to_end, from_tokens, atol=1e-2)
+
+
+def test_audio_only_builds_and_reads_no_video(store):
+    vision, audio = build_encoders(open_cache(store).fingerprint, "audio", FinetuneConfig(), torch.device("cpu"))
+    assert vision is None and audio is not None
+    assert not {"faces", "landmarks", "face_found"} & set(batch_of(store, "audio"))
+
+
+def test_face_augmentation_moves_landmarks_with_the_pixels():
+    augment = Augment(AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=1.0, jitter=0.0))
+    faces = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    faces[..., 2, 1] = 255  # a bright pixel at x=1, y=2
+    landmarks = torch.tensor([[1.5, 2.5], [6.0, 2.0], [4.0, 4.0], [2.0, 6.0], [6.0, 6.0]]).repeat(2, 1, 1)
+    out, moved = augment.faces(faces, landmarks)
+    assert out[0, 0, 2, 6] == 255  # mirrored: x=1 -> 8-1-1
+    assert torch.allclose(moved[0, 1], torch.tensor([6.5, 2.5]))  # the marked point, now the image-right eye
+    assert torch.allclose(moved[0, 0], torch.tensor([2.0, 2.0]))
+
+
+def test_audio_augmentation_keeps_the_padding_silent():
+    wave = torch.zeros(16000)
+    wave[:8000] = torch.sin(torch.arange(8000) / 5.0)
+    out = Augment(AugmentConfig(noise=1.0)).waveform(wave, 8000)
+    assert out[8000:].abs().max() == 0 and not torch.equal(out[:8000], wave[:8000])
+
+
+def test_every_finetune_recipe_loads():
+    recipes = sorted((REPO / "recipes").rglob("finetune*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        assert recipe.read_text().startswith("# dfer finetune "), f"{recipe}: first line must be its command"
+        make_finetune_config(recipe)
+    with pytest.raises(ValueError, match="unfreeze"):
+        FinetuneConfig(unfreeze="last:x")
