@@ -174,7 +174,7 @@ def test_mafw_bad_rows_and_missing_clips_are_problems(tmp_path: Path) -> None:
     problem(listing, f"{test1}:4: ", "expected 2 fields")
     problem(listing, f"{test1}:5: ", "expected 2 fields")
     test3 = tmp_path / "Train_Test_Set/single/no_caption/set_3/test.txt"
-    problem(listing, f"{test3}:1: ", "no clip numbered 3")
+    problem(listing, f"{test3}:1: ", "no video numbered 3")
     assert len(listing.problems) == 5
 
 

@@ -26,8 +26,8 @@ import csv
 import re
 from pathlib import Path
 
-from dfer.data.clip import Clip, DatasetListing
-from dfer.data.folds import Entry, assign_folds, index_by_number
+from dfer.data.clip import DatasetListing
+from dfer.data.folds import Entry, assign_folds, index_by_number, numbered_clips
 
 CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]  # README labels 1..7
 PROTOCOL = {"kind": "kfold", "folds": 5}
@@ -105,13 +105,5 @@ def list_clips(root: Path) -> DatasetListing:
 
     videos, media_problems = index_by_number(original, VIDEO_SUFFIXES)
     problems += media_problems
-    clips = []
-    for number, a in assigned.items():
-        video = videos.get(number)
-        if video is None:
-            problems.append(f"{a.where}: no video numbered {number} below {original}")
-            continue
-        info = {"file": video.relative_to(root).as_posix()}
-        clips.append(Clip(f"{number:05d}", video, video, a.label, "", fold=a.fold, info=info))
-    clips.sort(key=lambda c: c.clip_id)
+    clips = numbered_clips(assigned, videos, root, original, problems)
     return DatasetListing("dfew", list(CLASSES), dict(PROTOCOL), clips, problems)

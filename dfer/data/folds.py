@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfer.data.clip import Clip
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -102,3 +104,17 @@ def index_by_number(folder: Path, suffixes: Iterable[str]) -> tuple[dict[int, Pa
         else:
             found[number] = path
     return found, problems
+
+
+def numbered_clips(assigned: dict, videos: dict[int, Path], root: Path, below: Path,
+                   problems: list[str]) -> list[Clip]:
+    """Clips for fold-assigned numbers, sorted by id; a number without a video is reported where it was listed."""
+    clips = []
+    for number, entry in assigned.items():
+        video = videos.get(number)
+        if video is None:
+            problems.append(f"{entry.where}: no video numbered {number} below {below}")
+            continue
+        info = {"file": video.relative_to(root).as_posix()}
+        clips.append(Clip(f"{number:05d}", video, video, entry.label, "", fold=entry.fold, info=info))
+    return sorted(clips, key=lambda c: c.clip_id)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dfer.data.clip import Clip, DatasetListing
-from dfer.data.folds import Entry, assign_folds, index_by_number
+from dfer.data.clip import DatasetListing
+from dfer.data.folds import Entry, assign_folds, index_by_number, numbered_clips
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
            "contempt", "anxiety", "helplessness", "disappointment"]
@@ -87,13 +87,5 @@ def list_clips(root: Path) -> DatasetListing:
 
     videos, media_problems = index_by_number(clip_dir, VIDEO_SUFFIXES)
     problems += media_problems
-    clips = []
-    for number, a in assigned.items():
-        video = videos.get(number)
-        if video is None:
-            problems.append(f"{a.where}: no clip numbered {number} below {clip_dir}")
-            continue
-        info = {"file": video.relative_to(root).as_posix()}
-        clips.append(Clip(f"{number:05d}", video, video, a.label, "", fold=a.fold, info=info))
-    clips.sort(key=lambda c: c.clip_id)
+    clips = numbered_clips(assigned, videos, root, clip_dir, problems)
     return DatasetListing("mafw", list(CLASSES), dict(PROTOCOL), clips, problems)

@@ -8,7 +8,7 @@ device is, and the encoders see batches of several clips.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import dfer
-from dfer.recipe import load_recipe
+from dfer.recipe import settings_from
 from dfer.data import list_dataset
 from dfer.data.clip import Clip, DatasetListing
 from dfer.encoders import load_audio, load_vision, resolve_preset
@@ -51,13 +51,7 @@ class ExtractConfig:
 
 
 def extract_config(recipe: Path | None = None, **settings) -> ExtractConfig:
-    """Recipe values, then every setting that is not None; unknown recipe keys are an error naming them."""
-    values = load_recipe(recipe) if recipe else {}
-    known = {f.name for f in fields(ExtractConfig)}
-    if set(values) - known:
-        raise ValueError(f"{recipe}: unknown extraction settings {sorted(set(values) - known)}; known: {sorted(known)}")
-    values.update({key: value for key, value in settings.items() if value is not None})
-    return ExtractConfig(**values)
+    return settings_from(ExtractConfig, recipe, "extraction", **settings)
 
 
 @dataclass

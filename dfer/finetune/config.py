@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfer.finetune.augment import AugmentConfig
-from dfer.recipe import load_recipe
+from dfer.recipe import settings_from
 from dfer.train.config import TrainConfig
 
 _UNFREEZE = re.compile(r"^(all|last:(\d+)|lora:(\d+))$")
@@ -88,11 +88,4 @@ class FinetuneConfig:
 
 
 def make_finetune_config(recipe: Path | None = None, **overrides) -> FinetuneConfig:
-    """Recipe values, then every override that is not None. Unknown keys are an error naming them."""
-    values = load_recipe(recipe) if recipe else {}
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{recipe or 'settings'}: unknown fine-tune settings {unknown}; known: {sorted(known)}")
-    return FinetuneConfig(**values)
+    return settings_from(FinetuneConfig, recipe, "fine-tune", **overrides)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfer.heads import FUSIONS, MODALITIES, HeadConfig
-from dfer.recipe import load_recipe
+from dfer.recipe import settings_from
 
 
 @dataclass(kw_only=True)
@@ -53,14 +53,7 @@ class TrainConfig:
 
 
 def make_config(recipe: Path | None = None, **overrides) -> TrainConfig:
-    """Recipe values, then every override that is not None. Unknown keys are an error naming them."""
-    values = load_recipe(recipe) if recipe else {}
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{recipe or 'settings'}: unknown training settings {unknown}; known: {sorted(known)}")
-    return TrainConfig(**values)
+    return settings_from(TrainConfig, recipe, "training", **overrides)
 
 
 def head_config(fingerprint: dict, classes: list[str], train: TrainConfig) -> HeadConfig:
