@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -32,6 +33,9 @@ from dfer.encoders.presets import (
     local_revision,
     random_arch,
 )
+
+# NeMo's telemetry (nv_one_logger) warns on every import that it is disabled; say nothing unless it fails.
+logging.getLogger("nv_one_logger").setLevel(logging.ERROR)
 
 SAVE_FORMAT = "dfer.audio_encoder/1"
 _NEMO_MODULES = "nemo.collections.asr.modules."  # the only `_target_`s a saved config may name
