@@ -38,7 +38,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -46,9 +45,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import CONTENDED, cpu_model, machine_busy_s, wait_for_quiet  # bench/machine.py: shared machine facts
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CONTENDED = 0.25  # cores of other work during a measurement above which it is repeated (see --retries)
 RAVDESS_EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]  # EE 01..08
 
 
@@ -211,16 +210,6 @@ def rss_slope(trace: list[float], skip: int) -> float | None:
 # -------------------------------------------------------------------------------- parent: plan and report
 
 
-def wait_for_quiet(limit_s: float, threshold: float = CONTENDED) -> float:
-    """Wait up to `limit_s` for other work to use under `threshold` cores (2 s samples); the last sample."""
-    deadline = time.perf_counter() + limit_s
-    while True:
-        before = machine_busy_s()
-        time.sleep(2.0)
-        busy = (machine_busy_s() - before) / 2.0
-        if not busy > threshold or time.perf_counter() >= deadline:  # NaN (no /proc) counts as quiet
-            return busy
-        print(f"[bench] waiting for the machine to quieten: other work uses {busy:.2f} cores", flush=True)
 
 
 def measure(name: str, spec: dict, log: Path, quiet_wait_s: float) -> dict | None:
@@ -251,14 +240,6 @@ def measure(name: str, spec: dict, log: Path, quiet_wait_s: float) -> dict | Non
     return result
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all cores have spent busy since boot (Linux /proc/stat); NaN elsewhere."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError):
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user nice system idle iowait irq softirq steal
 
 
 def children_cpu_s() -> float:
@@ -266,14 +247,6 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt(value: float | None) -> str:

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 import httpx
 import numpy as np
+from machine import machine_busy_s  # bench/machine.py: shared machine facts
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = sorted((REPO / "samples" / "cremad" / "VideoFlash").glob("*.flv"))
@@ -71,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(health["workers"]):
                 assert send(client, url, CLIPS[i % len(CLIPS)])[0] == 200, "warm-up request failed"
         ours = [os.getpid()] + ([server.pid] if server else [])
-        busy_before, ours_before = cpu_busy_seconds(), process_cpu_seconds(ours)
+        busy_before, ours_before = machine_busy_s(), process_cpu_seconds(ours)
         records, elapsed = load(url, args.clients, args.seconds, args.timeout)
-        other = (cpu_busy_seconds() - busy_before - (process_cpu_seconds(ours) - ours_before)) / elapsed
+        other = (machine_busy_s() - busy_before - (process_cpu_seconds(ours) - ours_before)) / elapsed
     finally:
         if server is not None:
             server.terminate()
@@ -183,14 +184,6 @@ def print_table(figures: dict) -> None:
         print(f"{name:<{width}}  {value}")
 
 
-def cpu_busy_seconds() -> float:
-    """CPU seconds all cores have spent busy since boot (Linux /proc/stat); NaN elsewhere."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except OSError:
-        return float("nan")
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pids: list[int]) -> float:

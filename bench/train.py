@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -63,6 +61,7 @@ from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.train.config import head_config, make_config
 from dfer.train.data import CachedClips, collate, to_device
+from machine import CONTENDED, cpu_model, machine_busy_s, wait_for_quiet  # bench/machine.py: shared machine facts
 
 PRESET = "base-random"
 CLASSES = [f"class{c}" for c in range(8)]  # RAVDESS has 8
@@ -71,7 +70,6 @@ SAMPLE_RATE = 16000
 MAX_SECONDS = 16.0  # `dfer extract`'s default: audio/tokens are padded to this span in the store
 # MTCNN-like points (eyes, nose, mouth corners) as fractions of the crop side
 LANDMARKS = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.72], [0.62, 0.72]], np.float32)
-CONTENDED = 0.25  # cores of other work during a measurement above which it is repeated (see --retries)
 
 
 # ------------------------------------------------------------------------------------- machine and timing
@@ -84,24 +82,8 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all cores have spent busy since boot (Linux /proc/stat); NaN elsewhere."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError):
-        return float("nan")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:
@@ -125,20 +107,6 @@ class OtherLoad:
         return None if other != other else max(other, 0.0)
 
 
-def wait_for_quiet(limit_s: float, threshold: float = CONTENDED) -> None:
-    """Wait up to `limit_s` for other work to use under `threshold` cores (1 s samples)."""
-    start = time.perf_counter()
-    said = -math.inf
-    while limit_s > 0:
-        before = machine_busy_s()
-        time.sleep(1.0)
-        busy = machine_busy_s() - before
-        now = time.perf_counter()
-        if not busy > threshold or now - start >= limit_s:  # NaN (no /proc) counts as quiet
-            return
-        if now - said >= 15:
-            print(f"[bench] waiting for the machine to quieten: other work uses {busy:.2f} cores", flush=True)
-            said = now
 
 
 def least_contended(name: str, measure, args, started: float) -> dict:

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 import dfer
 from dfer.recipe import settings_from
 from dfer.data import list_dataset
-from dfer.data.clip import Clip, DatasetListing
+from dfer.data.clip import Clip
 from dfer.encoders import load_audio, load_vision, resolve_preset
 from dfer.extract import distributed
 from dfer.extract.batch import ClipInput, encode_batch
