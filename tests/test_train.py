@@ -188,3 +188,18 @@ def test_unknown_recipe_key_is_named(tmp_path):
     recipe.write_text("# dfer train\nepochz: 3\n")
     with pytest.raises(ValueError, match="epochz"):
         make_config(recipe)
+
+
+def test_inputs_are_standardised_with_training_statistics(store, tmp_path):
+    """Tokens are standardised per dimension with training-clip statistics, saved with the weights."""
+    train(store, tmp_path / "run", quick(epochs=1), show=False)
+    weights = load_file(str(tmp_path / "run" / "best.safetensors"))
+    reader = open_cache(store)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    clip_ids = list(reader.read_all("clip_id"))
+    train_rows = [clip_ids.index(c) for c in config["split"]["train"]]
+    frames = np.concatenate([reader.read("audio/tokens", i)[: int(reader.read("audio/length", i))]
+                             for i in train_rows if reader.read("has_audio", i)]).astype(np.float64)
+    np.testing.assert_allclose(weights["audio_mean"].numpy(), frames.mean(0), atol=1e-3)
+    np.testing.assert_allclose(weights["audio_std"].numpy(), frames.std(0), atol=1e-3)
+    assert weights["video_std"].min() > 0

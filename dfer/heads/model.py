@@ -84,6 +84,14 @@ class DferHeads(nn.Module):
                                             c.frame_pool)
         if "audio" in self.streams:
             self.audio_pool = SegmentAttentionPool(c.audio_dim, c.d_model, c.audio_frame_seconds, c.heads)
+        # Per-dimension input standardisation with training-set statistics (set by `set_input_statistics`, saved with
+        # the weights). Frozen-encoder tokens carry large constant offsets per dimension and small clip-to-clip
+        # differences; without this the heads barely move off chance on real tokens (RAVDESS speech, random
+        # FastConformer: train loss 2.16 -> 2.07 in 15 epochs while a standardised linear probe reaches 44 %).
+        for stream, dim in (("video", c.vision_dim), ("audio", c.audio_dim)):
+            if stream in self.streams:
+                self.register_buffer(f"{stream}_mean", torch.zeros(dim))
+                self.register_buffer(f"{stream}_std", torch.ones(dim))
         self.modality_dropout = ModalityDropout(c.modality_dropout)
         self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units)
 
@@ -95,14 +103,22 @@ class DferHeads(nn.Module):
             has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             face_found = batch["face_found"].bool()  # (B, T)
             masks["video"] = has_video.bool()[:, None] & face_found  # (B, T)
-            rois = self.roi(batch["video_tokens"], batch["landmarks"], face_found)  # (B, T, K, d)
+            video = (batch["video_tokens"] - self.video_mean) / self.video_std  # (B, T, N, D)
+            rois = self.roi(video, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
         if "audio" in self.streams:
             has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
-            feats["audio"], segment_mask = self.audio_pool(batch["audio_tokens"], batch["audio_length"], frame_time)
+            audio = (batch["audio_tokens"] - self.audio_mean) / self.audio_std  # (B, Ta, Da)
+            feats["audio"], segment_mask = self.audio_pool(audio, batch["audio_length"], frame_time)
             masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
         masks = self.modality_dropout(masks)
         return self.fusion(feats, masks, frame_time)
+
+    @torch.no_grad()
+    def set_input_statistics(self, stream: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-dimension mean and std of a stream's tokens over the training clips (std floored to stay finite)."""
+        getattr(self, f"{stream}_mean").copy_(mean)
+        getattr(self, f"{stream}_std").copy_(std.clamp(min=1e-3))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

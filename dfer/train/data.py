@@ -71,3 +71,32 @@ def collate(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
+                     max_clips: int = 256) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-dimension mean and std of each stream's valid tokens over (an evenly spaced subset of) the training clips:
+    audio frames inside `audio/length`, video tokens of frames with a detected face."""
+    streams = STREAMS[modalities]
+    chosen = [indices[i] for i in np.linspace(0, len(indices) - 1, min(max_clips, len(indices))).astype(int)]
+    sums: dict[str, list] = {}
+    for index in chosen:
+        rows = {}
+        if "audio" in streams and reader.read("has_audio", index):
+            rows["audio"] = reader.read("audio/tokens", index)[: int(reader.read("audio/length", index))]  # (Ta, Da)
+        if "video" in streams and reader.read("has_video", index):
+            found = reader.read("video/face_found", index).astype(bool)
+            rows["video"] = reader.read("video/tokens", index)[found].reshape(-1, reader.layout["vision_dim"])
+        for stream, x in rows.items():
+            x = x.astype(np.float64)
+            total = sums.setdefault(stream, [0, 0.0, 0.0])
+            total[0] += len(x)
+            total[1] = total[1] + x.sum(0)
+            total[2] = total[2] + (x * x).sum(0)
+    statistics = {}
+    for stream, (n, s1, s2) in sums.items():
+        if n:
+            mean = s1 / n
+            std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+            statistics[stream] = (torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+    return statistics

@@ -18,7 +18,7 @@ from dfer.heads import DferHeads
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig, head_config
-from dfer.train.data import CachedClips
+from dfer.train.data import CachedClips, token_statistics
 from dfer.train.loop import fit, loader_for, predict
 from dfer.train.metrics import classification_metrics, summarise_folds
 from dfer.train.progress import TrainProgress
@@ -92,6 +92,8 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
 
     torch.manual_seed(cfg.seed)  # the same seed builds the same initial heads
     model = DferHeads(heads_config)
+    for stream, (mean, std) in token_statistics(reader, split.train, cfg.modalities).items():
+        model.set_input_statistics(stream, mean, std)
     datasets = {part: CachedClips(reader, getattr(split, part), cfg.modalities, cfg.in_memory)
                 for part in ("train", "val", "test")}
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
