@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from dfer.data.clip import DatasetListing
-from dfer.data.folds import Entry, assign_folds, index_by_number, numbered_clips
+from dfer.data.folds import Entry, clips_from_fold_lists
 
 CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]  # README labels 1..7
 PROTOCOL = {"kind": "kfold", "folds": 5}
@@ -92,18 +92,7 @@ def list_clips(root: Path) -> DatasetListing:
         raise FileNotFoundError(f"DFEW needs {split_dir / 'test(single-labeled)'}/set_1.csv ... set_5.csv")
 
     problems: list[str] = []
-    lists: dict[str, dict[int, list[Entry]]] = {"train": {}, "test": {}}
-    for part, folder in folders.items():
-        for fold in range(1, PROTOCOL["folds"] + 1):
-            path = folder / f"set_{fold}.csv"
-            if path.is_file():
-                lists[part][fold] = read_list(path, problems)
-            elif part == "test":
-                problems.append(f"{path}: missing, so fold {fold}'s test clips are not listed")
-    assigned, fold_problems = assign_folds(lists["test"], lists["train"])
-    problems += fold_problems
-
-    videos, media_problems = index_by_number(original, VIDEO_SUFFIXES)
-    problems += media_problems
-    clips = numbered_clips(assigned, videos, root, original, problems)
+    clips = clips_from_fold_lists(
+        lambda part, fold: folders[part] / f"set_{fold}.csv" if part in folders else None,
+        read_list, PROTOCOL["folds"], original, VIDEO_SUFFIXES, root, problems)
     return DatasetListing("dfew", list(CLASSES), dict(PROTOCOL), clips, problems)

@@ -13,7 +13,7 @@ official protocol exactly when the K test lists partition the listed clips and e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,3 +118,23 @@ def numbered_clips(assigned: dict, videos: dict[int, Path], root: Path, below: P
         info = {"file": video.relative_to(root).as_posix()}
         clips.append(Clip(f"{number:05d}", video, video, entry.label, "", fold=entry.fold, info=info))
     return sorted(clips, key=lambda c: c.clip_id)
+
+
+def clips_from_fold_lists(list_path: Callable[[str, int], Path], read_list: Callable[[Path, list[str]], list[Entry]],
+                          folds: int, media: Path, suffixes: Iterable[str], root: Path,
+                          problems: list[str]) -> list[Clip]:
+    """The official per-fold train/test lists (`list_path(part, fold)`) -> checked fold assignment -> clips found by
+    number below `media`. A missing test list, and every row or clip that does not fit, goes into `problems`."""
+    lists: dict[str, dict[int, list[Entry]]] = {"train": {}, "test": {}}
+    for part in ("train", "test"):
+        for fold in range(1, folds + 1):
+            path = list_path(part, fold)
+            if path is not None and path.is_file():
+                lists[part][fold] = read_list(path, problems)
+            elif part == "test":
+                problems.append(f"{path}: missing, so fold {fold}'s test clips are not listed")
+    assigned, fold_problems = assign_folds(lists["test"], lists["train"])
+    problems += fold_problems
+    videos, media_problems = index_by_number(media, suffixes)
+    problems += media_problems
+    return numbered_clips(assigned, videos, root, media, problems)

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from dfer.data.clip import DatasetListing
-from dfer.data.folds import Entry, assign_folds, index_by_number, numbered_clips
+from dfer.data.folds import Entry, clips_from_fold_lists
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
            "contempt", "anxiety", "helplessness", "disappointment"]
@@ -74,18 +74,6 @@ def list_clips(root: Path) -> DatasetListing:
         raise FileNotFoundError(f"MAFW needs {root / SPLIT_ROOTS[0] / SPLIT_SUBDIR}/set_1/test.txt ... set_5")
 
     problems: list[str] = []
-    lists: dict[str, dict[int, list[Entry]]] = {"train": {}, "test": {}}
-    for fold in range(1, PROTOCOL["folds"] + 1):
-        for part in ("train", "test"):
-            path = splits / f"set_{fold}" / f"{part}.txt"
-            if path.is_file():
-                lists[part][fold] = read_list(path, problems)
-            elif part == "test":
-                problems.append(f"{path}: missing, so fold {fold}'s test clips are not listed")
-    assigned, fold_problems = assign_folds(lists["test"], lists["train"])
-    problems += fold_problems
-
-    videos, media_problems = index_by_number(clip_dir, VIDEO_SUFFIXES)
-    problems += media_problems
-    clips = numbered_clips(assigned, videos, root, clip_dir, problems)
+    clips = clips_from_fold_lists(lambda part, fold: splits / f"set_{fold}" / f"{part}.txt", read_list,
+                                  PROTOCOL["folds"], clip_dir, VIDEO_SUFFIXES, root, problems)
     return DatasetListing("mafw", list(CLASSES), dict(PROTOCOL), clips, problems)
