@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install test test-all demo extract train finetune clean
+.PHONY: install test test-all demo extract train finetune ravdess-speech clean
 
 install: $(STAMP)
 
@@ -67,6 +67,21 @@ finetune: install
 	$(DFER) finetune $(STORE) --init $(INIT) --out $(FT_RUN) $(if $(FINETUNE_RECIPE),--recipe $(FINETUNE_RECIPE)) \
 		$(if $(DEVICE),--device $(DEVICE))
 	$(DFER) evaluate $(FT_RUN) --store $(STORE)
+
+# RAVDESS speech (actors 01-18), audio only, on a CPU, one command: stage 1 -> 2 -> 3 cross-validated by actor,
+# the final model (all 18 actors) at $(OUT)/final, and the eGeMAPS + SVM baseline on the same folds; prints the
+# three result rows side by side (recipes/ravdess_speech/RESULTS.md has them with times).
+SPEECH := recipes/ravdess_speech
+ravdess-speech: SPEECH_ROOT = $(or $(ROOT),../shared/data/ravdess_speech_16k)
+ravdess-speech: OUT ?= runs/ravdess_speech
+ravdess-speech: install
+	$(DFER) extract ravdess $(SPEECH_ROOT) --out $(OUT)/cache --recipe $(SPEECH)/extract.yaml
+	$(DFER) train $(OUT)/cache --out $(OUT)/stage2 --recipe $(SPEECH)/train.yaml
+	$(DFER) finetune $(OUT)/cache --init $(OUT)/stage2 --out $(OUT)/stage3 --recipe $(SPEECH)/finetune.yaml
+	$(DFER) train $(OUT)/cache --out $(OUT)/final-stage2 --recipe $(SPEECH)/train.yaml --fold none
+	$(DFER) finetune $(OUT)/cache --init $(OUT)/final-stage2 --out $(OUT)/final --recipe $(SPEECH)/finetune.yaml
+	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(OUT)/egemaps
+	@cat $(OUT)/stage2/results.md; tail -n 1 $(OUT)/stage3/results.md; tail -n 1 $(OUT)/egemaps/results.md
 
 clean:
 	rm -rf cache/demo runs/demo runs/demo-ft .pytest_cache

@@ -21,8 +21,9 @@ What is measured:
   present) are computed exactly as dfer computes them. ECE and NLL are meaningless for one-hot outputs and are
   left out.
 
-Prints a per-fold table and the WAR/UAR mean +- std, writes OUT/egemaps_svm.json, and the last line of stdout
-is one JSON object with the figures. Without the data folder it prints a SKIPPED line and exits 0.
+Prints a per-fold table and the WAR/UAR mean +- std, writes OUT/egemaps_svm.json and OUT/results.md (a RESULTS.md
+table row, as `dfer train` writes), and the last line of stdout is one JSON object with the figures. Without the
+data folder it prints a SKIPPED line and exits 0.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dfer.data import list_dataset
     from dfer.train.metrics import classification_metrics, summarise_folds
+    from dfer.train.report import markdown_header, markdown_row
 
     listing = list_dataset("ravdess", args.root)
     clips = [c for c in listing.clips
@@ -277,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     result["sklearn_version"] = sklearn.__version__
     full = {**result, "folds": per_fold, "feature_names": feature_names}
     (out / "egemaps_svm.json").write_text(json.dumps(full, indent=2) + "\n")
-    print(f"[egemaps] wrote {out / 'egemaps_svm.json'}")
+    (out / "results.md").write_text(markdown_header() + "\n" + markdown_row("eGeMAPS + SVM", summary) + "\n")
+    print(f"[egemaps] wrote {out / 'egemaps_svm.json'} and {out / 'results.md'}")
     print(json.dumps(result))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -21,9 +22,10 @@ from dfer.finetune.config import FinetuneConfig, make_finetune_config
 from dfer.finetune.data import MediaClips
 from dfer.finetune.evaluate import evaluate_end_to_end, is_end_to_end, load_end_to_end
 from dfer.finetune.model import EndToEnd
-from dfer.finetune.run import build_encoders, finetune
+from dfer.finetune.run import build_encoders, finetune, finetune_folds
 from dfer.finetune.trainable import layer_groups, make_trainable
 from dfer.store.reader import open_cache
+from dfer.testing.synth import write_audio
 from dfer.train import checkpoint
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips, collate
@@ -213,3 +215,33 @@ def test_every_finetune_recipe_loads():
         make_finetune_config(recipe)
     with pytest.raises(ValueError, match="unfreeze"):
         FinetuneConfig(unfreeze="last:x")
+
+
+def test_a_cross_validation_fine_tunes_fold_by_fold(tmp_path):
+    """`--init` a `train --fold all` run: each fold starts from its own heads and split, and OUT/summary.json holds
+    the fine-tuned cross-validation as stage 2's does. RAVDESS-named audio of actors 1-8 = folds 1 and 2."""
+    root = tmp_path / "ravdess"
+    for actor in range(1, 9):
+        for emotion, tone in ((1, 220.0), (5, 880.0)):
+            (root / f"Actor_{actor:02d}").mkdir(parents=True, exist_ok=True)
+            write_audio(root / f"Actor_{actor:02d}" / f"03-01-0{emotion}-01-01-01-{actor:02d}.wav", 1.0, tone_hz=tone)
+    store, stage2, stage3 = tmp_path / "store", tmp_path / "stage2", tmp_path / "stage3"
+    summary = extract(ExtractConfig(dataset="ravdess", root=root, out=store, preset="tiny", frames=4, progress=False))
+    assert (summary.done, summary.failures) == (16, [])
+    train(store, stage2, make_config(None, fold="all", modalities="audio", epochs=1, batch_size=4,
+                                     heads=SMALL_HEADS), show=False)
+    cfg = FinetuneConfig(epochs=1, batch_size=4, lr=1e-4, augment=False)
+    with pytest.raises(ValueError, match="cross-validation"):
+        finetune_folds(store, stage2, stage3, dataclasses.replace(cfg, fold="1"), show=False)
+    summary = finetune_folds(store, stage2, stage3, cfg, show=False)
+
+    folds = json.loads((stage3 / "summary.json").read_text())["folds"]
+    assert sorted(folds) == ["fold1", "fold2"] and summary["UAR"]["values"] == [folds["fold1"]["UAR"],
+                                                                                folds["fold2"]["UAR"]]
+    for fold in folds:
+        config = json.loads((stage3 / fold / "config.json").read_text())
+        assert config["finetune"]["init"] == str((stage2 / fold).resolve())
+        assert config["split"] == json.loads((stage2 / fold / "config.json").read_text())["split"] | {
+            "notes": config["split"]["notes"]}
+        assert (stage3 / fold / "audio").is_dir() and (stage3 / fold / "results.json").exists()
+    assert "fine-tuned" in (stage3 / "results.md").read_text()

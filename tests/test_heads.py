@@ -306,3 +306,26 @@ def test_learns_a_synthetic_task(fusion):
     with torch.no_grad():
         accuracy = (model(batch)["logits"].argmax(-1) == labels).float().mean().item()
     assert accuracy > 0.75, f"{fusion}: training accuracy {accuracy:.2f} (chance {1 / C:.2f})"
+
+
+def test_tracked_input_statistics_follow_valid_tokens_only_while_training():
+    """Stage 3's running statistics: a shared offset of the tokens is absorbed, padding and clips without the stream
+    never count, evaluation and stage 2 (momentum 0) leave the statistics as they are."""
+    model = DferHeads(tiny_config()).train()
+    batch = make_batch(MIXED)
+    batch["video_tokens"] = batch["video_tokens"] + 5.0
+    batch["audio_tokens"] = torch.where(torch.arange(TA)[None, :, None] < batch["audio_length"][:, None, None],
+                                        batch["audio_tokens"] + 5.0, float("nan"))  # padding: NaN, never read
+    model(batch)
+    assert model.video_mean.abs().max() == 0 and model.audio_mean.abs().max() == 0  # momentum 0: fixed
+
+    model.track_input_statistics(1.0)  # the statistics become this batch's
+    model(batch)
+    assert torch.isfinite(model.audio_mean).all() and torch.isfinite(model.audio_std).all()
+    torch.testing.assert_close(model.audio_mean, torch.full((DA,), 5.0), atol=0.4, rtol=0)  # 120 frames: +-0.1
+    torch.testing.assert_close(model.video_mean, torch.full((D,), 5.0), atol=0.25, rtol=0)  # zeros counted: 4.0
+    torch.testing.assert_close(model.video_std, torch.ones(D), atol=0.2, rtol=0)
+
+    before = model.audio_mean.clone()
+    model.eval()(make_batch(MIXED, seed=1))
+    assert torch.equal(model.audio_mean, before)

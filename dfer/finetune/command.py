@@ -13,7 +13,7 @@ import typer
 
 def finetune(
     store: Path = typer.Argument(..., help="a dfer cache extracted with --keep-media (face crops and waveforms)"),
-    init: Path = typer.Option(..., "--init", help="the stage-2 run whose best heads start (its split is reused)"),
+    init: Path = typer.Option(..., "--init", help="the stage-2 run whose best heads start (its split is reused); a --fold all run fine-tunes every fold"),
     out: Path = typer.Option(..., "--out", help="the fine-tuned run folder (heads, vision/, audio/, results)"),
     recipe: Optional[Path] = typer.Option(None, help="YAML of fine-tune settings (flags below override it)"),
     unfreeze: Optional[str] = typer.Option(None, help="all (default), last:N blocks, or lora:R adapters"),
@@ -37,11 +37,11 @@ def finetune(
 ) -> None:
     """Fine-tune the encoders and the heads end to end on the cache's face crops and waveforms."""
     from dfer.finetune.config import make_finetune_config
-    from dfer.finetune.run import finetune as run_finetune
+    from dfer.finetune.run import finetune_folds
 
     cfg = make_finetune_config(
         recipe, unfreeze=unfreeze, layer_decay=layer_decay, grad_checkpointing=grad_checkpointing,
         accumulate=accumulate, precision=precision, augment=augment, epochs=epochs, lr=lr, head_lr=head_lr,
         batch_size=batch_size, fold=fold, vision=vision, audio=audio, seed=seed, device=device, workers=workers,
     )
-    run_finetune(store, init, out, cfg)
+    finetune_folds(store, init, out, cfg)

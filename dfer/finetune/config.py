@@ -28,6 +28,7 @@ class FinetuneConfig:
     lr: float = 3e-5  # the encoders' last block; pretrained features are easy to wreck, so 10-100x below the heads
     layer_decay: float = 0.75  # block i of L trains at lr * decay^(L - i): early, generic layers move least
     head_lr: float = 3e-4  # the heads start trained (stage 2): a tenth of their stage-2 rate
+    statistics_momentum: float = 0.1  # the heads' input standardisation follows the moving encoders (0: fixed)
     lora_alpha: float | None = None  # LoRA scale alpha / rank; None: alpha = 2 x rank
     grad_checkpointing: bool = False  # recompute block activations in backward: ~3x less activation memory
     accumulate: int = 1  # batches per optimizer step (effective batch = batch_size x accumulate)
@@ -61,6 +62,8 @@ class FinetuneConfig:
             raise ValueError(f"precision must be bf16 or fp32, not {self.precision!r}")
         if self.accumulate < 1:
             raise ValueError(f"accumulate must be at least 1, not {self.accumulate}")
+        if not 0 <= self.statistics_momentum <= 1:
+            raise ValueError(f"statistics_momentum must be in [0, 1], not {self.statistics_momentum}")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1], not {self.layer_decay}")
         self.fold = None if self.fold is None else str(self.fold)

@@ -16,6 +16,7 @@ or validation clips.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from dfer.train.evaluate import TOKEN_FIELDS, _seed_of
 from dfer.train.loop import fit, loader_for, predict
 from dfer.train.metrics import classification_metrics
 from dfer.train.progress import TrainProgress
-from dfer.train.report import metrics_table, save_confusion_png
+from dfer.train.report import metrics_table, save_confusion_png, write_folds_summary
 from dfer.train.splits import Split, plan
 
 console = Console()
@@ -69,6 +70,7 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
             make_trainable(encoder, mode, number, cfg.lora_alpha)
             if cfg.grad_checkpointing:
                 enable_checkpointing(encoder)
+    heads.track_input_statistics(cfg.statistics_momentum)
     model = EndToEnd(heads, vision, audio, precision)
     groups = [{"name": "heads", "params": list(heads.parameters()), "lr": cfg.head_lr}]  # first: logged as `lr`
     for name, encoder in (("vision", vision), ("audio", audio)):
@@ -126,6 +128,25 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     if show:
         console.print(metrics_table(metrics))
     return metrics
+
+
+def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool = True) -> dict:
+    """Fine-tune a cross-validation: `init` from `dfer train --fold all` (INIT/foldK/ per fold, INIT/summary.json)
+    gives OUT/foldK/ per fold, each from its own fold's heads on its own split, and OUT/summary.json + OUT/results.md
+    as stage 2 writes them, so the two stages' figures compare fold for fold. Returns the summary. A single run as
+    `init` is fine-tuned into OUT (`finetune`)."""
+    init, out = Path(init), Path(out)
+    if (init / "config.json").exists() or not (init / "summary.json").exists():
+        return finetune(store, init, out, cfg, show)
+    if cfg.fold is not None:
+        raise ValueError(f"--init {init} is a cross-validation: each fold fine-tunes on its own split; drop --fold")
+    folds = json.loads((init / "summary.json").read_text())["folds"]
+    runs = {name: finetune(store, init / name, out / name, cfg, show) for name in folds}
+    heads = json.loads((init / next(iter(folds)) / "config.json").read_text())["heads"]
+    attrs = open_cache(store).attrs
+    name = f"{attrs['dataset']} {heads['modalities']} {heads['fusion']} fine-tuned"
+    return write_folds_summary(out, runs, name, attrs["protocol"].get("report", ["WAR", "UAR"]),
+                               {**cfg.to_dict(), "init": str(init.resolve())}, show)
 
 
 def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig, device: torch.device):

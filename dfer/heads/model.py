@@ -92,6 +92,7 @@ class DferHeads(nn.Module):
             if stream in self.streams:
                 self.register_buffer(f"{stream}_mean", torch.zeros(dim))
                 self.register_buffer(f"{stream}_std", torch.ones(dim))
+        self.statistics_momentum = 0.0  # 0: the statistics stay fixed; stage 3 sets it (`track_input_statistics`)
         self.modality_dropout = ModalityDropout(c.modality_dropout)
         self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units)
 
@@ -103,16 +104,38 @@ class DferHeads(nn.Module):
             has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             face_found = batch["face_found"].bool()  # (B, T)
             masks["video"] = has_video.bool()[:, None] & face_found  # (B, T)
-            video = (batch["video_tokens"] - self.video_mean) / self.video_std  # (B, T, N, D)
+            video = self._standardise("video", batch["video_tokens"], masks["video"])  # (B, T, N, D)
             rois = self.roi(video, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
         if "audio" in self.streams:
             has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
-            audio = (batch["audio_tokens"] - self.audio_mean) / self.audio_std  # (B, Ta, Da)
-            feats["audio"], segment_mask = self.audio_pool(audio, batch["audio_length"], frame_time)
+            audio_tokens, audio_length = batch["audio_tokens"], batch["audio_length"]  # (B, Ta, Da), (B,)
+            inside = torch.arange(audio_tokens.shape[1], device=audio_tokens.device) < audio_length[:, None]  # (B, Ta)
+            audio = self._standardise("audio", audio_tokens, inside & has_audio.bool()[:, None])  # (B, Ta, Da)
+            feats["audio"], segment_mask = self.audio_pool(audio, audio_length, frame_time)
             masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
         masks = self.modality_dropout(masks)
         return self.fusion(feats, masks, frame_time)
+
+    def _standardise(self, stream: str, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """tokens (B, S, ..., D) with valid (B, S) bool -> standardised per dimension with the stream's statistics,
+        which first move towards this batch's (valid tokens only) when training with `statistics_momentum` > 0."""
+        mean, std = getattr(self, f"{stream}_mean"), getattr(self, f"{stream}_std")
+        if self.training and self.statistics_momentum > 0:
+            with torch.no_grad():
+                rows = tokens[valid].reshape(-1, tokens.shape[-1]).float()  # (M, D)
+                if len(rows) > 1:
+                    mean.lerp_(rows.mean(0), self.statistics_momentum)
+                    std.lerp_(rows.std(0).clamp(min=1e-3), self.statistics_momentum)
+        return (tokens - mean) / std
+
+    def track_input_statistics(self, momentum: float) -> None:
+        """Let training batches update the input statistics (an exponential moving average, as BatchNorm's running
+        statistics): for stage 3, where the encoders move under the heads. Adam moves every encoder weight by about
+        the learning rate per step, coherently, so the tokens drift by an offset shared by all clips: on RAVDESS
+        speech (small random FastConformer, encoder lr 1e-5) one epoch moved them 2.3 stage-2 stds, 0.08 of it
+        clip-specific, and the fixed statistics turned that offset into a shift the heads had never seen (chance)."""
+        self.statistics_momentum = momentum
 
     @torch.no_grad()
     def set_input_statistics(self, stream: str, mean: torch.Tensor, std: torch.Tensor) -> None:

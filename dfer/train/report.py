@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from rich.console import Console
 from rich.table import Table
+
+from dfer.train.checkpoint import write_json
+from dfer.train.metrics import summarise_folds
+
+console = Console()
 
 # (key in the metrics dict, column label), in the order every view shows them
 HEADLINE = (("WAR", "WAR"), ("UAR", "UAR"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))
@@ -110,3 +116,17 @@ def markdown_row(name: str, summary_or_metrics: dict, extra: dict | None = None)
             cells.append("–" if v is None else _pct(v))
     cells += [_cell(v) for v in (extra or {}).values()]
     return "| " + " | ".join(cells) + " |"
+
+
+def write_folds_summary(out: Path, runs: dict[str, dict], name: str, reported: Sequence[str], config: dict,
+                        show: bool = True) -> dict:
+    """OUT/summary.json and OUT/results.md of a cross-validation (`runs`: fold name -> test metrics); printed
+    with the metrics the dataset's papers report (`reported`). Returns the `summarise_folds` summary."""
+    summary = summarise_folds(list(runs.values()))
+    write_json(out / "summary.json", {"folds": runs, "summary": summary, "config": config})
+    (out / "results.md").write_text(markdown_header() + "\n" + markdown_row(name, summary) + "\n")
+    if show:
+        console.print(folds_table(summary))
+        console.print(f"{name}, {len(runs)} folds: " + ", ".join(
+            f"{key} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key in reported))
+    return summary

@@ -20,9 +20,9 @@ from dfer.train import checkpoint
 from dfer.train.config import TrainConfig, head_config
 from dfer.train.data import CachedClips, token_statistics
 from dfer.train.loop import fit, loader_for, predict
-from dfer.train.metrics import classification_metrics, summarise_folds
+from dfer.train.metrics import classification_metrics
 from dfer.train.progress import TrainProgress
-from dfer.train.report import folds_table, markdown_header, markdown_row, metrics_table, save_confusion_png
+from dfer.train.report import metrics_table, save_confusion_png, write_folds_summary
 from dfer.train.splits import Split, plan
 
 console = Console()
@@ -48,15 +48,9 @@ def train(store: Path, out: Path, cfg: TrainConfig, resume: bool = False, show: 
         runs[split.name] = _train_split(reader, split, run, cfg, resume, show)
     summary = None
     reported = reader.attrs["protocol"].get("report", ["WAR", "UAR"])  # what the dataset's papers report
-    name = f"{reader.attrs['dataset']} {cfg.modalities} {cfg.fusion}"
     if nested and all(runs.values()):
-        summary = summarise_folds(list(runs.values()))
-        checkpoint.write_json(Path(out) / "summary.json", {"folds": runs, "summary": summary, "config": cfg.to_dict()})
-        (Path(out) / "results.md").write_text(markdown_header() + "\n" + markdown_row(name, summary) + "\n")
-        if show:
-            console.print(folds_table(summary))
-            console.print(f"{name}, {len(runs)} folds: " + ", ".join(
-                f"{key} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key in reported))
+        name = f"{reader.attrs['dataset']} {cfg.modalities} {cfg.fusion}"
+        summary = write_folds_summary(Path(out), runs, name, reported, cfg.to_dict(), show)
     elif show and len(runs) == 1 and next(iter(runs.values())):
         (split, metrics), = runs.items()
         console.print(f"{reader.attrs['dataset']} {split} test: " + ", ".join(
