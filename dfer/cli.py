@@ -75,6 +75,8 @@ def info(
         ("clips", facts["clips"]), ("done", facts["done"]), ("failed", facts["failed"]),
         ("with video / audio", f"{facts['clips_with_video']} / {facts['clips_with_audio']}"),
         ("face found", "-" if ratio is None else f"{ratio:.1%} of frames"),
+        ("face track", "-" if facts["face_tracks"] is None else "{choice}: {clips_with_several} clips with several "
+                       "faces, {clips_not_largest} cropped another than the largest".format(**facts["face_tracks"])),
         ("classes", ", ".join(f"{k} {v}" for k, v in facts["class_counts"].items())),
         ("protocol", json.dumps(facts["protocol"])),
         ("vision", facts["fingerprint"]["vision"]["id"]), ("audio", facts["fingerprint"]["audio"]["id"]),

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dfer.data import dfew, list_dataset, mafw, meld
 from dfer.data.folds import Entry, assign_folds
 from dfer.extract.pipeline import ExtractConfig, run
 from dfer.media.decode import decode_clip
 from dfer.store.clip_store import ClipStore
+from dfer.store.fingerprint import FingerprintMismatch
+from dfer.store.info import store_info
 from dfer.testing.synth import write_clip
 from dfer.train.config import make_config
 from dfer.train.run import train
@@ -279,7 +282,7 @@ def clip_bank(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def two_face_clip(tmp_path_factory) -> Path | None:
     """A 0.5 s clip with two people side by side (a bundled CREMA-D head and its mirror image), as in MELD scenes;
-    None when the CREMA-D samples are absent. A fixture for the speaker-track work: today the larger track wins."""
+    None when the CREMA-D samples are absent. With the default face_track the larger one is cropped."""
     flvs = sorted((REPO / "samples/cremad/VideoFlash").glob("*.flv"))
     if not flvs:
         return None
@@ -348,3 +351,95 @@ def test_meld_extracts_and_trains_on_the_official_splits(clip_bank, two_face_cli
     assert str(store.array("info/speaker_name")[ids.index("train/dia1_utt0")]) == "Monica"
     if two_face_clip is not None:
         assert store.array("video/face_found")[ids.index("test/dia6_utt0")].all()
+
+
+def test_meld_crops_the_speaker_records_why_and_refuses_the_other_choice(talking_pair, tmp_path: Path) -> None:
+    root = tmp_path / "MELD.Raw"
+    for official, scene in (("train", "talking"), ("test", "silent")):
+        folder = root / meld.SPLITS[official][1]
+        folder.mkdir(parents=True)
+        shutil.copy(talking_pair[scene], folder / "dia0_utt0.mp4")
+        write(root / meld.SPLITS[official][0], MELD_HEADER + meld_row(1, "hi", "Joey", "joy", 0, 0))
+    settings = dict(dataset="meld", root=root, out=tmp_path / "store", preset="tiny", frames=16, progress=False)
+    with pytest.raises(ValueError, match="face_track 'loudest' is not one of largest, speaker"):
+        ExtractConfig(**settings, face_track="loudest")
+    summary = run(ExtractConfig(**settings, face_track="speaker"))
+    assert summary.failures == [] and summary.done == 2
+    store = ClipStore.open(tmp_path / "store", mode="r")
+    assert store.clip_ids == ["test/dia0_utt0", "train/dia0_utt0"]  # the silent scene, then the talking one
+    assert store.array("video/track_rank")[:].tolist() == [0, 1]
+    assert store.array("video/track_count")[:].tolist() == [2, 2]
+    score = store.array("video/speaker_score")[:]
+    assert np.isnan(score[0]) and score[1] > 1
+    assert [str(note) for note in store.array("note")[:]] == [
+        "face track 1 of 2 by size: largest: no voiced audio",
+        "face track 2 of 2 by size: speaker: mouth motion while voiced"]
+    assert store_info(tmp_path / "store")["face_tracks"] == {"choice": "speaker", "clips_with_several": 2,
+                                                            "clips_not_largest": 1}
+    with pytest.raises(FingerprintMismatch, match="face_track: store has 'speaker', this run has 'largest'"):
+        run(ExtractConfig(**settings))
+
+
+# ---------------------------------------------------------------- DFEW's pre-cropped face frames
+
+
+def write_frames(folder: Path, clip: int, count: int, seed: int) -> None:
+    """`count` small JPEG faces named as the release names them: `XXXXX_YYYYY.jpg`, frames from 1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for y in range(1, count + 1):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"{clip:05d}_{y:05d}.jpg")
+
+
+@pytest.fixture
+def dfew_precropped(clip_bank, tmp_path: Path) -> Path:
+    """Clips 1-4 as frame folders (in a part folder, as a part zip may unpack), clip 3's empty; only clip 1 also
+    has its original video."""
+    root = tmp_path / "DFEW"
+    for n in (1, 2, 4):
+        write_frames(root / f"Clip/clip_224x224/part_{n % 2 + 1}/{n:05d}", n, count=6 + n, seed=n)
+    (root / "Clip/clip_224x224/part_2/00003").mkdir(parents=True)
+    (root / "Clip/original").mkdir(parents=True)
+    shutil.copy(clip_bank[0], root / "Clip/original/00001.mp4")
+    dfew_lists(root, {n: n for n in range(1, 5)}, {n: n for n in range(1, 5)})
+    return root
+
+
+def test_dfew_precropped_lists_frame_folders_with_original_audio(dfew_precropped: Path) -> None:
+    root = dfew_precropped
+    listing = dfew.list_clips(root, frames="precropped")
+    assert listing.problems == [] and listing.options == {"frames": "precropped"}
+    clips = by_id(listing)
+    assert list(clips) == ["00001", "00002", "00003", "00004"] and all(c.precropped for c in clips.values())
+    assert clips["00002"].video == root / "Clip/clip_224x224/part_1/00002" and clips["00002"].audio is None
+    assert clips["00001"].audio == root / "Clip/original/00001.mp4"
+    assert clips["00001"].info == {"file": "Clip/clip_224x224/part_2/00001", "audio_file": "Clip/original/00001.mp4"}
+    assert clips["00004"].info["audio_file"] == ""
+    assert dfew.list_clips(root).options == {"frames": "original"}
+    with pytest.raises(ValueError, match="frames 'faces' is not one of original, precropped"):
+        dfew.list_clips(root, frames="faces")
+    shutil.rmtree(root / "Clip/clip_224x224")
+    with pytest.raises(FileNotFoundError, match="clip_224x224"):
+        dfew.list_clips(root, frames="precropped")
+
+
+def test_dfew_precropped_extracts_without_detection_and_is_fingerprinted(dfew_precropped: Path, tmp_path: Path):
+    settings = dict(dataset="dfew", root=dfew_precropped, out=tmp_path / "store", preset="tiny", frames=4,
+                    progress=False)
+    summary = run(ExtractConfig(**settings, dataset_options={"frames": "precropped"}))
+    folder = dfew_precropped / "Clip/clip_224x224/part_2/00003"
+    assert summary.failures == [("00003", f"{folder}: no frame images (.jpeg, .jpg, .png) in the folder")]
+    assert summary.done == 3
+    store = ClipStore.open(tmp_path / "store", mode="r")
+    done = store.array("done")[:]
+    assert done.tolist() == [True, True, False, True]
+    assert store.array("has_audio")[:].tolist() == [True, False, False, False]  # only clip 1 has its original
+    assert store.array("video/face_found")[:][done].all() and np.isnan(store.array("video/landmarks")[0]).all()
+    assert store.array("video/track_rank")[:][done].tolist() == [-1, -1, -1]
+    assert all(str(n) == "pre-cropped face frames: no detection" for n in store.array("note")[:][done])
+    times = store.array("video/frame_time")[1]  # clip 2: 8 frames over 8 / 25 s, 2 per sampled frame
+    np.testing.assert_allclose(times, (np.array([1, 3, 5, 7]) + 0.5) / 25, atol=1e-6)
+    assert store.fingerprint["dataset_options"] == {"frames": "precropped"}
+    with pytest.raises(FingerprintMismatch, match="dataset_options.frames: store has 'precropped', this run has "
+                                                  "'original'"):
+        run(ExtractConfig(**settings))

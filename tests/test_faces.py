@@ -1,4 +1,4 @@
-"""Face track choice, borrowing and smoothing (pure numpy), and FaceCropper on synthetic and real CREMA-D clips."""
+"""Face tracks, borrowing and smoothing (pure numpy), and FaceCropper on synthetic and real CREMA-D clips."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfer.faces import FaceCropper, FaceTrack
-from dfer.faces.track import Detections, centre_square, choose_track, plan_track, running_median
+from dfer.faces import FaceCropper, FaceTrack, whole_frame_track
+from dfer.faces.track import Detections, candidate_tracks, centre_square, plan_track, running_median
 from dfer.media.decode import decode_clip
 from dfer.testing.synth import write_clip
 
@@ -33,7 +33,7 @@ def _frame(*faces) -> Detections:
 
 def test_missed_frames_borrow_the_nearest_detected_box():
     dets = [_frame(_face(100 + 4 * t, 50, 80)) if t in (0, 2, 5) else _frame() for t in range(7)]
-    plan = plan_track(dets, (360, 480), S, margin=0.25, smooth=1)
+    plan = plan_track(dets, candidate_tracks(dets)[0], (360, 480), S, margin=0.25, smooth=1)
     assert plan.face_found.tolist() == [True, False, True, False, False, True, False]
     assert plan.detect_prob[plan.face_found] == pytest.approx(0.99) and not plan.detect_prob[~plan.face_found].any()
     source = [0, 0, 2, 2, 5, 5, 5]  # frame 1 is as near to 0 as to 2: the earlier wins
@@ -56,9 +56,9 @@ def test_the_track_follows_one_face_when_two_are_present():
             dets.append(_frame(b))  # A missed: the track must not jump to B
         else:
             dets.append(_frame(b, a) if t % 2 else _frame(a, b))
-    chosen = choose_track(dets)
-    assert chosen.tolist() == [0, 1, 0, -1, 0, 1, 0, 1]
-    plan = plan_track(dets, (360, 480), S, margin=0.25, smooth=5)
+    tracks = candidate_tracks(dets)
+    assert [track.tolist() for track in tracks] == [[0, 1, 0, -1, 0, 1, 0, 1], [1, 0, 1, 0, 1, 0, 1, 0]]  # A, then B
+    plan = plan_track(dets, tracks[0], (360, 480), S, margin=0.25, smooth=5)
     assert not plan.face_found[3]
     centres = (plan.box[:, 0] + plan.box[:, 2]) / 2
     assert np.all(np.abs(centres - (120 + 6 * np.arange(T))) <= 12)  # always on A (x centre 120 + 6t), never on B
@@ -66,11 +66,12 @@ def test_the_track_follows_one_face_when_two_are_present():
 
 def test_the_seed_is_the_largest_confident_face_even_if_it_appears_late():
     dets = [_frame(_face(300, 100, 40))] * 3 + [_frame(_face(300, 100, 40), _face(50, 50, 150))] * 3
-    assert choose_track(dets).tolist() == [-1, -1, -1, 1, 1, 1]
+    assert [track.tolist() for track in candidate_tracks(dets)] == [[-1, -1, -1, 1, 1, 1], [0, 0, 0, 0, 0, 0]]
 
 
 def test_a_clip_without_faces_gets_a_centre_crop_and_says_so():
-    plan = plan_track([_frame() for _ in range(4)], (120, 160), S, margin=0.25, smooth=5)
+    assert candidate_tracks([_frame() for _ in range(4)]) == []
+    plan = plan_track([_frame() for _ in range(4)], np.full(4, -1), (120, 160), S, margin=0.25, smooth=5)
     np.testing.assert_array_equal(plan.box, np.tile(centre_square(120, 160), (4, 1)))
     np.testing.assert_array_equal(centre_square(120, 160), [20, 0, 140, 120])
     assert not plan.face_found.any() and np.isnan(plan.landmarks).all() and not plan.detect_prob.any()
@@ -96,6 +97,17 @@ def test_frames_without_a_face(cropper):
     assert isinstance(track, FaceTrack) and track.faces.shape == (4, 3, S, S) and track.faces.dtype == np.uint8
     assert not track.face_found.any() and np.isnan(track.landmarks).all()
     np.testing.assert_array_equal(track.box[0], [20, 0, 140, 120])
+    assert (track.choice.rank, track.choice.count, track.choice.note()) == (-1, 0, "")
+
+
+def test_precropped_frames_are_resized_whole_without_detection():
+    frames = np.random.default_rng(0).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)  # (3, 112, 112, 3)
+    track = whole_frame_track(frames, 56)
+    assert track.faces.shape == (3, 3, 56, 56) and track.face_found.all() and np.isnan(track.landmarks).all()
+    np.testing.assert_array_equal(track.box, np.tile([0, 0, 112, 112], (3, 1)))
+    assert track.choice.note() == "pre-cropped face frames: no detection"
+    # a 2x shrink averages 2x2 pixels
+    np.testing.assert_allclose(track.faces[0, :, 0, 0], frames[0, :2, :2].reshape(4, 3).mean(axis=0), atol=1)
 
 
 def _cremad_clips() -> list[Path]:

@@ -18,6 +18,7 @@ class Clip:
     speaker: str
     fold: int = 0  # test fold 1..K under k-fold protocols; 0 where the dataset has official splits
     split: str = ""  # "train" | "val" | "test" under official splits; "" under k-fold protocols
+    precropped: bool = False  # `video` is a folder of the dataset's own face crops: no face detection
     # Extra per-clip text kept in the store as `info/<key>`, e.g. MELD's transcript and speaker name.
     info: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
@@ -29,3 +30,4 @@ class DatasetListing:
     protocol: dict  # {"kind": "kfold", "folds": K} or {"kind": "split"}
     clips: list[Clip]  # sorted by clip_id, so every process sees the same order
     problems: list[str] = field(default_factory=list)  # "path: reason" for files that were skipped
+    options: dict = field(default_factory=dict)  # adapter settings that change the clips (DFEW's frames), fingerprinted

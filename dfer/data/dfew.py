@@ -16,24 +16,30 @@ their test lists partition them (README: 2341 + 2341 + 2340 + 2339 + 2336 = 11,6
 = 11,697), and `dfer.data.folds.assign_folds` checks that again on the files at hand. Clips without a single label
 are in no list and are not listed. DFEW has no speaker ids: `speaker` is empty.
 
-Not supported yet: the release's pre-cropped face frames (`Clip/clip_224x224/XXXXX/*.jpg`); dfer decodes and crops
-the original videos itself.
+`frames="precropped"` reads the release's own aligned face frames instead of detecting faces:
+`Clip/clip_224x224/XXXXX/XXXXX_YYYYY.jpg` (224 x 224, frame YYYYY of clip XXXXX from 1; release README "CLIP"),
+one folder per clip, found by number at any depth below `clip_224x224` as the part zips may unpack into subfolders.
+The release made them by dropping the frames without a detected face, then aligning the rest. Each clip keeps the
+sound of its original `Clip/original` video when that is there (the frames are laid over its duration) and is
+video-only without it; `info/audio_file` says which. The choice is recorded in the store's fingerprint.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from dfer.data.clip import DatasetListing
-from dfer.data.folds import Entry, clips_from_fold_lists
+from dfer.data.clip import Clip, DatasetListing
+from dfer.data.folds import Entry, clips_from_fold_lists, index_by_number, index_numbered_folders
 
 CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]  # README labels 1..7
 PROTOCOL = {"kind": "kfold", "folds": 5}
 HEADER = ["video_name", "label"]
 SPLIT_FOLDER = re.compile(r"(train|test)\(single[-_]labeled\)", re.IGNORECASE)
 VIDEO_SUFFIXES = (".mp4",)
+FRAMES = ("original", "precropped")  # what a clip's pictures are: the videos, or the release's aligned face frames
 
 
 def find_child(folder: Path, name: str) -> Path | None:
@@ -79,20 +85,40 @@ def read_list(path: Path, problems: list[str]) -> list[Entry]:
         return entries
 
 
-def list_clips(root: Path) -> DatasetListing:
-    """The clips of DFEW's official single-label 5-fold lists; problems are reported, never guessed."""
+def list_clips(root: Path, frames: str = "original") -> DatasetListing:
+    """The clips of DFEW's official single-label 5-fold lists; problems are reported, never guessed.
+
+    frames: "original" (the videos, faces detected by dfer) or "precropped" (the release's aligned face frames).
+    """
+    if frames not in FRAMES:
+        raise ValueError(f"DFEW frames {frames!r} is not one of {', '.join(FRAMES)}")
     root = Path(root)
     clip_dir = find_child(root, "Clip")
     original = find_child(clip_dir, "original") if clip_dir else None
-    if original is None:
+    cropped = find_child(clip_dir, "clip_224x224") if clip_dir else None
+    if frames == "original" and original is None:
         raise FileNotFoundError(f"DFEW needs {root / 'Clip' / 'original'} (the original XXXXX.mp4 clips)")
+    if frames == "precropped" and cropped is None:
+        raise FileNotFoundError(f"DFEW frames=precropped needs {root / 'Clip' / 'clip_224x224'} (XXXXX/ frame folders)")
     split_dir = root / "EmoLabel_DataSplit"
     folders = split_folders(split_dir)
     if "test" not in folders:
         raise FileNotFoundError(f"DFEW needs {split_dir / 'test(single-labeled)'}/set_1.csv ... set_5.csv")
 
-    problems: list[str] = []
+    videos, problems = index_by_number(original, VIDEO_SUFFIXES) if original else ({}, [])
+    media, below = videos, original
+    if frames == "precropped":
+        media, folder_problems = index_numbered_folders(cropped)
+        below, problems = cropped, problems + folder_problems
     clips = clips_from_fold_lists(
         lambda part, fold: folders[part] / f"set_{fold}.csv" if part in folders else None,
-        read_list, PROTOCOL["folds"], original, VIDEO_SUFFIXES, root, problems)
-    return DatasetListing("dfew", list(CLASSES), dict(PROTOCOL), clips, problems)
+        read_list, PROTOCOL["folds"], media, below, root, problems)
+    if frames == "precropped":
+        clips = [with_original_audio(clip, videos.get(int(clip.clip_id)), root) for clip in clips]
+    return DatasetListing("dfew", list(CLASSES), dict(PROTOCOL), clips, problems, options={"frames": frames})
+
+
+def with_original_audio(clip: Clip, original: Path | None, root: Path) -> Clip:
+    """A frame-folder clip, marked pre-cropped, with the sound of its original video when that exists."""
+    info = {**clip.info, "audio_file": original.relative_to(root).as_posix() if original else ""}
+    return replace(clip, audio=original, precropped=True, info=info)

@@ -13,6 +13,7 @@ official protocol exactly when the K test lists partition the listed clips and e
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +95,24 @@ def index_by_number(folder: Path, suffixes: Iterable[str]) -> tuple[dict[int, Pa
     (e.g. `part_1/00001.mp4` and `extra/1.mp4`) are reported; the first in path order is kept.
     """
     wanted = {s.lower() for s in suffixes}
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in wanted and p.stem.isdigit() and p.is_file())
+    return _by_number(sorted(p for p in folder.rglob("*") if p.suffix.lower() in wanted and p.stem.isdigit()
+                             and p.is_file()))
+
+
+def index_numbered_folders(folder: Path) -> tuple[dict[int, Path], list[str]]:
+    """Number -> folder for every folder below `folder` named by digits alone (e.g. DFEW's `clip_224x224/00001/`),
+    at any depth, reported like `index_by_number`. A numbered folder is not entered: it holds frames, not clips."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(folder):
+        found += [Path(dirpath) / name for name in dirnames if name.isdigit()]
+        dirnames[:] = [name for name in dirnames if not name.isdigit()]
+    return _by_number(sorted(found))
+
+
+def _by_number(paths: list[Path]) -> tuple[dict[int, Path], list[str]]:
     found: dict[int, Path] = {}
     problems: list[str] = []
-    for path in files:
+    for path in paths:
         number = int(path.stem)
         if number in found:
             problems.append(f"{path}: same clip number as {found[number]}, kept that one")
@@ -121,10 +136,11 @@ def numbered_clips(assigned: dict, videos: dict[int, Path], root: Path, below: P
 
 
 def clips_from_fold_lists(list_path: Callable[[str, int], Path], read_list: Callable[[Path, list[str]], list[Entry]],
-                          folds: int, media: Path, suffixes: Iterable[str], root: Path,
+                          folds: int, media: dict[int, Path], below: Path, root: Path,
                           problems: list[str]) -> list[Clip]:
-    """The official per-fold train/test lists (`list_path(part, fold)`) -> checked fold assignment -> clips found by
-    number below `media`. A missing test list, and every row or clip that does not fit, goes into `problems`."""
+    """The official per-fold train/test lists (`list_path(part, fold)`) -> checked fold assignment -> clips whose
+    media (`index_by_number` or `index_numbered_folders` of `below`) has their number. A missing test list, and every
+    row or clip that does not fit, goes into `problems`."""
     lists: dict[str, dict[int, list[Entry]]] = {"train": {}, "test": {}}
     for part in ("train", "test"):
         for fold in range(1, folds + 1):
@@ -135,6 +151,4 @@ def clips_from_fold_lists(list_path: Callable[[str, int], Path], read_list: Call
                 problems.append(f"{path}: missing, so fold {fold}'s test clips are not listed")
     assigned, fold_problems = assign_folds(lists["test"], lists["train"])
     problems += fold_problems
-    videos, media_problems = index_by_number(media, suffixes)
-    problems += media_problems
-    return numbered_clips(assigned, videos, root, media, problems)
+    return numbered_clips(assigned, media, root, below, problems)

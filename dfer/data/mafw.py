@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from dfer.data.clip import DatasetListing
-from dfer.data.folds import Entry, clips_from_fold_lists
+from dfer.data.folds import Entry, clips_from_fold_lists, index_by_number
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
            "contempt", "anxiety", "helplessness", "disappointment"]
@@ -73,7 +73,7 @@ def list_clips(root: Path) -> DatasetListing:
     if splits is None:
         raise FileNotFoundError(f"MAFW needs {root / SPLIT_ROOTS[0] / SPLIT_SUBDIR}/set_1/test.txt ... set_5")
 
-    problems: list[str] = []
+    videos, problems = index_by_number(clip_dir, VIDEO_SUFFIXES)
     clips = clips_from_fold_lists(lambda part, fold: splits / f"set_{fold}" / f"{part}.txt", read_list,
-                                  PROTOCOL["folds"], clip_dir, VIDEO_SUFFIXES, root, problems)
+                                  PROTOCOL["folds"], videos, clip_dir, root, problems)
     return DatasetListing("mafw", list(CLASSES), dict(PROTOCOL), clips, problems)

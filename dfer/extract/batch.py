@@ -82,7 +82,12 @@ def _row(item: ClipInput, video_tokens, audio_row, layout: Layout) -> dict:
             "video/landmarks": track.landmarks.astype(np.float32),
             "video/face_found": track.face_found,
             "video/faces": track.faces,
+            "video/track_rank": np.int16(track.choice.rank),
+            "video/track_count": np.int16(track.choice.count),
+            "video/speaker_score": np.float32(track.choice.score),
         })
+        if track.choice.note():
+            notes.append(track.choice.note())
         if not track.face_found.any():
             notes.append("no face detected: centre crop")
     if audio_row is not None:

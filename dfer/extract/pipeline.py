@@ -22,8 +22,9 @@ from dfer.encoders import load_audio, load_vision, resolve_preset
 from dfer.extract import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
-from dfer.faces import FaceCropper
+from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
 from dfer.media.decode import ClipError, DecodedClip, decode_clip
+from dfer.media.frames import decode_frame_folder
 from dfer.store.clip_store import ClipStore, Layout
 
 
@@ -42,11 +43,16 @@ class ExtractConfig:
     keep_media: bool = True  # store face crops and waveforms for stage 3
     seed: int = 0  # random-init encoders only
     crop_margin: float = 0.25
+    face_track: str = "largest"  # or "speaker": the face whose mouth moves while the audio is voiced (MELD)
     max_seconds: float = 16.0  # longer clips are analysed over their central window
     sample_rate: int = 16000
     workers: int = 0  # decoding processes
     dataset_options: dict = field(default_factory=dict)
     progress: bool = True
+
+    def __post_init__(self):
+        if self.face_track not in FACE_TRACKS:
+            raise ValueError(f"face_track {self.face_track!r} is not one of {', '.join(FACE_TRACKS)}")
 
 
 def extract_config(recipe: Path | None = None, **settings) -> ExtractConfig:
@@ -70,7 +76,7 @@ def run(cfg: ExtractConfig) -> ExtractSummary:
         listing.clips = listing.clips[: cfg.limit]
     device = _rank_device(cfg.device, ranks.local_rank)
     vision, audio = _load_encoders(cfg, device)
-    fingerprint = make_fingerprint(cfg, vision.describe(), audio.describe())
+    fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe())
     layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media)
 
     # Rank 0 creates (or checks) the store while the others wait, then everyone opens it.
@@ -81,7 +87,8 @@ def run(cfg: ExtractConfig) -> ExtractSummary:
 
     done = store.array("done")[:]
     todo = [i for i in range(len(listing.clips)) if i % ranks.world == ranks.rank and not done[i]]
-    cropper = FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device))
+    cropper = FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device),
+                          face_track=cfg.face_track)
     with ExtractProgress(total=len(todo), enabled=cfg.progress and ranks.is_main) as progress:
         _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress)
 
@@ -91,7 +98,7 @@ def run(cfg: ExtractConfig) -> ExtractSummary:
     return summary
 
 
-def make_fingerprint(cfg: ExtractConfig, vision: dict, audio: dict) -> dict:
+def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, audio: dict) -> dict:
     return {
         "dfer_version": dfer.__version__,
         "vision": vision,
@@ -101,6 +108,8 @@ def make_fingerprint(cfg: ExtractConfig, vision: dict, audio: dict) -> dict:
         "crop_margin": cfg.crop_margin,
         "max_seconds": cfg.max_seconds,
         "keep_media": cfg.keep_media,
+        "face_track": cfg.face_track,
+        "dataset_options": dataset_options,
     }
 
 
@@ -138,8 +147,9 @@ class _DecodeClips(Dataset):
     def __getitem__(self, position: int) -> tuple[int, DecodedClip | str]:
         index = self.indices[position]
         clip = self.clips[index]
+        decode = decode_frame_folder if clip.precropped else decode_clip
         try:
-            return index, decode_clip(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds)
+            return index, decode(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds)
         except ClipError as error:
             return index, str(error)
         except Exception as error:  # an unforeseen decoder failure is still one clip's problem, not the run's
@@ -157,13 +167,22 @@ def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, pr
             store.write_failure(index, result)
             progress.advance(failed=True)
             continue
-        track = cropper(result.frames) if result.frames is not None else None
+        track = _face_track(cropper, listing.clips[index], result, cfg.sample_rate)
         pending.append(ClipInput(index, result, track, expects_audio=listing.clips[index].audio is not None))
         if len(pending) == cfg.batch:
             _flush(pending, store, vision, audio, device, progress, cfg.keep_media)
             pending = []
     if pending:
         _flush(pending, store, vision, audio, device, progress, cfg.keep_media)
+
+
+def _face_track(cropper: FaceCropper, clip: Clip, decoded: DecodedClip, sample_rate: int) -> FaceTrack | None:
+    """A dataset's own face crops are the face already; any other frames go through detection and the track choice."""
+    if decoded.frames is None:
+        return None
+    if clip.precropped:
+        return whole_frame_track(decoded.frames, cropper.image_size, cropper.device)
+    return cropper(decoded.frames, decoded.waveform, decoded.frame_time, sample_rate)
 
 
 def _flush(pending, store, vision, audio, device, progress, keep_media) -> None:

@@ -1,5 +1,5 @@
-"""Stage 1, faces: MTCNN detection, one smoothed face track per clip, square crops with landmarks in crop pixels."""
+"""Stage 1, faces: MTCNN detection, face tracks (the largest or the speaker's), square crops, landmarks in crop pixels."""
 
-from dfer.faces.crop import FaceCropper, FaceTrack
+from dfer.faces.cropper import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
 
-__all__ = ["FaceCropper", "FaceTrack"]
+__all__ = ["FACE_TRACKS", "FaceCropper", "FaceTrack", "whole_frame_track"]

@@ -1,10 +1,12 @@
-"""Turn per-frame face detections into one face track and one square crop box per frame (pure numpy).
+"""Turn per-frame face detections into face tracks, and one chosen track into a square crop box per frame (pure numpy).
 
-A clip's label belongs to one person, so the crops must follow one face: the track is seeded at the largest, most
-confident detection of the clip and followed frame to frame, forwards and backwards, to the detection that moved and
-resized least. A detection that jumped or changed size too much (usually someone else) does not join it, and a frame
-where the tracked face was missed borrows the box of the nearest frame where it was found, with `face_found` False so
-nobody mistakes it for a detection.
+A clip's label belongs to one person, so the crops must follow one face. A track is seeded at the largest, most
+confident detection not yet in a track and followed frame to frame, forwards and backwards, to the free detection that
+moved and resized least. A detection that jumped or changed size too much (usually someone else) does not join it,
+and starts a later track instead. `candidate_tracks` ranks the tracks by their seed, so the first is the largest,
+surest face; `dfer.faces.speaker` may pick another (the one who speaks). In the chosen track, a frame where the face
+was missed borrows the box of the nearest frame where it was found, with `face_found` False so nobody mistakes it for
+a detection.
 
 Boxes are smoothed with a running median over the frames where the face was found. A median, unlike a moving
 average, keeps steady motion and sudden moves (a cut, a quick turn) exactly and still removes detector jitter and a
@@ -44,11 +46,11 @@ class TrackPlan:
 
 
 def plan_track(
-    detections: list[Detections], frame_hw: tuple[int, int], size: int, margin: float, smooth: int
+    detections: list[Detections], chosen: np.ndarray, frame_hw: tuple[int, int], size: int, margin: float, smooth: int
 ) -> TrackPlan:
-    """Choose the face track, smooth it, borrow boxes for missed frames and express landmarks in crop pixels."""
+    """Smooth the chosen track (T,) (one of `candidate_tracks`), borrow boxes for missed frames and express landmarks
+    in crop pixels."""
     T = len(detections)
-    chosen = choose_track(detections)  # (T,)
     found = chosen >= 0  # (T,)
     if not found.any():
         box = np.tile(centre_square(*frame_hw), (T, 1))  # (T, 4)
@@ -57,7 +59,7 @@ def plan_track(
 
     idx = np.flatnonzero(found)
     faces = np.stack([detections[t].boxes[chosen[t]] for t in idx])  # (F, 4) F frames with the face found
-    points = np.stack([detections[t].points[chosen[t]] for t in idx])  # (F, 5, 2)
+    points = track_points(detections, chosen)[idx]  # (F, 5, 2)
     probs = np.array([detections[t].probs[chosen[t]] for t in idx], np.float32)  # (F,)
 
     squares = running_median(np.concatenate([_centre(faces), _side(faces)], axis=1), smooth)  # (F, 3) cx, cy, side
@@ -68,31 +70,49 @@ def plan_track(
     return TrackPlan(box, landmarks, found, detect_prob)
 
 
-def choose_track(detections: list[Detections]) -> np.ndarray:
-    """(T,) index of the tracked face's detection in each frame, -1 where it was not detected."""
-    chosen = np.full(len(detections), -1)
-    scores = [(_area(d.boxes) * d.probs, t) for t, d in enumerate(detections) if len(d.boxes)]  # largest x surest
-    if not scores:
-        return chosen
-    seed = max(scores, key=lambda s: s[0].max())[1]
-    chosen[seed] = int(np.argmax(_area(detections[seed].boxes) * detections[seed].probs))
-    for order in (range(seed + 1, len(detections)), range(seed - 1, -1, -1)):
-        ref = detections[seed].boxes[chosen[seed]]  # (4,) last box of the track
-        for t in order:
-            j = _follow(ref, detections[t].boxes)
-            if j >= 0:
-                chosen[t], ref = j, detections[t].boxes[j]
-    return chosen
+def candidate_tracks(detections: list[Detections]) -> list[np.ndarray]:
+    """Every face track of the clip, largest and surest first: each a (T,) index of its detection per frame, -1 where
+    it was not detected. The first track is seeded at the clip's largest x most confident detection; each further one
+    at the largest x surest detection no earlier track took, and it follows only detections still free."""
+    taken = [np.zeros(len(d.boxes), bool) for d in detections]
+    tracks = []
+    while True:
+        free = [~x for x in taken]  # T of (n,)
+        scores = [(np.where(free[t], _area(d.boxes) * d.probs, -1.0), t)  # largest x surest, -1 where taken
+                  for t, d in enumerate(detections) if free[t].any()]
+        if not scores:
+            return tracks
+        best, seed = max(scores, key=lambda s: s[0].max())
+        chosen = np.full(len(detections), -1)
+        chosen[seed] = int(np.argmax(best))
+        for order in (range(seed + 1, len(detections)), range(seed - 1, -1, -1)):
+            ref = detections[seed].boxes[chosen[seed]]  # (4,) last box of the track
+            for t in order:
+                j = _follow(ref, detections[t].boxes, free[t])
+                if j >= 0:
+                    chosen[t], ref = j, detections[t].boxes[j]
+        for t in np.flatnonzero(chosen >= 0):
+            taken[t][chosen[t]] = True
+        tracks.append(chosen)
 
 
-def _follow(ref: np.ndarray, boxes: np.ndarray) -> int:
-    """Index of the box that continues the track from `ref`, or -1 when every box moved or resized too much."""
-    if len(boxes) == 0:
+def track_points(detections: list[Detections], chosen: np.ndarray) -> np.ndarray:
+    """(T, 5, 2) the track's landmarks in frame pixels; NaN where it was not detected."""
+    points = np.full((len(detections), 5, 2), np.nan, np.float32)
+    for t in np.flatnonzero(chosen >= 0):
+        points[t] = detections[t].points[chosen[t]]
+    return points
+
+
+def _follow(ref: np.ndarray, boxes: np.ndarray, free: np.ndarray) -> int:
+    """Index of the free box that continues the track from `ref`, or -1 when every free box moved or resized too
+    much."""
+    if not free.any():
         return -1
     side = np.sqrt(_area(ref[None]))  # (1,)
     sides = np.sqrt(_area(boxes))  # (n,)
     shift = np.linalg.norm(_centre(boxes) - _centre(ref[None]), axis=1) / side  # (n,) in face sides
-    cost = shift + np.abs(np.log(sides / side))  # (n,)
+    cost = np.where(free, shift + np.abs(np.log(sides / side)), np.inf)  # (n,)
     j = int(np.argmin(cost))
     return j if cost[j] < MAX_STEP else -1
 

@@ -80,16 +80,16 @@ def decode_clip(
     audio = None if audio is None else Path(audio)
     for path in (video, audio):
         if path is not None:
-            _check_file(path)
+            check_file(path)
     shared = video is not None and audio is not None and os.path.samefile(video, audio)
 
     if video is not None:
         clip = _decode_pyav(video, frames, sample_rate, max_seconds, want_video=True, want_audio=shared)
         if audio is not None and not shared:
-            clip.waveform = _read_audio(audio, clip.span, sample_rate)
+            clip.waveform = read_audio(audio, clip.span, sample_rate)
     elif audio.suffix.lower() in SOUNDFILE_SUFFIXES:
         duration = _soundfile_info(audio).duration
-        span = _central_span(duration, max_seconds)
+        span = central_span(duration, max_seconds)
         waveform = _read_soundfile(audio, span, sample_rate)
         clip = DecodedClip(None, _segment_centres(span, frames), waveform, span, duration)
     else:
@@ -102,20 +102,20 @@ def decode_clip(
 # ---- planning: which window, which times ----
 
 
-def _central_span(duration: float, max_seconds: float) -> tuple[float, float]:
+def central_span(duration: float, max_seconds: float) -> tuple[float, float]:
     if duration <= max_seconds:
         return (0.0, duration)
     start = (duration - max_seconds) / 2
     return (start, start + max_seconds)
 
 
-def _targets(span: tuple[float, float], n: int) -> np.ndarray:
+def target_times(span: tuple[float, float], n: int) -> np.ndarray:
     """Absolute times of the centres of n equal sub-intervals of the span."""
     return span[0] + (np.arange(n) + 0.5) * (span[1] - span[0]) / n  # (T,)
 
 
 def _segment_centres(span: tuple[float, float], n: int) -> np.ndarray:
-    return (_targets(span, n) - span[0]).astype(np.float32)  # (T,) relative to the span start
+    return (target_times(span, n) - span[0]).astype(np.float32)  # (T,) relative to the span start
 
 
 # ---- PyAV: video, and audio inside any container ----
@@ -125,10 +125,10 @@ def _decode_pyav(
     path: Path, frames: int, sample_rate: int, max_seconds: float, want_video: bool, want_audio: bool
 ) -> DecodedClip:
     """Plan the span from the stated duration, decode, and re-plan once on the readable part if the media ends early."""
-    duration = _stated_duration(path)
+    duration = stated_duration(path)
     notes: list[str] = []
-    span = _central_span(duration, max_seconds)
-    result = _pyav_pass(path, span, _targets(span, frames), want_video, want_audio)
+    span = central_span(duration, max_seconds)
+    result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio)
     if result.end == -np.inf:
         raise ClipError(path, f"nothing decodable ({result.stop_reason or 'no frames'})")
     if result.end < span[1] - TRUNCATION_SLACK:
@@ -137,8 +137,8 @@ def _decode_pyav(
             "sampled the readable part"
         )
         duration = result.end
-        span = _central_span(duration, max_seconds)
-        result = _pyav_pass(path, span, _targets(span, frames), want_video, want_audio)
+        span = central_span(duration, max_seconds)
+        result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio)
 
     if want_video:
         h, w = result.picks[0].height, result.picks[0].width  # a mid-stream size change is scaled to the first's
@@ -154,7 +154,7 @@ def _decode_pyav(
     return DecodedClip(rgb, frame_time, waveform, span, duration, notes)
 
 
-def _read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.ndarray:
+def read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.ndarray:
     """The given span of a separate audio file, at `sample_rate`."""
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         return _read_soundfile(path, span, sample_rate)
@@ -311,7 +311,7 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
     return streams[0]
 
 
-def _stated_duration(path: Path) -> float:
+def stated_duration(path: Path) -> float:
     """Duration from the container header, else from the packets' timestamps (browser WebM recordings state none)."""
     container = _open(path)
     try:
@@ -358,7 +358,7 @@ def _read_soundfile(path: Path, span: tuple[float, float], sample_rate: int) -> 
     return _resample(x.mean(axis=1), rate, sample_rate, span)
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.exists():
         raise ClipError(path, "file not found")
     if not path.is_file():

@@ -70,7 +70,9 @@ class Predictor:
         # predictions need the tokens only, not the face crops and waveform a store may keep
         self.layout = Layout.from_settings(self.frames, fingerprint["vision"], fingerprint["audio"], self.max_seconds,
                                            keep_media=False)
-        self.cropper = FaceCropper(self.layout.image_size, self.crop_margin, str(self.device)) if self.vision else None
+        face_track = fingerprint.get("face_track", "largest")  # stores made before the speaker choice cropped the largest
+        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device), face_track=face_track)
+                        if self.vision else None)
         self.fields = fields_for(self.modalities)  # batch key -> store row name
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         specs = _array_specs(self.layout)
@@ -125,7 +127,8 @@ class Predictor:
 
         started = time.perf_counter()
         try:
-            track = self.cropper(decoded.frames) if self.cropper is not None and decoded.frames is not None else None
+            track = (self.cropper(decoded.frames, decoded.waveform, decoded.frame_time, self.sample_rate)
+                     if self.cropper is not None and decoded.frames is not None else None)
         except Exception as error:  # e.g. a frame size MTCNN's pyramid cannot handle: the file's problem
             raise UnusableClip(path, f"face detection failed: {type(error).__name__}: {error}") from error
         seconds["faces"] = time.perf_counter() - started

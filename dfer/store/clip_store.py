@@ -70,6 +70,9 @@ def _array_specs(layout: Layout) -> dict[str, tuple[tuple[int, ...], Any, Any]]:
         "video/box": ((T, 4), "float32", 0.0),
         "video/landmarks": ((T, 5, 2), "float32", 0.0),
         "video/face_found": ((T,), "bool", False),
+        "video/track_rank": ((), "int16", -1),  # the cropped face track: 0 the largest; -1 none (no face, pre-cropped)
+        "video/track_count": ((), "int16", 0),  # face tracks found in the clip
+        "video/speaker_score": ((), "float32", float("nan")),  # the chosen track's mouth motion while voiced
         "audio/tokens": ((L.audio_frames, L.audio_dim), "float16", 0.0),
         "audio/length": ((), "int32", 0),
         "audio/num_samples": ((), "int32", 0),

@@ -33,6 +33,7 @@ def store_info(path: Path) -> dict:
         "clips_with_video": int(with_video.sum()),
         "clips_with_audio": int((done & store.array("has_audio")[:]).sum()),
         "face_found_ratio": float(face_found.mean()) if face_found.size else None,
+        "face_tracks": _face_tracks(store, with_video),
         "fingerprint": store.fingerprint,
         "arrays": {name: {"shape": list(store.array(name).shape), "dtype": str(store.array(name).dtype)}
                    for name in store.array_names()},
@@ -40,6 +41,17 @@ def store_info(path: Path) -> dict:
         "notes": [{"clip_id": ids[i], "note": str(notes[i])} for i in range(len(ids)) if done[i] and notes[i]],
         "bytes_on_disk": _bytes_on_disk(store.path),
     }
+
+
+def _face_tracks(store: ClipStore, with_video: np.ndarray) -> dict | None:
+    """How the face track was chosen: the setting, and how often a clip had several faces and another than the
+    largest was cropped (the speaker). None for stores made before tracks were recorded."""
+    if "video/track_count" not in store.array_names():
+        return None
+    count = store.array("video/track_count")[:][with_video]
+    rank = store.array("video/track_rank")[:][with_video]
+    return {"choice": store.fingerprint.get("face_track", "largest"), "clips_with_several": int((count > 1).sum()),
+            "clips_not_largest": int((rank > 0).sum())}
 
 
 def _bytes_on_disk(path: Path) -> int:

@@ -1,4 +1,5 @@
-"""Tiny synthetic media files for tests: an mp4 with moving pictures and a tone, and a plain tone WAV/FLAC.
+"""Tiny synthetic media files for tests: an mp4 with moving pictures and a tone, a two-person scene where one talks,
+and a plain tone WAV/FLAC.
 
 Tests across the project build their fixtures here instead of shipping binaries. Sizes are tiny so encoding takes
 milliseconds. The tone starts at phase 0 at time 0, so a test can check that decoded audio lines up with the
@@ -8,6 +9,7 @@ clips on which MTCNN finds a face.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,27 +38,86 @@ def write_clip(
     frames differ; `face` (H, W, 3) uint8 RGB is pasted in the middle of every frame, drifting by a few pixels,
     shrunk first if it would cover more than 3/4 of the frame. Audio is sin(2 pi tone_hz t) at half amplitude.
     """
+    width, height = size
+    face = None if face is None else _fit(face, int(0.75 * height), int(0.75 * width))
+    pictures = (_picture(i, fps, width, height, face) for i in range(round(seconds * fps)))
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    wave = (0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32) if audio else None  # (S,)
+    return write_media(path, pictures, size, fps, wave, sample_rate)
+
+
+def write_talking_pair(
+    path: Path | str,
+    face: np.ndarray,
+    mouth: np.ndarray,
+    voiced: list[tuple[float, float]],
+    seconds: float = 2.0,
+    fps: int = 25,
+    sample_rate: int = 16000,
+    silent: bool = False,
+) -> Path:
+    """Two people side by side, as in a MELD scene: `face` on the left at full height 150 px and its mirror image on
+    the right at 2/3 of that, in a 320 x 180 clip. Only the smaller one talks: during each (start, end) second of
+    `voiced` its mouth opens by a random amount every frame and the audio is a 220 Hz tone (silence when `silent`);
+    outside them both faces are still and the audio is silent.
+
+    mouth (2, 2): the face's mouth corners x, y in `face` pixels (MTCNN's landmarks 4 and 5).
+    """
+    rng = np.random.default_rng(0)
+    large, small = _fit(face, 150, 320), _fit(face[:, ::-1], 100, 320)
+    scale = small.shape[0] / face.shape[0]
+    corners = np.stack([face.shape[1] - 1 - mouth[:, 0], mouth[:, 1]], axis=1) * scale  # (2, 2) in the mirrored face
+    centre, width = corners.mean(axis=0), np.linalg.norm(corners[1] - corners[0])
+    y, x = np.mgrid[0 : small.shape[0], 0 : small.shape[1]]
+    background = np.full((180, 320, 3), 90, np.uint8)
+    background[15:165, 10 : 10 + large.shape[1]] = large
+    top, left = 40, 200
+
+    def talking(t: float) -> bool:
+        return any(start <= t < end for start, end in voiced)
+
+    def picture(i: int) -> np.ndarray:
+        img = background.copy()
+        person = small.copy()
+        if talking(i / fps):  # an open mouth: a dark ellipse between the corners, 0-40 % of the mouth width tall
+            half_height = rng.uniform(0.05, 0.4) * width / 2
+            inside = ((x - centre[0]) / (0.45 * width)) ** 2 + ((y - centre[1]) / half_height) ** 2 <= 1
+            person[inside] = 20
+        img[top : top + small.shape[0], left : left + small.shape[1]] = person
+        return img  # (180, 320, 3)
+
+    t = np.arange(round(seconds * sample_rate)) / sample_rate  # (S,)
+    on = np.zeros(len(t), bool) if silent else np.any([(start <= t) & (t < end) for start, end in voiced], axis=0)
+    wave = (0.5 * np.sin(2 * np.pi * 220 * t) * on).astype(np.float32)  # (S,)
+    return write_media(path, (picture(i) for i in range(round(seconds * fps))), (320, 180), fps, wave, sample_rate)
+
+
+def write_media(
+    path: Path | str,
+    pictures: Iterable[np.ndarray],
+    size: tuple[int, int],
+    fps: int,
+    wave: np.ndarray | None,
+    sample_rate: int,
+) -> Path:
+    """Encode (H, W, 3) uint8 RGB pictures at `fps` and a mono float waveform (None: no audio stream) into an mp4."""
     path = Path(path)
     width, height = size
-    n_frames = round(seconds * fps)
-    face = None if face is None else _fit(face, int(0.75 * height), int(0.75 * width))
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with av.open(str(path), "w", format="mp4") as container:
         vstream = container.add_stream(codec, rate=fps)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             vstream.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        astream = container.add_stream("aac", rate=sample_rate, layout="mono") if audio else None
+        astream = container.add_stream("aac", rate=sample_rate, layout="mono") if wave is not None else None
 
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(_picture(i, fps, width, height, face), format="rgb24")
+        for i, picture in enumerate(pictures):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = i
             container.mux(vstream.encode(frame))
         container.mux(vstream.encode())
 
         if astream is not None:
-            t = np.arange(round(seconds * sample_rate)) / sample_rate
-            wave = (0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)  # (S,)
             for start in range(0, len(wave), AAC_FRAME):  # the last frame may be short: FFmpeg's AAC allows it
                 chunk = wave[None, start : start + AAC_FRAME]  # (1, 1024)
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")

@@ -72,6 +72,7 @@ def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: 
         dataset=dataset, root=root, out=out, vision=fingerprint["vision"]["id"], audio=fingerprint["audio"]["id"],
         frames=fingerprint["frames"], sample_rate=fingerprint["sample_rate"], crop_margin=fingerprint["crop_margin"],
         max_seconds=fingerprint["max_seconds"], keep_media=fingerprint["keep_media"], seed=seed, device=device,
+        face_track=fingerprint.get("face_track", "largest"),
     ))
     for clip_id, error in summary.failures:
         print(f"failed {clip_id}: {error}")

@@ -1,0 +1,97 @@
+"""FaceCropper: T frames in, one tracked face out as T square crops at the vision encoder's input size.
+
+Detection (`dfer.faces.detect`) finds every face, the tracker (`dfer.faces.track`) links them into tracks, one track
+is chosen (the largest, or with `face_track="speaker"` the one whose mouth moves while the audio is voiced,
+`dfer.faces.speaker`), and `dfer.faces.crop` cuts its smoothed boxes. Datasets that ship aligned face frames skip all
+of it: `whole_frame_track` only resizes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dfer.faces.crop import crop
+from dfer.faces.detect import FaceDetector
+from dfer.faces.speaker import TrackChoice, choose_speaker, voiced_steps
+from dfer.faces.track import candidate_tracks, plan_track
+
+FACE_TRACKS = ("largest", "speaker")  # which face of a clip is cropped
+
+
+@dataclass
+class FaceTrack:
+    faces: np.ndarray  # (T, 3, S, S) uint8 RGB square crops
+    box: np.ndarray  # (T, 4) float32 x1, y1, x2, y2 of each square crop in frame pixels (may extend past the frame)
+    landmarks: np.ndarray  # (T, 5, 2) float32 eyes, nose, mouth corners in crop pixels 0..S; NaN: clip has no face
+    face_found: np.ndarray  # (T,) bool: the tracked face was detected in this very frame (else its box was borrowed)
+    detect_prob: np.ndarray  # (T,) float32 detector confidence, 0 where not found
+    choice: TrackChoice  # which of the clip's face tracks this is, and why
+
+
+class FaceCropper:
+    """Detect, track and crop one face per clip.
+
+    image_size: side S of the crops (the vision encoder's input size).
+    margin: context added on each side, as a fraction of the face box's longer side (0.25: crop side = 1.5 x face).
+    min_prob: detections below this MTCNN confidence are ignored.
+    smooth: width in frames of the running median over the track's boxes.
+    detect_size: frames are shrunk to this shorter side for detection only (see `dfer.faces.detect`).
+    face_track: "largest" (the largest, surest face) or "speaker" (see `dfer.faces.speaker`).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        margin: float = 0.25,
+        device: str = "cpu",
+        min_prob: float = 0.9,
+        smooth: int = 5,
+        detect_size: int = 360,
+        face_track: str = "largest",
+    ):
+        if face_track not in FACE_TRACKS:
+            raise ValueError(f"face_track {face_track!r} is not one of {FACE_TRACKS}")
+        self.image_size, self.margin, self.smooth, self.face_track = image_size, margin, smooth, face_track
+        self.device = torch.device(device)
+        self.detect = FaceDetector(device, min_prob, detect_size)
+
+    def __call__(
+        self,
+        frames: np.ndarray,
+        waveform: np.ndarray | None = None,
+        frame_time: np.ndarray | None = None,
+        sample_rate: int = 16000,
+    ) -> FaceTrack:
+        """frames (T, H, W, 3) uint8 RGB -> FaceTrack of T crops.
+
+        The speaker choice also reads the clip's audio: waveform (S,) float from the span start (None: no audio) and
+        frame_time (T,) seconds of the frames from the same start.
+        """
+        detections = self.detect(frames)
+        tracks = candidate_tracks(detections)
+        if self.face_track == "speaker":
+            voiced = None if waveform is None else voiced_steps(waveform, sample_rate, frame_time)  # (T - 1,)
+            choice = choose_speaker(frames, detections, tracks, voiced)
+        else:
+            choice = TrackChoice(0 if tracks else -1, len(tracks), float("nan"), "")
+        chosen = tracks[choice.rank] if tracks else np.full(len(frames), -1)  # (T,)
+        plan = plan_track(detections, chosen, frames.shape[1:3], self.image_size, self.margin, self.smooth)
+        faces = crop(frames, plan.box, self.image_size, self.device)  # (T, 3, S, S)
+        return FaceTrack(faces, plan.box, plan.landmarks, plan.face_found, plan.detect_prob, choice)
+
+
+def whole_frame_track(frames: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> FaceTrack:
+    """frames (T, H, W, 3) uint8 that are already face crops (a dataset's own aligned faces) -> FaceTrack.
+
+    No detection runs: the dataset kept only frames where its detector found the face, so every frame counts as
+    found (the heads mask frames that are not), and landmarks are NaN, which leaves the heads' ROI prior out.
+    """
+    T, H, W = frames.shape[:3]
+    box = np.tile(np.array([0, 0, W, H], np.float32), (T, 1))  # (T, 4) the whole frame
+    faces = crop(frames, box, image_size, device)  # (T, 3, S, S)
+    landmarks = np.full((T, 5, 2), np.nan, np.float32)
+    choice = TrackChoice(-1, 0, float("nan"), "pre-cropped face frames: no detection")
+    return FaceTrack(faces, box, landmarks, np.ones(T, bool), np.ones(T, np.float32), choice)
