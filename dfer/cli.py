@@ -37,15 +37,21 @@ def extract(
     workers: Optional[int] = typer.Option(None, help="decoding worker processes (0)"),
     seed: Optional[int] = typer.Option(None, help="seed of random-init encoders, part of the fingerprint (0)"),
     max_seconds: Optional[float] = typer.Option(None, help="longer clips are analysed over their central window (16)"),
+    face_track: Optional[str] = typer.Option(None, "--face-track", help="largest (default) or speaker: the face "
+                                             "whose mouth moves while the audio is voiced (MELD's recipe)"),
     classes: Optional[str] = typer.Option(None, help="manifest only: comma-separated class order"),
+    face_frames: Optional[str] = typer.Option(None, "--face-frames", help="dfew only: original (default) clips "
+                                              "through our face pipeline, or precropped: the release's clip_224x224"),
 ) -> None:
     """Decode, crop faces and run the frozen encoders once per clip, into a resumable Zarr cache."""
     from dfer.extract.pipeline import extract_config, run
 
+    options = {"classes": classes.split(",") if classes else None, "frames": face_frames}
     summary = run(extract_config(
         recipe, dataset=dataset, root=root, out=out, preset=preset, vision=vision, audio=audio, frames=frames,
         batch=batch, device=device, limit=limit, keep_media=keep_media, workers=workers, seed=seed,
-        max_seconds=max_seconds, dataset_options={"classes": classes.split(",")} if classes else None,
+        max_seconds=max_seconds, face_track=face_track,
+        dataset_options={k: v for k, v in options.items() if v is not None} or None,
     ))
     if not summary.is_main:  # under torchrun only rank 0 reports
         raise typer.Exit(1 if summary.failures else 0)

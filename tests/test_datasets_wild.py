@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from dfer.data import dfew, list_dataset, mafw, meld
 from dfer.data.folds import Entry, assign_folds
-from dfer.extract.pipeline import ExtractConfig, run
+from dfer.cli import app
+from dfer.extract.pipeline import ExtractConfig, run, summarise
 from dfer.media.decode import decode_clip
 from dfer.store.clip_store import ClipStore
 from dfer.store.fingerprint import FingerprintMismatch
@@ -363,8 +365,9 @@ def test_meld_crops_the_speaker_records_why_and_refuses_the_other_choice(talking
     settings = dict(dataset="meld", root=root, out=tmp_path / "store", preset="tiny", frames=16, progress=False)
     with pytest.raises(ValueError, match="face_track 'loudest' is not one of largest, speaker"):
         ExtractConfig(**settings, face_track="loudest")
-    summary = run(ExtractConfig(**settings, face_track="speaker"))
-    assert summary.failures == [] and summary.done == 2
+    result = CliRunner().invoke(app, ["extract", "meld", str(root), "--out", str(tmp_path / "store"), "--preset",
+                                      "tiny", "--frames", "16", "--face-track", "speaker"])
+    assert result.exit_code == 0, result.output
     store = ClipStore.open(tmp_path / "store", mode="r")
     assert store.clip_ids == ["test/dia0_utt0", "train/dia0_utt0"]  # the silent scene, then the talking one
     assert store.array("video/track_rank")[:].tolist() == [0, 1]
@@ -426,10 +429,12 @@ def test_dfew_precropped_lists_frame_folders_with_original_audio(dfew_precropped
 def test_dfew_precropped_extracts_without_detection_and_is_fingerprinted(dfew_precropped: Path, tmp_path: Path):
     settings = dict(dataset="dfew", root=dfew_precropped, out=tmp_path / "store", preset="tiny", frames=4,
                     progress=False)
-    summary = run(ExtractConfig(**settings, dataset_options={"frames": "precropped"}))
+    result = CliRunner().invoke(app, ["extract", "dfew", str(dfew_precropped), "--out", str(tmp_path / "store"),
+                                      "--preset", "tiny", "--frames", "4", "--face-frames", "precropped"])
+    assert result.exit_code == 1  # one clip failed, the others are done
     folder = dfew_precropped / "Clip/clip_224x224/part_2/00003"
-    assert summary.failures == [("00003", f"{folder}: no frame images (.jpeg, .jpg, .png) in the folder")]
-    assert summary.done == 3
+    assert summarise(ClipStore.open(tmp_path / "store", mode="r"), []).failures == [
+        ("00003", f"{folder}: no frame images (.jpeg, .jpg, .png) in the folder")]
     store = ClipStore.open(tmp_path / "store", mode="r")
     done = store.array("done")[:]
     assert done.tolist() == [True, True, False, True]

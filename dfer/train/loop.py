@@ -117,7 +117,7 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
                 optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             if progress:
-                progress.step(loss=losses[-1])
+                progress.step(epoch, loss=losses[-1])
         seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                "steps_per_s": len(losses) / seconds, "seconds": seconds, "val_loss": "", "val_WAR": "", "val_UAR": ""}
@@ -144,6 +144,6 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
             if row[key] != "":
                 writer.add_scalar(key, row[key], epoch)
         if progress:
-            progress.epoch(epoch, row)
+            progress.epoch_done(row)
     writer.close()
     return state

@@ -21,9 +21,9 @@ class TrainProgress:
     def __exit__(self, *exc) -> None:
         self._progress.__exit__(*exc)
 
-    def step(self, loss: float) -> None:
-        self._progress.update(self._task, advance=1, loss=loss)
+    def step(self, epoch: int, loss: float) -> None:
+        self._progress.update(self._task, advance=1, epoch=epoch, loss=loss)
 
-    def epoch(self, epoch: int, row: dict) -> None:
+    def epoch_done(self, row: dict) -> None:
         uar = f"{row['val_UAR']:.3f}" if row["val_UAR"] != "" else "-"
-        self._progress.update(self._task, epoch=epoch + 1, uar=uar, rate=f"{row['steps_per_s']:.1f}")
+        self._progress.update(self._task, uar=uar, rate=f"{row['steps_per_s']:.1f}")
