@@ -111,11 +111,11 @@ def test_resume_continues_where_it_stopped(store, tmp_path):
     interrupted = tmp_path / "interrupted"
 
     class StopAfterTwo:
-        def step(self, loss):
+        def step(self, epoch, loss):
             pass
 
-        def epoch(self, epoch, row):
-            if epoch == 2:
+        def epoch_done(self, row):
+            if row["epoch"] == 2:
                 raise KeyboardInterrupt
 
     from dfer.train import run as run_module
