@@ -114,6 +114,8 @@ def test_finetune_trains_encoders_and_heads(tuned, init_run, store):
     heads_before = load_file(str(init_run / "best.safetensors"))
     heads_after = load_file(str(tuned / "best.safetensors"))
     assert any(not torch.equal(heads_before[k], heads_after[k]) for k in heads_before)
+    for stream in ("video", "audio"):  # the input statistics followed the moving encoders, and were saved
+        assert not torch.equal(heads_before[f"{stream}_mean"], heads_after[f"{stream}_mean"])
 
 
 @pytest.mark.parametrize("unfreeze", ["last:1", "lora:2"])
