@@ -69,19 +69,37 @@ finetune: install
 	$(DFER) evaluate $(FT_RUN) --store $(STORE)
 
 # RAVDESS speech (actors 01-18), audio only, on a CPU, one command: stage 1 -> 2 -> 3 cross-validated by actor,
-# the final model (all 18 actors) at $(OUT)/final, and the eGeMAPS + SVM baseline on the same folds; prints the
-# three result rows side by side (recipes/ravdess_speech/RESULTS.md has them with times).
+# the final model (all 18 actors) at OUT/final, and the eGeMAPS + SVM baseline on the same folds; prints the three
+# result rows side by side (recipes/ravdess_speech/RESULTS.md has them with times). Each step's output is a file
+# target (or a STEP.done stamp beside the step's folder), so after a crash the same command goes on from the
+# step that failed; delete OUT to start over.
 SPEECH := recipes/ravdess_speech
-ravdess-speech: SPEECH_ROOT = $(or $(ROOT),../shared/data/ravdess_speech_16k)
-ravdess-speech: OUT ?= runs/ravdess_speech
-ravdess-speech: install
-	$(DFER) extract ravdess $(SPEECH_ROOT) --out $(OUT)/cache --recipe $(SPEECH)/extract.yaml
-	$(DFER) train $(OUT)/cache --out $(OUT)/stage2 --recipe $(SPEECH)/train.yaml
-	$(DFER) finetune $(OUT)/cache --init $(OUT)/stage2 --out $(OUT)/stage3 --recipe $(SPEECH)/finetune.yaml
-	$(DFER) train $(OUT)/cache --out $(OUT)/final-stage2 --recipe $(SPEECH)/train.yaml --fold none
-	$(DFER) finetune $(OUT)/cache --init $(OUT)/final-stage2 --out $(OUT)/final --recipe $(SPEECH)/finetune.yaml
-	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(OUT)/egemaps
-	@cat $(OUT)/stage2/results.md; tail -n 1 $(OUT)/stage3/results.md; tail -n 1 $(OUT)/egemaps/results.md
+SPEECH_ROOT := $(or $(ROOT),../shared/data/ravdess_speech_16k)
+SPEECH_OUT := $(or $(OUT),runs/ravdess_speech)
+
+ravdess-speech: $(SPEECH_OUT)/stage3/summary.json $(SPEECH_OUT)/final.done $(SPEECH_OUT)/egemaps/results.md
+	@cat $(SPEECH_OUT)/stage2/results.md; tail -n 1 $(SPEECH_OUT)/stage3/results.md; tail -n 1 $(SPEECH_OUT)/egemaps/results.md
+
+$(SPEECH_OUT)/cache.done: $(SPEECH)/extract.yaml $(STAMP)
+	$(DFER) extract ravdess $(SPEECH_ROOT) --out $(SPEECH_OUT)/cache --recipe $(SPEECH)/extract.yaml
+	touch $@
+
+$(SPEECH_OUT)/stage2/summary.json: $(SPEECH_OUT)/cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/cache --out $(@D) --recipe $(SPEECH)/train.yaml
+
+$(SPEECH_OUT)/stage3/summary.json: $(SPEECH_OUT)/stage2/summary.json $(SPEECH)/finetune.yaml
+	$(DFER) finetune $(SPEECH_OUT)/cache --init $(SPEECH_OUT)/stage2 --out $(@D) --recipe $(SPEECH)/finetune.yaml
+
+$(SPEECH_OUT)/final-stage2.done: $(SPEECH_OUT)/cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/cache --out $(SPEECH_OUT)/final-stage2 --recipe $(SPEECH)/train.yaml --fold none
+	touch $@
+
+$(SPEECH_OUT)/final.done: $(SPEECH_OUT)/final-stage2.done $(SPEECH)/finetune.yaml
+	$(DFER) finetune $(SPEECH_OUT)/cache --init $(SPEECH_OUT)/final-stage2 --out $(SPEECH_OUT)/final --recipe $(SPEECH)/finetune.yaml
+	touch $@
+
+$(SPEECH_OUT)/egemaps/results.md: $(STAMP)
+	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(@D)
 
 clean:
 	rm -rf cache/demo runs/demo runs/demo-ft .pytest_cache
