@@ -114,9 +114,12 @@ def bars(driver) -> dict[str, float]:
 
 
 def test_record_upload_and_show_bars(server, browser):
+    from selenium.webdriver.support.wait import WebDriverWait
+
     url, classes, seen = server
     browser.get(url)
-    assert list(bars(browser)) == classes  # empty bars drawn from /labels before any prediction
+    # empty bars drawn from /labels before any prediction (fetched after the page loads: wait, don't race it)
+    WebDriverWait(browser, 10).until(lambda driver: list(bars(driver)) == classes)
     browser.find_element("id", "record").click()
     assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
     probs = bars(browser)

@@ -133,8 +133,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
 def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool = True) -> dict:
     """Fine-tune a cross-validation: `init` from `dfer train --fold all` (INIT/foldK/ per fold, INIT/summary.json)
     gives OUT/foldK/ per fold, each from its own fold's heads on its own split, and OUT/summary.json + OUT/results.md
-    as stage 2 writes them, so the two stages' figures compare fold for fold. Returns the summary. A single run as
-    `init` is fine-tuned into OUT (`finetune`)."""
+    as stage 2 writes them, so the two stages' figures compare fold for fold; returns the summary. A single run as
+    `init` is fine-tuned into OUT (`finetune`), returning its test metrics."""
     init, out = Path(init), Path(out)
     if (init / "config.json").exists() or not (init / "summary.json").exists():
         return finetune(store, init, out, cfg, show)

@@ -1,4 +1,5 @@
-"""Human-readable views of metrics: a confusion-matrix PNG, rich tables for the terminal, RESULTS.md rows.
+"""Human-readable views of metrics: a confusion-matrix PNG, rich tables for the terminal, RESULTS.md rows, and a
+cross-validation's summary files (shared by stages 2 and 3).
 
 Input is what `dfer.train.metrics` returns (fractions in [0, 1]); everything shown is in percent, as DFER papers
 report WAR/UAR/F1, except counts and NLL.
