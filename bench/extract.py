@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import CONTENDED, cpu_model, machine_busy_s, wait_for_quiet  # bench/machine.py: shared machine facts
+from machine import add_contention_options, cpu_model, least_contended, machine_busy_s  # bench/machine.py
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RAVDESS_EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]  # EE 01..08
@@ -212,10 +212,8 @@ def rss_slope(trace: list[float], skip: int) -> float | None:
 
 
 
-def measure(name: str, spec: dict, log: Path, quiet_wait_s: float) -> dict | None:
+def measure(name: str, spec: dict, log: Path) -> dict | None:
     """Run one measurement in a fresh process; None (with a message) when it fails."""
-    if quiet_wait_s > 0:
-        wait_for_quiet(quiet_wait_s)
     print(f"[bench] {name}: {spec['preset']} preset, {spec['count']} {spec['kind']} clips ...", flush=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     shutil.rmtree(spec["out"], ignore_errors=True)  # a store left by an earlier run would resume: 0 clips to do
@@ -283,12 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="RAVDESS speech clips (60 = all of Actor_01; 0: no audio runs)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--quiet-wait", type=float, default=20.0,
-                        help="seconds to wait, before each measurement, for other work on the machine to stop")
-    parser.add_argument("--retries", type=int, default=2,
-                        help="repeat a measurement that shared the machine with other work up to this many times")
-    parser.add_argument("--budget", type=float, default=300.0,
-                        help="no more repeats once the bench has run this many seconds")
+    add_contention_options(parser, retries=2)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -335,17 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for key, name, spec in plan:
         spec.update(out=str(work / "stores" / key), frames=args.frames, batch=args.batch, device=args.device)
-        for attempt in range(1 + args.retries):
-            result = measure(name, spec, work / f"{key}.log", args.quiet_wait)
-            if result is None:
-                break
-            other = result["other_load_cores"] or 0.0  # None where /proc/stat is missing: taken as quiet
-            if key not in results or other < (results[key]["other_load_cores"] or 0.0):
-                results[key], names[key] = result, name
-            if other <= CONTENDED or time.perf_counter() - started > args.budget or attempt == args.retries:
-                break
-            print(f"[bench] {name}: other work used {other:.2f} cores; measuring again, "
-                  "keeping the least contended run", flush=True)
+        result = least_contended(name, lambda: measure(name, spec, work / f"{key}.log"), args, started)
+        if result is not None:
+            results[key], names[key] = result, name
 
     print()
     print(f"Stage-1 extraction on {args.device}, {os.cpu_count()} CPU cores ({cpu_model()}), {args.frames} frames, "

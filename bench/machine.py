@@ -6,9 +6,11 @@ so each bench reports the cores other work used and waits for a quiet machine be
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CONTENDED = 0.25  # cores of other work during a measurement above which it is repeated (see --retries)
@@ -48,3 +50,36 @@ def wait_for_quiet(limit_s: float, threshold: float = CONTENDED, sample_s: float
         if now - said >= 15:
             print(f"[bench] waiting for the machine to quieten: other work uses {busy:.2f} cores", flush=True)
             said = now
+
+
+def add_contention_options(parser: argparse.ArgumentParser, retries: int) -> None:
+    """--quiet-wait, --retries and --budget, which `least_contended` reads."""
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
+                        help="seconds to wait, before each measurement, for other work on the machine to stop")
+    parser.add_argument("--retries", type=int, default=retries,
+                        help="repeat a measurement that shared the machine with other work up to this many times")
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="no more waits or repeats once the bench has run this many seconds")
+
+
+def least_contended(name: str, measure: Callable[[], dict | None], args: argparse.Namespace,
+                    started: float) -> dict | None:
+    """Run `measure()` (a dict with "other_load_cores", or None when it failed) after waiting for a quiet machine;
+    while other work shared the machine, repeat it (up to --retries times, until the bench has run --budget s),
+    keeping the least contended result. A failed measurement ends the repeats."""
+    best = None
+    for attempt in range(1 + args.retries):
+        if time.perf_counter() - started < args.budget:
+            wait_for_quiet(args.quiet_wait)
+        result = measure()
+        if result is None:
+            return best
+        other = result["other_load_cores"] or 0.0  # None where /proc/stat is missing: taken as quiet
+        if best is None or other < (best["other_load_cores"] or 0.0):
+            best = result
+        best["attempts"] = attempt + 1
+        if other <= CONTENDED or time.perf_counter() - started > args.budget or attempt == args.retries:
+            return best
+        print(f"[bench] {name}: other work used {other:.2f} cores; measuring again, keeping the least contended run",
+              flush=True)
+    return best

@@ -61,7 +61,7 @@ from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.train.config import head_config, make_config
 from dfer.train.data import CachedClips, collate, to_device
-from machine import CONTENDED, cpu_model, machine_busy_s, wait_for_quiet  # bench/machine.py: shared machine facts
+from machine import add_contention_options, cpu_model, least_contended, machine_busy_s  # bench/machine.py
 
 PRESET = "base-random"
 CLASSES = [f"class{c}" for c in range(8)]  # RAVDESS has 8
@@ -107,25 +107,6 @@ class OtherLoad:
         return None if other != other else max(other, 0.0)
 
 
-
-
-def least_contended(name: str, measure, args, started: float) -> dict:
-    """Run `measure()` (a dict with "other_load_cores") after waiting for a quiet machine; while other work shared
-    the machine, repeat it (up to --retries times, until the bench has run --budget s), keeping the least contended."""
-    best = None
-    for attempt in range(1 + args.retries):
-        if time.perf_counter() - started < args.budget:
-            wait_for_quiet(args.quiet_wait)
-        result = measure()
-        other = result["other_load_cores"] or 0.0  # None where /proc/stat is missing: taken as quiet
-        if best is None or other < (best["other_load_cores"] or 0.0):
-            best = result
-        best["attempts"] = attempt + 1
-        if other <= CONTENDED or time.perf_counter() - started > args.budget or attempt == args.retries:
-            return best
-        print(f"[bench] {name}: other work used {other:.2f} cores; measuring again, keeping the least contended run",
-              flush=True)
-    return best
 
 
 def sync(device: torch.device) -> None:
@@ -504,12 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--cold", action="store_true", help="evict the store from the page cache before each pass")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet-wait", type=float, default=20.0,
-                        help="seconds to wait, before each measurement, for other work on the machine to stop")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="repeat a measurement that shared the machine with other work up to this many times")
-    parser.add_argument("--budget", type=float, default=300.0,
-                        help="no more waits or repeats once the bench has run this many seconds")
+    add_contention_options(parser, retries=1)
     parser.add_argument("--out", type=Path, help="keep the stores and results.json here (default: a temp folder)")
     args = parser.parse_args(argv)
 
