@@ -80,7 +80,7 @@ def decode_clip(
     audio = None if audio is None else Path(audio)
     for path in (video, audio):
         if path is not None:
-            check_file(path)
+            _check_file(path)
     shared = video is not None and audio is not None and os.path.samefile(video, audio)
 
     if video is not None:
@@ -358,7 +358,7 @@ def _read_soundfile(path: Path, span: tuple[float, float], sample_rate: int) -> 
     return _resample(x.mean(axis=1), rate, sample_rate, span)
 
 
-def check_file(path: Path) -> None:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise ClipError(path, "file not found")
     if not path.is_file():
