@@ -40,7 +40,9 @@ def child(args: argparse.Namespace) -> dict:
     """A few fine-tune steps of one configuration in this process; the figures as a dict."""
     import torch
 
-    from dfer.encoders import load_audio, load_vision, resolve_preset
+    from dfer.encoders import resolve_preset
+    from dfer.encoders.audio import load_audio
+    from dfer.encoders.vision import load_vision
     from dfer.finetune.config import FinetuneConfig
     from dfer.finetune.model import EndToEnd
     from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
@@ -122,7 +124,9 @@ def computed(preset: str) -> dict:
     """Parameter + gradient + AdamW bytes of fine-tuning `preset` under each COMPUTED_MODES, from meta modules."""
     from torch import nn
 
-    from dfer.encoders import load_audio, load_vision, resolve_preset
+    from dfer.encoders import resolve_preset
+    from dfer.encoders.audio import load_audio
+    from dfer.encoders.vision import load_vision
     from dfer.finetune.trainable import LORA_TARGETS, make_trainable, parts
 
     vision_spec, audio_spec = resolve_preset(COMPUTED_PRESETS[preset])

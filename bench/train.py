@@ -54,7 +54,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from dfer.data.clip import Clip, DatasetListing
-from dfer.encoders import AUDIO_ARCHS, VISION_ARCHS, load_audio, load_vision, resolve_preset
+from dfer.encoders import AUDIO_ARCHS, VISION_ARCHS, resolve_preset
+from dfer.encoders.audio import load_audio
+from dfer.encoders.vision import load_vision
 from dfer.heads import DferHeads
 from dfer.store.clip_store import ClipStore, Layout
 from dfer.store.h5 import export_h5

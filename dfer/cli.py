@@ -27,8 +27,10 @@ def extract(
     out: Path = typer.Option(..., "--out", help="the Zarr store to create or resume"),
     recipe: Optional[Path] = typer.Option(None, help="YAML of extraction settings (flags below override it)"),
     preset: Optional[str] = typer.Option(None, help="encoder preset: tiny (default), small, base, large, base-random, large-random"),
-    vision: Optional[str] = typer.Option(None, help="vision encoder: hub id, local folder or random:<arch>"),
-    audio: Optional[str] = typer.Option(None, help="audio encoder: hub id, .nemo file, folder or random:<arch>"),
+    vision: Optional[str] = typer.Option(None, help="vision encoder spec: random:<arch>, hf:<id or path>, a SigLIP2 "
+                                         "hub id or folder"),
+    audio: Optional[str] = typer.Option(None, help="audio encoder spec: ge2e, mel, random:<arch>, "
+                                        "hf:<id or path>[,layer=N], a NeMo hub id, .nemo file or folder"),
     frames: Optional[int] = typer.Option(None, help="frames sampled uniformly per clip (16)"),
     batch: Optional[int] = typer.Option(None, help="clips per encoder call (8)"),
     device: Optional[str] = typer.Option(None, help="cpu (default) or cuda"),
@@ -157,12 +159,14 @@ def params(
     preset: str = typer.Option("base", help="encoder preset"),
     fusion: str = typer.Option("liquid"),
     modalities: str = typer.Option("av"),
+    vision: Optional[str] = typer.Option(None, help="a vision encoder spec in place of the preset's"),
+    audio: Optional[str] = typer.Option(None, help="an audio encoder spec in place of the preset's"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Parameter counts per module (frozen encoders, trainable heads) and the total against the 800M budget."""
     from dfer.params import parameter_table
 
-    facts = parameter_table(preset, fusion, modalities)
+    facts = parameter_table(preset, fusion, modalities, vision=vision, audio=audio)
     if as_json:
         print(json.dumps(facts))
         return

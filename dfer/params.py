@@ -6,7 +6,7 @@ are small and built normally. Stage 2 trains only the heads; stage 3 unfreezes t
 
 from __future__ import annotations
 
-from dfer.encoders import load_audio, load_vision, resolve_preset
+from dfer.encoders import build_encoder, resolve_preset
 from dfer.heads import DferHeads, HeadConfig
 
 BUDGET = 800_000_000  # the project's total-parameter budget (fine-tunable on a 12 GB GPU)
@@ -20,10 +20,12 @@ def count(module) -> int:
 
 
 def parameter_table(preset: str, fusion: str = "liquid", modalities: str = "av", num_classes: int = 8,
-                    heads: dict | None = None) -> dict:
-    vision_spec, audio_spec = resolve_preset(SAME_ARCHITECTURE.get(preset, preset))
-    vision = load_vision(vision_spec, meta=True)
-    audio = load_audio(audio_spec, meta=True)
+                    heads: dict | None = None, vision: str | None = None, audio: str | None = None) -> dict:
+    """`vision` / `audio` specs replace the preset's, as in `dfer extract`."""
+    preset_vision, preset_audio = resolve_preset(SAME_ARCHITECTURE.get(preset, preset))
+    vision_spec, audio_spec = vision or preset_vision, audio or preset_audio
+    vision = build_encoder("vision", vision_spec, meta=True)
+    audio = build_encoder("audio", audio_spec, meta=True)
     v, a = vision.describe(), audio.describe()
     model = DferHeads(HeadConfig(
         vision_dim=v["dim"], num_tokens=v["num_tokens"], grid=v["grid"], image_size=v["image_size"],

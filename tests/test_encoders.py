@@ -7,7 +7,9 @@ import json
 import pytest
 import torch
 
-from dfer.encoders import AudioEncoder, VisionEncoder, load_audio, load_vision, resolve_preset
+from dfer.encoders import resolve_preset
+from dfer.encoders.audio import AudioEncoder, load_audio
+from dfer.encoders.vision import VisionEncoder, load_vision
 from dfer.encoders.presets import PRESETS, hub_commit, local_revision
 
 

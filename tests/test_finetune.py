@@ -14,7 +14,8 @@ import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from dfer.encoders import load_audio, load_vision
+from dfer.encoders.audio import load_audio
+from dfer.encoders.vision import load_vision
 from dfer.extract.pipeline import ExtractConfig, run as extract
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.command import finetune as finetune_command

@@ -12,7 +12,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from dfer.encoders import load_audio, load_vision
+from dfer.encoders.audio import load_audio
+from dfer.encoders.vision import load_vision
 from dfer.predict.command import predict
 from dfer.predict.predictor import Predictor, UnusableClip
 from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run

@@ -1,22 +1,23 @@
-"""Frozen (stage 1) and fine-tunable (stage 3) encoders: SigLIP2 for face crops, NeMo FastConformer for audio.
+"""Frozen (stage 1) and fine-tunable (stage 3) encoders, built from one spec string in one place (`build`).
 
-Both are named by a spec string (hub id, local path or `random:<arch>`) and paired by named presets;
-`describe()` gives what the cache fingerprint records. Importing this package loads neither transformers nor
-NeMo: they are imported when an encoder is built.
+Defaults: SigLIP2 for face crops, NeMo FastConformer for audio; beside them `ge2e` (a pretrained speaker LSTM a
+wheel ships), `mel` (no encoder) and `hf:` transformers backbones. Presets pair specs; `describe()` gives what the
+cache fingerprint records. Importing this package loads neither transformers nor NeMo: they are imported when an
+encoder is built.
 """
 
-from dfer.encoders.audio import AudioEncoder, load_audio
+from dfer.encoders.build import SHAPE_FIELDS, build_encoder, extraction_seed, rebuild_encoder, seed_of
 from dfer.encoders.presets import AUDIO_ARCHS, PRESETS, VISION_ARCHS, EncoderPair, resolve_preset
-from dfer.encoders.vision import VisionEncoder, load_vision
 
 __all__ = [
     "AUDIO_ARCHS",
     "PRESETS",
+    "SHAPE_FIELDS",
     "VISION_ARCHS",
-    "AudioEncoder",
     "EncoderPair",
-    "VisionEncoder",
-    "load_audio",
-    "load_vision",
+    "build_encoder",
+    "extraction_seed",
+    "rebuild_encoder",
     "resolve_preset",
+    "seed_of",
 ]

@@ -61,18 +61,10 @@ class AudioEncoder(nn.Module):
     def forward(self, waveform: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """waveform (B, S) float at `sample_rate`, length (B,) valid samples -> tokens (B, Ta, D), lengths (B,).
 
-        Clips shorter than one token (80 ms) are padded with silence to one token: below a mel frame NeMo
-        yields zero frames, and at one frame its per-feature normalisation divides by zero (an error on GPU).
-        Valid tokens do not depend on how much padding follows them (per-feature statistics and attention
+        Clips shorter than one token (80 ms) are padded with silence to one token (`padded_mel`). Valid tokens do not depend on how much padding follows them (per-feature statistics and attention
         only see valid frames). Ta is the longest token length in the batch.
         """
-        waveform, length = waveform.float(), length.to(waveform.device)
-        valid = torch.arange(waveform.shape[1], device=waveform.device) < length[:, None]  # (B, S)
-        waveform = waveform * valid  # silence beyond each length, so the padding below is silence too
-        if waveform.shape[1] < self.token_samples:
-            waveform = nn.functional.pad(waveform, (0, self.token_samples - waveform.shape[1]))
-        length = length.clamp(min=self.token_samples)
-        mel, mel_length = self.preprocessor(input_signal=waveform, length=length)  # (B, F, Tm), (B,)
+        mel, mel_length = padded_mel(self.preprocessor, waveform, length, self.token_samples)  # (B, F, Tm), (B,)
         tokens, token_length = self.encoder(audio_signal=mel, length=mel_length)  # (B, D, Ta'), (B,)
         tokens = tokens.transpose(1, 2)[:, : int(token_length.max())]  # (B, Ta, D)
         return tokens, token_length
@@ -95,6 +87,58 @@ class AudioEncoder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps({"format": SAVE_FORMAT, **self.config}, indent=2) + "\n")
         save_model(self, str(path / "model.safetensors"))
+
+
+def padded_mel(preprocessor: nn.Module, waveform: torch.Tensor, length: torch.Tensor,
+               min_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """NeMo's mel of waveform (B, S) with silence past each length and every clip at least `min_samples` long.
+
+    Below one mel frame NeMo yields zero frames, and at one frame its per-feature normalisation divides by zero
+    (an error on GPU), so short clips are padded with silence. -> mel (B, F, Tm), mel_length (B,).
+    """
+    waveform, length = waveform.float(), length.to(waveform.device)
+    valid = torch.arange(waveform.shape[1], device=waveform.device) < length[:, None]  # (B, S)
+    waveform = waveform * valid  # silence beyond each length, so the padding below is silence too
+    if waveform.shape[1] < min_samples:
+        waveform = nn.functional.pad(waveform, (0, min_samples - waveform.shape[1]))
+    return preprocessor(input_signal=waveform, length=length.clamp(min=min_samples))
+
+
+class MelEncoder(nn.Module):
+    """The `mel` family, the encoder-free ablation: the FastConformer's own NeMo log-mel front end as the tokens.
+
+    (B, S) waveform -> (B, Tm, 80) log-mel frames every 10 ms (25 ms windows), normalised per feature over each
+    clip's valid frames exactly as the FastConformer sees them. No weights: nothing for stage 3 to train.
+    """
+
+    def __init__(self, preprocessor: nn.Module, spec: str = "mel"):
+        super().__init__()
+        self.preprocessor, self.spec = preprocessor, spec
+        self.revision = "nemo-fastconformer-preprocessor"
+        self.sample_rate: int = int(FASTCONFORMER_PREPROCESSOR["sample_rate"])
+        self.dim: int = int(FASTCONFORMER_PREPROCESSOR["features"])
+        self.hop: int = preprocessor.featurizer.hop_length
+        self.frame_seconds: float = self.hop / self.sample_rate
+
+    def forward(self, waveform: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waveform (B, S), length (B,) -> tokens (B, Tm, 80), lengths (B,). Clips under 80 ms are padded to 80 ms
+        of silence, as the FastConformer's are."""
+        mel, mel_length = padded_mel(self.preprocessor, waveform, length, 8 * self.hop)  # (B, 80, Tm), (B,)
+        return mel.transpose(1, 2)[:, : int(mel_length.max())], mel_length  # (B, Tm, 80)
+
+    def describe(self) -> dict:
+        return {"id": self.spec, "revision": self.revision, "dim": self.dim,
+                "sample_rate": self.sample_rate, "frame_seconds": self.frame_seconds}
+
+
+def load_mel(meta: bool = False, device: str | torch.device = "cpu") -> MelEncoder:
+    """NeMo's AudioToMelSpectrogramPreprocessor with the FastConformer family's settings, dither off."""
+    from nemo.core.classes.common import Serialization
+
+    config = {**FASTCONFORMER_PREPROCESSOR, "dither": 0.0, "nb_augmentation_prob": 0.0}
+    with _parameters_on_meta() if meta else nullcontext():
+        module = MelEncoder(Serialization.from_config_dict(config))
+    return module if meta else module.to(device).eval()
 
 
 def load_audio(spec: str, seed: int = 0, device: str | torch.device = "cpu", meta: bool = False) -> AudioEncoder:

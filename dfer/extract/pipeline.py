@@ -18,7 +18,7 @@ import dfer
 from dfer.recipe import settings_from
 from dfer.data import list_dataset
 from dfer.data.clip import Clip
-from dfer.encoders import load_audio, load_vision, resolve_preset
+from dfer.encoders import build_encoder, resolve_preset
 from dfer.extract import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
@@ -34,8 +34,8 @@ class ExtractConfig:
     root: Path
     out: Path
     preset: str = "tiny"
-    vision: str | None = None  # overrides the preset's vision encoder (hub id, local path, random:<arch>)
-    audio: str | None = None  # overrides the preset's audio encoder (hub id, .nemo file, folder, random:<arch>)
+    vision: str | None = None  # overrides the preset's vision encoder (a spec: dfer.encoders.build)
+    audio: str | None = None  # overrides the preset's audio encoder (a spec: dfer.encoders.build)
     frames: int = 16
     batch: int = 8  # clips per encoder call
     device: str = "cpu"
@@ -129,8 +129,8 @@ def _rank_device(device: str, local_rank: int) -> torch.device:
 
 def _load_encoders(cfg: ExtractConfig, device: torch.device):
     vision_spec, audio_spec = resolve_preset(cfg.preset)
-    vision = load_vision(cfg.vision or vision_spec, seed=cfg.seed, device=str(device)).eval().requires_grad_(False)
-    audio = load_audio(cfg.audio or audio_spec, seed=cfg.seed, device=str(device)).eval().requires_grad_(False)
+    vision = build_encoder("vision", cfg.vision or vision_spec, seed=cfg.seed, device=device).requires_grad_(False)
+    audio = build_encoder("audio", cfg.audio or audio_spec, seed=cfg.seed, device=device).requires_grad_(False)
     return vision, audio
 
 

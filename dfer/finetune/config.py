@@ -48,7 +48,7 @@ class FinetuneConfig:
     fold: str | None = None  # None: the init run's own split (its test clips stay unseen); else a fold to plan
     val_fraction: float = 0.15  # only when `fold` plans a new split
     vision: str | None = None  # start from these vision weights instead of the store's encoder (folder / hub id)
-    audio: str | None = None  # likewise for audio (a folder from `AudioEncoder.save`, a .nemo file, a hub id)
+    audio: str | None = None  # likewise for audio (any spec of dfer.encoders.build, e.g. a saved folder)
     device: str = "cpu"
     workers: int = 0  # DataLoader workers reading (and augmenting) clips
     threads: int = 0  # CPU threads; 0: all cores (the encoders, unlike the heads, are worth parallelising)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfer.encoders import load_audio, load_vision
+from dfer.encoders import rebuild_encoder
 from dfer.finetune.data import MediaClips, check_media
 from dfer.finetune.model import EndToEnd, quiet_transformers
 from dfer.heads.fusion import STREAMS
@@ -43,9 +43,10 @@ def load_end_to_end(run: Path, device: str = "cpu") -> tuple[EndToEnd, dict]:
     if "finetune" not in config:
         raise ValueError(f"{run}: not a fine-tuned run (its config has no finetune section)")
     streams = STREAMS[config["heads"]["modalities"]]
+    recorded = config["fingerprint"]
     with quiet_transformers():
-        vision = load_vision(str(run / "vision"), device=device) if "video" in streams else None
-    audio = load_audio(str(run / "audio"), device=device) if "audio" in streams else None
+        vision = rebuild_encoder("vision", recorded["vision"], device, run / "vision") if "video" in streams else None
+    audio = rebuild_encoder("audio", recorded["audio"], device, run / "audio") if "audio" in streams else None
     model = EndToEnd(heads, vision, audio, config["finetune"]["precision"])
     return model.to(device).eval(), config
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dfer.encoders import AudioEncoder, VisionEncoder
 from dfer.finetune.trainable import frozen_roots, lora_merged
 from dfer.heads import DferHeads
 from dfer.train import checkpoint
@@ -33,7 +32,7 @@ class EndToEnd(nn.Module):
     always computes in float32.
     """
 
-    def __init__(self, heads: DferHeads, vision: VisionEncoder | None, audio: AudioEncoder | None,
+    def __init__(self, heads: DferHeads, vision: nn.Module | None, audio: nn.Module | None,
                  precision: str = "bf16"):
         super().__init__()
         self.heads, self.vision, self.audio = heads, vision, audio

@@ -23,19 +23,18 @@ import torch
 from rich.console import Console
 
 import dfer
-from dfer.encoders import load_audio, load_vision
+from dfer.encoders import rebuild_encoder
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.config import FinetuneConfig
 from dfer.finetune.data import MediaClips, check_media
 from dfer.finetune.evaluate import load_end_to_end
 from dfer.finetune.model import EndToEnd
 from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
-from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
-from dfer.train.evaluate import TOKEN_FIELDS, _seed_of
+from dfer.train.evaluate import TOKEN_FIELDS
 from dfer.train.loop import fit, loader_for, predict
 from dfer.train.metrics import classification_metrics
 from dfer.train.progress import TrainProgress
@@ -63,7 +62,6 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     precision = cfg.precision if device.type == "cuda" else "fp32"
 
     vision, audio = build_encoders(reader.fingerprint, modalities, cfg, device)
-    _check_sizes(heads, vision, audio)
     mode, number = cfg.mode
     for encoder in (vision, audio):
         if encoder is not None:
@@ -150,31 +148,11 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
 
 
 def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig, device: torch.device):
-    """The encoders the store was extracted with (same seed for random ones), or --vision / --audio; only the
-    ones the heads read. Returned in eval mode; `EndToEnd.train()` decides what trains."""
+    """The encoders the store was extracted with (same seed for random ones), or --vision / --audio, checked to give
+    the tokens the heads take; only the ones the heads read. In eval mode; `EndToEnd.train()` decides what trains."""
     streams = STREAMS[modalities]
-    built = []
-    for stream, key, override, load in (("video", "vision", cfg.vision, load_vision),
-                                        ("audio", "audio", cfg.audio, load_audio)):
-        if stream not in streams:
-            built.append(None)
-            continue
-        spec = override or fingerprint[key]["id"]
-        seed = _seed_of(fingerprint[key]) if override is None and spec.startswith("random:") else 0
-        built.append(load(spec, seed=seed, device=device))
-    return tuple(built)
-
-
-def _check_sizes(heads: DferHeads, vision, audio) -> None:
-    c = heads.config
-    if vision is not None and (vision.dim, vision.num_tokens, vision.image_size) != (
-            c.vision_dim, c.num_tokens, c.image_size):
-        raise ValueError(f"vision encoder {vision.spec} gives {vision.num_tokens} x {vision.dim} tokens of "
-                         f"{vision.image_size} px crops; the heads take {c.num_tokens} x {c.vision_dim} of "
-                         f"{c.image_size} px")
-    if audio is not None and (audio.dim, audio.frame_seconds) != (c.audio_dim, c.audio_frame_seconds):
-        raise ValueError(f"audio encoder {audio.spec} gives {audio.dim}-wide tokens every {audio.frame_seconds} s; "
-                         f"the heads take {c.audio_dim} every {c.audio_frame_seconds} s")
+    return tuple(rebuild_encoder(kind, fingerprint[kind], device, source=override) if stream in streams else None
+                 for stream, kind, override in (("video", "vision", cfg.vision), ("audio", "audio", cfg.audio)))
 
 
 def _split(reader: CacheReader, init_config: dict, cfg: FinetuneConfig, modalities: str) -> Split:

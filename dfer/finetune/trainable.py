@@ -30,7 +30,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from dfer.encoders import AudioEncoder, VisionEncoder
+from dfer.encoders.audio import AudioEncoder, MelEncoder
+from dfer.encoders.ge2e import Ge2eEncoder
+from dfer.encoders.vision import VisionEncoder
 
 # The linears LoRA adapts, by module name: attention projections and the MLP / feed-forward layers of each block.
 # (Conformer's `linear_pos` only rotates relative positions and the convolution module has no nn.Linear.)
@@ -49,7 +51,11 @@ class Parts:
     final: list[nn.Module]
 
 
-def parts(encoder: VisionEncoder | AudioEncoder) -> Parts:
+def parts(encoder: nn.Module) -> Parts:
+    if isinstance(encoder, Ge2eEncoder):  # no stem: the first LSTM reads the mel frames; `linear` is unused here
+        return Parts("audio", encoder, [], list(encoder.layers), [])
+    if hasattr(encoder, "blocks"):  # the hf: family lists its transformer blocks itself
+        return Parts("vision" if hasattr(encoder, "grid") else "audio", encoder.model, [], encoder.blocks(), [])
     if isinstance(encoder, VisionEncoder):
         inner = getattr(encoder.model, "vision_model", encoder.model)  # transformers < 5 nests the tower once more
         return Parts("vision", encoder.model, [inner.embeddings], list(inner.encoder.layers), [inner.post_layernorm])
@@ -57,10 +63,13 @@ def parts(encoder: VisionEncoder | AudioEncoder) -> Parts:
         conformer = encoder.encoder
         final = [conformer.out_proj] if getattr(conformer, "out_proj", None) is not None else []
         return Parts("audio", conformer, [conformer.pre_encode, conformer.pos_enc], list(conformer.layers), final)
+    if isinstance(encoder, MelEncoder):
+        raise ValueError("the mel audio family has no weights to fine-tune: fine-tune the video stream only, or "
+                         "train the heads with `dfer train`")
     raise TypeError(f"not a dfer encoder: {type(encoder).__name__}")
 
 
-def make_trainable(encoder: VisionEncoder | AudioEncoder, mode: str, number: int = 0,
+def make_trainable(encoder: nn.Module, mode: str, number: int = 0,
                    lora_alpha: float | None = None) -> None:
     """Set requires_grad for `mode` "all", "last" (number = N blocks) or "lora" (number = rank R)."""
     p = parts(encoder)
@@ -72,6 +81,9 @@ def make_trainable(encoder: VisionEncoder | AudioEncoder, mode: str, number: int
         for module in p.blocks[-number:] + p.final:
             module.requires_grad_(True)
     elif mode == "lora":
+        if not isinstance(encoder, (VisionEncoder, AudioEncoder)):
+            raise ValueError(f"lora adapters are set up for SigLIP2 and FastConformer only, not {encoder.spec}: "
+                             "use --unfreeze all or last:N")
         from peft import LoraConfig, inject_adapter_in_model
 
         config = LoraConfig(r=number, lora_alpha=lora_alpha or 2 * number, lora_dropout=0.0, bias="none",
@@ -92,10 +104,10 @@ def frozen_roots(module: nn.Module, prefix: str = "") -> list[str]:
             for name in frozen_roots(child, f"{prefix}.{child_name}" if prefix else child_name)]
 
 
-def enable_checkpointing(encoder: VisionEncoder | AudioEncoder) -> None:
+def enable_checkpointing(encoder: nn.Module) -> None:
     """Recompute each block's activations in backward instead of keeping them (only while gradients are on)."""
     p = parts(encoder)
-    if p.kind == "vision":
+    if hasattr(getattr(encoder, "model", None), "gradient_checkpointing_enable"):  # transformers: SigLIP2, hf:
         encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return
     for layer in p.blocks:
@@ -123,7 +135,7 @@ def _frozen_momentum(norms: list[_BatchNorm]) -> Iterator[None]:
             m.momentum = momentum
 
 
-def layer_groups(encoder: VisionEncoder | AudioEncoder, lr: float, decay: float, weight_decay: float,
+def layer_groups(encoder: nn.Module, lr: float, decay: float, weight_decay: float,
                  name: str) -> list[dict]:
     """AdamW parameter groups of an encoder's trainable weights with layer-wise learning-rate decay."""
     p = parts(encoder)

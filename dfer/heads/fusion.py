@@ -1,14 +1,17 @@
 """Fusions of per-step audio and visual features into class logits, all behind one interface, chosen by name.
 
 Every fusion takes the same inputs: for each modality it was built for, features (B, T, d) aligned to the T frame
-times and a mask (B, T) bool of the steps where that modality is present, plus the frame times (B, T). So liquid
-fusion and every baseline see exactly the same features and ablations are one config field.
+times and a mask (B, T) bool of the steps where that modality is present, the frame times (B, T), and per modality a
+clip-level summary (B, S) (the statistics pooling of `dfer.heads.statistics`; S = 0 when it is off). So liquid
+fusion and every baseline see exactly the same features and ablations are one config field. Each fusion's
+classifier reads the summaries of the modalities present beside its own representation.
 
 - liquid: a CfC over the T steps on [audio, video, indicators], timespans = real time since the last update;
-  its final state feeds the classifier (the proposed method, see DESIGN.md).
-- late: a classifier per modality on its masked mean over T; logits averaged over the modalities present.
-- concat: masked means over T, concatenated with the indicators, MLP.
-- gated: masked means, each mapped to d and scaled by a learned sigmoid gate computed from all of them (a gated
+  its final state and the summaries feed the classifier (the proposed method, see DESIGN.md).
+- late: a classifier per modality on its masked mean over T and its summary; logits averaged over the modalities
+  present.
+- concat: masked means over T and summaries, concatenated with the indicators, MLP.
+- gated: masked means and summaries, each mapped to d and scaled by a learned sigmoid gate computed from all of them (a gated
   multimodal unit, Arevalo et al. 2017); a missing modality contributes nothing.
 - xattn: audio steps attend to video steps and video to audio (one block each way), then masked means, concat, MLP.
 
@@ -81,28 +84,38 @@ class ModalityDropout(nn.Module):
 
 
 class Fusion(nn.Module):
-    """Base: `streams` is ("audio", "video"), ("audio",) or ("video",)."""
+    """Base: `streams` is ("audio", "video"), ("audio",) or ("video",); `summary_dim` S of each stream's summary."""
 
-    def __init__(self, streams: tuple[str, ...]):
+    def __init__(self, streams: tuple[str, ...], summary_dim: int = 0):
         super().__init__()
-        self.streams = streams
+        self.streams, self.summary_dim = streams, summary_dim
 
     def indicators(self, masks: Features) -> torch.Tensor:
         """(B, M) float: 1 where a stream has any step present. Tells a zero feature "missing" from "small"."""
         return torch.stack([masks[s].any(1) for s in self.streams], -1).float()
 
-    def pooled(self, feats: Features, masks: Features) -> list[torch.Tensor]:
-        return [masked_mean(feats[s], masks[s]) for s in self.streams]  # M x (B, d)
+    def summaries(self, summary: Features, masks: Features) -> list[torch.Tensor]:
+        """M x (B, S): each stream's summary, zeros where the stream is absent (missing, or modality dropout)."""
+        if not self.summary_dim:
+            return []
+        return [summary[s] * masks[s].any(1, keepdim=True).to(summary[s].dtype) for s in self.streams]
+
+    def pooled(self, feats: Features, masks: Features, summary: Features) -> list[torch.Tensor]:
+        """M x (B, d + S): each stream's masked mean over T, beside its summary."""
+        means = [masked_mean(feats[s], masks[s]) for s in self.streams]
+        if not self.summary_dim:
+            return means
+        return [torch.cat([m, x], -1) for m, x in zip(means, self.summaries(summary, masks))]
 
 
 class LiquidFusion(Fusion):
-    def __init__(self, streams, d: int, num_classes: int, dropout: float, cfc_units: int, **_):
-        super().__init__(streams)
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, cfc_units: int, summary_dim: int = 0, **_):
+        super().__init__(streams, summary_dim)
         M = len(streams)
         self.cfc = CfC(M * d + M, cfc_units, backbone_units=cfc_units, dropout=dropout)
-        self.head = classifier(cfc_units, num_classes, dropout)
+        self.head = classifier(cfc_units + M * summary_dim, num_classes, dropout)
 
-    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor, summary: Features) -> Features:
         steps = [feats[s] * masks[s][..., None] for s in self.streams]  # M x (B, T, d), zeros where missing
         present = torch.stack([masks[s] for s in self.streams], -1)  # (B, T, M) per-step modality indicators
         x = torch.cat(steps + [present.to(steps[0].dtype)], -1)  # (B, T, M*d + M)
@@ -110,16 +123,17 @@ class LiquidFusion(Fusion):
         # Seconds x TIME_SCALE: a typical gap (0.1-0.3 s) becomes O(1), where the time gate sigmoid(a*t + b) responds.
         timespans = since_last_update(frame_time, step_mask) * TIME_SCALE  # (B, T)
         _, final = self.cfc(x, timespans, step_mask)  # (B, H); zeros if no step was used
-        return {"logits": self.head(final)}  # (B, C)
+        return {"logits": self.head(torch.cat([final, *self.summaries(summary, masks)], -1))}  # (B, C)
 
 
 class LateFusion(Fusion):
-    def __init__(self, streams, d: int, num_classes: int, dropout: float, **_):
-        super().__init__(streams)
-        self.heads = nn.ModuleDict({s: classifier(d, num_classes, dropout, hidden=d) for s in streams})
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, summary_dim: int = 0, **_):
+        super().__init__(streams, summary_dim)
+        self.heads = nn.ModuleDict({s: classifier(d + summary_dim, num_classes, dropout, hidden=d) for s in streams})
 
-    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
-        out = {f"logits_{s}": self.heads[s](p) for s, p in zip(self.streams, self.pooled(feats, masks))}  # (B, C) each
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor, summary: Features) -> Features:
+        pooled = self.pooled(feats, masks, summary)  # M x (B, d + S)
+        out = {f"logits_{s}": self.heads[s](p) for s, p in zip(self.streams, pooled)}  # (B, C) each
         if len(self.streams) == 1:
             return {"logits": out[f"logits_{self.streams[0]}"], **out}
         present = self.indicators(masks)  # (B, M)
@@ -131,26 +145,26 @@ class LateFusion(Fusion):
 
 
 class ConcatFusion(Fusion):
-    def __init__(self, streams, d: int, num_classes: int, dropout: float, **_):
-        super().__init__(streams)
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, summary_dim: int = 0, **_):
+        super().__init__(streams, summary_dim)
         M = len(streams)
-        self.head = classifier(M * d + M, num_classes, dropout, hidden=d)
+        self.head = classifier(M * (d + summary_dim) + M, num_classes, dropout, hidden=d)
 
-    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
-        x = torch.cat(self.pooled(feats, masks) + [self.indicators(masks)], -1)  # (B, M*d + M)
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor, summary: Features) -> Features:
+        x = torch.cat(self.pooled(feats, masks, summary) + [self.indicators(masks)], -1)  # (B, M*(d+S) + M)
         return {"logits": self.head(x)}  # (B, C)
 
 
 class GatedFusion(Fusion):
-    def __init__(self, streams, d: int, num_classes: int, dropout: float, **_):
-        super().__init__(streams)
-        M = len(streams)
-        self.value = nn.ModuleDict({s: nn.Linear(d, d) for s in streams})
-        self.gate = nn.Linear(M * d + M, M * d)  # one gate per modality and feature, from everything present
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, summary_dim: int = 0, **_):
+        super().__init__(streams, summary_dim)
+        M, width = len(streams), d + summary_dim
+        self.value = nn.ModuleDict({s: nn.Linear(width, d) for s in streams})
+        self.gate = nn.Linear(M * width + M, M * d)  # one gate per modality and feature, from everything present
         self.head = classifier(d, num_classes, dropout, hidden=d)
 
-    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
-        pooled, present = self.pooled(feats, masks), self.indicators(masks)  # M x (B, d), (B, M)
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor, summary: Features) -> Features:
+        pooled, present = self.pooled(feats, masks, summary), self.indicators(masks)  # M x (B, d + S), (B, M)
         gate = torch.sigmoid(self.gate(torch.cat(pooled + [present], -1)))  # (B, M*d)
         gate = gate.reshape(gate.shape[0], len(self.streams), -1) * present[..., None]  # (B, M, d), 0 if missing
         values = torch.stack([torch.tanh(self.value[s](p)) for s, p in zip(self.streams, pooled)], 1)  # (B, M, d)
@@ -178,20 +192,20 @@ class CrossBlock(nn.Module):
 
 
 class CrossAttentionFusion(Fusion):
-    def __init__(self, streams, d: int, num_classes: int, dropout: float, heads: int = 4, **_):
-        super().__init__(streams)
+    def __init__(self, streams, d: int, num_classes: int, dropout: float, heads: int = 4, summary_dim: int = 0, **_):
+        super().__init__(streams, summary_dim)
         M = len(streams)
         # Bidirectional only with two streams; a single stream has nothing to attend across and is pooled as is.
         self.cross = nn.ModuleDict({s: CrossBlock(d, heads, dropout) for s in streams} if M == 2 else {})
-        self.head = classifier(M * d + M, num_classes, dropout, hidden=d)
+        self.head = classifier(M * (d + summary_dim) + M, num_classes, dropout, hidden=d)
 
-    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor) -> Features:
+    def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor, summary: Features) -> Features:
         feats = {s: feats[s] * masks[s][..., None] for s in self.streams}  # (B, T, d) each, zeros where missing
         if len(self.streams) == 2:
             a, v = self.streams
             feats = {a: self.cross[a](feats[a], feats[v], masks[v]),  # audio queries, video keys
                      v: self.cross[v](feats[v], feats[a], masks[a])}  # video queries, audio keys
-        x = torch.cat(self.pooled(feats, masks) + [self.indicators(masks)], -1)  # (B, M*d + M)
+        x = torch.cat(self.pooled(feats, masks, summary) + [self.indicators(masks)], -1)  # (B, M*(d+S) + M)
         return {"logits": self.head(x)}  # (B, C)
 
 
@@ -200,10 +214,10 @@ _FUSIONS = {"liquid": LiquidFusion, "late": LateFusion, "concat": ConcatFusion, 
 
 
 def build_fusion(name: str, modalities: str, d: int, num_classes: int, dropout: float = 0.1, heads: int = 4,
-                 cfc_units: int = 128) -> Fusion:
+                 cfc_units: int = 128, summary_dim: int = 0) -> Fusion:
     if name not in _FUSIONS:
         raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
     if modalities not in STREAMS:
         raise ValueError(f"unknown modalities {modalities!r}; choose one of {MODALITIES}")
     return _FUSIONS[name](STREAMS[modalities], d=d, num_classes=num_classes, dropout=dropout, heads=heads,
-                          cfc_units=cfc_units)
+                          cfc_units=cfc_units, summary_dim=summary_dim)

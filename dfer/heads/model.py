@@ -20,6 +20,7 @@ from torch import nn
 from dfer.heads.fusion import FUSIONS, MODALITIES, STREAMS, ModalityDropout, build_fusion
 from dfer.heads.roi import RoiCompressor
 from dfer.heads.segment_pool import SegmentAttentionPool
+from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
 
 
@@ -47,6 +48,7 @@ class HeadConfig:
     modalities: str = "av"
     modality_dropout: float = 0.2
     cfc_units: int = 128
+    statistics_width: int = 128  # W of the statistics pooling beside the sequence path (0: off); summary 2W per stream
     frame_pool: str = "flatten"  # how the temporal encoder joins a frame's K tokens: "flatten" or "mean"
 
     def __post_init__(self):
@@ -64,6 +66,7 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> HeadConfig:
+        values = {"statistics_width": 0, **values}  # runs saved before the statistics pooling existed had none
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -93,13 +96,18 @@ class DferHeads(nn.Module):
                 self.register_buffer(f"{stream}_mean", torch.zeros(dim))
                 self.register_buffer(f"{stream}_std", torch.ones(dim))
         self.statistics_momentum = 0.0  # 0: the statistics stay fixed; stage 3 sets it (`track_input_statistics`)
+        if c.statistics_width:
+            self.statistics = nn.ModuleDict({stream: StatisticsPool(dim, c.statistics_width, c.dropout) for stream, dim
+                                             in (("video", c.vision_dim), ("audio", c.audio_dim))
+                                             if stream in self.streams})
         self.modality_dropout = ModalityDropout(c.modality_dropout)
-        self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units)
+        self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units,
+                                   2 * c.statistics_width)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         frame_time = batch["frame_time"]  # (B, T) seconds
         B, T = frame_time.shape
-        feats, masks = {}, {}
+        feats, masks, summary = {}, {}, {}
         if "video" in self.streams:
             has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             face_found = batch["face_found"].bool()  # (B, T)
@@ -107,15 +115,22 @@ class DferHeads(nn.Module):
             video = self._standardise("video", batch["video_tokens"], masks["video"])  # (B, T, N, D)
             rois = self.roi(video, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
+            if self.config.statistics_width:
+                N = video.shape[2]
+                summary["video"] = self.statistics["video"](video.flatten(1, 2),
+                                                            masks["video"].repeat_interleave(N, 1))  # (B, 2W)
         if "audio" in self.streams:
             has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             audio_tokens, audio_length = batch["audio_tokens"], batch["audio_length"]  # (B, Ta, Da), (B,)
             inside = torch.arange(audio_tokens.shape[1], device=audio_tokens.device) < audio_length[:, None]  # (B, Ta)
-            audio = self._standardise("audio", audio_tokens, inside & has_audio.bool()[:, None])  # (B, Ta, Da)
+            valid = inside & has_audio.bool()[:, None]  # (B, Ta)
+            audio = self._standardise("audio", audio_tokens, valid)  # (B, Ta, Da)
+            if self.config.statistics_width:
+                summary["audio"] = self.statistics["audio"](audio, valid)  # (B, 2W)
             feats["audio"], segment_mask = self.audio_pool(audio, audio_length, frame_time)
             masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
         masks = self.modality_dropout(masks)
-        return self.fusion(feats, masks, frame_time)
+        return self.fusion(feats, masks, frame_time, summary)
 
     def _standardise(self, stream: str, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """tokens (B, S, ..., D) with valid (B, S) bool -> standardised per dimension with the stream's statistics,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfer.encoders import load_audio, load_vision
+from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper
 from dfer.heads.fusion import STREAMS
@@ -33,13 +33,10 @@ from dfer.media.decode import ClipError, decode_clip
 from dfer.store.clip_store import Layout, _array_specs
 from dfer.train.checkpoint import load_run
 from dfer.train.data import collate, fields_for
-from dfer.train.evaluate import _seed_of
 from dfer.train.loop import predict as run_heads
 
 # What `dfer predict FOLDER` picks up; a file named explicitly is always tried, whatever its suffix.
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
-# The encoder fields that fix the shapes of the tokens the heads were built for.
-SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
 
 
 class UnusableClip(ClipError):
@@ -65,8 +62,8 @@ class Predictor:
         streams = STREAMS[self.modalities]
         self.warnings: list[str] = []
         self.encoders: dict[str, str] = {}  # stream -> the spec it was built from
-        self.vision = self._encoder("vision", load_vision) if "video" in streams else None
-        self.audio = self._encoder("audio", load_audio) if "audio" in streams else None
+        self.vision = self._encoder("vision") if "video" in streams else None
+        self.audio = self._encoder("audio") if "audio" in streams else None
         # predictions need the tokens only, not the face crops and waveform a store may keep
         self.layout = Layout.from_settings(self.frames, fingerprint["vision"], fingerprint["audio"], self.max_seconds,
                                            keep_media=False)
@@ -79,20 +76,18 @@ class Predictor:
         self.blank = {name: np.full(specs[name][0], specs[name][2], specs[name][1])
                       for name in self.fields.values() if name in specs}
 
-    def _encoder(self, kind: str, load):
+    def _encoder(self, kind: str):
         """The run's own fine-tuned encoder (RUN/vision, RUN/audio) if saved, else the fingerprint's, checked."""
         recorded = self.config["fingerprint"][kind]
         saved = self.run / kind
         if not saved.exists() and "finetune" in self.config:  # its fingerprint names the encoders it started from
             raise FileNotFoundError(f"{self.run}: a fine-tuned run without its {kind} encoder folder ({saved})")
-        spec = str(saved) if saved.exists() else recorded["id"]
-        seed = _seed_of(recorded) if spec.startswith("random:") else 0  # random encoders: the extraction's seed
-        encoder = load(spec, seed=seed, device=str(self.device)).eval().requires_grad_(False)
-        found = encoder.describe()
-        wrong = [f"{kind}.{key}: run has {recorded[key]!r}, encoder has {found[key]!r}"
-                 for key in SHAPE_FIELDS[kind] if recorded[key] != found[key]]
-        if wrong:
-            raise ValueError(f"{self.run}: encoder {spec} does not fit the run's heads:\n  " + "\n  ".join(wrong))
+        try:
+            encoder = rebuild_encoder(kind, recorded, self.device, source=saved if saved.exists() else None)
+        except ValueError as error:
+            raise ValueError(f"{self.run}: {error}") from error
+        encoder.requires_grad_(False)
+        found, spec = encoder.describe(), encoder.spec
         if not saved.exists() and found["revision"] != recorded["revision"]:
             self.warnings.append(f"{kind} encoder {spec}: revision {found['revision']!r} differs from the run's "
                                  f"{recorded['revision']!r}; predictions may differ from its evaluation")

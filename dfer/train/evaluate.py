@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.encoders import extraction_seed
 from dfer.store import fingerprint as fp
 from dfer.store.reader import open_cache
 from dfer.train import checkpoint
@@ -65,9 +66,7 @@ def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: 
     from dfer.extract.pipeline import ExtractConfig, run as extract
 
     fingerprint = config["fingerprint"]
-    seed = _seed_of(fingerprint["vision"]) if fingerprint["vision"]["id"].startswith("random:") else 0
-    if fingerprint["audio"]["id"].startswith("random:") and _seed_of(fingerprint["audio"]) != seed:
-        raise ValueError("the run's vision and audio encoders were built with different seeds")
+    seed = extraction_seed(fingerprint)
     summary = extract(ExtractConfig(
         dataset=dataset, root=root, out=out, vision=fingerprint["vision"]["id"], audio=fingerprint["audio"]["id"],
         frames=fingerprint["frames"], sample_rate=fingerprint["sample_rate"], crop_margin=fingerprint["crop_margin"],
@@ -80,6 +79,3 @@ def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: 
         print(f"failed {clip_id}: {error}")
     return out
 
-
-def _seed_of(encoder: dict) -> int:
-    return int(str(encoder["revision"]).removeprefix("seed="))

@@ -1,0 +1,124 @@
+"""The one place that turns an encoder spec, or what a store's fingerprint recorded, into an encoder.
+
+Every stage builds its encoders here: extraction from the spec it was given, and evaluate, fine-tune, predict and
+serve from the fingerprint of the store a run was trained on (same spec, same seed for random weights), so tokens
+at prediction time come from exactly the encoder that made the training tokens.
+
+Specs (one string, the same in every command, recorded in the fingerprint as the encoder's `id`):
+
+| spec | kind | what |
+|---|---|---|
+| `random:<arch>` | both | the default classes (SigLIP2 vision tower, NeMo FastConformer), random init, seeded |
+| `ge2e` | audio | resemblyzer 0.1.4's pretrained GE2E LSTM, 256-d every 10 ms (`dfer.encoders.ge2e`) |
+| `mel` | audio | the FastConformer's NeMo log-mel front end, 80-d every 10 ms, no encoder (an ablation) |
+| `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
+| `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
+| a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
+| anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from dfer.encoders.presets import RANDOM_PREFIX
+
+HF_PREFIX = "hf:"
+KINDS = ("vision", "audio")
+# The encoder fields that fix the shapes of the tokens heads are built for.
+SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
+
+
+def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.device = "cpu", meta: bool = False):
+    """The `kind` ("vision" or "audio") encoder a spec names, in eval mode. `seed` only matters for `random:`;
+    `meta=True` builds on the meta device from configs alone (parameter counts)."""
+    if kind not in KINDS:
+        raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
+    if spec.startswith(HF_PREFIX):
+        source, options = _hf_options(spec)
+        if kind == "vision":
+            from dfer.encoders.hf_vision import load_hf_vision
+
+            if options:
+                raise ValueError(f"{spec}: vision encoders take no options")
+            return load_hf_vision(source, device=device, meta=meta, spec=spec)
+        from dfer.encoders.hf_audio import load_hf_audio
+
+        return load_hf_audio(source, layer=options.get("layer"), device=device, meta=meta, spec=spec)
+    folder_family = _saved_family(spec)
+    if folder_family == "hf":
+        return build_encoder(kind, HF_PREFIX + spec, seed, device, meta)
+    if kind == "vision":
+        from dfer.encoders.vision import load_vision
+
+        return load_vision(spec, seed=seed, device=device, meta=meta)
+    if spec == "ge2e" or folder_family == "ge2e":
+        from dfer.encoders.ge2e import load_ge2e
+
+        return load_ge2e(None if spec == "ge2e" else spec, device=device, meta=meta, spec=spec)
+    if spec == "mel":
+        from dfer.encoders.audio import load_mel
+
+        return load_mel(meta=meta, device=device)
+    from dfer.encoders.audio import load_audio
+
+    return load_audio(spec, seed=seed, device=device, meta=meta)
+
+
+def seed_of(recorded: dict) -> int:
+    """The seed a fingerprint's encoder entry was built with: `seed=N` for random weights, 0 for anything else."""
+    if not str(recorded["id"]).startswith(RANDOM_PREFIX):
+        return 0
+    return int(str(recorded["revision"]).removeprefix("seed="))
+
+
+def extraction_seed(fingerprint: dict) -> int:
+    """The one `--seed` that rebuilds a store's random encoders (extraction takes a single seed for both)."""
+    seeds = {seed_of(fingerprint[kind]) for kind in KINDS if str(fingerprint[kind]["id"]).startswith(RANDOM_PREFIX)}
+    if len(seeds) > 1:
+        raise ValueError(f"the store's vision and audio encoders were built with different seeds {sorted(seeds)}")
+    return seeds.pop() if seeds else 0
+
+
+def rebuild_encoder(kind: str, recorded: dict, device: str | torch.device = "cpu", source: str | Path | None = None):
+    """The encoder a fingerprint entry records (its spec and seed), or `source` in its place (a fine-tuned folder,
+    a `--vision/--audio` override), checked to give tokens of the recorded shapes. In eval mode."""
+    spec = str(source) if source is not None else recorded["id"]
+    encoder = build_encoder(kind, spec, seed=seed_of(recorded) if source is None else 0, device=device)
+    found = encoder.describe()
+    wrong = [f"{kind}.{key}: expected {recorded[key]!r}, encoder {spec} gives {found[key]!r}"
+             for key in SHAPE_FIELDS[kind] if recorded.get(key) != found.get(key)]
+    if wrong:
+        raise ValueError(f"encoder {spec} does not give the tokens the heads were built for:\n  " + "\n  ".join(wrong))
+    return encoder.eval()
+
+
+def _hf_options(spec: str) -> tuple[str, dict]:
+    """`hf:<source>[,layer=N]` -> (source, {"layer": N})."""
+    source, *pairs = spec[len(HF_PREFIX):].split(",")
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key != "layer" or not value.lstrip("-").isdigit():
+            raise ValueError(f"{spec}: options are `,layer=N` (a hidden-layer index), not {pair!r}")
+        options["layer"] = int(value)
+    if not source:
+        raise ValueError(f"{spec}: give a hub id or a path after {HF_PREFIX!r}")
+    return source, options
+
+
+def _saved_family(spec: str) -> str | None:
+    """The family of an encoder folder stage 3 saved: "hf" (its `dfer_encoder.json`), "ge2e" (its config's
+    format), or None (a FastConformer or SigLIP folder, or not a folder at all)."""
+    path = Path(spec)
+    if not path.is_dir():
+        return None
+    if (path / "dfer_encoder.json").exists():
+        return "hf"
+    config = path / "config.json"
+    if config.exists() and str(json.loads(config.read_text()).get("format", "")).startswith("dfer.ge2e/"):
+        return "ge2e"
+    return None

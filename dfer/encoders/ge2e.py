@@ -1,0 +1,165 @@
+"""The `ge2e` audio encoder: resemblyzer 0.1.4's pretrained GE2E speaker encoder, one 256-d token every 10 ms.
+
+GE2E (Wan et al., "Generalized end-to-end loss for speaker verification", ICASSP 2018) is a 3-layer LSTM (256 units)
+over 40 mel bands, trained on thousands of speakers. It is the one pretrained speech encoder this project can measure
+itself on without a model hub: the resemblyzer wheel ships its weights (`resemblyzer/pretrained.pt`, Apache-2.0).
+Only that file is read (with `weights_only=True`, its SHA-256 checked); resemblyzer itself is never imported, since
+its package import pulls in webrtcvad.
+
+Front end, exactly resemblyzer's `audio.wav_to_mel_spectrogram`: librosa's power mel spectrogram (not log) of the
+16 kHz waveform, 25 ms window (n_fft 400), 10 ms hop, 40 bands, centred frames. Frame j is centred on j x 10 ms.
+Two steps of resemblyzer's `preprocess_wav` are left out on purpose: the VAD trimming of long silences, which would
+cut the timeline the video frames are aligned to, and the volume normalisation, which would remove loudness, an
+emotion cue the power mel carries.
+
+Tokens: the last (third) LSTM layer's output h_t at every mel frame (B, F, 256), F = 1 + samples // 160. The LSTM runs
+forward only, so a valid frame's token never depends on the padding after it. The speaker embedding (a linear layer,
+ReLU and L2 norm on the final state of 1.6 s windows) is what GE2E was trained for; its `linear` weights are kept so
+that `utterance_embedding` reproduces resemblyzer's, but the tokens are the per-frame states, which keep the prosody
+the embedding is trained to ignore. The mel front end has no weights and runs without gradients; the LSTM (and the
+linear layer) stay differentiable for stage 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dfer.encoders.presets import local_revision
+
+SAVE_FORMAT = "dfer.ge2e/1"
+SAMPLE_RATE = 16000
+MEL_BANDS = 40
+N_FFT = 400  # 25 ms at 16 kHz
+HOP = 160  # 10 ms
+HIDDEN = 256
+LAYERS = 3
+PARTIAL_FRAMES = 160  # resemblyzer's 1.6 s windows of the utterance embedding
+SHIPPED_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"  # resemblyzer 0.1.4 pretrained.pt
+
+
+def power_mel(wave: np.ndarray) -> np.ndarray:
+    """wave (S,) float 16 kHz -> (F, 40) float32 power mel frames, F = 1 + S // 160: resemblyzer's front end."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=np.asarray(wave, np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
+                                         hop_length=HOP, n_mels=MEL_BANDS)  # (40, F)
+    return mel.astype(np.float32).T
+
+
+def shipped_weights() -> Path:
+    """resemblyzer's `pretrained.pt`, found without importing the package (its import needs webrtcvad)."""
+    found = importlib.util.find_spec("resemblyzer")
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError("the ge2e encoder needs the resemblyzer 0.1.4 wheel for its weights: "
+                                "pip install --no-deps resemblyzer==0.1.4")
+    return Path(next(iter(found.submodule_search_locations))) / "pretrained.pt"
+
+
+class Ge2eEncoder(nn.Module):
+    """(B, S) 16 kHz waveform -> (B, F, 256) last-layer LSTM states every 10 ms, and their lengths."""
+
+    sample_rate = SAMPLE_RATE
+    dim = HIDDEN
+    frame_seconds = HOP / SAMPLE_RATE
+
+    def __init__(self, spec: str = "ge2e", revision: str | None = None):
+        super().__init__()
+        # Three one-layer LSTMs, not one three-layer nn.LSTM: the same computation (resemblyzer's has no dropout),
+        # but each layer is a block stage 3 can freeze, decay and checkpoint on its own.
+        self.layers = nn.ModuleList(nn.LSTM(MEL_BANDS if i == 0 else HIDDEN, HIDDEN, batch_first=True)
+                                    for i in range(LAYERS))
+        self.linear = nn.Linear(HIDDEN, HIDDEN)  # the speaker-embedding projection (utterance_embedding only)
+        self.spec, self.revision = spec, revision
+
+    def mel(self, waveform: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waveform (B, S), length (B,) -> mel (B, F, 40) zero-padded past each clip's frames, frames (B,) long.
+
+        librosa on the CPU, clip by clip over its valid samples: the exact front end the weights were trained
+        with (a torch STFT agrees only to rounding), and it costs little beside the LSTM.
+        """
+        waves = waveform.detach().float().cpu().numpy()
+        mels = [power_mel(wave[: max(int(n), 1)]) for wave, n in zip(waves, length.tolist())]  # F_b x (F, 40)
+        frames = torch.tensor([len(m) for m in mels])
+        out = torch.zeros(len(mels), int(frames.max()), MEL_BANDS)  # (B, F, 40)
+        for row, m in zip(out, mels):
+            row[: len(m)] = torch.from_numpy(m)
+        return out.to(waveform.device), frames.to(waveform.device)
+
+    def forward(self, waveform: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mel, frames = self.mel(waveform, length)  # (B, F, 40), (B,)
+        return self.states(mel.to(self.linear.weight.dtype)), frames  # (B, F, 256)
+
+    def states(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, F, 40) -> the last layer's state after every frame (B, F, 256)."""
+        for layer in self.layers:
+            mel, _ = layer(mel)
+        return mel
+
+    def utterance_embedding(self, wave: np.ndarray, partial_slices: list[slice]) -> torch.Tensor:
+        """GE2E's utterance embedding over the given mel-frame windows (resemblyzer's `embed_utterance` cuts them).
+
+        Each window's final state -> linear -> ReLU -> L2 norm; the windows' mean, L2-normed. (256,)
+        """
+        mel = torch.from_numpy(power_mel(wave))  # (F, 40)
+        windows = torch.stack([mel[s] for s in partial_slices]).to(self.linear.weight)  # (P, 160, 40)
+        final = self.states(windows)[:, -1]  # (P, 256) each window's final state
+        partial = torch.relu(self.linear(final))  # (P, 256)
+        partial = partial / partial.norm(dim=1, keepdim=True)
+        mean = partial.mean(0)
+        return mean / mean.norm()
+
+    def describe(self) -> dict:
+        """What the cache fingerprint records about this encoder."""
+        return {"id": self.spec, "revision": self.revision, "dim": self.dim,
+                "sample_rate": self.sample_rate, "frame_seconds": self.frame_seconds, "output": "lstm layer 3"}
+
+    def save(self, path: str | Path) -> None:
+        """`config.json` + `model.safetensors`: a folder the builder reads back (e.g. after stage 3)."""
+        from safetensors.torch import save_model
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps({"format": SAVE_FORMAT}, indent=2) + "\n")
+        save_model(self, str(path / "model.safetensors"))
+
+
+def load_ge2e(source: str | None = None, device: str | torch.device = "cpu", meta: bool = False,
+              spec: str = "ge2e") -> Ge2eEncoder:
+    """The shipped weights (source None), a `pretrained.pt` of the same format, or a folder from `save`."""
+    if meta:
+        with torch.device("meta"):
+            return Ge2eEncoder(spec)
+    path = Path(source) if source else shipped_weights()
+    if path.is_dir():
+        from safetensors.torch import load_model
+
+        config = json.loads((path / "config.json").read_text())
+        if config.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{path} is not a ge2e encoder folder (config.json lacks format {SAVE_FORMAT!r})")
+        encoder = Ge2eEncoder(spec, local_revision(path))
+        load_model(encoder, str(path / "model.safetensors"), strict=True)
+        return encoder.to(device).eval()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if source is None and digest != SHIPPED_SHA256:
+        raise ValueError(f"{path}: SHA-256 {digest} is not resemblyzer 0.1.4's pretrained.pt ({SHIPPED_SHA256})")
+    state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+    encoder = Ge2eEncoder(spec, f"sha256={digest}")
+    # The checkpoint also holds GE2E's similarity scale and bias (training loss only): not part of the encoder.
+    weights = {_layer_key(k): v for k, v in state.items() if k.split(".")[0] in ("lstm", "linear")}
+    encoder.load_state_dict(weights, strict=True)
+    return encoder.to(device).eval()
+
+
+def _layer_key(key: str) -> str:
+    """resemblyzer's `lstm.weight_ih_l2` -> our `layers.2.weight_ih_l0` (three one-layer LSTMs)."""
+    if not key.startswith("lstm."):
+        return key
+    name, layer = key.removeprefix("lstm.").rsplit("_l", 1)
+    return f"layers.{layer}.{name}_l0"
