@@ -10,13 +10,13 @@ transformers is imported inside the builders, not at module import, so `import d
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from dfer.encoders.hf_common import load_weights
 from dfer.encoders.presets import VISION_ARCHS, hub_commit, local_revision, random_arch
 
 if TYPE_CHECKING:
@@ -95,37 +95,8 @@ def load_vision(spec: str, seed: int = 0, device: str | torch.device = "cpu", me
             torch.manual_seed(seed)
             model = SiglipVisionModel(config)  # built on the CPU so a seed gives the same weights on any device
     else:
-        model = _from_pretrained(spec, config)
+        model = load_weights(SiglipVisionModel, spec, config)  # the text tower and pooling head are dropped
     return VisionEncoder(model.to(device), spec, revision).eval()
-
-
-def _from_pretrained(spec: str, config: SiglipVisionConfig) -> SiglipVisionModel:
-    """Load the vision tower's weights, insisting that none is missing.
-
-    A hub SigLIP2 checkpoint also holds the text tower and the pooling head, which are dropped; transformers
-    lists each of their weights as "unexpected" in a report hundreds of lines long on every load. That report
-    is filtered out (only it: raising the logger's level makes transformers log a tensor-parallel warning
-    instead) and checked here: a missing vision weight, which transformers would leave random, is an error.
-    """
-    from transformers import SiglipVisionModel
-
-    logger = logging.getLogger("transformers.modeling_utils")
-    drop_report = _DropLoadReport()
-    logger.addFilter(drop_report)
-    try:
-        model, info = SiglipVisionModel.from_pretrained(
-            spec, config=config, dtype=torch.float32, output_loading_info=True
-        )
-    finally:
-        logger.removeFilter(drop_report)
-    if info["missing_keys"]:
-        raise ValueError(f"{spec} lacks vision tower weights: {', '.join(sorted(info['missing_keys']))}")
-    return model
-
-
-class _DropLoadReport(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "LOAD REPORT" not in record.getMessage()
 
 
 def _pretrained_revision(spec: str) -> str | None:

@@ -1,9 +1,13 @@
 """Which encoder weights train, at what learning rate, and how their activations are kept.
 
-Both encoders are a stem, a stack of L blocks and (SigLIP only) a final norm:
+Every encoder is a stem, a stack of L blocks and sometimes a final norm:
 
     SigLIP2:        embeddings (patches + positions) | encoder.layers[0..L-1] | post_layernorm
     FastConformer:  pre_encode (conv subsampling)    | layers[0..L-1]         | out_proj (absent in the presets)
+    ge2e:           none (the mel front end)         | layers[0..2], an LSTM each | none
+    hf: family:     the rest of the model            | blocks()               | final()
+
+The `mel` family has no weights and is refused.
 
 - `all`: every encoder weight trains. `last:N`: the last N blocks and the final norm train, the rest is frozen.
   `lora:R`: rank-R LoRA adapters (peft) on the attention and MLP linears of every block, everything else frozen;
@@ -12,7 +16,8 @@ Both encoders are a stem, a stack of L blocks and (SigLIP only) a final norm:
   norm at lr; weight decay only on matrices (not on biases, norms or position vectors).
 - Frozen modules stay in eval mode while the model trains (`frozen_roots`): a frozen block's BatchNorm must not
   drift its running statistics and its dropout must not add noise the trainable blocks then learn around.
-- Gradient checkpointing: SigLIP has Hugging Face's switch; NeMo's ConformerEncoder has none, so each layer's
+- Gradient checkpointing: transformers models (SigLIP, hf:) have Hugging Face's switch; NeMo's ConformerEncoder
+  and the ge2e LSTMs have none, so each layer's
   forward is wrapped in `torch.utils.checkpoint` (non-reentrant), with the BatchNorm momentum set to 0 during the
   recomputation so the running statistics are updated once per step, not twice.
 """
@@ -54,8 +59,9 @@ class Parts:
 def parts(encoder: nn.Module) -> Parts:
     if isinstance(encoder, Ge2eEncoder):  # no stem: the first LSTM reads the mel frames; `linear` is unused here
         return Parts("audio", encoder, [], list(encoder.layers), [])
-    if hasattr(encoder, "blocks"):  # the hf: family lists its transformer blocks itself
-        return Parts("vision" if hasattr(encoder, "grid") else "audio", encoder.model, [], encoder.blocks(), [])
+    if hasattr(encoder, "blocks"):  # the hf: family lists its blocks and final norm itself
+        return Parts("vision" if hasattr(encoder, "grid") else "audio", encoder.model, [], encoder.blocks(),
+                     encoder.final())
     if isinstance(encoder, VisionEncoder):
         inner = getattr(encoder.model, "vision_model", encoder.model)  # transformers < 5 nests the tower once more
         return Parts("vision", encoder.model, [inner.embeddings], list(inner.encoder.layers), [inner.post_layernorm])
@@ -81,13 +87,14 @@ def make_trainable(encoder: nn.Module, mode: str, number: int = 0,
         for module in p.blocks[-number:] + p.final:
             module.requires_grad_(True)
     elif mode == "lora":
-        if not isinstance(encoder, (VisionEncoder, AudioEncoder)):
-            raise ValueError(f"lora adapters are set up for SigLIP2 and FastConformer only, not {encoder.spec}: "
-                             "use --unfreeze all or last:N")
+        if isinstance(encoder, Ge2eEncoder):
+            raise ValueError("lora adapters are for attention and MLP linears; the ge2e LSTM has none: use "
+                             "--unfreeze all or last:N")
         from peft import LoraConfig, inject_adapter_in_model
 
+        targets = encoder.lora_targets() if hasattr(encoder, "lora_targets") else LORA_TARGETS[p.kind]
         config = LoraConfig(r=number, lora_alpha=lora_alpha or 2 * number, lora_dropout=0.0, bias="none",
-                            target_modules=LORA_TARGETS[p.kind])
+                            target_modules=targets)
         inject_adapter_in_model(config, p.root)  # swaps the targets for peft LoraLinear, adapters trainable
         for name, param in encoder.named_parameters():
             param.requires_grad_("lora_" in name)
