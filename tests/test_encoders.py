@@ -183,6 +183,7 @@ def test_vision_loads_a_full_siglip_checkpoint(tmp_path):
     images = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         expected = full.vision_model(pixel_values=images * 2 - 1).last_hidden_state
+        # Exactly: (x - 0.5) / 0.5 and x * 2 - 1 round alike (scaling by 2 is exact), then the same weights and ops.
         torch.testing.assert_close(encoder(images), expected, atol=0, rtol=0)
     assert not hasattr(encoder.model, "head")
 

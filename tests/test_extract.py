@@ -178,7 +178,7 @@ def test_two_ranks_equal_one(reference_store, good_dataset, tmp_path):
 def test_info_json(reference_store):
     result = CliRunner().invoke(app, ["info", str(reference_store), "--json"])
     assert result.exit_code == 0, result.output
-    facts = json.loads(result.output)
+    facts = json.loads(result.stdout)
     for key in ["clips", "done", "failed", "classes", "class_counts", "face_found_ratio", "fingerprint", "arrays",
                 "failures", "bytes_on_disk"]:
         assert key in facts

@@ -42,7 +42,7 @@ def test_every_fusion_trains_on_the_sample(sample_store, tmp_path, fusion):
     train(sample_store, tmp_path / "run", cfg, show=False)
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(sample_store), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["n"] == 6
+    assert json.loads(result.stdout)["n"] == 6
 
 
 @pytest.mark.slow

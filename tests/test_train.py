@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.testing.synthetic_store import make_synthetic_store
+from dfer.train import checkpoint
 from dfer.train.config import make_config
 from dfer.train.evaluate import evaluate
 from dfer.train.run import train
@@ -136,6 +138,21 @@ def test_resume_continues_where_it_stopped(store, tmp_path):
     assert len((interrupted / "log.csv").read_text().splitlines()) == 5  # header + 4 epochs, no repeats
 
 
+def test_resume_state_for_other_parameters_is_refused_by_name(tmp_path):
+    """An interrupted run whose heads had another parameter list (before roi.saliency.bias was removed) cannot go
+    on: the optimizer's moments are stored by parameter position. The error says what to do."""
+    def optimizer_and_scheduler(count):
+        params = [torch.nn.Parameter(torch.ones(2)) for _ in range(count)]
+        optimizer = torch.optim.AdamW(params)
+        sum(p.sum() for p in params).backward()
+        optimizer.step()
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    checkpoint.save_resume(tmp_path, *optimizer_and_scheduler(3), {"epoch": 2})
+    with pytest.raises(ValueError, match="without --resume"):
+        checkpoint.load_resume(tmp_path, *optimizer_and_scheduler(2))
+
+
 class _Context:
     def __init__(self, inner):
         self.inner = inner
@@ -158,7 +175,7 @@ def test_evaluate_json_and_refusal(store, tmp_path):
     train(store, tmp_path / "run", quick(epochs=2), show=False)
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(store), "--json"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)
     for key in ("WAR", "UAR", "macro_f1", "weighted_f1", "ece", "per_class", "confusion"):
         assert key in metrics
     assert "test clips" in metrics["subset"] and metrics["n"] == len(json.loads(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -36,6 +37,9 @@ from dfer.encoders.presets import (
 
 # NeMo's telemetry (nv_one_logger) warns on every import that it is disabled; say nothing unless it fails.
 logging.getLogger("nv_one_logger").setLevel(logging.ERROR)
+# NeMo logs INFO to stdout (restoring a .nemo says a lot), where a command's results go (`--json` must be JSON alone):
+# all of its logging to stderr, read when NeMo is first imported, which is only ever after this module.
+os.environ.setdefault("NEMO_REDIRECT_LOGS_TO_STDERR", "1")
 
 SAVE_FORMAT = "dfer.audio_encoder/1"
 _NEMO_MODULES = "nemo.collections.asr.modules."  # the only `_target_`s a saved config may name

@@ -1,7 +1,9 @@
-"""The extraction progress bar: clips/s, ETA, frames without a face, failed clips."""
+"""The extraction progress bar: clips/s, ETA, frames without a face, failed clips. Drawn on stderr: stdout is for a
+command's results (`dfer evaluate --dataset --root --json` extracts first, and its stdout must be JSON alone)."""
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
@@ -15,7 +17,7 @@ class ExtractProgress:
             TextColumn("extract"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]} clips/s"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             TextColumn("faces missed {task.fields[missed]} frames, failed {task.fields[failed]}"),
-            disable=not enabled,
+            console=Console(stderr=True), disable=not enabled,
         )
         self._task = self._progress.add_task("extract", total=total, rate="-", missed=0, failed=0)
 

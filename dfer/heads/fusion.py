@@ -177,6 +177,8 @@ class CrossBlock(nn.Module):
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
         self.norm_q, self.norm_kv = nn.LayerNorm(d), nn.LayerNorm(d)
+        # in_proj_bias packs the q, k and v biases; the k third is dead (q . b_k is one constant over a query's
+        # logits, which the softmax removes), the q and v thirds are not, and PyTorch cannot drop one third alone.
         self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(4 * d, d))

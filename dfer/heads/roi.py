@@ -31,6 +31,18 @@ PRIOR_SIGMA = 0.08  # initial bump width, fraction of the crop side: ~1.1 patche
 PRIOR_STRENGTH = 2.0  # initial logit bonus at a query's own region centre: e^2 ~ 7x the attention a plain patch gets
 
 
+# Keys that runs saved by older dfer versions hold and this module no longer has, dropped when loading them.
+# `saliency.bias`: it added one constant to every logit of each softmax, so whatever value a run saved, the outputs
+# are the same without it.
+OBSOLETE_KEYS = ("saliency.bias",)
+
+
+def drop_obsolete_keys(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
+    """load_state_dict pre-hook: remove OBSOLETE_KEYS, so old runs still load with strict=True."""
+    for key in OBSOLETE_KEYS:
+        state_dict.pop(prefix + key, None)
+
+
 class RoiCompressor(nn.Module):
     """(B, T, N, D) patch tokens + (B, T, 5, 2) landmarks -> (B, T, K, d) ROI tokens.
 
@@ -47,9 +59,11 @@ class RoiCompressor(nn.Module):
         num_patches, num_regions = grid * grid, len(REGIONS)
         self.proj = nn.Sequential(nn.LayerNorm(vision_dim), nn.Linear(vision_dim, d))  # D -> d before anything else
         self.pos = nn.Parameter(torch.zeros(num_patches, d))  # SigLIP tokens carry position; re-stated at width d
-        self.saliency = nn.Linear(d, 1)
+        # No bias: the score is added to all N logits of every query, and a constant added to all of a softmax's
+        # logits changes nothing, so a bias here would get an exactly zero gradient and never learn.
+        self.saliency = nn.Linear(d, 1, bias=False)
         nn.init.zeros_(self.saliency.weight)  # start from the landmark prior alone
-        nn.init.zeros_(self.saliency.bias)
+        self.register_load_state_dict_pre_hook(drop_obsolete_keys)
 
         # Patch centres in crop fractions (0..1), row-major like the tokens: patch n = (row, col) = divmod(n, grid).
         centre = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
@@ -67,7 +81,7 @@ class RoiCompressor(nn.Module):
         self.queries = nn.Parameter(torch.randn(num_queries, d) * d**-0.5)  # (K, d)
         self.norm_q, self.norm_kv = nn.LayerNorm(d), nn.LayerNorm(d)
         self.to_q = nn.Linear(d, d, bias=False)
-        self.to_kv = nn.Linear(d, 2 * d, bias=False)
+        self.to_kv = nn.Linear(d, 2 * d, bias=False)  # a key bias would be dead: q . b is one constant over N logits
         self.out = nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(4 * d, d))

@@ -34,7 +34,7 @@ class SegmentAttentionPool(nn.Module):
         assert d % heads == 0, f"d={d} must be divisible by heads={heads}"
         self.frame_seconds, self.heads = audio_frame_seconds, heads
         self.norm_in = nn.LayerNorm(audio_dim)
-        self.to_k = nn.Linear(audio_dim, d, bias=False)
+        self.to_k = nn.Linear(audio_dim, d, bias=False)  # a bias would add one constant to all of a head's scores: dead
         self.to_v = nn.Linear(audio_dim, d)
         self.query = nn.Parameter(torch.randn(heads, d // heads) * (d // heads) ** -0.5)  # (h, hs) one query per head
         self.out = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))

@@ -41,6 +41,8 @@ class TemporalEncoder(nn.Module):
         self.frame_pool = frame_pool
         self.pool = nn.Linear(num_tokens * d, d) if frame_pool == "flatten" else nn.Identity()
         self.time = nn.Linear(d, d, bias=False)  # lets the model scale and rotate the fixed sinusoids
+        # Its attention's in_proj_bias packs the q, k and v biases in one tensor; the k third is dead (q . b_k is one
+        # constant over a query's logits, which the softmax removes) but PyTorch has no switch for it alone.
         layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, dropout=dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         # enable_nested_tensor=False: the nested-tensor fast path does not support norm_first and only warns.

@@ -64,6 +64,10 @@ def load_resume(run: Path, optimizer: torch.optim.Optimizer, scheduler) -> dict:
     for name, value in load_file(str(run / "resume.safetensors")).items():
         pid, key = name.split(".", 1)
         slots.setdefault(int(pid), {})[key] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": info.pop("param_groups")})
+    try:
+        optimizer.load_state_dict({"state": slots, "param_groups": info.pop("param_groups")})
+    except ValueError as error:  # the heads' parameters changed since it was saved (e.g. roi.saliency.bias is gone)
+        raise ValueError(f"{run}: its optimizer state was saved by an older dfer, for other parameters than these "
+                         f"heads have ({error}); train it again without --resume") from error
     scheduler.load_state_dict(info.pop("scheduler"))
     return info

@@ -7,6 +7,7 @@ must match the run's on every field that shapes the tokens; the error names the 
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,6 @@ def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: 
         dataset_options=fingerprint.get("dataset_options", {}) if dataset == config["dataset"] else {},
     ))
     for clip_id, error in summary.failures:
-        print(f"failed {clip_id}: {error}")
+        print(f"failed {clip_id}: {error}", file=sys.stderr)  # stdout is for the metrics (`--json`)
     return out
 

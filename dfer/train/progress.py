@@ -1,7 +1,9 @@
-"""The training progress bar: steps, loss, validation UAR of the last epoch, steps/s."""
+"""The training progress bar: steps, loss, validation UAR of the last epoch, steps/s. Drawn on stderr, like every
+progress bar and log of dfer: stdout is for a command's results."""
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
@@ -10,7 +12,7 @@ class TrainProgress:
         self._progress = Progress(
             TextColumn(f"{name} epoch {{task.fields[epoch]}}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.3f}  val UAR {task.fields[uar]}  {task.fields[rate]} steps/s"),
-            TimeRemainingColumn(), disable=not enabled,
+            TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled,
         )
         self._task = self._progress.add_task(name, total=total_steps, epoch=1, loss=float("nan"), uar="-", rate="-")
 

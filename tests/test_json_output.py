@@ -1,0 +1,59 @@
+"""Every `--json` command, run as a real process: its stdout is JSON and nothing else, so `... --json | jq` works.
+
+A real process, not CliRunner: a progress bar, a library's log handler bound to the process's stdout at import, or
+a C library writing to file descriptor 1 all land in the pipe a user would parse, and CliRunner sees none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dfer.predict.sample import SAMPLE, sample_run
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
+
+
+COMMANDS = {  # name -> (arguments, with {store} {run} {root} {clip} filled in; the exit code expected)
+    "info": (["info", "{store}", "--json"], 0),
+    "params": (["params", "--preset", "tiny", "--json"], 0),
+    "evaluate --store": (["evaluate", "{run}", "--store", "{store}", "--json"], 0),
+    "evaluate --dataset --root": (["evaluate", "{run}", "--dataset", "cremad", "--root", "{root}", "--json"], 0),
+    "predict": (["predict", "{clip}", "gone.mp4", "--model", "{run}", "--json"], 1),  # 1: gone.mp4 failed
+}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict[str, Path]:
+    """The tiny sample run (shared with test_predict), a one-clip CREMA-D folder, and a folder to run in: `evaluate
+    --dataset --root` extracts into ./cache, which must not be the repository's."""
+    folder = tmp_path_factory.getbasetemp() / "sample-run"
+    made = {"store": folder / "store", "run": sample_run(folder), "clip": CLIP, "cwd": tmp_path_factory.mktemp("cwd")}
+    made["root"] = tmp_path_factory.mktemp("one-clip")
+    (made["root"] / "VideoFlash").mkdir()
+    shutil.copy(CLIP, made["root"] / "VideoFlash")
+    return made
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_json_stdout_is_only_json(made, name):
+    arguments, exit_code = COMMANDS[name]
+    command = [sys.executable, "-m", "dfer", *(a.format(**made) for a in arguments)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}  # this checkout's dfer, whatever the cwd; toy sizes gain nothing from threads
+    result = subprocess.run(command, cwd=made["cwd"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == exit_code, result.stderr[-3000:]
+    if name == "predict":  # JSON lines, one per file as it finishes
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert {r["path"]: "error" in r for r in records} == {str(CLIP): False, "gone.mp4": True}, records
+    else:
+        assert isinstance(json.loads(result.stdout), dict)
+    if name == "evaluate --dataset --root":  # it extracted first: the progress bar went to stderr, not away
+        assert "extract" in result.stderr and json.loads(result.stdout)["n"] == 1
