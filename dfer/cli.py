@@ -126,6 +126,25 @@ def train(
 
 
 @app.command()
+def probe(
+    store: Path = typer.Argument(..., help="a dfer cache (Zarr store or .h5 export)"),
+    out: Path = typer.Option(..., "--out", help="run folder"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of probe settings (flags below override it)"),
+    modalities: Optional[str] = typer.Option(None, help="av, audio or video"),
+    fold: Optional[str] = typer.Option(None, help="a fold number, all (default), or none (fit on every clip)"),
+    seed: Optional[int] = typer.Option(None, help="picks the validation speakers, as in dfer train"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
+) -> None:
+    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits."""
+    from dfer.train.probe import make_probe_config, probe as run_probe
+
+    result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
+                       show=not as_json)
+    if as_json:
+        print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
+
+
+@app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="a run folder (with config.json and best.safetensors)"),
     store: Optional[Path] = typer.Option(None, help="a cache made with the run's encoders"),

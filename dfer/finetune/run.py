@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-import dfer
 from dfer.encoders import rebuild_encoder
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.config import FinetuneConfig
@@ -36,9 +35,9 @@ from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
 from dfer.train.evaluate import TOKEN_FIELDS
 from dfer.train.loop import fit, loader_for, predict
-from dfer.train.metrics import classification_metrics
 from dfer.train.progress import TrainProgress
-from dfer.train.report import metrics_table, save_confusion_png, write_folds_summary
+from dfer.train.protocol import reported_metrics, run_config, write_test_results
+from dfer.train.report import write_folds_summary
 from dfer.train.splits import Split, plan
 
 console = Console()
@@ -50,6 +49,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     if out.resolve() == init.resolve():
         raise ValueError(f"--out {out} is the init run: give the fine-tuned run its own folder")
     heads, init_config = checkpoint.load_run(init, "best")
+    if not isinstance(heads, DferHeads):
+        raise ValueError(f"--init {init}: a probe run has no heads to fine-tune; start from a `dfer train` run")
     reader = open_cache(store)
     modalities, fusion = init_config["heads"]["modalities"], init_config["heads"]["fusion"]
     check_media(reader, modalities)
@@ -76,26 +77,17 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
             groups += layer_groups(encoder, cfg.lr, cfg.layer_decay, cfg.weight_decay, name)
 
     out.mkdir(parents=True, exist_ok=True)
-    clip_ids = reader.read_all("clip_id").astype(str)
     train_cfg = cfg.train_config(modalities, fusion)
-    config = {
-        "dfer_version": dfer.__version__,
-        "train": train_cfg.to_dict(),
-        "heads": init_config["heads"],
-        "classes": reader.classes,
-        "dataset": reader.attrs["dataset"],
-        "store": str(Path(reader.path).resolve()),
-        "fingerprint": reader.fingerprint,  # the media's provenance; the encoders are RUN2/vision, RUN2/audio
-        "split": {"name": split.name, "notes": split.notes,
-                  **{part: [str(clip_ids[i]) for i in getattr(split, part)] for part in ("train", "val", "test")}},
-        "finetune": {
-            **cfg.to_dict(), "precision": precision, "init": str(init.resolve()),
-            "start": {"vision": vision.describe() if vision else None, "audio": audio.describe() if audio else None},
-            "encoders": {"vision": "vision" if vision else None, "audio": "audio" if audio else None},
-            "trainable": {"heads": count_trainable(heads), "vision": count_trainable(vision),
-                          "audio": count_trainable(audio)},
-        },
+    tuned = {
+        **cfg.to_dict(), "precision": precision, "init": str(init.resolve()),
+        "start": {"vision": vision.describe() if vision else None, "audio": audio.describe() if audio else None},
+        "encoders": {"vision": "vision" if vision else None, "audio": "audio" if audio else None},
+        "trainable": {"heads": count_trainable(heads), "vision": count_trainable(vision),
+                      "audio": count_trainable(audio)},
     }
+    # its "fingerprint" is the media's provenance; the encoders are RUN2/vision, RUN2/audio
+    config = run_config(reader, split, model="heads", train=train_cfg.to_dict(), heads=init_config["heads"],
+                        finetune=tuned)
     checkpoint.write_json(out / "config.json", config)
     if show:
         trainable = config["finetune"]["trainable"]
@@ -118,14 +110,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     best, _ = load_end_to_end(out, cfg.device)
     loader = loader_for(MediaClips(reader, split.test, modalities), train_cfg)
     labels, probs = predict(best, loader, device)
-    metrics = classification_metrics(labels, probs, reader.classes)
-    metrics["best_epoch"] = state["best_epoch"]
-    checkpoint.write_json(out / "results.json", {"test": metrics, "split": split.name})
-    save_confusion_png(metrics["confusion"], reader.classes, out / "confusion.png",
-                       f"{reader.attrs['dataset']} {split.name} fine-tuned")
-    if show:
-        console.print(metrics_table(metrics))
-    return metrics
+    title = f"{reader.attrs['dataset']} {split.name} fine-tuned"
+    return write_test_results(out, reader, split.name, labels, probs, title, show, best_epoch=state["best_epoch"])
 
 
 def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool = True) -> dict:
@@ -141,10 +127,10 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
     folds = json.loads((init / "summary.json").read_text())["folds"]
     runs = {name: finetune(store, init / name, out / name, cfg, show) for name in folds}
     heads = json.loads((init / next(iter(folds)) / "config.json").read_text())["heads"]
-    attrs = open_cache(store).attrs
-    name = f"{attrs['dataset']} {heads['modalities']} {heads['fusion']} fine-tuned"
-    return write_folds_summary(out, runs, name, attrs["protocol"].get("report", ["WAR", "UAR"]),
-                               {**cfg.to_dict(), "init": str(init.resolve())}, show)
+    reader = open_cache(store)
+    name = f"{reader.attrs['dataset']} {heads['modalities']} {heads['fusion']} fine-tuned"
+    settings = {**cfg.to_dict(), "init": str(init.resolve())}
+    return write_folds_summary(out, runs, name, reported_metrics(reader), settings, show)
 
 
 def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig, device: torch.device):

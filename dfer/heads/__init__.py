@@ -1,7 +1,9 @@
 """Stage 2: light heads trained on cached encoder tokens (ROI compression, temporal encoder, audio segment pooling,
-fusion). `DferHeads(HeadConfig(...))` is the whole model; the submodules are one concept each."""
+fusion). `DferHeads(HeadConfig(...))` is the whole model; the submodules are one concept each. `LinearProbe` is
+the linear-probe baseline behind the same batch interface."""
 
 from dfer.heads.fusion import FUSIONS, MODALITIES
 from dfer.heads.model import DferHeads, HeadConfig
+from dfer.heads.probe import LinearProbe
 
-__all__ = ["DferHeads", "FUSIONS", "HeadConfig", "MODALITIES"]
+__all__ = ["DferHeads", "FUSIONS", "HeadConfig", "LinearProbe", "MODALITIES"]

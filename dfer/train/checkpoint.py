@@ -2,7 +2,8 @@
 
 A run folder holds `config.json` (training settings, head config, classes, the cache fingerprint and
 path, the split), `best.safetensors` / `last.safetensors` (head weights), and `resume.safetensors` +
-`resume.json` (optimizer and schedule state) so `--resume` continues exactly where a run stopped.
+`resume.json` (optimizer and schedule state) so `--resume` continues exactly where a run stopped. A `dfer probe`
+run holds `config.json` (with "model": "probe") and `best.safetensors` only: a fit has no epochs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from dfer.heads import DferHeads, HeadConfig
+from dfer.heads import DferHeads, HeadConfig, LinearProbe
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -33,8 +34,12 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, to
     return load_file(str(path), device=str(device))
 
 
-def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads, dict]:
-    """Rebuild the heads of a run folder from its JSON config and weights."""
+# config["model"] -> the module its config["heads"] describes; runs made before the probe have no "model": heads
+MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": lambda heads: LinearProbe(**heads)}
+
+
+def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe, dict]:
+    """Rebuild the model of a run folder (the heads, or a linear probe) from its JSON config and weights."""
     run = Path(run)
     config_path = run / "config.json"
     if not config_path.exists():
@@ -42,9 +47,15 @@ def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferH
         hint = f" It holds fold runs {folds}: pass one, e.g. {run / folds[0]}." if folds else ""
         raise FileNotFoundError(f"{run}: not a dfer run (no config.json).{hint}")
     config = json.loads(config_path.read_text())
-    heads = DferHeads(HeadConfig.from_dict(config["heads"]))
-    heads.load_state_dict(load_weights(run / f"{which}.safetensors", device))
-    return heads.to(device).eval(), config
+    kind = config.get("model", "heads")
+    if kind not in MODELS:
+        raise ValueError(f"{run}: unknown model {kind!r} in config.json; known: {sorted(MODELS)}")
+    weights = run / f"{which}.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{run}: no {weights.name} in this {kind} run")
+    model = MODELS[kind](config["heads"])
+    model.load_state_dict(load_weights(weights, device))
+    return model.to(device).eval(), config
 
 
 def save_resume(run: Path, optimizer: torch.optim.Optimizer, scheduler, progress: dict) -> None:

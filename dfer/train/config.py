@@ -9,6 +9,8 @@ from pathlib import Path
 from dfer.heads import FUSIONS, MODALITIES, HeadConfig
 from dfer.recipe import settings_from
 
+SELECT_METRICS = ("UAR", "WAR", "macro_f1", "weighted_f1")  # what may pick a best epoch (or a probe's C)
+
 
 @dataclass(kw_only=True)
 class TrainConfig:
@@ -41,8 +43,8 @@ class TrainConfig:
             raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
         if self.balance not in ("none", "sampler", "loss"):
             raise ValueError(f"balance must be none, sampler or loss, not {self.balance!r}")
-        if self.select_metric not in ("UAR", "WAR", "macro_f1", "weighted_f1"):
-            raise ValueError(f"select_metric must be UAR, WAR, macro_f1 or weighted_f1, not {self.select_metric!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         self.fold = str(self.fold)
         known = {f.name for f in dataclasses.fields(HeadConfig)}
         if set(self.heads) - known:

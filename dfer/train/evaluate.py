@@ -1,4 +1,5 @@
-"""`dfer evaluate`: score a run's best heads on any cache made with the same encoders, or on a raw folder.
+"""`dfer evaluate`: score a run's best heads (or linear probe) on any cache made with the same encoders, or on a
+raw folder.
 
 Tokens from other encoders, frame counts or crops would be silently wrong inputs, so the cache's fingerprint
 must match the run's on every field that shapes the tokens; the error names the ones that differ.
@@ -45,7 +46,7 @@ def evaluate(run: Path, store: Path, device: str = "cpu", batch_size: int = 32) 
         indices, subset = [int(i) for i in usable], f"every usable clip{seen}"
     if not indices:
         raise ValueError(f"{store}: no usable clips for a {modalities} model")
-    cfg = TrainConfig(batch_size=batch_size, modalities=modalities, fusion=config["heads"]["fusion"], device=device)
+    cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
     labels, probs = predict(model, loader_for(CachedClips(reader, indices, modalities), cfg), torch.device(device))
     metrics = classification_metrics(labels, probs, reader.classes)
     metrics.update(run=str(run), store=str(store), subset=subset)

@@ -108,15 +108,27 @@ def markdown_row(name: str, summary_or_metrics: dict, extra: dict | None = None)
     the single value), so a k-fold protocol and a single split land in the same table. Pair it with
     `markdown_header(list(extra))`; extra holds e.g. {"fusion": "liquid", "commit": "abc1234", "command": "..."}.
     """
-    cells = [_cell(name)]
-    for key, _ in HEADLINE:
-        v = summary_or_metrics.get(key)
-        if isinstance(v, dict):
-            cells.append(f"{_pct(v['mean'])} ± {_pct(v['std'])}")
-        else:
-            cells.append("–" if v is None else _pct(v))
+    cells = [_cell(name), *(_figure(summary_or_metrics.get(key)) for key, _ in HEADLINE)]
     cells += [_cell(v) for v in (extra or {}).values()]
     return "| " + " | ".join(cells) + " |"
+
+
+def _figure(value: dict | float | None) -> str:
+    """A `summarise_folds` entry as "mean ± std", one run's rate as itself, in percent; a missing one as "–"."""
+    if isinstance(value, dict):
+        return f"{_pct(value['mean'])} ± {_pct(value['std'])}"
+    return "–" if value is None else _pct(value)
+
+
+def comparison_table(rows: dict[str, dict], keys: Sequence[str], title: str) -> Table:
+    """Models one above the other (`rows`: name -> a `summarise_folds` summary or one run's metrics) on `keys`."""
+    labels = dict(HEADLINE)
+    table = Table("model", title=title)
+    for key in keys:
+        table.add_column(f"{labels.get(key, key)} (%)", justify="right")
+    for name, figures in rows.items():
+        table.add_row(name, *(_figure(figures.get(key)) for key in keys))
+    return table
 
 
 def write_folds_summary(out: Path, runs: dict[str, dict], name: str, reported: Sequence[str], config: dict,

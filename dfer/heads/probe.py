@@ -1,0 +1,98 @@
+"""LinearProbe: the linear-probe baseline as a module that takes the heads' batch, so every tool that runs a run
+folder (`dfer evaluate`, `dfer predict`, `dfer serve`) runs a probe run too.
+
+    video_tokens (B, T, N, D), frames with has_video & face_found --mean, std over the T*N tokens--> (B, 2D)  -.
+    audio_tokens (B, Ta, Da), frames < audio_length with has_audio --mean, std over those frames--> (B, 2Da) -+->
+    (B, F) --standardise with the fitting clips' statistics--> Linear --> logits (B, C)
+
+A clip without a stream (no video, no face found, no audio) has no statistics for it: its features for that stream
+are 0 after standardisation, i.e. the fitting clips' mean, so the classifier's decision rests on the streams it has
+(and the statistics are computed over the clips that have the stream, so a missing stream does not drag them).
+
+The Linear layer holds a fitted scikit-learn LogisticRegression (`set_classifier`) and the statistics are buffers
+(`set_statistics`), both saved with the weights, so a probe run loads without pickle. The fit is computed on
+`pooled` and `standardise` of this very module (`dfer.train.probe`), so fitting and inference cannot disagree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from dfer.heads.fusion import STREAMS, masked_mean
+
+ABSENT = -1e4  # the logit of a class no fitting clip had: scikit-learn never predicts it, so its probability is 0
+
+
+def mean_and_std(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """tokens (B, S, D), valid (B, S) bool -> (B, 2D): per-dimension mean and (population) std of the valid tokens."""
+    mean = masked_mean(tokens, valid)  # (B, D), zeros without valid tokens
+    var = masked_mean((tokens - mean[:, None]) ** 2, valid)  # (B, D)
+    return torch.cat([mean, var.sqrt()], -1)  # (B, 2D)
+
+
+class LinearProbe(nn.Module):
+    """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.train.data.collate`)."""
+
+    def __init__(self, modalities: str, vision_dim: int, audio_dim: int, num_classes: int):
+        super().__init__()
+        # the constructor's arguments: a run's config.json "heads", as HeadConfig is for DferHeads
+        self.config = {"modalities": modalities, "vision_dim": vision_dim, "audio_dim": audio_dim,
+                       "num_classes": num_classes}
+        self.streams = STREAMS[modalities]
+        self.widths = {"video": 2 * vision_dim, "audio": 2 * audio_dim}  # [mean, std] per stream
+        width = sum(self.widths[s] for s in self.streams)  # F
+        self.register_buffer("feature_mean", torch.zeros(width))
+        self.register_buffer("feature_std", torch.ones(width))
+        self.linear = nn.Linear(width, num_classes)
+
+    def pooled(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each stream's [mean, std] of the clip's valid tokens, streams in STREAMS order -> features (B, F) and
+        present (B, F) bool: False on every feature of a stream the clip lacks."""
+        features, present = [], []
+        for stream in self.streams:
+            if stream == "video":
+                tokens = batch["video_tokens"]  # (B, T, N, D)
+                frames = batch["has_video"].bool()[:, None] & batch["face_found"].bool()  # (B, T)
+                valid = frames.repeat_interleave(tokens.shape[2], 1)  # (B, T*N)
+                tokens = tokens.flatten(1, 2)  # (B, T*N, D)
+            else:
+                tokens = batch["audio_tokens"]  # (B, Ta, Da)
+                inside = torch.arange(tokens.shape[1], device=tokens.device) < batch["audio_length"][:, None]
+                valid = inside & batch["has_audio"].bool()[:, None]  # (B, Ta)
+            features.append(mean_and_std(tokens.float(), valid))  # (B, 2D)
+            present.append(valid.any(1, keepdim=True).expand(-1, self.widths[stream]))  # (B, 2D)
+        return torch.cat(features, -1), torch.cat(present, -1)  # (B, F), (B, F)
+
+    def standardise(self, features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """(B, F) -> (B, F) with the buffers' statistics; 0 (the fitting clips' mean) where the stream is missing."""
+        return torch.where(present, (features - self.feature_mean) / self.feature_std, 0.0)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"logits": self.linear(self.standardise(*self.pooled(batch)))}  # (B, C)
+
+    @torch.no_grad()
+    def set_statistics(self, features: torch.Tensor, present: torch.Tensor) -> None:
+        """Per-feature mean and std of the fitting clips' `pooled` features (n, F), over the clips that have the
+        stream. A feature constant over them gets std 1, as scikit-learn's StandardScaler does: it then stays 0."""
+        weight = present.double()  # (n, F)
+        count = weight.sum(0).clamp(min=1)  # (F,)
+        mean = (features.double() * weight).sum(0) / count  # (F,)
+        std = (((features.double() - mean) ** 2 * weight).sum(0) / count).sqrt()  # (F,)
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(torch.where(std > 1e-6, std, 1.0))
+
+    @torch.no_grad()
+    def set_classifier(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> None:
+        """A fitted LogisticRegression's coef_ (K, F) and intercept_ (K,) over its classes_ (K,), indices into the
+        C classes. Two classes give scikit-learn's binary model, K = 1 with p(classes_[1]) = sigmoid(z): the same
+        as a softmax over logits (0, z). A class outside classes_ (no fitting clip had it) gets logit ABSENT."""
+        coef, intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+        if len(classes) == 2 and len(coef) == 1:
+            coef, intercept = np.concatenate([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+        rows = torch.as_tensor(np.asarray(classes, np.int64))  # (K,)
+        self.linear.weight.zero_()
+        self.linear.bias.fill_(ABSENT)
+        self.linear.weight[rows] = torch.as_tensor(coef, dtype=self.linear.weight.dtype)  # (K, F)
+        self.linear.bias[rows] = torch.as_tensor(intercept, dtype=self.linear.bias.dtype)  # (K,)

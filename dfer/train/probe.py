@@ -1,0 +1,161 @@
+"""`dfer probe`: the linear-probe baseline, on exactly the splits, metrics and run folders of `dfer train`.
+
+Each clip becomes the per-dimension mean and std of its valid tokens, per stream (`LinearProbe.pooled`: audio frames
+inside audio/length, patch tokens of frames with a face), standardised with the fitting clips' statistics, and a
+multinomial logistic regression (scikit-learn, lbfgs) maps that to the classes. A figure of the heads means little
+without it: frozen-encoder tokens can carry most of what the heads find, and the probe says how much.
+
+The inverse regularisation C is the value of `c_grid` with the best validation `select_metric`, fitted on the
+training clips alone (ties go to the smaller C, the more regularised probe). The probe is then refitted with that C
+on the training + validation clips, statistics included: once C is chosen the validation clips have done their
+job, and a probe, unlike the heads, has no epoch left for them to pick, so they are simply more data. Without
+validation clips (`--fold none`) C is `c_default`.
+
+A run folder holds config.json (`dfer.train.protocol.run_config` with "model": "probe", "probe": these settings,
+"heads": the LinearProbe's arguments, "fit": the chosen C and the validation scores of the grid), best.safetensors
+(the LinearProbe), and with a test set results.json and confusion.png. Every clip is read once, so there is no
+in-memory option, and the fit takes seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from sklearn.linear_model import LogisticRegression
+from torch.utils.data import DataLoader
+
+from dfer.heads import MODALITIES, LinearProbe
+from dfer.recipe import settings_from
+from dfer.store.reader import CacheReader
+from dfer.train import checkpoint
+from dfer.train.config import SELECT_METRICS, TrainConfig
+from dfer.train.data import CachedClips, collate
+from dfer.train.loop import predict
+from dfer.train.metrics import classification_metrics
+from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
+from dfer.train.splits import Split
+
+console = Console()
+BATCH = 16  # clips pooled at once: 16 clips of base-size video tokens (16 x 256 x 768) are 0.2 GB in float32
+
+
+@dataclass(kw_only=True)
+class ProbeConfig:
+    modalities: str = "av"
+    fold: str = "all"  # a fold number, "all", or "none" (every clip fits: a final probe)
+    seed: int = 0  # picks the validation speakers, as `dfer train`'s seed does; the fit itself is deterministic
+    val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none
+    select_metric: str = "UAR"  # the validation metric that picks C
+    c_grid: list[float] = field(default_factory=lambda: np.logspace(-4, 1, 11).tolist())  # 1e-4 ... 10, x 10^0.5
+    c_default: float = 1.0  # C without validation clips: scikit-learn's default
+    max_iter: int = 2000  # lbfgs iterations; standardised features converge in a few hundred
+
+    def __post_init__(self):
+        if self.modalities not in MODALITIES:
+            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
+        if not self.c_grid or min(self.c_grid) <= 0:
+            raise ValueError(f"c_grid must hold positive values, not {self.c_grid!r}")
+        self.fold = str(self.fold)
+        self.c_grid = sorted(float(c) for c in self.c_grid)  # increasing, so a tie goes to the smaller C
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_probe_config(recipe: Path | None = None, **overrides) -> ProbeConfig:
+    return settings_from(ProbeConfig, recipe, "probe", **overrides)
+
+
+def probe_config_for(train: TrainConfig) -> ProbeConfig:
+    """The probe on the splits of a `dfer train` run (same fold, modalities, seed, validation share and metric)."""
+    return ProbeConfig(modalities=train.modalities, fold=train.fold, seed=train.seed, val_fraction=train.val_fraction,
+                       select_metric=train.select_metric)
+
+
+@dataclass
+class ProbeFit:
+    model: LinearProbe  # the final probe, in eval mode
+    classifier: LogisticRegression  # its scikit-learn fit (on the training + validation clips)
+    C: float
+    validation: list[dict]  # {"C", select_metric} per value of the grid; empty without validation clips
+
+
+def pooled_features(model: LinearProbe, reader: CacheReader, indices: list[int]) -> tuple[torch.Tensor, ...]:
+    """`model.pooled` over the clip rows `indices` (through the heads' dataset and collate): features (n, F),
+    present (n, F) bool and labels (n,)."""
+    loader = DataLoader(CachedClips(reader, indices, model.config["modalities"]), batch_size=BATCH, collate_fn=collate)
+    features, present, labels = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            x, p = model.pooled(batch)  # (B, F), (B, F)
+            features.append(x)
+            present.append(p)
+            labels.append(batch["label"])
+    return torch.cat(features), torch.cat(present), torch.cat(labels)
+
+
+def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig) -> ProbeFit:
+    """Choose C on the split's validation clips, then fit the probe on its training + validation clips."""
+    vision, audio = reader.fingerprint["vision"], reader.fingerprint["audio"]
+    model = LinearProbe(cfg.modalities, vision["dim"], audio["dim"], len(reader.classes))
+    fitting = pooled_features(model, reader, split.train)
+    validation, C = [], cfg.c_default
+    if split.val:
+        held = pooled_features(model, reader, split.val)
+        model.set_statistics(*fitting[:2])
+        x_train, x_val = (model.standardise(x, p).numpy() for x, p, _ in (fitting, held))  # (n, F) each
+        for c in cfg.c_grid:
+            fitted = _logistic(c, cfg).fit(x_train, fitting[2].numpy())
+            model.set_classifier(fitted.coef_, fitted.intercept_, fitted.classes_)
+            with torch.no_grad():
+                probs = model.linear(torch.from_numpy(x_val)).softmax(-1).numpy()  # (n_val, classes)
+            score = classification_metrics(held[2].numpy(), probs, reader.classes)[cfg.select_metric]
+            validation.append({"C": c, cfg.select_metric: score})
+        C = max(validation, key=lambda row: row[cfg.select_metric])["C"]  # the first best: the smallest such C
+        fitting = tuple(torch.cat(parts) for parts in zip(fitting, held))
+    features, present, labels = fitting
+    model.set_statistics(features, present)
+    classifier = _logistic(C, cfg).fit(model.standardise(features, present).numpy(), labels.numpy())
+    model.set_classifier(classifier.coef_, classifier.intercept_, classifier.classes_)
+    return ProbeFit(model.eval(), classifier, C, validation)
+
+
+def _logistic(C: float, cfg: ProbeConfig) -> LogisticRegression:
+    return LogisticRegression(C=C, solver="lbfgs", max_iter=cfg.max_iter)  # multinomial for 3+ classes
+
+
+def probe(store: Path, out: Path, cfg: ProbeConfig, show: bool = True) -> ProtocolResult:
+    """Fit and test the probe on every split of `cfg.fold` into `out`, as `dfer train` lays out its runs."""
+    return run_protocol(store, out, cfg, "probe",
+                        lambda reader, split, run: _probe_split(reader, split, run, cfg, show), show)
+
+
+def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig, show: bool) -> dict:
+    run.mkdir(parents=True, exist_ok=True)
+    fitted = fit_probe(reader, split, cfg)
+    fit = {"C": fitted.C, "select_metric": cfg.select_metric, "validation": fitted.validation,
+           "fitted_on": ["train", "val"] if split.val else ["train"],
+           "iterations": int(fitted.classifier.n_iter_.max())}  # lbfgs's, of the final fit
+    checkpoint.write_json(run / "config.json", run_config(reader, split, model="probe", probe=cfg.to_dict(),
+                                                          heads=fitted.model.config, fit=fit))
+    checkpoint.save_weights(fitted.model, run / "best.safetensors")
+    if show:
+        chosen = (f"C {fitted.C:.3g} by validation {cfg.select_metric}" if split.val
+                  else f"C {fitted.C:.3g} (no validation clips)")
+        console.print(f"[bold]{run}[/]: linear probe on {len(split.train)} train + {len(split.val)} val clips, "
+                      f"{len(split.test)} test clips; {chosen}")
+        for note in split.notes:
+            console.print(f"  {note}")
+    if not split.test:
+        return {}
+    loader = DataLoader(CachedClips(reader, split.test, cfg.modalities), batch_size=BATCH, collate_fn=collate)
+    labels, probs = predict(fitted.model, loader, torch.device("cpu"))
+    return write_test_results(run, reader, split.name, labels, probs,
+                              f"{reader.attrs['dataset']} {split.name} linear probe", show, C=fitted.C)
