@@ -9,7 +9,7 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | spec | kind | what |
 |---|---|---|
 | `random:<arch>` | both | the default classes (SigLIP2 vision tower, NeMo FastConformer), random init, seeded |
-| `ge2e` | audio | resemblyzer 0.1.4's pretrained GE2E LSTM, 256-d every 10 ms (`dfer.encoders.ge2e`) |
+| `ge2e[,layer=N]` | audio | resemblyzer 0.1.4's pretrained GE2E LSTM, layer N (1..3, default 2), 256-d every 10 ms |
 | `mel` | audio | the FastConformer's NeMo log-mel front end, 80-d every 10 ms, no encoder (an ablation) |
 | `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
 | `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
@@ -27,6 +27,7 @@ import torch
 from dfer.encoders.presets import RANDOM_PREFIX
 
 HF_PREFIX = "hf:"
+GE2E = "ge2e"
 KINDS = ("vision", "audio")
 # The encoder fields that fix the shapes of the tokens heads are built for.
 SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
@@ -38,7 +39,7 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
     if kind not in KINDS:
         raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
     if spec.startswith(HF_PREFIX):
-        source, options = _hf_options(spec)
+        source, options = _options(spec, HF_PREFIX)
         if kind == "vision":
             from dfer.encoders.hf_vision import load_hf_vision
 
@@ -55,10 +56,14 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
         from dfer.encoders.vision import load_vision
 
         return load_vision(spec, seed=seed, device=device, meta=meta)
-    if spec == "ge2e" or folder_family == "ge2e":
+    if folder_family == "ge2e":
         from dfer.encoders.ge2e import load_ge2e
 
-        return load_ge2e(None if spec == "ge2e" else spec, device=device, meta=meta, spec=spec)
+        return load_ge2e(folder=spec, device=device, meta=meta)
+    if spec.split(",")[0] == GE2E:
+        from dfer.encoders.ge2e import load_ge2e
+
+        return load_ge2e(_options(spec, GE2E)[1].get("layer"), device=device, meta=meta)
     if spec == "mel":
         from dfer.encoders.audio import load_mel
 
@@ -96,16 +101,16 @@ def rebuild_encoder(kind: str, recorded: dict, device: str | torch.device = "cpu
     return encoder.eval()
 
 
-def _hf_options(spec: str) -> tuple[str, dict]:
-    """`hf:<source>[,layer=N]` -> (source, {"layer": N})."""
-    source, *pairs = spec[len(HF_PREFIX):].split(",")
+def _options(spec: str, prefix: str) -> tuple[str, dict]:
+    """`hf:<source>[,layer=N]` -> (source, {"layer": N}); `ge2e[,layer=N]` -> ("", {"layer": N})."""
+    source, *pairs = spec[len(prefix):].split(",")
     options = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
         if key != "layer" or not value.lstrip("-").isdigit():
             raise ValueError(f"{spec}: options are `,layer=N` (a hidden-layer index), not {pair!r}")
         options["layer"] = int(value)
-    if not source:
+    if prefix == HF_PREFIX and not source:
         raise ValueError(f"{spec}: give a hub id or a path after {HF_PREFIX!r}")
     return source, options
 

@@ -29,6 +29,7 @@ from dfer.finetune.data import MediaClips, check_media
 from dfer.finetune.evaluate import load_end_to_end
 from dfer.finetune.model import EndToEnd
 from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
+from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache

@@ -4,7 +4,7 @@ Every encoder is a stem, a stack of L blocks and sometimes a final norm:
 
     SigLIP2:        embeddings (patches + positions) | encoder.layers[0..L-1] | post_layernorm
     FastConformer:  pre_encode (conv subsampling)    | layers[0..L-1]         | out_proj (absent in the presets)
-    ge2e:           none (the mel front end)         | layers[0..2], an LSTM each | none
+    ge2e:           none (the mel front end)         | layers[0..N-1], an LSTM each | none
     hf: family:     the rest of the model            | blocks()               | final()
 
 The `mel` family has no weights and is refused.
@@ -57,7 +57,7 @@ class Parts:
 
 
 def parts(encoder: nn.Module) -> Parts:
-    if isinstance(encoder, Ge2eEncoder):  # no stem: the first LSTM reads the mel frames; `linear` is unused here
+    if isinstance(encoder, Ge2eEncoder):  # no stem: the first LSTM reads the mel frames; `linear` makes no token
         return Parts("audio", encoder, [], list(encoder.layers), [])
     if hasattr(encoder, "blocks"):  # the hf: family lists its blocks and final norm itself
         return Parts("vision" if hasattr(encoder, "grid") else "audio", encoder.model, [], encoder.blocks(),
