@@ -151,12 +151,13 @@ def evaluate(
     dataset: Optional[str] = typer.Option(None, help="with --root: extract this folder with the run's encoders first"),
     root: Optional[Path] = typer.Option(None),
     device: str = typer.Option("cpu"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write metrics.json, predictions.csv (one row per clip) "
+                                       "and the confusion, recall and reliability PNGs into this folder"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Score a run's best checkpoint: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
-    from dfer.finetune.evaluate import evaluate_end_to_end, is_end_to_end
     from dfer.train.checkpoint import load_run
-    from dfer.train.evaluate import cache_for_folder, evaluate as score, extract_like_run
+    from dfer.train.evaluate import cache_for_folder, evaluate_run, extract_like_run
     from dfer.train.report import metrics_table
 
     if (store is None) == (dataset is None or root is None):
@@ -165,12 +166,14 @@ def evaluate(
     if store is None:
         _, config = load_run(run)
         store = extract_like_run(config, dataset, root, cache_for_folder(config, dataset, root), device)
-    metrics = evaluate_end_to_end(run, store, device) if is_end_to_end(run) else score(run, store, device)
+    metrics = evaluate_run(run, store, device, out)
     if as_json:
         print(json.dumps(metrics))
         return
     console.print(f"{run} on {store}: {metrics['subset']}")
-    console.print(metrics_table(metrics))
+    console.print(metrics_table(metrics, metrics["display_names"]))
+    if out is not None:
+        console.print(f"per-clip predictions and plots in {out}")
 
 
 @app.command()

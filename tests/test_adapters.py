@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dfer.data import ADAPTERS, cremad, list_dataset, manifest, ravdess
+from dfer.data import ADAPTERS, cremad, dfew, list_dataset, mafw, manifest, meld, ravdess
+from dfer.data.names import DISPLAY_NAMES, display_names
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -22,6 +23,31 @@ def touch(root: Path, *names: str) -> None:
 
 def by_id(listing) -> dict:
     return {c.clip_id: c for c in listing.clips}
+
+
+# Display names
+
+
+def test_each_dataset_s_classes_read_as_the_same_words() -> None:
+    """One word per emotion whatever the release calls it (CREMA-D "ANG", MAFW "anger", MELD "joy"), in the
+    adapters' class order; a manifest's classes stay as given."""
+    assert display_names("ravdess", ravdess.CLASSES) == ravdess.CLASSES  # already words
+    assert display_names("cremad", cremad.CLASSES) == ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+    assert display_names("dfew", dfew.CLASSES) == ["happy", "sad", "neutral", "angry", "surprised", "disgust",
+                                                   "fearful"]
+    assert display_names("mafw", mafw.CLASSES) == ["angry", "disgust", "fearful", "happy", "neutral", "sad",
+                                                   "surprised", "contempt", "anxious", "helpless", "disappointed"]
+    assert display_names("meld", meld.CLASSES) == ["neutral", "surprised", "fearful", "sad", "happy", "disgust",
+                                                   "angry"]
+    assert display_names("manifest", ["ANG", "joy", "bored"]) == ["ANG", "joy", "bored"]
+
+
+@pytest.mark.parametrize("module", [ravdess, cremad, dfew, mafw, meld], ids=lambda m: m.__name__.split(".")[-1])
+def test_every_adapter_class_has_one_display_name(module) -> None:
+    dataset = module.__name__.split(".")[-1]
+    assert dataset in ADAPTERS and list(DISPLAY_NAMES[dataset]) == module.CLASSES  # no code left out, none extra
+    words = display_names(dataset, module.CLASSES)
+    assert len(set(words)) == len(words)  # they name predictions.csv's columns
 
 
 # RAVDESS

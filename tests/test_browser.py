@@ -71,7 +71,7 @@ def server(tmp_path_factory):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", predictor.classes, seen
+    yield f"http://127.0.0.1:{port}/", predictor.labels, seen  # the bars are named by the words, not the codes
     server.should_exit = True
     thread.join(10)
 
@@ -116,14 +116,15 @@ def bars(driver) -> dict[str, float]:
 def test_record_upload_and_show_bars(server, browser):
     from selenium.webdriver.support.wait import WebDriverWait
 
-    url, classes, seen = server
+    url, labels, seen = server
+    assert labels[0] == "angry"  # CREMA-D's ANG
     browser.get(url)
     # empty bars drawn from /labels before any prediction (fetched after the page loads: wait, don't race it)
-    WebDriverWait(browser, 10).until(lambda driver: list(bars(driver)) == classes)
+    WebDriverWait(browser, 10).until(lambda driver: list(bars(driver)) == labels)
     browser.find_element("id", "record").click()
     assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
     probs = bars(browser)
-    assert list(probs) == classes and abs(sum(probs.values()) - 1) < 0.01
+    assert list(probs) == labels and abs(sum(probs.values()) - 1) < 0.01
     top1 = browser.find_element("id", "top1").text
     assert top1.split()[0] == max(probs, key=probs.get)
     assert browser.find_element("css selector", "#bars .bar.top").get_attribute("data-label") == top1.split()[0]
@@ -133,8 +134,8 @@ def test_record_upload_and_show_bars(server, browser):
 
 
 def test_pick_a_file(server, browser):
-    url, classes, seen = server
+    url, labels, seen = server
     browser.get(url)
     browser.find_element("id", "file").send_keys(str(CLIP))
     assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
-    assert list(bars(browser)) == classes and browser.find_element("id", "top1").text
+    assert list(bars(browser)) == labels and browser.find_element("id", "top1").text

@@ -21,7 +21,7 @@ from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.command import finetune as finetune_command
 from dfer.finetune.config import FinetuneConfig, make_finetune_config
 from dfer.finetune.data import MediaClips
-from dfer.finetune.evaluate import evaluate_end_to_end, is_end_to_end, load_end_to_end
+from dfer.finetune.evaluate import is_end_to_end, load_end_to_end
 from dfer.finetune.model import EndToEnd
 from dfer.finetune.run import build_encoders, finetune, finetune_folds
 from dfer.finetune.trainable import layer_groups, make_trainable
@@ -30,7 +30,7 @@ from dfer.testing.synth import write_audio
 from dfer.train import checkpoint
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips, collate
-from dfer.train.evaluate import evaluate
+from dfer.train.evaluate import evaluate_run
 from dfer.train.loop import loader_for, predict
 from dfer.train.run import train
 
@@ -103,7 +103,11 @@ def test_finetune_trains_encoders_and_heads(tuned, init_run, store):
     header, epoch = (tuned / "log.csv").read_text().splitlines()
     assert dict(zip(header.split(","), epoch.split(",")))["val_UAR"] != ""
     results = json.loads((tuned / "results.json").read_text())
-    assert results["split"] == "handmade" and results["test"]["n"] == 1 and (tuned / "confusion.png").exists()
+    assert results["split"] == "handmade" and results["test"]["n"] == 1
+    for name in ("predictions.csv", "confusion.png", "recall.png", "reliability.png"):  # as stage 2 writes them
+        assert (tuned / name).exists(), name
+    assert (tuned / "predictions.csv").read_text().splitlines()[0].endswith(",p_angry,p_disgust,p_fearful,p_happy,"
+                                                                            "p_neutral,p_sad")
     seed = int(open_cache(store).fingerprint["vision"]["revision"].removeprefix("seed="))
     before = {"vision": load_vision("random:tiny", seed).state_dict(),
               "audio": load_audio("random:tiny", seed).state_dict()}
@@ -169,8 +173,9 @@ def test_refuses_a_store_without_media(store, init_run, tmp_path):
 
 
 def test_evaluate_from_media_and_reextract_with_the_saved_encoders(tuned, store, init_run, tmp_path):
-    metrics = evaluate_end_to_end(tuned, store)
-    assert set(metrics) == set(evaluate(init_run, store)) and metrics["n"] == 1 and "test clips" in metrics["subset"]
+    metrics = evaluate_run(tuned, store)
+    assert set(metrics) == set(evaluate_run(init_run, store))
+    assert metrics["n"] == 1 and "test clips" in metrics["subset"]
     assert metrics["WAR"] == json.loads((tuned / "results.json").read_text())["test"]["WAR"]
 
     again = tmp_path / "again"
@@ -248,3 +253,6 @@ def test_a_cross_validation_fine_tunes_fold_by_fold(tmp_path):
             "notes": config["split"]["notes"]}
         assert (stage3 / fold / "audio").is_dir() and (stage3 / fold / "results.json").exists()
     assert "fine-tuned" in (stage3 / "results.md").read_text()
+    pooled = (stage3 / "predictions.csv").read_text().splitlines()[1:]  # both folds' test clips, once each
+    tested = [c for fold in folds for c in json.loads((stage3 / fold / "config.json").read_text())["split"]["test"]]
+    assert [row.split(",")[0] for row in pooled] == tested and (stage3 / "confusion.png").exists()

@@ -10,8 +10,10 @@ from PIL import Image
 from rich.console import Console
 from sklearn.metrics import (balanced_accuracy_score, classification_report, confusion_matrix, f1_score, log_loss)
 
-from dfer.train.metrics import classification_metrics, summarise_folds
-from dfer.train.report import folds_table, markdown_header, markdown_row, metrics_table, save_confusion_png
+from dfer.train.metrics import (ECE_BINS, classification_metrics, expected_calibration_error, reliability_bins,
+                                summarise_folds)
+from dfer.train.plots import save_confusion_png, save_recall_png, save_reliability_png
+from dfer.train.report import folds_table, markdown_header, markdown_row, metrics_table
 
 CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
 
@@ -72,6 +74,31 @@ def test_ece():
     assert classification_metrics(labels, probs, ["a", "b"])["ece"] == pytest.approx(expected)
 
 
+def test_reliability_bins_are_the_ece_s():
+    labels, probs = random_case()
+    bins = reliability_bins(labels, probs)
+    assert bins["count"].shape == (ECE_BINS,) and bins["count"].sum() == len(labels)
+    filled = bins["count"] > 0
+    assert np.isnan(bins["accuracy"][~filled]).all() and np.isnan(bins["confidence"][~filled]).all()
+    conf, correct = probs.max(1), probs.argmax(1) == labels
+    low = (conf > 5 / 15) & (conf <= 6 / 15)  # bin 5 by hand
+    assert bins["count"][5] == low.sum() and bins["accuracy"][5] == pytest.approx(correct[low].mean())
+    ece = sum(n / len(labels) * abs(a - c) for n, a, c in zip(*bins.values()) if n)
+    assert expected_calibration_error(labels, probs) == pytest.approx(ece)
+
+
+def test_recall_and_reliability_pngs(tmp_path):
+    labels, probs = random_case()
+    m = classification_metrics(labels, probs, CLASSES)
+    absent = classification_metrics(np.array([0, 0, 1]), one_hot([0, 1, 1], 3), ["a", "b", "c"])  # c: no clips
+    for path in (save_recall_png(m, CLASSES, tmp_path / "recall.png", "fold 1"),
+                 save_recall_png(absent, ["a", "b", "c"], tmp_path / "absent.png", "a class with no clips"),
+                 save_reliability_png(labels, probs, tmp_path / "reliability.png", "fold 1")):
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            image.verify()
+
+
 def test_confusion_png(tmp_path):
     labels, probs = random_case()
     m = classification_metrics(labels, probs, CLASSES)
@@ -98,8 +125,9 @@ def test_tables_and_markdown():
     console = Console(record=True, width=120)
     console.print(metrics_table(m))
     console.print(folds_table(s))
+    console.print(metrics_table(m, [f"word{i}" for i in range(len(CLASSES))]))  # rows named by display names
     text = console.export_text()
-    assert "UAR" in text and "disgust" in text and " ± " in text
+    assert "UAR" in text and "disgust" in text and " ± " in text and "word6" in text
 
     extra = {"fusion": "liquid", "command": "dfer train a|b"}
     header = markdown_header(list(extra))

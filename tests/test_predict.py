@@ -56,9 +56,9 @@ def test_raw_file_gives_what_the_cache_gives(made, predictor):
     _, cached = run_heads(heads, loader_for(clips, make_config(None, batch_size=2)), torch.device("cpu"))  # (2, C)
     for index, clip_id in enumerate(reader.read_all("clip_id").astype(str)):
         result = predictor.predict_file(SAMPLE / "VideoFlash" / f"{clip_id}.flv")
-        assert result["labels"] == reader.classes
+        assert result["classes"] == reader.classes
         np.testing.assert_allclose(result["probs"], cached[index], atol=1e-4)  # batch-of-2 vs 1 float noise
-        assert result["top1"] == reader.classes[int(cached[index].argmax())]
+        assert result["top1"] == result["labels"][int(cached[index].argmax())]
         assert result["face_found_ratio"] == 1.0 and result["has_audio"] and result["has_video"]
         assert set(result["seconds"]) == {"decode", "faces", "encoders", "heads"}
 
@@ -86,6 +86,26 @@ def test_table_shows_top_k(made):
     result = CliRunner().invoke(cli(), [str(CLIPS[1]), "--model", str(made[1]), "--top", "2"])
     assert result.exit_code == 0, result.output
     assert "#2" in result.output and "#3" not in result.output and "100%" in result.output
+    assert any(word in result.output for word in ("angry", "disgust", "fearful", "happy", "neutral", "sad"))
+
+
+def test_labels_are_words_and_classes_the_store_s_codes(made, predictor, tmp_path):
+    """CREMA-D's codes ANG, DIS, ... reach people as angry, disgust, ...: predict --json's `labels` and `top1` are
+    the words recorded in config.json, `classes` the codes; a run made before the words were recorded gets them
+    from its dataset and codes."""
+    words = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
+    config = json.loads((made[1] / "config.json").read_text())
+    assert config["classes"] == ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"] and config["display_names"] == words
+    result = CliRunner().invoke(cli(), [str(CLIPS[0]), "--model", str(made[1]), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["labels"] == config["display_names"] and record["classes"] == config["classes"]
+    assert record["top1"] == record["labels"][int(np.argmax(record["probs"]))]
+    older = tmp_path / "older"
+    shutil.copytree(made[1], older)
+    del config["display_names"]
+    (older / "config.json").write_text(json.dumps(config))
+    assert Predictor(older).labels == predictor.labels == words
 
 
 def test_missing_model_is_an_error(tmp_path):

@@ -21,12 +21,13 @@ from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.checkpoint import load_run
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips, collate
-from dfer.train.evaluate import evaluate
+from dfer.train.evaluate import evaluate_run
 from dfer.train.loop import loader_for, predict
 from dfer.train.probe import fit_probe, make_probe_config, probe
 from dfer.train.splits import plan
 
-RUN_FILES = ("config.json", "best.safetensors", "results.json", "confusion.png")
+RUN_FILES = ("config.json", "best.safetensors", "results.json", "predictions.csv", "confusion.png", "recall.png",
+             "reliability.png")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_fold_none_fits_every_clip_with_the_default_c(store, tmp_path):
     assert not (tmp_path / "final" / "results.json").exists()
     model, _ = load_run(tmp_path / "final")
     assert isinstance(model, LinearProbe)
-    metrics = evaluate(tmp_path / "final", store)
+    metrics = evaluate_run(tmp_path / "final", store)
     assert "every usable clip" in metrics["subset"] and metrics["UAR"] > 0.9  # its own training clips
 
 

@@ -76,12 +76,18 @@ def transcode(src: Path, dst: Path, video_codec: str, audio_codec: str, rate: in
     return dst
 
 
+WORDS = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]  # CREMA-D's ANG, DIS, FEA, HAP, NEU, SAD
+
+
 def test_health_labels_page_and_docs(client, predictor):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["classes"] == predictor.classes and health["busy"] == 0
-    assert client.get("/labels").json() == {"labels": predictor.classes}
+    assert health["labels"] == WORDS
+    assert client.get("/labels").json() == {"labels": WORDS, "classes": ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]}
     page = client.get("/")
     assert page.status_code == 200 and 'id="record"' in page.text and 'id="bars"' in page.text
+    # the page names its bars and its top emotion from the answers' `labels`, the words
+    assert "drawBars(body.labels, body.classes" in page.text and "body.labels.indexOf(body.top1)" in page.text
     assert client.get("/docs").status_code == 200
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 
@@ -91,7 +97,8 @@ def test_predicts_the_sample_like_the_cli(client, predictor):
     assert response.status_code == 200, response.text
     body = response.json()
     direct = predictor.predict_file(CLIP)
-    assert body["path"] == CLIP.name and body["labels"] == direct["labels"] and body["top1"] == direct["top1"]
+    assert body["path"] == CLIP.name and body["labels"] == direct["labels"] == WORDS and body["top1"] == direct["top1"]
+    assert body["classes"] == predictor.classes and body["top1"] in WORDS
     np.testing.assert_allclose(body["probs"], direct["probs"], atol=1e-6)
     assert set(body["timing"]) == {"upload", "queue", "predict", "total"} and body["timing"]["total"] > 0
 
@@ -138,18 +145,20 @@ def test_concurrent_requests_all_succeed(client):
 class Blocking:
     """A stand-in predictor whose predictions wait until the test lets them finish."""
 
-    classes = ["calm", "angry"]
+    classes = ["CAL", "ANG"]
+    labels = ["calm", "angry"]
 
     def __init__(self):
         self.release = threading.Event()
 
     def describe(self) -> dict:
-        return {"run": "stub", "classes": self.classes, "modalities": "av", "encoders": {}, "device": "cpu",
-                "warnings": []}
+        return {"run": "stub", "classes": self.classes, "labels": self.labels, "modalities": "av", "encoders": {},
+                "device": "cpu", "warnings": []}
 
     def predict_file(self, path: Path) -> dict:
         assert self.release.wait(20)
-        return {"path": str(path), "labels": self.classes, "probs": [0.25, 0.75], "top1": "angry",
+        return {"path": str(path), "labels": self.labels, "classes": self.classes, "probs": [0.25, 0.75],
+                "top1": "angry",
                 "face_found_ratio": 1.0, "has_video": True, "has_audio": True, "notes": "", "seconds": {}}
 
 

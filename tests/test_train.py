@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -21,12 +22,14 @@ from dfer.store.reader import open_cache
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import checkpoint
 from dfer.train.config import make_config
-from dfer.train.evaluate import evaluate
+from dfer.train.evaluate import evaluate_run
+from dfer.train.predictions import read_predictions
 from dfer.train.run import train
 from dfer.train.splits import plan
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
+CLIP_FILES = ("predictions.csv", "confusion.png", "recall.png", "reliability.png")
 
 
 def quick(**overrides):
@@ -86,10 +89,19 @@ def test_fold_all_reports_mean_and_std(store, tmp_path):
     assert summary["summary"]["UAR"]["std"] >= 0
     for fold in ("fold1", "fold2", "fold3"):
         run = tmp_path / "run" / fold
-        for name in ("config.json", "best.safetensors", "last.safetensors", "log.csv", "results.json", "confusion.png"):
+        for name in ("config.json", "best.safetensors", "last.safetensors", "log.csv", "results.json", *CLIP_FILES):
             assert (run / name).exists(), name
         assert list((run / "tensorboard").iterdir())
     assert (tmp_path / "run" / "results.md").read_text().count("|") > 8
+    # RUN/predictions.csv pools the folds: every fold's test clips, each once, as each fold scored them
+    pooled = read_predictions(tmp_path / "run" / "predictions.csv")
+    folds = [read_predictions(tmp_path / "run" / fold / "predictions.csv") for fold in ("fold1", "fold2", "fold3")]
+    tested = [c for fold in ("fold1", "fold2", "fold3")
+              for c in json.loads((tmp_path / "run" / fold / "config.json").read_text())["split"]["test"]]
+    assert pooled.clip_ids == tested and len(set(tested)) == len(tested)
+    np.testing.assert_array_equal(pooled.probs, np.concatenate([fold.probs for fold in folds]))
+    for name in CLIP_FILES:
+        assert (tmp_path / "run" / name).exists(), name
 
 
 def test_missing_fold_is_skipped_with_a_note(tmp_path):
@@ -171,18 +183,52 @@ def test_h5_export_and_in_memory_give_the_same_run(store, tmp_path):
     assert train(store, tmp_path / "mem", quick(epochs=2, in_memory=True), show=False).runs["fold1"] == reference
 
 
-def test_evaluate_json_and_refusal(store, tmp_path):
+def test_evaluate_json_out_and_refusal(store, tmp_path):
     train(store, tmp_path / "run", quick(epochs=2), show=False)
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(store), "--json"])
+    out = tmp_path / "evaluated"
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(store), "--json",
+                                      "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
-    for key in ("WAR", "UAR", "macro_f1", "weighted_f1", "ece", "per_class", "confusion"):
+    for key in ("WAR", "UAR", "macro_f1", "weighted_f1", "ece", "per_class", "confusion", "display_names"):
         assert key in metrics
     assert "test clips" in metrics["subset"] and metrics["n"] == len(json.loads(
         (tmp_path / "run" / "config.json").read_text())["split"]["test"])
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    for name in CLIP_FILES:
+        assert (out / name).exists(), name
+    again, own = (read_predictions(folder / "predictions.csv") for folder in (out, tmp_path / "run"))
+    assert again.clip_ids == own.clip_ids  # the run's own test clips, scored as the run scored them
+    np.testing.assert_allclose(again.probs, own.probs, atol=1e-5)  # other batch sizes: float noise only
     other = make_synthetic_store(tmp_path / "other", frames=6)
     with pytest.raises(FingerprintMismatch, match="frames"):
-        evaluate(tmp_path / "run", other)
+        evaluate_run(tmp_path / "run", other)
+
+
+def test_predictions_csv_is_the_test_clips_as_the_metrics_saw_them(store, tmp_path):
+    train(store, tmp_path / "run", quick(epochs=2), show=False)
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    results = json.loads((run / "results.json").read_text())["test"]
+    header, *rows = (run / "predictions.csv").read_text().splitlines()
+    assert header == "clip_id,speaker,label,prediction,p_class0,p_class1,p_class2"
+    assert [row.split(",")[0] for row in rows] == config["split"]["test"]
+    scored = read_predictions(run / "predictions.csv")
+    reader = open_cache(store)
+    row = {c: i for i, c in enumerate(reader.read_all("clip_id").astype(str))}
+    test_rows = [row[c] for c in scored.clip_ids]
+    np.testing.assert_array_equal(scored.labels, reader.read_all("label")[test_rows])
+    assert scored.speakers == reader.read_all("speaker").astype(str)[test_rows].tolist()
+    np.testing.assert_allclose(scored.probs.sum(1), 1.0, atol=1e-6)
+    predicted = [line.split(",")[3] for line in rows]
+    assert [scored.names[i] for i in scored.probs.argmax(1)] == predicted  # the recorded predictions
+    assert np.mean(scored.labels == scored.probs.argmax(1)) == pytest.approx(results["WAR"], abs=1e-12)
+    assert results["confusion"] == np.histogram2d(scored.labels, scored.probs.argmax(1), bins=3,
+                                                  range=[[-0.5, 2.5]] * 2)[0].astype(int).tolist()
+    for name in ("confusion.png", "recall.png", "reliability.png"):
+        with Image.open(run / name) as image:
+            assert image.format == "PNG"
+            image.verify()
 
 
 def test_every_recipe_loads():

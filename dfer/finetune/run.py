@@ -4,7 +4,7 @@
              which weights train (--unfreeze), layer-wise learning rates, gradient checkpointing
     train:   stage 2's epoch loop (`dfer.train.loop.fit`) on face crops and waveforms read from the store,
              augmented; the best epoch's heads and encoders are kept
-    report:  the test clips scored through the saved folders (results.json, confusion.png)
+    report:  the test clips scored through the saved folders (results.json, predictions.csv and the PNGs)
 
 RUN2 is a stage-2 run folder (config.json, best/last.safetensors heads, log.csv, results.json) plus the
 fine-tuned encoders RUN2/vision and RUN2/audio of the best epoch, which `dfer extract --vision/--audio` accepts
@@ -37,8 +37,7 @@ from dfer.train import checkpoint
 from dfer.train.evaluate import TOKEN_FIELDS
 from dfer.train.loop import fit, loader_for, predict
 from dfer.train.progress import TrainProgress
-from dfer.train.protocol import reported_metrics, run_config, write_test_results
-from dfer.train.report import write_folds_summary
+from dfer.train.protocol import reported_metrics, run_config, write_folds_summary, write_test_results
 from dfer.train.splits import Split, plan
 
 console = Console()
@@ -112,7 +111,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     loader = loader_for(MediaClips(reader, split.test, modalities), train_cfg)
     labels, probs = predict(best, loader, device)
     title = f"{reader.attrs['dataset']} {split.name} fine-tuned"
-    return write_test_results(out, reader, split.name, labels, probs, title, show, best_epoch=state["best_epoch"])
+    return write_test_results(out, reader, split.name, split.test, labels, probs, title, show,
+                              best_epoch=state["best_epoch"])
 
 
 def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool = True) -> dict:

@@ -31,7 +31,7 @@ from dfer.faces import FaceCropper
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import ClipError, decode_clip
 from dfer.store.clip_store import Layout, _array_specs
-from dfer.train.checkpoint import load_run
+from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
 from dfer.train.loop import predict as run_heads
 
@@ -55,7 +55,8 @@ class Predictor:
         self.device = torch.device(device)
         self.heads, self.config = load_run(self.run, which, str(self.device))
         fingerprint = self.config["fingerprint"]
-        self.classes: list[str] = list(self.config["classes"])
+        self.classes: list[str] = list(self.config["classes"])  # the store's codes
+        self.labels: list[str] = run_display_names(self.config)  # their display names, what people are shown
         self.modalities: str = self.config["heads"]["modalities"]
         self.frames, self.sample_rate = fingerprint["frames"], fingerprint["sample_rate"]
         self.max_seconds, self.crop_margin = fingerprint["max_seconds"], fingerprint["crop_margin"]
@@ -96,16 +97,17 @@ class Predictor:
 
     def describe(self) -> dict:
         return {
-            "run": str(self.run), "classes": self.classes, "modalities": self.modalities,
+            "run": str(self.run), "classes": self.classes, "labels": self.labels, "modalities": self.modalities,
             "encoders": self.encoders, "frames": self.frames, "device": str(self.device), "warnings": self.warnings,
         }
 
     def predict_file(self, path: Path | str) -> dict:
         """Class probabilities for one file, as a JSON-ready dict:
 
-        path, labels (the run's classes, in order), probs (aligned with labels), top1, face_found_ratio (share of
-        the T sampled frames with a detected face; None without video or for an audio-only model), has_video,
-        has_audio, notes and seconds (per stage). Raises ClipError / UnusableClip for bad input.
+        path, labels (the display names of the run's classes, in order), classes (their codes, as the store keeps
+        them), probs (aligned with both), top1 (the most probable label), face_found_ratio (share of the T sampled
+        frames with a detected face; None without video or for an audio-only model), has_video, has_audio, notes
+        and seconds (per stage). Raises ClipError / UnusableClip for bad input.
         """
         path = Path(path)
         seconds = {}
@@ -151,9 +153,10 @@ class Predictor:
         face_found = row.get("video/face_found")
         return {
             "path": str(path),
-            "labels": self.classes,
+            "labels": self.labels,
+            "classes": self.classes,
             "probs": [round(p, 6) for p in probs.tolist()],
-            "top1": self.classes[int(probs.argmax())],
+            "top1": self.labels[int(probs.argmax())],
             "face_found_ratio": None if face_found is None else round(float(np.mean(face_found)), 4),
             "has_video": has_video,
             "has_audio": has_audio,

@@ -2,7 +2,8 @@
 
     GET  /         the page (`dfer.serve.page`): record 3 s from camera + microphone, or pick a file
     GET  /health   liveness and what is loaded
-    GET  /labels   the run's classes, in the order of `probs`
+    GET  /labels   the display names of the run's classes (`labels`) and their codes (`classes`), in the order of
+                   `probs`
     POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) -> the prediction `dfer predict
                    --json` prints, plus `timing`
     GET  /docs     OpenAPI (FastAPI)
@@ -44,7 +45,8 @@ class Health(BaseModel):
     version: str
     run: str
     modalities: str
-    classes: list[str]
+    classes: list[str]  # the store's codes
+    labels: list[str]  # their display names
     encoders: dict[str, str]
     device: str
     workers: int
@@ -55,14 +57,16 @@ class Health(BaseModel):
 
 
 class Labels(BaseModel):
-    labels: list[str]
+    labels: list[str]  # display names, what the page shows
+    classes: list[str]  # the store's codes, in the same order
 
 
 class Prediction(BaseModel):
     path: str  # the uploaded file's name
-    labels: list[str]  # the run's classes
-    probs: list[float]  # aligned with labels, sums to 1
-    top1: str
+    labels: list[str]  # the display names of the run's classes
+    classes: list[str]  # their codes, as the store keeps them
+    probs: list[float]  # aligned with labels and classes, sums to 1
+    top1: str  # the most probable label
     face_found_ratio: float | None  # share of the sampled frames with a detected face; None without video
     has_video: bool
     has_audio: bool
@@ -84,7 +88,8 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in [
 
 
 def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4) -> FastAPI:
-    """The app around a loaded `dfer.predict.Predictor` (or anything with `predict_file`, `classes`, `describe`)."""
+    """The app around a loaded `dfer.predict.Predictor` (or anything with `predict_file`, `classes`, `labels`,
+    `describe`)."""
     limit = int(max_upload_mb * 2**20)
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
     capacity = workers + queue
@@ -107,14 +112,14 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
         facts = predictor.describe()
         return {
             "status": "ok", "version": dfer.__version__, "run": facts["run"], "modalities": facts["modalities"],
-            "classes": facts["classes"], "encoders": facts["encoders"], "device": facts["device"],
-            "workers": workers, "busy": busy, "capacity": capacity, "max_upload_mb": max_upload_mb,
-            "warnings": facts["warnings"],
+            "classes": facts["classes"], "labels": facts["labels"], "encoders": facts["encoders"],
+            "device": facts["device"], "workers": workers, "busy": busy, "capacity": capacity,
+            "max_upload_mb": max_upload_mb, "warnings": facts["warnings"],
         }
 
     @app.get("/labels", response_model=Labels)
     def labels() -> dict:
-        return {"labels": predictor.classes}
+        return {"labels": predictor.labels, "classes": predictor.classes}
 
     # max_body_size refuses an oversized body (413) from its Content-Length, or as it streams in, before it is parsed.
     @app.post("/predict", response_model=Prediction, responses=ERRORS, max_body_size=limit + MULTIPART_SLACK)

@@ -1,12 +1,13 @@
 """The page `dfer serve` shows at `/`: plain HTML and JavaScript, no build step, no external files.
 
 It records 3 seconds from camera and microphone with MediaRecorder (WebM in Chromium and Firefox, MP4 in Safari) or
-takes a picked file, POSTs it to `predict`, and draws one probability bar per class with the top emotion above them.
+takes a picked file, POSTs it to `predict`, and draws one probability bar per class with the top emotion above them,
+each named by the class's display name (the response's `labels`: "angry", not CREMA-D's "ANG").
 The browser only grants the camera to secure pages: https, or http on localhost / 127.0.0.1.
 Element ids are stable (tests and anyone scripting the page rely on them):
   #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
-  `bar-<label>`, with data-label and data-prob), #timing; `body[data-state]` is idle, recording, uploading, done
-  or error.
+  `bar-<label>`, with data-label (the display name), data-class (the store's code) and data-prob), #timing;
+  `body[data-state]` is idle, recording, uploading, done or error.
 It is a Python string rather than a package data file so that it ships with the module whatever the packaging.
 """
 
@@ -57,7 +58,7 @@ const $ = (id) => document.getElementById(id);
 const state = (value, message) => { document.body.dataset.state = value; $("status").textContent = message || ""; };
 const fail = (message) => { state("error"); $("error").textContent = message; $("record").disabled = false; };
 
-function drawBars(labels, probs) {
+function drawBars(labels, classes, probs) {
   const bars = $("bars");
   bars.replaceChildren();
   const best = probs.length ? probs.indexOf(Math.max(...probs)) : -1;
@@ -67,6 +68,7 @@ function drawBars(labels, probs) {
     row.className = "bar" + (i === best ? " top" : "");
     row.id = "bar-" + label;
     row.dataset.label = label;
+    row.dataset.class = classes[i];
     row.dataset.prob = p.toFixed(4);
     row.innerHTML = '<span class="label"></span><div class="track"><div class="fill"></div></div>'
       + '<span class="value"></span>';
@@ -95,7 +97,7 @@ async function upload(blob, name) {
     const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || fallback);
     return fail("Error " + response.status + ": " + detail);
   }
-  drawBars(body.labels, body.probs);
+  drawBars(body.labels, body.classes, body.probs);
   const best = body.probs[body.labels.indexOf(body.top1)];
   $("top1").textContent = body.top1 + " (" + (100 * best).toFixed(0) + "%)";
   const faces = body.face_found_ratio === null ? "no video" : (100 * body.face_found_ratio).toFixed(0) + "% of frames";
@@ -156,7 +158,7 @@ if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.Me
   $("status").textContent =
     "Recording needs a secure page (https, or localhost) and MediaRecorder; pick a file instead.";
 }
-fetch("labels").then((r) => r.json()).then((body) => drawBars(body.labels, [])).catch(() => {});
+fetch("labels").then((r) => r.json()).then((body) => drawBars(body.labels, body.classes, [])).catch(() => {});
 </script>
 </body>
 </html>

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.data.names import display_names
+
 
 class CacheReader:
     """The arrays and root attributes of a cache; `read(name, index)` returns one clip's row."""
@@ -46,6 +48,11 @@ class CacheReader:
     @property
     def classes(self) -> list[str]:
         return list(self.attrs["classes"])
+
+    @property
+    def display_names(self) -> list[str]:
+        """The classes' display names (`dfer.data.names`), in the same order; the store keeps the codes."""
+        return display_names(self.attrs["dataset"], self.classes)
 
     @property
     def fingerprint(self) -> dict:

@@ -1,7 +1,7 @@
 """Run folders on disk: safetensors weights and JSON, so loading a run never unpickles anything.
 
-A run folder holds `config.json` (training settings, head config, classes, the cache fingerprint and
-path, the split), `best.safetensors` / `last.safetensors` (head weights), and `resume.safetensors` +
+A run folder holds `config.json` (training settings, head config, classes and their display names, the cache
+fingerprint and path, the split), `best.safetensors` / `last.safetensors` (head weights), and `resume.safetensors` +
 `resume.json` (optimizer and schedule state) so `--resume` continues exactly where a run stopped. A `dfer probe`
 run holds `config.json` (with "model": "probe") and `best.safetensors` only: a fit has no epochs.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from dfer.data.names import display_names
 from dfer.heads import DferHeads, HeadConfig, LinearProbe
 
 
@@ -56,6 +57,12 @@ def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferH
     model = MODELS[kind](config["heads"])
     model.load_state_dict(load_weights(weights, device))
     return model.to(device).eval(), config
+
+
+def run_display_names(config: dict) -> list[str]:
+    """The display names of a run's classes: config.json's "display_names", or for a run made before they were
+    recorded, the names `dfer.data.names` gives its dataset's codes today."""
+    return config.get("display_names") or display_names(config["dataset"], config["classes"])
 
 
 def save_resume(run: Path, optimizer: torch.optim.Optimizer, scheduler, progress: dict) -> None:

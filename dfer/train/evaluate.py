@@ -1,8 +1,11 @@
-"""`dfer evaluate`: score a run's best heads (or linear probe) on any cache made with the same encoders, or on a
-raw folder.
+"""`dfer evaluate`: score a run's best model on any store made like its own (or on a raw folder, extracted like it
+first), the same way whichever command made the run.
 
-Tokens from other encoders, frame counts or crops would be silently wrong inputs, so the cache's fingerprint
-must match the run's on every field that shapes the tokens; the error names the ones that differ.
+`evaluate_run` picks how the model reads a clip: a fine-tuned run (its config has a "finetune" section) from the
+store's face crops and waveforms through its own encoders (`dfer.finetune.evaluate`), a heads or linear-probe run
+from the cached tokens. Tokens from other encoders, frame counts or crops would be silently wrong inputs, so the
+cache's fingerprint must match the run's on every field that shapes the tokens; the error names the ones that
+differ. `clips_to_score` chooses the clips for both.
 """
 
 from __future__ import annotations
@@ -15,42 +18,67 @@ import numpy as np
 import torch
 
 from dfer.encoders import extraction_seed
+from dfer.finetune.data import MediaClips
+from dfer.finetune.evaluate import end_to_end_for, is_end_to_end
 from dfer.store import fingerprint as fp
-from dfer.store.reader import open_cache
+from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
 from dfer.train.data import CachedClips
 from dfer.train.loop import loader_for, predict
 from dfer.train.metrics import classification_metrics
+from dfer.train.protocol import scored_clips, write_clip_files
 from dfer.train.splits import usable_clips
 
 TOKEN_FIELDS = ("vision", "audio", "frames", "sample_rate", "crop_margin")  # what decides the tokens
+TOKEN_BATCH, MEDIA_BATCH = 32, 8  # clips per batch: tokens are small; media go through the encoders too
 
 
-def evaluate(run: Path, store: Path, device: str = "cpu", batch_size: int = 32) -> dict:
-    """Metrics on the run's own test clips when `store` is the cache it trained on, else on every usable clip."""
-    model, config = checkpoint.load_run(run, "best", device)
+def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None = None) -> dict:
+    """The run's best model on `store`: `classification_metrics` plus run, store, subset (which clips, see
+    `clips_to_score`) and display_names (the classes' words, in the order of per_class and the confusion rows).
+    With `out`, also OUT/metrics.json (these) and the clip files (`dfer.train.protocol.write_clip_files`)."""
     reader = open_cache(store)
-    fp.check(reader.path, _token_fields(config["fingerprint"]), _token_fields(reader.fingerprint))
+    if is_end_to_end(run):
+        model, config = end_to_end_for(run, reader, device)
+        clips, batch_size = MediaClips, MEDIA_BATCH
+    else:
+        model, config = checkpoint.load_run(run, "best", device)
+        fp.check(reader.path, _token_fields(config["fingerprint"]), _token_fields(reader.fingerprint))
+        clips, batch_size = CachedClips, TOKEN_BATCH
     if reader.classes != config["classes"]:
         raise ValueError(f"{store}: classes {reader.classes} differ from the run's {config['classes']}")
     modalities = config["heads"]["modalities"]
+    indices, subset = clips_to_score(reader, config, modalities)
+    cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
+    labels, probs = predict(model, loader_for(clips(reader, indices, modalities), cfg), torch.device(device))
+    names = checkpoint.run_display_names(config)
+    metrics = classification_metrics(labels, probs, reader.classes)
+    metrics.update(run=str(run), store=str(store), subset=subset, display_names=names)
+    if out is not None:
+        out = Path(out)
+        write_clip_files(out, scored_clips(reader, indices, labels, probs, names), metrics,
+                         f"{config['dataset']} {Path(run).name} on {Path(store).name}")
+        checkpoint.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[list[int], str]:
+    """The usable clips (`usable_clips`) to score a run on, and a description of them: the run's own test clips
+    when `reader` is the store it trained on (its other clips would flatter it), else every usable clip."""
     usable = np.flatnonzero(usable_clips(reader, modalities))
     own_store = Path(config["store"]) == Path(reader.path).resolve()
     if own_store and config["split"]["test"]:
         clip_ids = reader.read_all("clip_id").astype(str)
         wanted = set(config["split"]["test"])
-        indices, subset = [int(i) for i in usable if clip_ids[i] in wanted], f"the run's test clips ({config['split']['name']})"
+        indices = [int(i) for i in usable if clip_ids[i] in wanted]
+        subset = f"the run's test clips ({config['split']['name']})"
     else:
         seen = " (this is the run's own cache: its training clips are included)" if own_store else ""
         indices, subset = [int(i) for i in usable], f"every usable clip{seen}"
     if not indices:
-        raise ValueError(f"{store}: no usable clips for a {modalities} model")
-    cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
-    labels, probs = predict(model, loader_for(CachedClips(reader, indices, modalities), cfg), torch.device(device))
-    metrics = classification_metrics(labels, probs, reader.classes)
-    metrics.update(run=str(run), store=str(store), subset=subset)
-    return metrics
+        raise ValueError(f"{reader.path}: no usable clips for a {modalities} model")
+    return indices, subset
 
 
 def _token_fields(fingerprint: dict) -> dict:

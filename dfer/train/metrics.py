@@ -14,20 +14,31 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 ECE_BINS = 15  # Guo et al. 2017 ("On calibration of modern neural networks") use 15 equal-width bins
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """Top-1 ECE: sum over equal-width confidence bins of (bin share) * |accuracy - mean confidence|.
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Top-1 confidence binned as ECE bins it: per bin (n_bins,) the clip count, accuracy and mean confidence
+    (NaN where a bin is empty). The reliability diagram draws these; `expected_calibration_error` sums them.
 
     Bins are (k/n_bins, (k+1)/n_bins] as in Guo et al.; a confidence of exactly 0 goes to the first bin.
-    scikit-learn has no ECE, hence this.
     """
     conf = probs.max(axis=1)  # (n,)
     correct = probs.argmax(axis=1) == labels  # (n,)
     bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)  # (n,) bin index
-    ece = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
-    return float(ece)
+    count = np.bincount(bins, minlength=n_bins)  # (n_bins,)
+    with np.errstate(invalid="ignore"):  # 0 / 0 in an empty bin: NaN, "no clips"
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / count  # (n_bins,)
+        confidence = np.bincount(bins, weights=conf, minlength=n_bins) / count  # (n_bins,)
+    return {"count": count, "accuracy": accuracy, "confidence": confidence}
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """Top-1 ECE: sum over the `reliability_bins` of (bin share) * |accuracy - mean confidence|.
+
+    scikit-learn has no ECE, hence this.
+    """
+    bins = reliability_bins(labels, probs, n_bins)
+    filled = bins["count"] > 0
+    share = bins["count"][filled] / bins["count"].sum()
+    return float(np.sum(share * np.abs(bins["accuracy"][filled] - bins["confidence"][filled])))
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:

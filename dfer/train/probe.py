@@ -13,8 +13,8 @@ validation clips (`--fold none`) C is `c_default`.
 
 A run folder holds config.json (`dfer.train.protocol.run_config` with "model": "probe", "probe": these settings,
 "heads": the LinearProbe's arguments, "fit": the chosen C and the validation scores of the grid), best.safetensors
-(the LinearProbe), and with a test set results.json and confusion.png. Every clip is read once, so there is no
-in-memory option, and the fit takes seconds.
+(the LinearProbe), and with a test set results.json and the per-clip files (`dfer.train.protocol`). Every clip is
+read once, so there is no in-memory option, and the fit takes seconds.
 """
 
 from __future__ import annotations
@@ -157,5 +157,5 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
         return {}
     loader = DataLoader(CachedClips(reader, split.test, cfg.modalities), batch_size=BATCH, collate_fn=collate)
     labels, probs = predict(fitted.model, loader, torch.device("cpu"))
-    return write_test_results(run, reader, split.name, labels, probs,
+    return write_test_results(run, reader, split.name, split.test, labels, probs,
                               f"{reader.attrs['dataset']} {split.name} linear probe", show, C=fitted.C)

@@ -4,11 +4,16 @@ run folders through here, so their splits, metrics and files cannot drift apart.
 
 RUN/ is itself the run for a single split (`--fold 3`, official splits, `--fold none`); with `--fold all` under a
 k-fold protocol each fold is RUN/foldK/ and RUN/summary.json + RUN/results.md hold the cross-validation figures.
+
+A run with test clips holds results.json (the test metrics) and the clip files `write_clip_files` writes (also
+what `dfer evaluate --out` writes): predictions.csv (`dfer.train.predictions`), confusion.png, recall.png and
+reliability.png (`dfer.train.plots`). A cross-validation pools its folds' predictions.csv into RUN/predictions.csv,
+with the clip files of all its test clips at once beside it (each clip is tested in exactly one fold).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +23,10 @@ from rich.console import Console
 import dfer
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train.checkpoint import write_json
-from dfer.train.metrics import classification_metrics
-from dfer.train.report import metrics_table, save_confusion_png, write_folds_summary
+from dfer.train.metrics import classification_metrics, summarise_folds
+from dfer.train.plots import save_confusion_png, save_recall_png, save_reliability_png
+from dfer.train.predictions import Predictions, pool, read_predictions, write_predictions
+from dfer.train.report import folds_table, markdown_header, markdown_row, metrics_table
 from dfer.train.splits import Split, plan
 
 console = Console()
@@ -65,12 +72,14 @@ def run_protocol(store: Path, out: Path, settings, model: str,
 
 def run_config(reader: CacheReader, split: Split, **sections) -> dict:
     """A run's config.json: `sections` (the model's own: "model", "train", "heads", ...) and what every run records,
-    the classes, the dataset, the store's path and fingerprint, and the split by clip id."""
+    the classes (the store's codes) and their display names, the dataset, the store's path and fingerprint, and the
+    split by clip id."""
     clip_ids = reader.read_all("clip_id").astype(str)
     return {
         "dfer_version": dfer.__version__,
         **sections,
         "classes": reader.classes,
+        "display_names": reader.display_names,
         "dataset": reader.attrs["dataset"],
         "store": str(Path(reader.path).resolve()),
         "fingerprint": reader.fingerprint,
@@ -79,13 +88,52 @@ def run_config(reader: CacheReader, split: Split, **sections) -> dict:
     }
 
 
-def write_test_results(run: Path, reader: CacheReader, split: str, labels: np.ndarray, probs: np.ndarray,
-                       title: str, show: bool = True, **extra) -> dict:
-    """The test metrics of `probs` (n, C) against `labels` (n,), plus `extra` (e.g. best_epoch), into
-    RUN/results.json and RUN/confusion.png (titled `title`); printed as a table when `show`. Returns the metrics."""
+def write_test_results(run: Path, reader: CacheReader, split: str, indices: Sequence[int], labels: np.ndarray,
+                       probs: np.ndarray, title: str, show: bool = True, **extra) -> dict:
+    """The test metrics of `probs` (n, C) against `labels` (n,) of the store rows `indices` (n,), plus `extra`
+    (e.g. best_epoch), into RUN/results.json and the clip files (titled `title`); printed as a table when `show`.
+    Returns the metrics."""
     metrics = {**classification_metrics(labels, probs, reader.classes), **extra}
     write_json(run / "results.json", {"test": metrics, "split": split})
-    save_confusion_png(metrics["confusion"], reader.classes, run / "confusion.png", title)
+    write_clip_files(run, scored_clips(reader, indices, labels, probs, reader.display_names), metrics, title)
     if show:
-        console.print(metrics_table(metrics))
+        console.print(metrics_table(metrics, reader.display_names))
     return metrics
+
+
+def scored_clips(reader: CacheReader, indices: Sequence[int], labels: np.ndarray, probs: np.ndarray,
+                 names: list[str]) -> Predictions:
+    """The predictions of the store rows `indices` (n,): their clip ids and speakers beside `labels` (n,) and
+    `probs` (n, C), whose classes are called `names`."""
+    rows = np.asarray(indices, dtype=np.int64)
+    return Predictions(reader.read_all("clip_id").astype(str)[rows].tolist(),
+                       reader.read_all("speaker").astype(str)[rows].tolist(), np.asarray(labels).astype(np.int64),
+                       np.asarray(probs), names)
+
+
+def write_clip_files(folder: Path, scored: Predictions, metrics: dict, title: str) -> None:
+    """FOLDER/predictions.csv, confusion.png, recall.png and reliability.png of one evaluation (`metrics`, the
+    `classification_metrics` of `scored`), named by the classes' display names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_predictions(folder / "predictions.csv", scored)
+    save_confusion_png(metrics["confusion"], scored.names, folder / "confusion.png", title)
+    save_recall_png(metrics, scored.names, folder / "recall.png", title)
+    save_reliability_png(scored.labels, scored.probs, folder / "reliability.png", title)
+
+
+def write_folds_summary(out: Path, runs: dict[str, dict], name: str, reported: Sequence[str], config: dict,
+                        show: bool = True) -> dict:
+    """OUT/summary.json and OUT/results.md of a cross-validation (`runs`: fold name -> test metrics of the run in
+    OUT/<fold name>), and the clip files of its pooled test clips; printed with the metrics the dataset's papers
+    report (`reported`). Returns the `summarise_folds` summary."""
+    summary = summarise_folds(list(runs.values()))
+    write_json(out / "summary.json", {"folds": runs, "summary": summary, "config": config})
+    (out / "results.md").write_text(markdown_header() + "\n" + markdown_row(name, summary) + "\n")
+    pooled = pool([read_predictions(out / fold / "predictions.csv") for fold in runs])
+    write_clip_files(out, pooled, classification_metrics(pooled.labels, pooled.probs, pooled.names),
+                     f"{name}, {len(runs)} folds pooled")
+    if show:
+        console.print(folds_table(summary))
+        console.print(f"{name}, {len(runs)} folds: " + ", ".join(
+            f"{key} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key in reported))
+    return summary

@@ -1,5 +1,5 @@
-"""Human-readable views of metrics: a confusion-matrix PNG, rich tables for the terminal, RESULTS.md rows, and a
-cross-validation's summary files (shared by stages 2 and 3).
+"""Human-readable views of metrics: rich tables for the terminal and RESULTS.md rows (shared by stages 2 and 3;
+the PNGs are `dfer.train.plots`).
 
 Input is what `dfer.train.metrics` returns (fractions in [0, 1]); everything shown is in percent, as DFER papers
 report WAR/UAR/F1, except counts and NLL.
@@ -8,18 +8,8 @@ report WAR/UAR/F1, except counts and NLL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from rich.console import Console
 from rich.table import Table
-
-from dfer.train.checkpoint import write_json
-from dfer.train.metrics import summarise_folds
-
-console = Console()
 
 # (key in the metrics dict, column label), in the order every view shows them
 HEADLINE = (("WAR", "WAR"), ("UAR", "UAR"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))
@@ -29,38 +19,9 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def save_confusion_png(confusion: Sequence[Sequence[int]], classes: list[str], path: str | Path, title: str) -> Path:
-    """Write the confusion matrix (rows = true class) as a PNG and return its path.
-
-    Colours are row-normalised (recall per true class), so rare classes are as legible as common ones; the cells
-    show the raw counts. Uses a bare Agg canvas, not pyplot, so no global backend or figure state is touched.
-    """
-    cm = np.asarray(confusion, dtype=np.int64)  # (C, C)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)  # (C, C), empty rows stay 0
-    size = 1.5 + 0.6 * len(classes)
-    fig = Figure(figsize=(size + 1.0, size), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    for i, j in np.ndindex(cm.shape):
-        ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                color="white" if norm[i, j] > 0.5 else "black")  # light text on dark cells
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", rotation_mode="anchor")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
-
-
-def metrics_table(metrics: dict) -> Table:
-    """One run's metrics: the headline numbers (WAR, UAR, F1s, ECE, NLL, n), then a row per class."""
+def metrics_table(metrics: dict, labels: Sequence[str] | None = None) -> Table:
+    """One run's metrics: the headline numbers (WAR, UAR, F1s, ECE, NLL, n), then a row per class, named by
+    `labels` (the display names, in the order of metrics["per_class"]; by default its keys, the codes)."""
     table = Table("metric", title="evaluation (rates in %)")
     for column in ("value", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
@@ -70,7 +31,7 @@ def metrics_table(metrics: dict) -> Table:
     table.add_row("NLL", f"{metrics['nll']:.4f}")
     table.add_row("n", str(metrics["n"]))
     table.add_section()
-    for name, s in metrics["per_class"].items():
+    for name, s in zip(labels or list(metrics["per_class"]), metrics["per_class"].values(), strict=True):
         table.add_row(name, "", _pct(s["precision"]), _pct(s["recall"]), _pct(s["f1"]), str(s["support"]))
     return table
 
@@ -129,17 +90,3 @@ def comparison_table(rows: dict[str, dict], keys: Sequence[str], title: str) -> 
     for name, figures in rows.items():
         table.add_row(name, *(_figure(figures.get(key)) for key in keys))
     return table
-
-
-def write_folds_summary(out: Path, runs: dict[str, dict], name: str, reported: Sequence[str], config: dict,
-                        show: bool = True) -> dict:
-    """OUT/summary.json and OUT/results.md of a cross-validation (`runs`: fold name -> test metrics); printed
-    with the metrics the dataset's papers report (`reported`). Returns the `summarise_folds` summary."""
-    summary = summarise_folds(list(runs.values()))
-    write_json(out / "summary.json", {"folds": runs, "summary": summary, "config": config})
-    (out / "results.md").write_text(markdown_header() + "\n" + markdown_row(name, summary) + "\n")
-    if show:
-        console.print(folds_table(summary))
-        console.print(f"{name}, {len(runs)} folds: " + ", ".join(
-            f"{key} {100 * summary[key]['mean']:.2f} ± {100 * summary[key]['std']:.2f}" for key in reported))
-    return summary

@@ -64,5 +64,5 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
         return {}
     model, _ = checkpoint.load_run(run, "best", cfg.device)
     labels, probs = predict(model, loader_for(datasets["test"], cfg), torch.device(cfg.device))
-    return write_test_results(run, reader, split.name, labels, probs, f"{reader.attrs['dataset']} {split.name}", show,
-                              best_epoch=state["best_epoch"])
+    return write_test_results(run, reader, split.name, split.test, labels, probs,
+                              f"{reader.attrs['dataset']} {split.name}", show, best_epoch=state["best_epoch"])
