@@ -2,6 +2,7 @@
 
     python bench/finetune_memory.py                  # CPU: tiny + small measured, base + large computed (~2 min)
     python bench/finetune_memory.py --device cuda    # + base-random, batch 8, 16 frames, checkpointing, bf16
+    python bench/finetune_memory.py --device cuda --cpu-presets '' --cuda-presets base-random,large-random
 
 Measured, each in a fresh process (`python bench/finetune_memory.py --child PRESET ...`, so `ru_maxrss` and the
 CUDA peak are that run alone): the modules `dfer finetune` trains — `EndToEnd` over the preset's encoders and
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--grad-checkpointing", action="store_true", help="(--child only)")
     parser.add_argument("--cpu-presets", default=",".join(CPU_PRESETS))
+    parser.add_argument("--cuda-presets", default="base-random",
+                        help="measured on the GPU with --device cuda (large-random: the large preset's architectures)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -190,14 +193,15 @@ def main(argv: list[str] | None = None) -> dict:
                   f"+{row['peak_rss_mb'] - row['built_rss_mb']:5.0f} MB)  {row['step_s']:.2f} s/step  "
                   f"{row['trainable']:,} trainable", flush=True)
     if args.device == "cuda":
-        row = run_child("base-random", args, "cuda", True)
-        measured.append(row)
-        print(f"cuda base-random checkpointing on, {row['precision']}: peak allocated "
-              f"{row['cuda_peak_allocated_gb']:.2f} GB, reserved {row['cuda_peak_reserved_gb']:.2f} GB "
-              f"({'within' if row['cuda_peak_reserved_gb'] <= 12 else 'OVER'} 12 GB), {row['step_s']:.2f} s/step",
-              flush=True)
+        for preset in filter(None, args.cuda_presets.split(",")):
+            row = run_child(preset, args, "cuda", True)
+            measured.append(row)
+            print(f"cuda {preset} checkpointing on, {row['precision']}: peak allocated "
+                  f"{row['cuda_peak_allocated_gb']:.2f} GB, reserved {row['cuda_peak_reserved_gb']:.2f} GB "
+                  f"({'within' if row['cuda_peak_reserved_gb'] <= 12 else 'OVER'} 12 GB), {row['step_s']:.2f} s/step",
+                  flush=True)
     else:
-        print("no CUDA run (--device cuda measures base-random at batch 8 with checkpointing and bf16)")
+        print("no CUDA run (--device cuda measures --cuda-presets at batch 8 with checkpointing and bf16)")
 
     computed_rows = [computed(preset) for preset in COMPUTED_PRESETS]
     for row in computed_rows:

@@ -58,9 +58,10 @@ from dfer.encoders import AUDIO_ARCHS, VISION_ARCHS, resolve_preset
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.heads import DferHeads
-from dfer.store.clip_store import ClipStore, Layout
+from dfer.store.clip_store import ClipStore
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
+from dfer.store.schema import Layout
 from dfer.train.config import head_config, make_config
 from dfer.train.data import CachedClips, collate, to_device
 from machine import add_contention_options, cpu_model, least_contended, machine_busy_s  # bench/machine.py

@@ -25,7 +25,8 @@ from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
 from dfer.media.decode import ClipError, DecodedClip, decode_clip
 from dfer.media.frames import decode_frame_folder
-from dfer.store.clip_store import ClipStore, Layout
+from dfer.store.clip_store import ClipStore
+from dfer.store.schema import MEDIA_ARRAYS, Layout
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _flush(pending, store, vision, audio, device, progress, keep_media) -> None:
         return
     for item, values in zip(pending, results):
         if not keep_media:
-            values = {k: v for k, v in values.items() if k not in ("video/faces", "audio/waveform")}
+            values = {k: v for k, v in values.items() if k not in MEDIA_ARRAYS.values()}
         store.write_clip(item.index, values)
         missed = 0 if item.track is None else int((~item.track.face_found).sum())
         progress.advance(faces_missed=missed)

@@ -15,18 +15,8 @@ import torch
 from dfer.finetune.augment import Augment
 from dfer.heads.fusion import STREAMS
 from dfer.store.reader import CacheReader
-from dfer.train.data import FIELDS, CachedClips
-
-WAVE_SCALE = 32767.0  # stage 1 stores round(clip(wave, -1, 1) * 32767) as int16
-
-# batch key -> (cache array, the stream that needs it; None = every model): stage 2's, tokens swapped for media
-MEDIA_FIELDS = {
-    **{key: value for key, value in FIELDS.items() if key not in ("video_tokens", "audio_tokens", "audio_length")},
-    "faces": ("video/faces", "video"),
-    "waveform": ("audio/waveform", "audio"),
-    "num_samples": ("audio/num_samples", "audio"),
-}
-MEDIA_ARRAYS = {"video": "video/faces", "audio": "audio/waveform"}
+from dfer.store.schema import MEDIA_ARRAYS, batch_arrays, decode_waveform
+from dfer.train.data import CachedClips
 
 
 def check_media(reader: CacheReader, modalities: str) -> None:
@@ -56,15 +46,13 @@ class MediaClips(CachedClips):
 
     def __init__(self, reader: CacheReader, indices: list[int], modalities: str, augment: Augment | None = None):
         super().__init__(reader, indices, modalities)  # never in memory: media is ~2.4 MB per clip at 224 px
-        streams = STREAMS[modalities]
-        self.fields = {key: array for key, (array, stream) in MEDIA_FIELDS.items()
-                       if stream is None or stream in streams}
+        self.fields = batch_arrays(STREAMS[modalities], media=True)
         self.augment = augment
 
     def __getitem__(self, position: int) -> dict[str, np.ndarray]:
         row = super().__getitem__(position)
         if "waveform" in row:
-            row["waveform"] = row["waveform"].astype(np.float32) / WAVE_SCALE  # (S_max,)
+            row["waveform"] = decode_waveform(row["waveform"])  # (S_max,) float32
         if self.augment is None:
             return row
         if "faces" in row and bool(row["has_video"]):

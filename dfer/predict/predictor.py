@@ -30,7 +30,7 @@ from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import ClipError, decode_clip
-from dfer.store.clip_store import Layout, _array_specs
+from dfer.store.schema import Layout, blank_row
 from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
 from dfer.train.loop import predict as run_heads
@@ -73,9 +73,7 @@ class Predictor:
                         if self.vision else None)
         self.fields = fields_for(self.modalities)  # batch key -> store row name
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
-        specs = _array_specs(self.layout)
-        self.blank = {name: np.full(specs[name][0], specs[name][2], specs[name][1])
-                      for name in self.fields.values() if name in specs}
+        self.blank = blank_row(self.layout, self.fields.values())
 
     def _encoder(self, kind: str):
         """The run's own fine-tuned encoder (RUN/vision, RUN/audio) if saved, else the fingerprint's, checked."""

@@ -12,7 +12,8 @@ import numpy as np
 
 import dfer
 from dfer.data.clip import Clip, DatasetListing
-from dfer.store.clip_store import ClipStore, Layout
+from dfer.store.clip_store import ClipStore
+from dfer.store.schema import Layout, encode_tokens
 
 
 def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_per_speaker: int = 12,
@@ -53,9 +54,9 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
             "note": "",
         }
         if has_video:
-            values.update({"video/tokens": video.astype(np.float16), "video/face_found": np.ones(frames, bool),
+            values.update({"video/tokens": encode_tokens(video), "video/face_found": np.ones(frames, bool),
                            "video/landmarks": np.repeat(landmarks[None], frames, 0).astype(np.float32)})
         if has_audio:
-            values.update({"audio/tokens": tokens.astype(np.float16), "audio/length": np.int32(length)})
+            values.update({"audio/tokens": encode_tokens(tokens), "audio/length": np.int32(length)})
         store.write_clip(index, values)
     return Path(path)

@@ -13,24 +13,12 @@ from torch.utils.data import Dataset
 
 from dfer.heads.fusion import STREAMS
 from dfer.store.reader import CacheReader
-
-# batch key -> (cache array, the stream that needs it; None = every model)
-FIELDS = {
-    "video_tokens": ("video/tokens", "video"),
-    "landmarks": ("video/landmarks", "video"),
-    "face_found": ("video/face_found", "video"),
-    "audio_tokens": ("audio/tokens", "audio"),
-    "audio_length": ("audio/length", "audio"),
-    "has_video": ("has_video", None),
-    "has_audio": ("has_audio", None),
-    "frame_time": ("video/frame_time", None),
-    "label": ("label", None),
-}
+from dfer.store.schema import TOKEN_KEYS, batch_arrays, decode_tokens
 
 
 def fields_for(modalities: str) -> dict[str, str]:
-    streams = STREAMS[modalities]
-    return {key: array for key, (array, stream) in FIELDS.items() if stream is None or stream in streams}
+    """Batch key -> store array for a `modalities` heads model (`dfer.store.schema.TOKEN_BATCH`)."""
+    return batch_arrays(STREAMS[modalities])
 
 
 class CachedClips(Dataset):
@@ -58,8 +46,8 @@ def collate(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     batch = {}
     for key in rows[0]:
         values = np.stack([row[key] for row in rows])
-        if values.dtype == np.float16:
-            values = values.astype(np.float32)
+        if key in TOKEN_KEYS:
+            values = decode_tokens(values)  # float16 in the store, float32 for the heads
         batch[key] = torch.from_numpy(values)
     if "audio_tokens" in batch:
         longest = max(int(batch["audio_length"].max()), 1)
@@ -83,10 +71,12 @@ def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
     for index in chosen:
         rows = {}
         if "audio" in streams and reader.read("has_audio", index):
-            rows["audio"] = reader.read("audio/tokens", index)[: int(reader.read("audio/length", index))]  # (Ta, Da)
+            length = int(reader.read("audio/length", index))
+            rows["audio"] = decode_tokens(reader.read("audio/tokens", index)[:length])  # (Ta, Da)
         if "video" in streams and reader.read("has_video", index):
             found = reader.read("video/face_found", index).astype(bool)
-            rows["video"] = reader.read("video/tokens", index)[found].reshape(-1, reader.layout["vision_dim"])
+            tokens = decode_tokens(reader.read("video/tokens", index)[found])  # (T_found, N, D)
+            rows["video"] = tokens.reshape(-1, reader.layout["vision_dim"])  # (T_found*N, D)
         for stream, x in rows.items():
             x = x.astype(np.float64)
             total = sums.setdefault(stream, [0, 0.0, 0.0])
