@@ -144,7 +144,8 @@ def test_segment_pool_masks_and_padding():
     batch = make_batch(["av", "video", "av"])
     lengths = batch["audio_length"].clone()
     lengths[2] = 10  # 0.8 s of audio: the later segments are empty
-    out, mask = pool(batch["audio_tokens"], lengths, batch["frame_time"])
+    valid = torch.arange(TA) < lengths[:, None]  # (B, Ta)
+    out, mask = pool(batch["audio_tokens"], valid, batch["frame_time"])
     assert out.shape == (3, T, d) and mask.shape == (3, T)
     assert mask[0].all() and not mask[1].any()  # zero-length audio: all segments empty
     assert torch.equal(out[1], torch.zeros(T, d))
@@ -153,12 +154,12 @@ def test_segment_pool_masks_and_padding():
     perturbed = batch["audio_tokens"].clone()
     perturbed[2, 10:] = 5 * torch.randn(TA - 10, DA)
     perturbed[0, lengths[0]:] = float("nan")
-    out2, mask2 = pool(perturbed, lengths, batch["frame_time"])
+    out2, mask2 = pool(perturbed, valid, batch["frame_time"])
     torch.testing.assert_close(out2, out)
     assert torch.equal(mask2, mask)
     # Inside the length, frames do count.
     perturbed[2, 0] += torch.randn(DA)  # (a constant shift would vanish in the input LayerNorm)
-    assert not torch.allclose(pool(perturbed, lengths, batch["frame_time"])[0][2, 0], out[2, 0])
+    assert not torch.allclose(pool(perturbed, valid, batch["frame_time"])[0][2, 0], out[2, 0])
 
 
 # ---------------------------------------------------------------- CfC

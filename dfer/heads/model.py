@@ -19,6 +19,7 @@ from torch import nn
 
 from dfer.heads.fusion import FUSIONS, MODALITIES, STREAMS, ModalityDropout, build_fusion
 from dfer.heads.roi import RoiCompressor
+from dfer.heads.crop import TemporalCrop, inside
 from dfer.heads.segment_pool import SegmentAttentionPool
 from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
@@ -49,6 +50,7 @@ class HeadConfig:
     modality_dropout: float = 0.2
     cfc_units: int = 128
     statistics_width: int = 128  # W of the statistics pooling beside the sequence path (0: off); summary 2W per stream
+    crop_min_keep: float = 1.0  # training clips are seen through random windows of >= this fraction (1: off)
     frame_pool: str = "flatten"  # how the temporal encoder joins a frame's K tokens: "flatten" or "mean"
 
     def __post_init__(self):
@@ -100,6 +102,7 @@ class DferHeads(nn.Module):
             self.statistics = nn.ModuleDict({stream: StatisticsPool(dim, c.statistics_width, c.dropout) for stream, dim
                                              in (("video", c.vision_dim), ("audio", c.audio_dim))
                                              if stream in self.streams})
+        self.crop = TemporalCrop(c.crop_min_keep)
         self.modality_dropout = ModalityDropout(c.modality_dropout)
         self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units,
                                    2 * c.statistics_width)
@@ -108,10 +111,11 @@ class DferHeads(nn.Module):
         frame_time = batch["frame_time"]  # (B, T) seconds
         B, T = frame_time.shape
         feats, masks, summary = {}, {}, {}
+        window = self.crop(frame_time)  # (B, 2) seconds in training with cropping on, else None
         if "video" in self.streams:
             has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             face_found = batch["face_found"].bool()  # (B, T)
-            masks["video"] = has_video.bool()[:, None] & face_found  # (B, T)
+            masks["video"] = has_video.bool()[:, None] & face_found & inside(frame_time, window)  # (B, T)
             video = self._standardise("video", batch["video_tokens"], masks["video"])  # (B, T, N, D)
             rois = self.roi(video, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
@@ -122,12 +126,13 @@ class DferHeads(nn.Module):
         if "audio" in self.streams:
             has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             audio_tokens, audio_length = batch["audio_tokens"], batch["audio_length"]  # (B, Ta, Da), (B,)
-            inside = torch.arange(audio_tokens.shape[1], device=audio_tokens.device) < audio_length[:, None]  # (B, Ta)
-            valid = inside & has_audio.bool()[:, None]  # (B, Ta)
+            frames = torch.arange(audio_tokens.shape[1], device=audio_tokens.device)  # (Ta,)
+            centre = ((frames + 0.5) * self.config.audio_frame_seconds).expand(B, -1)  # (B, Ta) seconds
+            valid = (frames < audio_length[:, None]) & has_audio.bool()[:, None] & inside(centre, window)  # (B, Ta)
             audio = self._standardise("audio", audio_tokens, valid)  # (B, Ta, Da)
             if self.config.statistics_width:
                 summary["audio"] = self.statistics["audio"](audio, valid)  # (B, 2W)
-            feats["audio"], segment_mask = self.audio_pool(audio, audio_length, frame_time)
+            feats["audio"], segment_mask = self.audio_pool(audio, valid, frame_time)
             masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
         masks = self.modality_dropout(masks)
         return self.fusion(feats, masks, frame_time, summary)

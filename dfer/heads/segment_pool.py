@@ -8,7 +8,8 @@ Both clocks start at the clip start: audio frame j covers [j, j + 1) * audio_fra
 (j + 0.5) * audio_frame_seconds.
 
 A segment with no audio frames (a gap between frames shorter than one audio frame, audio that ends before the video,
-or audio_length 0) gives zeros and a False mask. Frames at or beyond audio_length never take part, whatever they hold.
+or audio_length 0) gives zeros and a False mask. Frames that are not valid (at or beyond audio_length, outside a
+training crop) never take part, whatever they hold.
 """
 
 from __future__ import annotations
@@ -39,16 +40,16 @@ class SegmentAttentionPool(nn.Module):
         self.query = nn.Parameter(torch.randn(heads, d // heads) * (d // heads) ** -0.5)  # (h, hs) one query per head
         self.out = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
 
-    def forward(self, audio: torch.Tensor, audio_length: torch.Tensor, frame_time: torch.Tensor):
-        """audio (B, Ta, Da), audio_length (B,) long, frame_time (B, T) -> pooled (B, T, d), mask (B, T) bool."""
+    def forward(self, audio: torch.Tensor, valid: torch.Tensor, frame_time: torch.Tensor):
+        """audio (B, Ta, Da), valid (B, Ta) bool (the frames inside the audio length, and inside a training crop),
+        frame_time (B, T) -> pooled (B, T, d), mask (B, T) bool."""
         B, Ta, _ = audio.shape
         T, h = frame_time.shape[1], self.heads
-        valid = torch.arange(Ta, device=audio.device) < audio_length[:, None]  # (B, Ta) inside audio_length
         # where, not multiply: padding may hold anything, NaN included, and 0 * NaN is NaN.
         audio = torch.where(valid[..., None], audio.to(self.query.dtype), 0.0)  # (B, Ta, Da)
         seg = segment_index(frame_time, Ta, self.frame_seconds)  # (B, Ta)
         member = seg[:, None, :] == torch.arange(T, device=audio.device)[None, :, None]  # (B, T, Ta) j in t
-        member = member & valid[:, None, :]  # (B, T, Ta) and inside audio_length
+        member = member & valid[:, None, :]  # (B, T, Ta) and valid
         mask = member.any(-1)  # (B, T) segments with audio
 
         x = self.norm_in(audio)  # (B, Ta, Da)
