@@ -68,9 +68,10 @@ finetune: install
 		$(if $(DEVICE),--device $(DEVICE))
 	$(DFER) evaluate $(FT_RUN) --store $(STORE)
 
-# RAVDESS speech (actors 01-18), audio only, on a CPU, one command: stage 1 -> 2 -> 3 cross-validated by actor,
-# the final model (all 18 actors) at OUT/final, and the eGeMAPS + SVM baseline on the same folds; prints the three
-# result rows side by side (recipes/ravdess_speech/RESULTS.md has them with times). Each step's output is a file
+# RAVDESS speech (actors 01-18), audio only, on a CPU, one command: GE2E tokens (pretrained, shipped in the
+# resemblyzer wheel), stage 2 with its linear probe beside it, stage 3 (the LSTM fine-tuned), all cross-validated by
+# actor, the final model (all 18 actors) at OUT/final, and the eGeMAPS + SVM baseline on the same folds; prints the
+# four result rows side by side (recipes/ravdess_speech/RESULTS.md has them with times). Each step's output is a file
 # target (or a STEP.done stamp beside the step's folder), so after a crash the same command goes on from the
 # step that failed; delete OUT to start over.
 SPEECH := recipes/ravdess_speech

@@ -15,12 +15,12 @@ from rich.console import Console
 
 from dfer.store.reader import open_cache
 from dfer.train.config import TrainConfig
-from dfer.train.probe import probe, probe_config_for
+from dfer.train.probe import ProbeConfig, probe, probe_config_for
 from dfer.train.protocol import ProtocolResult, reported_metrics
 from dfer.train.report import comparison_table
 
 console = Console()
-SAME_SPLIT = ("split", "store", "fingerprint")  # the config.json entries a probe run must share with the heads' run
+SAME_DATA = ("store", "fingerprint")  # the config.json entries a probe run must share with the heads' run
 
 
 def probe_beside(store: Path, out: Path, cfg: TrainConfig, heads: ProtocolResult, show: bool = True) -> dict:
@@ -30,10 +30,11 @@ def probe_beside(store: Path, out: Path, cfg: TrainConfig, heads: ProtocolResult
     probe_out = out / "probe"
     folders = {name: probe_out / folder.relative_to(out) for name, folder in heads.folders.items()}
     nested = heads.summary is not None
-    current = all(_same_split(heads.folders[name], folder) for name, folder in folders.items()) and (
+    settings = probe_config_for(cfg)
+    current = all(_same_split(heads.folders[name], folder, settings) for name, folder in folders.items()) and (
         not nested or _fold_names(probe_out) == set(heads.runs))
     if not current:
-        probe(store, probe_out, probe_config_for(cfg), show=False)
+        probe(store, probe_out, settings, show=False)
     if nested:
         figures = json.loads((probe_out / "summary.json").read_text())["summary"]
         probe_row = (probe_out / "results.md").read_text().splitlines()[-1]  # the row `dfer probe` wrote
@@ -53,11 +54,20 @@ def probe_beside(store: Path, out: Path, cfg: TrainConfig, heads: ProtocolResult
     return figures
 
 
-def _same_split(heads_run: Path, probe_run: Path) -> bool:
+def _same_split(heads_run: Path, probe_run: Path, settings: ProbeConfig) -> bool:
+    """The probe run was made with `settings` on the heads' data, and fitted on the heads' clips."""
     if not (probe_run / "results.json").exists():
         return False
     mine, theirs = (json.loads((run / "config.json").read_text()) for run in (heads_run, probe_run))
-    return theirs.get("model") == "probe" and all(mine[key] == theirs[key] for key in SAME_SPLIT)
+    return (theirs.get("model") == "probe" and theirs["probe"] == settings.to_dict()
+            and all(mine[key] == theirs[key] for key in SAME_DATA)
+            and _fitted_on(mine["split"]) == _fitted_on(theirs["split"]))
+
+
+def _fitted_on(split: dict) -> tuple[set[str], set[str]]:
+    """(the clips a final model was fitted on, its test clips): the probe refits on training + validation, so a
+    probe that picked C on held-out speakers matches heads that trained on all of them (val_fraction 0)."""
+    return set(split["train"]) | set(split["val"]), set(split["test"])
 
 
 def _fold_names(probe_out: Path) -> set[str]:

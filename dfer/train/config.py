@@ -28,7 +28,8 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation score before stopping
     select_metric: str = "UAR"  # the validation metric that picks the best epoch (MELD: weighted_f1)
     seed: int = 0
-    val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none
+    val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none (0: none,
+    # the last epoch is kept: for small data, where 2 held-out speakers pick epochs noisily and cost training data)
     workers: int = 0  # DataLoader workers reading the cache
     in_memory: bool = False  # load the needed arrays into RAM once (when the cache fits)
     device: str = "cpu"

@@ -74,8 +74,12 @@ def make_probe_config(recipe: Path | None = None, **overrides) -> ProbeConfig:
 
 
 def probe_config_for(train: TrainConfig) -> ProbeConfig:
-    """The probe on the splits of a `dfer train` run (same fold, modalities, seed, validation share and metric)."""
-    return ProbeConfig(modalities=train.modalities, fold=train.fold, seed=train.seed, val_fraction=train.val_fraction,
+    """The probe on the splits of a `dfer train` run (same fold, modalities, seed, validation share and metric).
+
+    Heads trained without validation (val_fraction 0) still get a probe with its C chosen on held-out training
+    speakers; refitted on training + validation, it ends up fitted on exactly the heads' training clips."""
+    val_fraction = train.val_fraction or ProbeConfig.val_fraction
+    return ProbeConfig(modalities=train.modalities, fold=train.fold, seed=train.seed, val_fraction=val_fraction,
                        select_metric=train.select_metric)
 
 

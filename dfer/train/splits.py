@@ -65,7 +65,9 @@ def plan(reader: CacheReader, fold: str, modalities: str, seed: int,
 
 def _with_validation(name, train, val, test, speakers, seed, fraction) -> Split:
     notes = []
-    if len(val) == 0:
+    if len(val) == 0 and fraction == 0:
+        notes.append("no validation (val_fraction 0): every training speaker trains, the last epoch is kept")
+    elif len(val) == 0:
         rng = np.random.default_rng(seed)
         train_speakers = sorted(set(speakers[train]))
         if len(train_speakers) > 1:
