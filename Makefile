@@ -37,11 +37,12 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Tests build their own stores in temporary folders, so they run side by side: one worker per core, at most four.
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses 4
 
 test-all: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 # extract -> train -> evaluate on the bundled CREMA-D sample, tiny encoders, CPU
 demo: install

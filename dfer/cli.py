@@ -58,10 +58,11 @@ def extract(
     if not summary.is_main:  # under torchrun only rank 0 reports
         raise typer.Exit(1 if summary.failures else 0)
     for problem in summary.problems:
-        errors.print(f"[yellow]skipped file[/] {problem}")
-    console.print(f"{summary.store}: {summary.done}/{summary.clips} clips done, {len(summary.failures)} failed")
+        errors.print(f"[yellow]skipped file[/] {problem}", soft_wrap=True)  # paths stay whole
+    console.print(f"{summary.store}: {summary.done}/{summary.clips} clips done, {len(summary.failures)} failed",
+                  soft_wrap=True)
     for clip_id, error in summary.failures:
-        errors.print(f"[red]failed[/] {clip_id}: {error}")
+        errors.print(f"[red]failed[/] {clip_id}: {error}", soft_wrap=True)
     raise typer.Exit(1 if summary.failures else 0)
 
 
@@ -95,7 +96,7 @@ def info(
         table.add_row(name, f"{tuple(spec['shape'])} {spec['dtype']}")
     console.print(table)
     for failure in facts["failures"]:
-        console.print(f"[red]failed[/] {failure['clip_id']}: {failure['error']}")
+        console.print(f"[red]failed[/] {failure['clip_id']}: {failure['error']}", soft_wrap=True)
 
 
 @app.command()
