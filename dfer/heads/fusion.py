@@ -80,7 +80,15 @@ class ModalityDropout(nn.Module):
         both = audio.any(1) & video.any(1)  # (B,)
         drop = both & (torch.rand(both.shape, device=audio.device) < self.p)  # (B,)
         drop_audio = torch.rand(both.shape, device=audio.device) < 0.5  # (B,) which one
-        return {"audio": audio & ~(drop & drop_audio)[:, None], "video": video & ~(drop & ~drop_audio)[:, None]}
+        return hide_streams(masks, {"audio": drop & drop_audio, "video": drop & ~drop_audio})
+
+
+def hide_streams(masks: Features, hide: Features) -> Features:
+    """masks: stream -> (B, T) bool; hide: stream -> (B,) bool -> masks with the hidden samples' streams all False.
+
+    How modality dropout hides a modality, and so how explanations must hide one to ask the same checkpoint what it
+    says without it."""
+    return {s: m & ~hide[s][:, None] if s in hide else m for s, m in masks.items()}
 
 
 class Fusion(nn.Module):

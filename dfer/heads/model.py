@@ -7,6 +7,7 @@ Only the streams of `modalities` are built and read: an "audio" model has no vid
 video_tokens / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
 Step masks come from the batch: video = has_video & face_found (a crop of a borrowed or centre box is not a face we
 trust), audio = has_audio & "the segment holds audio frames". Modality dropout (training only) edits those masks.
+`forward`'s `hide` and `keep_steps` let explanations mask a modality or a step exactly as training does.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dfer.heads.fusion import FUSIONS, MODALITIES, STREAMS, ModalityDropout, build_fusion
-from dfer.heads.roi import RoiCompressor
+from dfer.heads.fusion import FUSIONS, MODALITIES, STREAMS, Features, ModalityDropout, build_fusion, hide_streams
+from dfer.heads.roi import RoiAttention, RoiCompressor
 from dfer.heads.crop import TemporalCrop, inside
-from dfer.heads.segment_pool import SegmentAttentionPool
+from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
 from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
 
@@ -77,7 +78,8 @@ class HeadConfig:
 
 
 class DferHeads(nn.Module):
-    """Stage-2 heads. forward(batch) -> {"logits": (B, C)} plus "logits_audio" / "logits_video" for late fusion."""
+    """Stage-2 heads. forward(batch) -> {"logits": (B, C)} plus "logits_audio" / "logits_video" for late fusion, and
+    "mask_audio" / "mask_video" (B, T) bool, the steps of each stream the fusion read."""
 
     def __init__(self, config: HeadConfig):
         super().__init__()
@@ -107,15 +109,20 @@ class DferHeads(nn.Module):
         self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units,
                                    2 * c.statistics_width)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], hide: Features | None = None,
+                keep_steps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """hide: stream -> (B,) bool, that stream masked for those samples as modality dropout masks it.
+        keep_steps: (B, T) bool, steps outside it masked as a training crop masks the frames outside its window
+        (video step t, and the audio frames of segment t)."""
         frame_time = batch["frame_time"]  # (B, T) seconds
         B, T = frame_time.shape
         feats, masks, summary = {}, {}, {}
         window = self.crop(frame_time)  # (B, 2) seconds in training with cropping on, else None
+        kept = True if keep_steps is None else keep_steps.bool()  # (B, T)
         if "video" in self.streams:
             has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             face_found = batch["face_found"].bool()  # (B, T)
-            masks["video"] = has_video.bool()[:, None] & face_found & inside(frame_time, window)  # (B, T)
+            masks["video"] = has_video.bool()[:, None] & face_found & inside(frame_time, window) & kept  # (B, T)
             video = self._standardise("video", batch["video_tokens"], masks["video"])  # (B, T, N, D)
             rois = self.roi(video, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
@@ -129,13 +136,22 @@ class DferHeads(nn.Module):
             frames = torch.arange(audio_tokens.shape[1], device=audio_tokens.device)  # (Ta,)
             centre = ((frames + 0.5) * self.config.audio_frame_seconds).expand(B, -1)  # (B, Ta) seconds
             valid = (frames < audio_length[:, None]) & has_audio.bool()[:, None] & inside(centre, window)  # (B, Ta)
+            if keep_steps is not None:
+                segment = segment_index(frame_time, audio_tokens.shape[1], self.config.audio_frame_seconds)  # (B, Ta)
+                valid = valid & kept.gather(1, segment)  # (B, Ta)
             audio = self._standardise("audio", audio_tokens, valid)  # (B, Ta, Da)
             if self.config.statistics_width:
                 summary["audio"] = self.statistics["audio"](audio, valid)  # (B, 2W)
             feats["audio"], segment_mask = self.audio_pool(audio, valid, frame_time)
             masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
-        masks = self.modality_dropout(masks)
-        return self.fusion(feats, masks, frame_time, summary)
+        masks = hide_streams(self.modality_dropout(masks), hide or {})
+        out = self.fusion(feats, masks, frame_time, summary)
+        return {**out, **{f"mask_{stream}": mask for stream, mask in masks.items()}}  # the steps the fusion read
+
+    def roi_attention(self, batch: dict[str, torch.Tensor]) -> RoiAttention:
+        """The ROI compressor's attention on this batch's frames, from the standardised tokens `forward` gives it."""
+        video = self._standardise("video", batch["video_tokens"], batch["face_found"].bool())  # (B, T, N, D)
+        return self.roi.attention(video, batch["landmarks"], batch["face_found"])
 
     def _standardise(self, stream: str, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """tokens (B, S, ..., D) with valid (B, S) bool -> standardised per dimension with the stream's statistics,

@@ -17,6 +17,7 @@ output is still finite.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,13 @@ PRIOR_STRENGTH = 2.0  # initial logit bonus at a query's own region centre: e^2 
 # `saliency.bias`: it added one constant to every logit of each softmax, so whatever value a run saved, the outputs
 # are the same without it.
 OBSOLETE_KEYS = ("saliency.bias",)
+
+
+class RoiAttention(NamedTuple):
+    """What steered one ROI compression: the attention weights and the landmark prior part of their logits."""
+
+    weights: torch.Tensor  # (B, T, h, K, N) softmax over the N patches, per head and query
+    prior: torch.Tensor  # (B, T, K, N) the landmark prior's logit bonus per query (0 for frames without landmarks)
 
 
 def drop_obsolete_keys(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
@@ -114,14 +122,39 @@ class RoiCompressor(nn.Module):
                 face_found: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T, N, D), landmarks (B, T, 5, 2) crop pixels or NaN, face_found (B, T) bool -> (B, T, K, d)."""
         B, T, N, _ = tokens.shape
+        q, k, v, bias = self._attention_inputs(tokens, landmarks, face_found)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None].to(q.dtype),
+                                              dropout_p=self.dropout if self.training else 0.0)  # (BT, h, K, hs)
+        K = self.queries.shape[0]
+        z = self.queries + self.out(attn.transpose(1, 2).reshape(B * T, K, -1))  # (BT, K, d)
+        z = z + self.mlp(z)  # (BT, K, d)
+        return self.norm_out(z).reshape(B, T, K, -1)  # (B, T, K, d)
+
+    def attention(self, tokens: torch.Tensor, landmarks: torch.Tensor,
+                  face_found: torch.Tensor | None = None) -> RoiAttention:
+        """The attention `forward` applies, written out (SDPA never returns its weights): the same queries, keys and
+        biases, softmax(q k^T / sqrt(hs) + bias), so explanations show what the model weighed (eval mode: no
+        attention dropout). Shapes as `forward`'s inputs."""
+        B, T, N, _ = tokens.shape
+        q, k, _, bias = self._attention_inputs(tokens, landmarks, face_found)
+        logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + bias[:, None].to(q.dtype)  # (BT, h, K, N)
+        weights = logits.softmax(-1).reshape(B, T, self.heads, -1, N)  # (B, T, h, K, N)
+        prior = self.prior(landmarks.float(), self._valid(landmarks, face_found))  # (B, T, K, N)
+        return RoiAttention(weights, prior)
+
+    def _valid(self, landmarks: torch.Tensor, face_found: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, 5, 2), (B, T) -> (B, T) bool: frames whose landmarks may steer the attention."""
+        valid = torch.isfinite(landmarks.float()).flatten(-2).all(-1)  # (B, T) usable landmarks
+        return valid if face_found is None else valid & face_found.bool()
+
+    def _attention_inputs(self, tokens: torch.Tensor, landmarks: torch.Tensor, face_found: torch.Tensor | None):
+        """-> queries (BT, h, K, hs), keys and values (BT, h, N, hs), logit bias (BT, K, N): prior + saliency."""
+        B, T, N, _ = tokens.shape
         K, h = self.queries.shape[0], self.heads
-        landmarks = landmarks.float()
-        valid = torch.isfinite(landmarks).flatten(-2).all(-1)  # (B, T) usable landmarks
-        if face_found is not None:
-            valid = valid & face_found.bool()
+        valid = self._valid(landmarks, face_found)  # (B, T)
         x = self.proj(tokens.reshape(B * T, N, -1).to(self.pos.dtype)) + self.pos  # (BT, N, d)
 
-        bias = self.prior(landmarks.reshape(B * T, 5, 2), valid.reshape(B * T))  # (BT, K, N)
+        bias = self.prior(landmarks.float().reshape(B * T, 5, 2), valid.reshape(B * T))  # (BT, K, N)
         bias = bias + self.saliency(x).transpose(1, 2)  # (BT, K, N) + (BT, 1, N)
 
         q = self.to_q(self.norm_q(self.queries))  # (K, d)
@@ -129,8 +162,4 @@ class RoiCompressor(nn.Module):
         k, v = self.to_kv(self.norm_kv(x)).chunk(2, -1)  # 2 x (BT, N, d)
         k = k.reshape(B * T, N, h, -1).transpose(1, 2)  # (BT, h, N, hs)
         v = v.reshape(B * T, N, h, -1).transpose(1, 2)  # (BT, h, N, hs)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None].to(q.dtype),
-                                              dropout_p=self.dropout if self.training else 0.0)  # (BT, h, K, hs)
-        z = self.queries + self.out(attn.transpose(1, 2).reshape(B * T, K, -1))  # (BT, K, d)
-        z = z + self.mlp(z)  # (BT, K, d)
-        return self.norm_out(z).reshape(B, T, K, -1)  # (B, T, K, d)
+        return q, k, v, bias

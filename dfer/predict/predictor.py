@@ -19,7 +19,8 @@ model nothing to work with, e.g. a silent clip for an audio-only model), so call
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 
 from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
-from dfer.faces import FaceCropper
+from dfer.faces import FaceCropper, FaceTrack
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import ClipError, decode_clip
 from dfer.store.schema import Layout, blank_row
@@ -37,6 +38,16 @@ from dfer.train.loop import predict as run_heads
 
 # What `dfer predict FOLDER` picks up; a file named explicitly is always tried, whatever its suffix.
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
+
+
+@dataclass
+class EncodedFile:
+    """One file after decoding, faces and encoders: what the heads read, and the face crops they came from."""
+
+    path: Path
+    row: dict  # store row name -> array, as extraction writes it (video/tokens (T, N, D), audio/tokens, ...)
+    track: FaceTrack | None  # the face crops (T, 3, S, S) and landmarks; None for an audio-only model
+    seconds: dict[str, float]  # per stage so far
 
 
 class UnusableClip(ClipError):
@@ -107,6 +118,14 @@ class Predictor:
         frames with a detected face; None without video or for an audio-only model), has_video, has_audio, notes
         and seconds (per stage). Raises ClipError / UnusableClip for bad input.
         """
+        encoded = self.encode_file(path)
+        started = time.perf_counter()
+        _, probs = run_heads(self.heads, [self.batch_of(encoded.row)], self.device)  # (1, C)
+        encoded.seconds["heads"] = time.perf_counter() - started
+        return self.record(encoded, probs[0])
+
+    def encode_file(self, path: Path | str) -> EncodedFile:
+        """Decode, faces and encoders for one file: everything before the heads. Raises ClipError / UnusableClip."""
         path = Path(path)
         seconds = {}
         started = time.perf_counter()
@@ -140,26 +159,30 @@ class Predictor:
         if not needed:
             raise UnusableClip(path, f"no {'audio' if self.modalities == 'audio' else 'video'} stream, "
                                      f"and this run's model is {self.modalities}-only")
+        return EncodedFile(path, row, track, seconds)
 
-        started = time.perf_counter()
+    def batch_of(self, row: dict) -> dict[str, torch.Tensor]:
+        """A batch of one for the heads from an encoded store row, missing streams filled as the store fills them."""
         example = {key: row.get(name, self.blank.get(name)) for key, name in self.fields.items() if name != "label"}
         example["label"] = np.int16(-1)  # unknown; collate and the heads' loop expect the key
-        _, probs = run_heads(self.heads, [collate([example])], self.device)  # (1, C)
-        seconds["heads"] = time.perf_counter() - started
+        return collate([example])
 
-        probs = probs[0].astype(float)
+    def record(self, encoded: EncodedFile, probs: np.ndarray) -> dict:
+        """The JSON-ready prediction (see `predict_file`) of an encoded file and its probabilities (C,)."""
+        probs = probs.astype(float)
+        row = encoded.row
         face_found = row.get("video/face_found")
         return {
-            "path": str(path),
+            "path": str(encoded.path),
             "labels": self.labels,
             "classes": self.classes,
             "probs": [round(p, 6) for p in probs.tolist()],
             "top1": self.labels[int(probs.argmax())],
             "face_found_ratio": None if face_found is None else round(float(np.mean(face_found)), 4),
-            "has_video": has_video,
-            "has_audio": has_audio,
+            "has_video": bool(row["has_video"]),
+            "has_audio": bool(row["has_audio"]),
             "notes": str(row["note"]),
-            "seconds": {stage: round(value, 4) for stage, value in seconds.items()},
+            "seconds": {stage: round(value, 4) for stage, value in encoded.seconds.items()},
         }
 
 
@@ -186,13 +209,14 @@ def find_videos(paths: list[Path]) -> tuple[list[Path], list[dict]]:
     return files, errors
 
 
-def predict_paths(predictor: Predictor, paths: list[Path]) -> Iterator[dict]:
+def predict_paths(predictor: Predictor, paths: list[Path],
+                  score: Callable[[Path], dict] | None = None) -> Iterator[dict]:
     """One record per file (a `predict_file` result, or {"path", "error"}), folders expanded; a bad file never
-    stops the others."""
+    stops the others. `score` replaces `predictor.predict_file` (e.g. to explain each prediction too)."""
     files, errors = find_videos(paths)
     yield from errors
     for path in files:
         try:
-            yield predictor.predict_file(path)
+            yield (score or predictor.predict_file)(path)
         except ClipError as error:
             yield {"path": str(path), "error": error.reason}

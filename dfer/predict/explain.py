@@ -1,0 +1,156 @@
+"""Explanations of one prediction, computed from the run's own model and masks, never from a stand-in:
+
+- attention: what the ROI compressor read on each face crop. `DferHeads.roi_attention` writes out the softmax its
+  forward applies (queries, keys, landmark prior and saliency biases), here averaged over heads and queries: a
+  distribution over the patch grid per frame. The landmark prior (the part of the logits the landmarks add, averaged
+  over queries) is given beside it, so one can see where the attention follows the landmarks and where it does not.
+- modalities: the same checkpoint with one stream hidden exactly as modality dropout hides it in training
+  (`DferHeads.forward(hide=...)`), so "audio" and "video" are answers the model was trained to give alone.
+- steps: occlusion. Step t is masked as a training crop masks the frames outside its window (video frame t and the
+  audio frames of segment t, `DferHeads.forward(keep_steps=...)`); a step's effect is how far that moves the
+  prediction.
+
+All variants of a clip run as one batch through one forward.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfer.heads import DferHeads
+from dfer.predict.explain_figure import save_explanation_png
+from dfer.predict.predictor import Predictor
+from dfer.train.loop import autocast
+
+DIGITS = 6  # probabilities and attention are rounded to this many decimals in the JSON
+
+
+@dataclass
+class Explanation:
+    """A prediction record with its `explain` field, and the arrays its picture needs."""
+
+    record: dict  # `Predictor.record(...)` plus "explain": the JSON of `explain_batch`
+    faces: np.ndarray | None  # (T, 3, S, S) uint8 the face crops the vision encoder saw; None without a video model
+    landmarks: np.ndarray | None  # (T, 5, 2) crop pixels, NaN without a face
+    attention: np.ndarray | None  # (T, g, g) mean attention over heads and queries, each frame sums to 1
+    prior: np.ndarray | None  # (T, g, g) mean landmark prior logit bonus over queries
+
+
+def variants(streams: tuple[str, ...], T: int) -> tuple[list[str], dict[str, torch.Tensor], torch.Tensor]:
+    """The rows of the explanation batch: names, hide (stream -> (R,) bool) and keep_steps (R, T) bool.
+
+    Row 0 is the model as predict runs it; with two streams, rows "audio" (video hidden) and "video" (audio hidden);
+    then one row per step t with that step masked."""
+    names = ["full"] + (["audio", "video"] if len(streams) == 2 else [])
+    hide = {s: torch.tensor([name not in ("full", s) for name in names] + [False] * T) for s in streams}  # (R,)
+    keep = torch.ones(len(names) + T, T, dtype=torch.bool)  # (R, T)
+    keep[len(names):] = ~torch.eye(T, dtype=torch.bool)  # row len(names) + t masks step t
+    return names, hide, keep
+
+
+@torch.no_grad()
+def explain_batch(heads: DferHeads, batch: dict[str, torch.Tensor], labels: list[str]) -> tuple[dict, dict]:
+    """batch: one clip as the heads read it (B = 1) -> (the JSON-ready explanation, arrays: "probs" (C,) the full
+    prediction unrounded, and for a video model "attention" and "prior" (T, g, g)).
+
+    JSON: `av`, `audio`, `video` (label -> probability, or None where the run has no such input), `available`,
+    `present` (stream -> whether this clip gives it any step), `notes`, and `steps` (one entry per step: time, which
+    streams it holds, and what masking it does to the prediction)."""
+    heads.eval()
+    device = batch["frame_time"].device
+    T = batch["frame_time"].shape[1]
+    names, hide, keep = variants(heads.streams, T)
+    R = len(names) + T
+    rows = {key: value.expand(R, *value.shape[1:]) for key, value in batch.items()}  # (R, ...) views of the clip
+    with autocast(device):
+        out = heads(rows, {s: h.to(device) for s, h in hide.items()}, keep.to(device))
+    probs = out["logits"].float().softmax(-1).cpu().numpy()  # (R, C)
+    full = probs[0]  # (C,) what predict answers
+    top = int(full.argmax())
+
+    answers = dict(zip(names, probs))
+    by_name = {"av": answers["full"]} if len(heads.streams) == 2 else {heads.streams[0]: answers["full"]}
+    by_name |= {s: answers[s] for s in heads.streams if s in answers}
+    present = {s: bool(out[f"mask_{s}"][0].any()) for s in heads.streams}  # (T,) -> any step at all
+    explanation = {
+        **{key: _named(by_name.get(key), labels) for key in ("av", "audio", "video")},
+        "available": [key for key in ("av", "audio", "video") if key in by_name],
+        "present": present,
+        "notes": _notes(heads.streams, present),
+        "steps": [_step(t, batch, out, probs[len(names) + t], full, top, labels) for t in range(T)],
+    }
+    arrays = {"probs": full}
+    if "video" in heads.streams:
+        attention = heads.roi_attention(batch)
+        g = heads.config.grid
+        arrays["attention"] = attention.weights[0].mean((1, 2)).reshape(T, g, g).float().cpu().numpy()  # (T, g, g)
+        arrays["prior"] = attention.prior[0].mean(1).reshape(T, g, g).float().cpu().numpy()  # (T, g, g)
+        explanation["attention"] = {"grid": g, "frames": np.round(arrays["attention"], DIGITS).tolist()}
+    return explanation, arrays
+
+
+def _named(probs: np.ndarray | None, labels: list[str]) -> dict[str, float] | None:
+    return None if probs is None else {label: round(float(p), DIGITS) for label, p in zip(labels, probs)}
+
+
+def _notes(streams: tuple[str, ...], present: dict[str, bool]) -> list[str]:
+    """Plain words for what the numbers cannot say on their own."""
+    notes = []
+    if len(streams) == 1:
+        other = "video" if streams[0] == "audio" else "audio"
+        notes.append(f"a {streams[0]}-only run: it never reads {other}, so only `{streams[0]}` is available")
+    for stream, there in present.items():
+        if not there and len(streams) == 2:
+            notes.append(f"this clip gives no {stream} step (no {'face' if stream == 'video' else 'audio'}): "
+                         f"`{stream}` is the model's answer with nothing to go on, and `av` equals the other stream's")
+    return notes
+
+
+def _step(t: int, batch: dict, out: dict, masked: np.ndarray, full: np.ndarray, top: int, labels: list[str]) -> dict:
+    """One step's entry: its time, the streams the fusion read there, and the effect of masking it: the drop in the
+    predicted class's probability, and the total variation distance between the two distributions."""
+    return {
+        "step": t,
+        "time": round(float(batch["frame_time"][0, t]), 4),
+        **{stream: bool(out[key][0, t]) for key, stream in (("mask_audio", "audio"), ("mask_video", "video"))
+           if key in out},
+        "top1_drop": round(float(full[top] - masked[top]), DIGITS),
+        "shift": round(float(0.5 * np.abs(full - masked).sum()), DIGITS),
+        "top1_without": labels[int(masked.argmax())],
+    }
+
+
+def explain_file(predictor: Predictor, path: Path | str) -> Explanation:
+    """Predict one file and explain the prediction. Raises ClipError / UnusableClip for bad input, as predict does."""
+    encoded = predictor.encode_file(path)
+    started = time.perf_counter()
+    batch = {key: value.to(predictor.device) for key, value in predictor.batch_of(encoded.row).items()}
+    explanation, arrays = explain_batch(predictor.heads, batch, predictor.labels)
+    encoded.seconds["explain"] = time.perf_counter() - started
+    record = predictor.record(encoded, arrays.pop("probs"))
+    track = encoded.track
+    return Explanation({**record, "explain": explanation}, None if track is None else track.faces,
+                       None if track is None else track.landmarks, arrays.get("attention"), arrays.get("prior"))
+
+
+def write_explanation(explanation: Explanation, out: Path | str) -> dict[str, str]:
+    """`out/<stem>.explain.png` and `out/<stem>.explain.json` (the record with its `explain` field) -> their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(explanation.record["path"]).stem
+    files = {"png": str(save_explanation_png(explanation, out / f"{stem}.explain.png")),
+             "json": str(out / f"{stem}.explain.json")}
+    Path(files["json"]).write_text(json.dumps(explanation.record, indent=1))
+    return files
+
+
+def explain_to(predictor: Predictor, path: Path | str, out: Path | str) -> dict:
+    """Explain one file and write its PNG and JSON into `out`: the record with `explain` and `explain_files`."""
+    explanation = explain_file(predictor, path)
+    return {**explanation.record, "explain_files": write_explanation(explanation, out)}
