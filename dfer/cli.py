@@ -211,6 +211,31 @@ def export_h5(store: Path = typer.Argument(...), out: Path = typer.Argument(...)
     console.print(f"wrote {export(store, out)}")
 
 
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="a run folder (config.json + best.safetensors), e.g. runs/demo"),
+    file: Path = typer.Argument(..., help="a video file"),
+    out: Path = typer.Option(..., "--out", help="folder for FILE's <stem>.explain.png and <stem>.explain.json"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+) -> None:
+    """Why the run predicts what it does for FILE: ROI attention on the face crops, each modality alone, each step."""
+    from dfer.media.decode import ClipError
+    from dfer.predict.explain import explain_to
+    from dfer.predict.predictor import Predictor
+
+    try:
+        record = explain_to(Predictor(run, device), file, out)
+    except ClipError as error:
+        errors.print(f"[red]failed[/] {file}: {error.reason}")
+        raise typer.Exit(1)
+    facts = record["explain"]
+    answers = ", ".join(f"{key} {facts[key][record['top1']]:.0%}" for key in facts["available"])
+    console.print(f"{file}: {record['top1']} ({answers})", soft_wrap=True)
+    for note in facts["notes"]:
+        console.print(f"note: {note}", soft_wrap=True)
+    console.print(f"wrote {record['explain_files']['png']} and {record['explain_files']['json']}", soft_wrap=True)
+
+
 app.command()(predict)
 app.command()(serve)
 app.command()(finetune)

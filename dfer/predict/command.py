@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,6 +21,8 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per file (errors too), as each finishes"),
     top: int = typer.Option(3, "--top", min=1, help="emotions shown per file in the table"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
+    explain: Optional[Path] = typer.Option(None, "--explain", help="also explain each prediction: <stem>.explain.png "
+                                           "and .json into this folder; JSON lines gain `explain`"),
 ) -> None:
     """Emotion probabilities for video files through a run's whole pipeline; exit code 1 if any file failed."""
     from dfer.predict.predictor import Predictor, predict_paths, top_k
@@ -32,7 +36,12 @@ def predict(
     for rank in range(1, min(top, len(predictor.classes)) + 1):
         table.add_column(f"#{rank}", justify="right")
     table.add_column("face found", justify="right")
-    for record in predict_paths(predictor, paths):
+    score = None
+    if explain is not None:
+        from dfer.predict.explain import explain_to
+
+        score = partial(explain_to, predictor, out=explain)
+    for record in predict_paths(predictor, paths, score):
         failed += "error" in record
         if as_json:
             print(json.dumps(record), flush=True)

@@ -5,7 +5,7 @@
     GET  /labels   the display names of the run's classes (`labels`) and their codes (`classes`), in the order of
                    `probs`
     POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) -> the prediction `dfer predict
-                   --json` prints, plus `timing`
+                   --json` prints, plus `timing`; with `?explain=true` also `explain` (`dfer.predict.explain`)
     GET  /docs     OpenAPI (FastAPI)
 
 Why this shape:
@@ -27,12 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 import dfer
 from dfer.media.decode import ClipError
+from dfer.predict.explain import explain_file
 from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
 from dfer.serve.page import PAGE
 
@@ -61,6 +62,19 @@ class Labels(BaseModel):
     classes: list[str]  # the store's codes, in the same order
 
 
+class Explain(BaseModel):
+    """`dfer.predict.explain.explain_batch`'s JSON: the same checkpoint with a modality hidden, each step masked."""
+
+    av: dict[str, float] | None  # label -> probability with both streams (None for a one-stream run)
+    audio: dict[str, float] | None  # with the video hidden as modality dropout hides it (None: a video-only run)
+    video: dict[str, float] | None  # with the audio hidden (None: an audio-only run)
+    available: list[str]  # which of av, audio, video this run can answer
+    present: dict[str, bool]  # stream -> whether this clip gives it any step
+    notes: list[str]
+    steps: list[dict]  # per step: step, time, audio / video (read there), top1_drop, shift, top1_without
+    attention: dict | None = None  # video runs: grid, frames (T x grid x grid) ROI attention over the patch grid
+
+
 class Prediction(BaseModel):
     path: str  # the uploaded file's name
     labels: list[str]  # the display names of the run's classes
@@ -73,6 +87,7 @@ class Prediction(BaseModel):
     notes: str
     seconds: dict[str, float]  # per pipeline stage: decode, faces, encoders, heads
     timing: dict[str, float]  # upload (copy to disk), queue (wait for a worker), predict, total
+    explain: Explain | None = None  # only when asked (`?explain=true`)
 
 
 class Error(BaseModel):
@@ -123,7 +138,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
 
     # max_body_size refuses an oversized body (413) from its Content-Length, or as it streams in, before it is parsed.
     @app.post("/predict", response_model=Prediction, responses=ERRORS, max_body_size=limit + MULTIPART_SLACK)
-    async def predict(file: UploadFile = File(..., description="a video clip with its audio")) -> dict:
+    async def predict(file: UploadFile = File(..., description="a video clip with its audio"),
+                      explain: bool = Query(False, description="also explain the prediction (`explain` field)")) -> dict:
         nonlocal busy
         started = time.perf_counter()
         if busy >= capacity:
@@ -136,7 +152,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             busy -= 1
             raise
         copied = time.perf_counter()
-        job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip)
+        job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip, explain)
 
         def finished(_) -> None:  # on the event loop, when the prediction ends (even if the client has gone)
             nonlocal busy
@@ -181,7 +197,10 @@ async def _save_upload(file: UploadFile, limit: int, max_upload_mb: float) -> Pa
     return path
 
 
-def _timed(predictor, path: Path) -> tuple[dict, float]:
-    """Runs on a worker thread: the prediction, and when this thread took it up (the end of its wait in the queue)."""
+def _timed(predictor, path: Path, explain: bool = False) -> tuple[dict, float]:
+    """Runs on a worker thread: the prediction (explained if asked), and when this thread took it up (the end of its
+    wait in the queue)."""
     began = time.perf_counter()
+    if explain:
+        return explain_file(predictor, path).record, began
     return predictor.predict_file(path), began

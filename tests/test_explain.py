@@ -1,0 +1,192 @@
+"""Explanations respond to the input and come from the model's own attention and masks: the ROI attention is the
+forward's, a head trained where only the mouth is informative looks at the mouth, hiding the face moves the video-only
+answer and not the audio-only one, masking a step equals that step being invalid; `dfer explain`, `predict
+--explain` and `/predict?explain=true` write / return it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from dfer.cli import app
+from dfer.heads import DferHeads, HeadConfig
+from dfer.predict.explain import explain_batch, explain_file
+from dfer.predict.predictor import Predictor
+from dfer.predict.sample import SAMPLE, sample_run
+from dfer.serve.app import create_app
+
+CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
+# Toy sizes: a 4x4 grid on 64 px crops (the `tiny` vision preset), 6 frames, 3 classes.
+D, GRID, SIZE, T, C = 16, 4, 64, 6, 3
+N = GRID * GRID
+# (5, 2) a frontal face in a 64 px crop: eyes on patch row 1, mouth corners on row 2 (y = 46 px, columns 1 and 2)
+LANDMARKS = torch.tensor([[22.0, 26.0], [42.0, 26.0], [33.0, 37.0], [24.0, 46.0], [41.0, 46.0]])
+MOUTH = [2 * GRID + 1, 2 * GRID + 2]  # the patches holding the mouth corners
+CORNER = [0, 1]  # top-left patches, far from every landmark
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Toy tensors gain nothing from intra-op threads, and a busy core makes every parallel op wait (test_heads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    return Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
+
+
+def video_heads(**overrides) -> DferHeads:
+    """A video-only head whose only way to the label is the ROI compressor (no statistics pooling beside it)."""
+    config = dict(vision_dim=D, audio_dim=8, num_tokens=N, grid=GRID, image_size=SIZE, num_classes=C, d_model=16,
+                  roi_queries=4, temporal_layers=1, heads=2, cfc_units=16, dropout=0.0, statistics_width=0,
+                  fusion="concat", modalities="video")
+    return DferHeads(HeadConfig(**{**config, **overrides}))
+
+
+def tokens_informative_at(patches: list[int], labels: torch.Tensor, seed: int = 0) -> dict:
+    """Noise tokens, plus a class direction at `patches` only: the label is readable there and nowhere else."""
+    g = torch.Generator().manual_seed(seed)
+    B = len(labels)
+    video = torch.randn(B, T, N, D, generator=g)  # (B, T, N, D)
+    direction = torch.randn(C, D, generator=torch.Generator().manual_seed(1))  # (C, D)
+    video[:, :, patches] += 2.0 * direction[labels][:, None, None]
+    return dict(video_tokens=video, landmarks=LANDMARKS.expand(B, T, 5, 2).clone(),
+                face_found=torch.ones(B, T, dtype=torch.bool), has_video=torch.ones(B, dtype=torch.bool),
+                frame_time=(torch.arange(T) + 0.5).expand(B, T) / T * 2.0, label=labels)
+
+
+def trained_on(patches: list[int]) -> DferHeads:
+    torch.manual_seed(0)
+    model = video_heads()
+    labels = torch.arange(24) % C
+    batch = tokens_informative_at(patches, labels)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = F.cross_entropy(model(batch)["logits"], labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def attention_mass(model: DferHeads, informative: list[int], patches: list[int]) -> float:
+    """Mean attention (over heads, queries and frames) per patch of `patches`, on fresh clips informative where the
+    model was trained."""
+    batch = tokens_informative_at(informative, torch.arange(6) % C, seed=2)
+    with torch.no_grad():
+        weights = model.roi_attention(batch).weights  # (B, T, h, K, N)
+    return weights.mean((0, 1, 2, 3))[patches].mean().item()
+
+
+def test_attention_is_what_the_forward_applies(monkeypatch):
+    """The weights `roi_attention` returns are the softmax of the very logits the forward hands to SDPA."""
+    model = video_heads().eval()
+    batch = tokens_informative_at(MOUTH, torch.arange(2))
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, **kwargs):
+        seen.append((q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + attn_mask).softmax(-1))  # (BT, h, K, N)
+        return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    with torch.no_grad():
+        model(batch)
+        weights = model.roi_attention(batch).weights  # (B, T, h, K, N)
+    torch.testing.assert_close(weights.flatten(0, 1), seen[0])
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+
+
+def test_attention_peaks_where_the_label_is():
+    """Trained where only the mouth carries the label, the compressor reads the mouth more than any other patch and
+    more than a twin trained on the top-left corner does; the twin reads its corner more than the mouth model does.
+    With 4 queries the landmark prior starts 3 of them on the eyes and nose, none on the mouth: this is learned."""
+    mouth, corner = trained_on(MOUTH), trained_on(CORNER)
+    elsewhere = [n for n in range(N) if n not in MOUTH]
+    assert attention_mass(mouth, MOUTH, MOUTH) > 1.5 * attention_mass(mouth, MOUTH, elsewhere)
+    assert attention_mass(mouth, MOUTH, MOUTH) > 1.2 * attention_mass(corner, CORNER, MOUTH)
+    assert attention_mass(corner, CORNER, CORNER) > 1.2 * attention_mass(mouth, MOUTH, CORNER)
+
+
+def test_masking_a_step_is_that_step_being_invalid():
+    """keep_steps masks step t as a clip whose frame t has no face is masked, and the explanation's steps say so:
+    a step without a face changes nothing when masked."""
+    model = trained_on(MOUTH)
+    batch = tokens_informative_at(MOUTH, torch.tensor([1]))
+    keep = torch.ones(1, T, dtype=torch.bool)
+    keep[0, 2] = False
+    faceless = {**batch, "face_found": keep.clone()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch, keep_steps=keep)["logits"], model(faceless)["logits"])
+    explanation, _ = explain_batch(model, faceless, ["a", "b", "c"])
+    steps = explanation["steps"]
+    assert [s["video"] for s in steps] == keep[0].tolist()
+    assert steps[2]["shift"] == 0 and all(s["shift"] > 0 for i, s in enumerate(steps) if i != 2)
+
+
+def test_a_one_stream_run_says_what_is_available():
+    explanation, arrays = explain_batch(video_heads().eval(), tokens_informative_at(MOUTH, torch.tensor([0])),
+                                        ["a", "b", "c"])
+    assert explanation["av"] is None and explanation["audio"] is None and set(explanation["video"]) == {"a", "b", "c"}
+    assert explanation["available"] == ["video"] and "video-only run" in explanation["notes"][0]
+    assert arrays["attention"].shape == (T, GRID, GRID) and explanation["attention"]["grid"] == GRID
+
+
+def test_removing_the_face_moves_video_only_and_not_audio_only(predictor):
+    """The sample run's AV checkpoint: `av` is what predict says; with no face frames the video-only answer changes
+    and the audio-only one does not (the video is hidden there exactly as modality dropout hides it)."""
+    encoded = predictor.encode_file(CLIP)
+    batch = predictor.batch_of(encoded.row)
+    with_face, _ = explain_batch(predictor.heads, batch, predictor.labels)
+    without, _ = explain_batch(predictor.heads, {**batch, "face_found": torch.zeros_like(batch["face_found"])},
+                               predictor.labels)
+    np.testing.assert_allclose(list(with_face["av"].values()), predictor.predict_file(CLIP)["probs"], atol=1e-5)
+    np.testing.assert_allclose(list(without["audio"].values()), list(with_face["audio"].values()), atol=1e-6)
+    assert np.abs(np.subtract(list(without["video"].values()), list(with_face["video"].values()))).max() > 1e-3
+    assert with_face["present"] == {"audio": True, "video": True} and not with_face["notes"]
+    assert without["present"]["video"] is False and "no video step" in without["notes"][0]
+    assert not any(step["video"] for step in without["steps"])
+
+
+def test_dfer_explain_writes_png_and_json(predictor, tmp_path):
+    result = CliRunner().invoke(app, ["explain", str(predictor.run), str(CLIP), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    png, record = tmp_path / f"{CLIP.stem}.explain.png", tmp_path / f"{CLIP.stem}.explain.json"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    facts = json.loads(record.read_text())["explain"]
+    assert {"av", "audio", "video"} <= set(facts) and set(facts["av"]) == set(predictor.labels)
+    assert len(facts["steps"]) == predictor.frames and len(facts["attention"]["frames"]) == predictor.frames
+
+
+def test_predict_explain_adds_the_explanation_to_each_line(predictor, tmp_path):
+    result = CliRunner().invoke(app, ["predict", str(CLIP), "--model", str(predictor.run), "--json",
+                                      "--explain", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert set(record["explain"]["available"]) == {"av", "audio", "video"}
+    assert Path(record["explain_files"]["png"]).exists() and Path(record["explain_files"]["json"]).exists()
+
+
+def test_serve_explains_when_asked(predictor):
+    with TestClient(create_app(predictor)) as client:
+        files = {"file": (CLIP.name, CLIP.read_bytes(), "video/x-flv")}
+        plain = client.post("/predict", files=files)
+        explained = client.post("/predict", params={"explain": "true"}, files=files)
+    assert plain.status_code == 200 and plain.json()["explain"] is None
+    assert explained.status_code == 200, explained.text
+    body = explained.json()
+    assert set(body["explain"]["video"]) == set(body["labels"]) and body["explain"]["present"]["video"]
+    np.testing.assert_allclose(list(body["explain"]["av"].values()), body["probs"], atol=1e-6)
+    assert explain_file(predictor, CLIP).record["explain"]["audio"] == pytest.approx(body["explain"]["audio"],
+                                                                                   abs=1e-5)
