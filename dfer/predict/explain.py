@@ -45,10 +45,10 @@ class Explanation:
 def variants(streams: tuple[str, ...], T: int) -> tuple[list[str], dict[str, torch.Tensor], torch.Tensor]:
     """The rows of the explanation batch: names, hide (stream -> (R,) bool) and keep_steps (R, T) bool.
 
-    Row 0 is the model as predict runs it; with two streams, rows "audio" (video hidden) and "video" (audio hidden);
-    then one row per step t with that step masked."""
-    names = ["full"] + (["audio", "video"] if len(streams) == 2 else [])
-    hide = {s: torch.tensor([name not in ("full", s) for name in names] + [False] * T) for s in streams}  # (R,)
+    Row 0 is the model as predict runs it, named "av" or after a one-stream run's stream; with two streams, rows
+    "audio" (video hidden) and "video" (audio hidden); then one row per step t with that step masked."""
+    names = ["av", "audio", "video"] if len(streams) == 2 else list(streams)
+    hide = {s: torch.tensor([name not in ("av", s) for name in names] + [False] * T) for s in streams}  # (R,)
     keep = torch.ones(len(names) + T, T, dtype=torch.bool)  # (R, T)
     keep[len(names):] = ~torch.eye(T, dtype=torch.bool)  # row len(names) + t masks step t
     return names, hide, keep
@@ -74,13 +74,11 @@ def explain_batch(heads: DferHeads, batch: dict[str, torch.Tensor], labels: list
     full = probs[0]  # (C,) what predict answers
     top = int(full.argmax())
 
-    answers = dict(zip(names, probs))
-    by_name = {"av": answers["full"]} if len(heads.streams) == 2 else {heads.streams[0]: answers["full"]}
-    by_name |= {s: answers[s] for s in heads.streams if s in answers}
+    answers = dict(zip(names, probs))  # name -> (C,)
     present = {s: bool(out[f"mask_{s}"][0].any()) for s in heads.streams}  # (T,) -> any step at all
     explanation = {
-        **{key: _named(by_name.get(key), labels) for key in ("av", "audio", "video")},
-        "available": [key for key in ("av", "audio", "video") if key in by_name],
+        **{key: _named(answers.get(key), labels) for key in ("av", "audio", "video")},
+        "available": names,
         "present": present,
         "notes": _notes(heads.streams, present),
         "steps": [_step(t, batch, out, probs[len(names) + t], full, top, labels) for t in range(T)],
@@ -104,7 +102,8 @@ def _notes(streams: tuple[str, ...], present: dict[str, bool]) -> list[str]:
     notes = []
     if len(streams) == 1:
         other = "video" if streams[0] == "audio" else "audio"
-        notes.append(f"a {streams[0]}-only run: it never reads {other}, so only `{streams[0]}` is available")
+        notes.append(f"{'an' if streams[0] == 'audio' else 'a'} {streams[0]}-only run: it never reads {other}, "
+                     f"so only `{streams[0]}` is available")
     for stream, there in present.items():
         if not there and len(streams) == 2:
             notes.append(f"this clip gives no {stream} step (no {'face' if stream == 'video' else 'audio'}): "
