@@ -135,6 +135,24 @@ def test_masking_a_step_is_that_step_being_invalid():
     assert steps[2]["shift"] == 0 and all(s["shift"] > 0 for i, s in enumerate(steps) if i != 2)
 
 
+def test_masking_trailing_steps_is_the_audio_ending_before_them():
+    """On audio, keep_steps masks the frames of the masked steps' segments: masking the last two steps is the same
+    as a clip whose audio ends where segment T-2 begins (as `audio_length` marks it in the store)."""
+    torch.manual_seed(0)
+    model = video_heads(modalities="audio", audio_dim=8, statistics_width=8).eval()
+    frame_time = (torch.arange(T) + 0.5)[None] / T * 2.0  # (1, T) seconds
+    batch = dict(audio_tokens=torch.randn(1, 25, 8), audio_length=torch.tensor([25]),
+                 has_audio=torch.tensor([True]), frame_time=frame_time)
+    keep = torch.ones(1, T, dtype=torch.bool)
+    keep[0, -2:] = False
+    start = (frame_time[0, -3] + frame_time[0, -2]) / 2  # seconds: segment T-2 begins at the midpoint
+    ended = {**batch, "audio_length": torch.tensor([int(torch.ceil(start / 0.08 - 0.5))])}  # frames centred before
+    with torch.no_grad():
+        masked, short = model(batch, keep_steps=keep), model(ended)
+    torch.testing.assert_close(masked["logits"], short["logits"])
+    assert masked["mask_audio"][0].tolist() == [True] * (T - 2) + [False] * 2 == short["mask_audio"][0].tolist()
+
+
 def test_a_one_stream_run_says_what_is_available():
     explanation, arrays = explain_batch(video_heads().eval(), tokens_informative_at(MOUTH, torch.tensor([0])),
                                         ["a", "b", "c"])

@@ -121,7 +121,7 @@ class RoiCompressor(nn.Module):
     def forward(self, tokens: torch.Tensor, landmarks: torch.Tensor,
                 face_found: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T, N, D), landmarks (B, T, 5, 2) crop pixels or NaN, face_found (B, T) bool -> (B, T, K, d)."""
-        B, T, N, _ = tokens.shape
+        B, T = tokens.shape[:2]
         q, k, v, bias = self._attention_inputs(tokens, landmarks, face_found)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None].to(q.dtype),
                                               dropout_p=self.dropout if self.training else 0.0)  # (BT, h, K, hs)

@@ -139,7 +139,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
     # max_body_size refuses an oversized body (413) from its Content-Length, or as it streams in, before it is parsed.
     @app.post("/predict", response_model=Prediction, responses=ERRORS, max_body_size=limit + MULTIPART_SLACK)
     async def predict(file: UploadFile = File(..., description="a video clip with its audio"),
-                      explain: bool = Query(False, description="also explain the prediction (`explain` field)")) -> dict:
+                      explain: bool = Query(False, description="also explain it (the `explain` field)")) -> dict:
         nonlocal busy
         started = time.perf_counter()
         if busy >= capacity:
