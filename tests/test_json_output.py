@@ -27,6 +27,7 @@ COMMANDS = {  # name -> (arguments, with {store} {run} {root} {clip} filled in; 
     "evaluate --store": (["evaluate", "{run}", "--store", "{store}", "--json"], 0),
     "evaluate --dataset --root": (["evaluate", "{run}", "--dataset", "cremad", "--root", "{root}", "--json"], 0),
     "predict": (["predict", "{clip}", "gone.mp4", "--model", "{run}", "--json"], 1),  # 1: gone.mp4 failed
+    "predict --explain": (["predict", "{clip}", "gone.mp4", "--model", "{run}", "--json", "--explain", "{cwd}/why"], 1),
 }
 
 
@@ -50,9 +51,10 @@ def test_json_stdout_is_only_json(made, name):
            "OMP_NUM_THREADS": "1"}  # this checkout's dfer, whatever the cwd; toy sizes gain nothing from threads
     result = subprocess.run(command, cwd=made["cwd"], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == exit_code, result.stderr[-3000:]
-    if name == "predict":  # JSON lines, one per file as it finishes
+    if name.startswith("predict"):  # JSON lines, one per file as it finishes
         records = [json.loads(line) for line in result.stdout.splitlines()]
         assert {r["path"]: "error" in r for r in records} == {str(CLIP): False, "gone.mp4": True}, records
+        assert all(("explain" in r) == name.endswith("--explain") for r in records if "error" not in r)
     else:
         assert isinstance(json.loads(result.stdout), dict)
     if name == "evaluate --dataset --root":  # it extracted first: the progress bar went to stderr, not away
