@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from dfer.cli import app
-from dfer.heads import DferHeads, HeadConfig
+from dfer.heads import FUSIONS, DferHeads, HeadConfig
 from dfer.predict.explain import explain_batch, explain_file
 from dfer.predict.predictor import Predictor
 from dfer.predict.sample import SAMPLE, sample_run
@@ -175,6 +175,20 @@ def test_removing_the_face_moves_video_only_and_not_audio_only(predictor):
     assert with_face["present"] == {"audio": True, "video": True} and not with_face["notes"]
     assert without["present"]["video"] is False and "no video step" in without["notes"][0]
     assert not any(step["video"] for step in without["steps"])
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_fusion_hides_a_stream_completely(fusion):
+    """Whatever the fusion, the audio-only answer ignores the video tokens and the video-only one the audio tokens."""
+    torch.manual_seed(0)
+    model = video_heads(fusion=fusion, modalities="av").eval()
+    batch = {**tokens_informative_at(MOUTH, torch.tensor([1])), "audio_tokens": torch.randn(1, 25, 8),
+             "audio_length": torch.tensor([25]), "has_audio": torch.tensor([True])}
+    other_face = {**batch, "video_tokens": torch.randn(batch["video_tokens"].shape)}
+    other_voice = {**batch, "audio_tokens": torch.randn(batch["audio_tokens"].shape)}
+    base, face, voice = (explain_batch(model, b, ["a", "b", "c"])[0] for b in (batch, other_face, other_voice))
+    assert face["audio"] == base["audio"] and voice["video"] == base["video"]
+    assert face["video"] != base["video"] and voice["audio"] != base["audio"]
 
 
 def test_dfer_explain_writes_png_and_json(predictor, tmp_path):

@@ -51,7 +51,8 @@ def _face(ax, explanation: Explanation, t: int, step: dict, peak: float) -> None
     if prior.max() > 0:
         g = prior.shape[0]
         centres = (np.arange(g) + 0.5) * S / g
-        ax.contour(centres, centres, prior, levels=3, colors="cyan", linewidths=0.6)
+        ax.contour(centres, centres, prior, levels=prior.max() * np.array([0.3, 0.6, 0.9]), colors="cyan",
+                   linewidths=0.6)
     points = explanation.landmarks[t]  # (5, 2)
     if np.isfinite(points).all():
         ax.scatter(points[:, 0], points[:, 1], s=6, c="lime")
