@@ -1,6 +1,7 @@
 """The recording page in headless Chromium: a fake camera and microphone play a sample clip, the page records 3 s
-with MediaRecorder, uploads the WebM, and draws the bars. Also the file picker. Skips when Chromium, its driver or
-Selenium is absent (CI installs Debian's `chromium` and `chromium-driver`)."""
+with MediaRecorder, uploads the WebM, and draws the bars, the attention strip and the three modality bar sets. Also
+the file picker, and the timeline chart from a stubbed answer. Skips when Chromium, its driver or Selenium is absent
+(CI installs Debian's `chromium` and `chromium-driver`)."""
 
 from __future__ import annotations
 
@@ -60,9 +61,9 @@ def server(tmp_path_factory):
     import uvicorn
 
     predictor = Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
-    seen = []  # what the server predicted, to check what the browser sent
-    predict_file = predictor.predict_file
-    predictor.predict_file = lambda path: seen.append(predict_file(path)) or seen[-1]
+    seen = []  # what the server predicted, to check what the browser sent (explained or not, it ends in record)
+    record = predictor.record
+    predictor.record = lambda encoded, probs: seen.append(record(encoded, probs)) or seen[-1]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,7 +86,7 @@ def browser(tmp_path_factory):
     options = Options()
     options.binary_location = CHROMIUM
     for flag in [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+        "--headless", "--window-size=1000,1600", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={folder / 'profile'}",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -108,12 +109,12 @@ def wait_for_result(driver, seconds: float = 40) -> str:
     return state
 
 
-def bars(driver) -> dict[str, float]:
+def bars(driver, where: str = "#bars") -> dict[str, float]:
     return {bar.get_attribute("data-label"): float(bar.get_attribute("data-prob"))
-            for bar in driver.find_elements("css selector", "#bars .bar")}
+            for bar in driver.find_elements("css selector", f"{where} .bar")}
 
 
-def test_record_upload_and_show_bars(server, browser):
+def test_record_upload_and_show_bars(server, browser, tmp_path):
     from selenium.webdriver.support.wait import WebDriverWait
 
     url, labels, seen = server
@@ -132,6 +133,22 @@ def test_record_upload_and_show_bars(server, browser):
     recorded = seen[-1]  # MediaRecorder's WebM, with the fake camera's face and the fake microphone's voice
     assert recorded["path"].endswith(".webm") and recorded["has_audio"] and recorded["face_found_ratio"] > 0.5
 
+    # the explanation: one painted heatmap per step, and the AV, audio-only and video-only bars, in words
+    assert browser.find_element("id", "explain").is_displayed()
+    heatmaps = browser.find_elements("css selector", "#strip canvas.heat")
+    assert len(heatmaps) == 4 and all(heatmap.is_displayed() for heatmap in heatmaps)  # sample_run: 4 frames
+    painted = "return arguments[0].getContext('2d').getImageData(0, 0, arguments[0].width, arguments[0].height)" \
+              ".data.filter((value, i) => i % 4 === 3 && value > 0).length"  # opaque pixels
+    assert all(browser.execute_script(painted, heatmap) == int(heatmap.get_attribute("width")) ** 2
+               for heatmap in heatmaps)
+    answers = {key: bars(browser, f"#mod-{key}") for key in ("av", "audio", "video")}
+    for answer in answers.values():
+        assert list(answer) == labels and abs(sum(answer.values()) - 1) < 0.01
+    assert answers["av"] == pytest.approx(probs, abs=1e-4)  # av is the prediction itself
+    assert answers["audio"] != answers["video"]
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 20_000
+
 
 def test_pick_a_file(server, browser):
     url, labels, seen = server
@@ -139,3 +156,24 @@ def test_pick_a_file(server, browser):
     browser.find_element("id", "file").send_keys(str(CLIP))
     assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
     assert list(bars(browser)) == labels and browser.find_element("id", "top1").text
+
+
+def test_timeline_chart_when_the_answer_has_one(server, browser):
+    """The page's hook for long uploads, fed a stubbed answer: the server does not compute a timeline yet."""
+    url, labels, _ = server
+    browser.get(url)
+    windows = [{"start": 2.0 * i, "end": 2.0 * i + 3, "probs": {label: 1 / len(labels) for label in labels},
+                "top1": labels[0]} for i in range(3)]
+    answer = {"labels": labels, "classes": labels, "probs": [1 / len(labels)] * len(labels), "top1": labels[0],
+              "face_found_ratio": 1.0, "timing": {"total": 0.1}, "explain": None, "timeline": windows}
+    browser.execute_script("const answer = arguments[0];"
+                           "window.fetch = async () => new Response(JSON.stringify(answer));", answer)
+    assert not browser.find_element("id", "timeline").is_displayed()
+    browser.find_element("id", "file").send_keys(str(CLIP))
+    assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
+    assert browser.find_element("id", "timeline").is_displayed()
+    lines = browser.find_elements("css selector", "#timeline polyline.line")
+    assert [line.get_attribute("data-label") for line in lines] == labels
+    assert all(len(line.get_attribute("points").split()) == 2 * len(windows) for line in lines)
+    assert browser.find_element("css selector", "#timeline .legend").text.split() == [
+        word for label in labels for word in ("\u25a0", label)]

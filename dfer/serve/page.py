@@ -1,12 +1,19 @@
 """The page `dfer serve` shows at `/`: plain HTML and JavaScript, no build step, no external files.
 
 It records 3 seconds from camera and microphone with MediaRecorder (WebM in Chromium and Firefox, MP4 in Safari) or
-takes a picked file, POSTs it to `predict`, and draws one probability bar per class with the top emotion above them,
-each named by the class's display name (the response's `labels`: "angry", not CREMA-D's "ANG").
+takes a picked file, POSTs it to `predict?explain=true`, and draws one probability bar per class with the top emotion
+above them, each named by the class's display name (the response's `labels`: "angry", not CREMA-D's "ANG"). From the
+answer's `explain` (`dfer.predict.explain`) it draws the ROI attention of every step as a strip of small heatmaps
+(canvas, from the JSON alone: the answer carries no face crops) and the three modality bar sets (audio + video, audio
+only, video only; "not available" where the run has no such input). An answer with a `timeline` (a list of
+`{start, end, probs: {label: p}, top1}` windows) also gets a step chart of every class over time.
 The browser only grants the camera to secure pages: https, or http on localhost / 127.0.0.1.
 Element ids are stable (tests and anyone scripting the page rely on them):
   #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
   `bar-<label>`, with data-label (the display name), data-class (the store's code) and data-prob), #timing;
+  #explain (hidden until an answer has `explain`): #strip (one canvas.heat per step, data-step, data-time),
+  #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in #bars, ids `bar-<key>-<label>`),
+  #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per class, data-label);
   `body[data-state]` is idle, recording, uploading, done or error.
 It is a Python string rather than a package data file so that it ships with the module whatever the packaging.
 """
@@ -35,6 +42,17 @@ PAGE = """<!doctype html>
   .bar.top .label { font-weight: 600; }
   .value { text-align: right; font-variant-numeric: tabular-nums; }
   #timing { color: #777; font-size: .85rem; }
+  h2 { font-size: 1.1rem; margin-top: 1.5rem; }
+  h3 { font-size: .95rem; margin: .5rem 0; }
+  .hint, #notes { color: #555; font-size: .85rem; }
+  #strip { display: flex; flex-wrap: wrap; gap: .4rem; }
+  #strip figure { margin: 0; text-align: center; font-size: .75rem; color: #555; }
+  #strip canvas { display: block; width: 4.5rem; height: 4.5rem; image-rendering: pixelated; }
+  #modalities { display: grid; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); gap: 1rem; }
+  #modalities .bar { grid-template-columns: 4.5rem 1fr 2.5rem; font-size: .85rem; }
+  .na { color: #777; font-size: .85rem; }
+  #timeline svg { width: 100%; height: auto; font-size: 10px; }
+  .legend { display: flex; flex-wrap: wrap; gap: .3rem 1rem; font-size: .85rem; }
 </style>
 </head>
 <body data-state="idle">
@@ -51,6 +69,24 @@ PAGE = """<!doctype html>
 <div id="top1" aria-live="polite"></div>
 <div id="bars"></div>
 <p id="timing"></p>
+<section id="explain" hidden>
+  <h2>Where the model looked</h2>
+  <p class="hint">The attention of the face reader over the face crop's patches, one square per sampled frame
+     (brighter: read more; all squares share one scale). Hover a square for what hiding that moment does.</p>
+  <div id="strip"></div>
+  <h2>What each stream says</h2>
+  <div id="modalities">
+    <div id="mod-av"><h3>audio + video</h3><div class="bars"></div></div>
+    <div id="mod-audio"><h3>audio only</h3><div class="bars"></div></div>
+    <div id="mod-video"><h3>video only</h3><div class="bars"></div></div>
+  </div>
+  <ul id="notes"></ul>
+</section>
+<section id="timeline" hidden>
+  <h2>Over time</h2>
+  <svg viewBox="0 0 600 180" role="img" aria-label="probability of each emotion over time"></svg>
+  <div class="legend"></div>
+</section>
 <script>
 "use strict";
 const RECORD_MS = RECORD_SECONDS * 1000;
@@ -58,15 +94,14 @@ const $ = (id) => document.getElementById(id);
 const state = (value, message) => { document.body.dataset.state = value; $("status").textContent = message || ""; };
 const fail = (message) => { state("error"); $("error").textContent = message; $("record").disabled = false; };
 
-function drawBars(labels, classes, probs) {
-  const bars = $("bars");
+function drawBars(bars, prefix, labels, classes, probs) {
   bars.replaceChildren();
   const best = probs.length ? probs.indexOf(Math.max(...probs)) : -1;
   labels.forEach((label, i) => {
     const p = probs[i] || 0;
     const row = document.createElement("div");
     row.className = "bar" + (i === best ? " top" : "");
-    row.id = "bar-" + label;
+    row.id = prefix + label;
     row.dataset.label = label;
     row.dataset.class = classes[i];
     row.dataset.prob = p.toFixed(4);
@@ -79,15 +114,106 @@ function drawBars(labels, classes, probs) {
   });
 }
 
+// Inferno-like ramp (black, red, yellow) for a value in [0, 1], as the explanation PNG colours its heat.
+const HEAT = [[0, 0, 4], [187, 55, 84], [252, 255, 164]];
+function heat(v) {
+  const x = Math.min(Math.max(v, 0), 1) * (HEAT.length - 1), i = Math.min(Math.floor(x), HEAT.length - 2), f = x - i;
+  return "rgb(" + HEAT[i].map((c, k) => Math.round(c + f * (HEAT[i + 1][k] - c))).join(",") + ")";
+}
+
+function drawStrip(attention, steps, top1) {
+  const strip = $("strip");
+  strip.replaceChildren();
+  if (!attention) {
+    strip.innerHTML = '<p class="na">This run reads no video: there is no face attention to show.</p>';
+    return;
+  }
+  const g = attention.grid, peak = Math.max(...attention.frames.flat(2)) || 1;
+  attention.frames.forEach((frame, t) => {  // frame: (g, g), sums to 1
+    const step = steps[t], figure = document.createElement("figure"), canvas = document.createElement("canvas");
+    canvas.className = "heat";
+    canvas.width = canvas.height = g;  // one pixel per patch, scaled up by CSS without smoothing
+    canvas.dataset.step = t;
+    canvas.dataset.time = step.time;
+    const context = canvas.getContext("2d");
+    frame.forEach((row, y) => row.forEach((value, x) => {
+      context.fillStyle = heat(value / peak);
+      context.fillRect(x, y, 1, 1);
+    }));
+    const change = -100 * step.top1_drop;  // percentage points p(top1) gains when this step is hidden
+    figure.title = "hiding this moment: p(" + top1 + ") " + (change >= 0 ? "+" : "") + change.toFixed(1)
+      + " points; the prediction moves " + (100 * step.shift).toFixed(1) + "%";
+    const caption = document.createElement("figcaption");
+    caption.textContent = step.time.toFixed(2) + " s" + (step.video === false ? " (no face)" : "");
+    figure.append(canvas, caption);
+    strip.appendChild(figure);
+  });
+}
+
+function drawExplain(explain, labels, classes, top1) {
+  drawStrip(explain.attention, explain.steps, top1);
+  for (const key of ["av", "audio", "video"]) {
+    const box = $("mod-" + key), bars = box.querySelector(".bars"), probs = explain[key];
+    box.dataset.available = probs !== null;
+    if (probs === null) {
+      bars.innerHTML = '<p class="na">not available for this run</p>';
+    } else {
+      drawBars(bars, "bar-" + key + "-", labels, classes, labels.map((label) => probs[label]));
+    }
+  }
+  $("notes").replaceChildren(...explain.notes.map((note) => {
+    const item = document.createElement("li");
+    item.textContent = note;
+    return item;
+  }));
+  $("explain").hidden = false;
+}
+
+// A step chart of every class's probability over the windows of a long clip: windows [{start, end, probs, top1}].
+function drawTimeline(windows, labels) {
+  const W = 600, H = 180, left = 30, bottom = 20, top = 6;
+  const t0 = windows[0].start, t1 = windows[windows.length - 1].end, span = (t1 - t0) || 1;
+  const x = (t) => (left + (W - left - 4) * (t - t0) / span).toFixed(1);
+  const y = (p) => (top + (H - top - bottom) * (1 - p)).toFixed(1);
+  const colour = (i) => "hsl(" + Math.round(360 * i / labels.length) + ",65%,45%)";
+  const svg = $("timeline").querySelector("svg"), ns = "http://www.w3.org/2000/svg";
+  const add = (tag, attributes, text) => {
+    const node = document.createElementNS(ns, tag);
+    Object.entries(attributes).forEach(([name, value]) => node.setAttribute(name, value));
+    if (text !== undefined) node.textContent = text;
+    return svg.appendChild(node);
+  };
+  svg.replaceChildren();
+  add("line", { x1: left, y1: y(0), x2: W - 4, y2: y(0), stroke: "#999" });
+  [[0, "0"], [1, "1"]].forEach(([p, text]) => add("text", { x: left - 4, y: y(p), "text-anchor": "end" }, text));
+  [[t0, "start"], [t1, "end"]].forEach(([t, anchor]) =>
+    add("text", { x: x(t), y: H - 6, "text-anchor": anchor }, t.toFixed(1) + " s"));
+  labels.forEach((label, i) => {
+    const points = windows.flatMap((w) => [w.start, w.end].map((t) => x(t) + "," + y(w.probs[label] || 0)));
+    const line = add("polyline", { points: points.join(" "), fill: "none", stroke: colour(i), "stroke-width": 2 });
+    line.classList.add("line");
+    line.dataset.label = label;
+  });
+  const legend = $("timeline").querySelector(".legend");
+  legend.replaceChildren(...labels.map((label, i) => {
+    const item = document.createElement("span");
+    item.style.color = colour(i);
+    item.textContent = "\u25A0 " + label;
+    return item;
+  }));
+  $("timeline").hidden = false;
+}
+
 async function upload(blob, name) {
   state("uploading", "Uploading and predicting...");
   $("error").textContent = "";
   $("top1").textContent = "";
+  $("explain").hidden = $("timeline").hidden = true;
   const form = new FormData();
   form.append("file", blob, name);
   let response, body;
   try {
-    response = await fetch("predict", { method: "POST", body: form });
+    response = await fetch("predict?explain=true", { method: "POST", body: form });
     body = await response.json().catch(() => ({}));
   } catch (error) {
     return fail("Upload failed: " + error);
@@ -97,7 +223,9 @@ async function upload(blob, name) {
     const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || fallback);
     return fail("Error " + response.status + ": " + detail);
   }
-  drawBars(body.labels, body.classes, body.probs);
+  drawBars($("bars"), "bar-", body.labels, body.classes, body.probs);
+  if (body.explain) drawExplain(body.explain, body.labels, body.classes, body.top1);
+  if (Array.isArray(body.timeline) && body.timeline.length) drawTimeline(body.timeline, body.labels);
   const best = body.probs[body.labels.indexOf(body.top1)];
   $("top1").textContent = body.top1 + " (" + (100 * best).toFixed(0) + "%)";
   const faces = body.face_found_ratio === null ? "no video" : (100 * body.face_found_ratio).toFixed(0) + "% of frames";
@@ -158,7 +286,8 @@ if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.Me
   $("status").textContent =
     "Recording needs a secure page (https, or localhost) and MediaRecorder; pick a file instead.";
 }
-fetch("labels").then((r) => r.json()).then((body) => drawBars(body.labels, body.classes, [])).catch(() => {});
+fetch("labels").then((r) => r.json())
+  .then((body) => drawBars($("bars"), "bar-", body.labels, body.classes, [])).catch(() => {});
 </script>
 </body>
 </html>
