@@ -86,8 +86,9 @@ def browser(tmp_path_factory):
     options = Options()
     options.binary_location = CHROMIUM
     for flag in [
-        "--headless", "--window-size=1000,1600", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1000,1600",  # tall enough for the screenshot to hold the strip and the modality bars
         f"--user-data-dir={folder / 'profile'}",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={write_y4m(CLIP, folder / 'camera.y4m')}",
