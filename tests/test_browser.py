@@ -142,6 +142,8 @@ def test_record_upload_and_show_bars(server, browser, tmp_path):
               ".data.filter((value, i) => i % 4 === 3 && value > 0).length"  # opaque pixels
     assert all(browser.execute_script(painted, heatmap) == int(heatmap.get_attribute("width")) ** 2
                for heatmap in heatmaps)
+    WebDriverWait(browser, 10).until(lambda driver: driver.execute_script(  # the crops under them, decoded
+        "return [...document.querySelectorAll('#strip img.face')].filter((img) => img.naturalWidth > 0).length") == 4)
     answers = {key: bars(browser, f"#mod-{key}") for key in ("av", "audio", "video")}
     for answer in answers.values():
         assert list(answer) == labels and abs(sum(answer.values()) - 1) < 0.01

@@ -219,6 +219,8 @@ def test_serve_explains_when_asked(predictor):
     assert explained.status_code == 200, explained.text
     body = explained.json()
     assert set(body["explain"]["video"]) == set(body["labels"]) and body["explain"]["present"]["video"]
+    faces = body["explain"]["faces"]  # the crops the page draws the attention over
+    assert len(faces) == len(body["explain"]["steps"]) and all(face.startswith("data:image/jpeg;") for face in faces)
     np.testing.assert_allclose(list(body["explain"]["av"].values()), body["probs"], atol=1e-6)
     assert explain_file(predictor, CLIP).record["explain"]["audio"] == pytest.approx(body["explain"]["audio"],
                                                                                    abs=1e-5)

@@ -5,7 +5,8 @@
     GET  /labels   the display names of the run's classes (`labels`) and their codes (`classes`), in the order of
                    `probs`
     POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) -> the prediction `dfer predict
-                   --json` prints, plus `timing`; with `?explain=true` also `explain` (`dfer.predict.explain`)
+                   --json` prints, plus `timing`; with `?explain=true` also `explain` (`dfer.predict.explain`, and
+                   `faces`: the crops the attention lies over, for the page)
     GET  /docs     OpenAPI (FastAPI)
 
 Why this shape:
@@ -21,6 +22,8 @@ Why this shape:
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
+from PIL import Image
 from pydantic import BaseModel
 
 import dfer
@@ -73,6 +77,7 @@ class Explain(BaseModel):
     notes: list[str]
     steps: list[dict]  # per step: step, time, audio / video (read there), top1_drop, shift, top1_without
     attention: dict | None = None  # video runs: grid, frames (T x grid x grid) ROI attention over the patch grid
+    faces: list[str] | None = None  # per step, the face crop the vision encoder saw as a JPEG data URL (None: no track)
 
 
 class Prediction(BaseModel):
@@ -201,6 +206,16 @@ def _timed(predictor, path: Path, explain: bool = False) -> tuple[dict, float]:
     """Runs on a worker thread: the prediction (explained if asked), and when this thread took it up (the end of its
     wait in the queue)."""
     began = time.perf_counter()
-    if explain:
-        return explain_file(predictor, path).record, began
-    return predictor.predict_file(path), began
+    if not explain:
+        return predictor.predict_file(path), began
+    explanation = explain_file(predictor, path)
+    if explanation.faces is not None:
+        explanation.record["explain"]["faces"] = [_jpeg_url(face) for face in explanation.faces]
+    return explanation.record, began
+
+
+def _jpeg_url(face) -> str:
+    """One (3, S, S) uint8 crop as a data URL: the page lays the attention heatmap over it, with no second request."""
+    out = io.BytesIO()
+    Image.fromarray(face.transpose(1, 2, 0)).save(out, format="JPEG", quality=85)  # (S, S, 3)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()

@@ -4,14 +4,15 @@ It records 3 seconds from camera and microphone with MediaRecorder (WebM in Chro
 takes a picked file, POSTs it to `predict?explain=true`, and draws one probability bar per class with the top emotion
 above them, each named by the class's display name (the response's `labels`: "angry", not CREMA-D's "ANG"). From the
 answer's `explain` (`dfer.predict.explain`) it draws the ROI attention of every step as a strip of small heatmaps
-(canvas, from the JSON alone: the answer carries no face crops) and the three modality bar sets (audio + video, audio
-only, video only; "not available" where the run has no such input). An answer with a `timeline` (a list of
-`{start, end, probs: {label: p}, top1}` windows) also gets a step chart of every class over time.
+(canvas, one cell per patch, over the step's face crop when the answer has `faces`) and the three modality bar sets
+(audio + video, audio only, video only; "not available" where the run has no such input). An answer with a
+`timeline` (a list of `{start, end, probs: {label: p}, top1}` windows) also gets a step chart of every class over time.
 The browser only grants the camera to secure pages: https, or http on localhost / 127.0.0.1.
 Element ids are stable (tests and anyone scripting the page rely on them):
   #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
   `bar-<label>`, with data-label (the display name), data-class (the store's code) and data-prob), #timing;
-  #explain (hidden until an answer has `explain`): #strip (one canvas.heat per step, data-step, data-time),
+  #explain (hidden until an answer has `explain`): #strip (one canvas.heat per step, data-step, data-time, over an
+  img.face when there are crops),
   #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in #bars, ids `bar-<key>-<label>`),
   #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per class, data-label);
   `body[data-state]` is idle, recording, uploading, done or error.
@@ -47,7 +48,10 @@ PAGE = """<!doctype html>
   .hint, #notes { color: #555; font-size: .85rem; }
   #strip { display: flex; flex-wrap: wrap; gap: .4rem; }
   #strip figure { margin: 0; text-align: center; font-size: .75rem; color: #555; }
-  #strip canvas { display: block; width: 4.5rem; height: 4.5rem; image-rendering: pixelated; }
+  #strip .crop { position: relative; width: 6rem; height: 6rem; }
+  #strip .crop > * { position: absolute; inset: 0; width: 100%; height: 100%; }
+  #strip canvas { image-rendering: pixelated; }
+  #strip .face + canvas { opacity: .55; }
   #modalities { display: grid; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); gap: 1rem; }
   #modalities .bar { grid-template-columns: 4.5rem 1fr 2.5rem; font-size: .85rem; }
   .na { color: #777; font-size: .85rem; }
@@ -121,7 +125,7 @@ function heat(v) {
   return "rgb(" + HEAT[i].map((c, k) => Math.round(c + f * (HEAT[i + 1][k] - c))).join(",") + ")";
 }
 
-function drawStrip(attention, steps, top1) {
+function drawStrip(attention, faces, steps, top1) {
   const strip = $("strip");
   strip.replaceChildren();
   if (!attention) {
@@ -130,7 +134,8 @@ function drawStrip(attention, steps, top1) {
   }
   const g = attention.grid, peak = Math.max(...attention.frames.flat(2)) || 1;
   attention.frames.forEach((frame, t) => {  // frame: (g, g), sums to 1
-    const step = steps[t], figure = document.createElement("figure"), canvas = document.createElement("canvas");
+    const step = steps[t], figure = document.createElement("figure"), crop = document.createElement("div");
+    const canvas = document.createElement("canvas");
     canvas.className = "heat";
     canvas.width = canvas.height = g;  // one pixel per patch, scaled up by CSS without smoothing
     canvas.dataset.step = t;
@@ -143,15 +148,24 @@ function drawStrip(attention, steps, top1) {
     const change = -100 * step.top1_drop;  // percentage points p(top1) gains when this step is hidden
     figure.title = "hiding this moment: p(" + top1 + ") " + (change >= 0 ? "+" : "") + change.toFixed(1)
       + " points; the prediction moves " + (100 * step.shift).toFixed(1) + "%";
+    crop.className = "crop";
+    if (faces) {
+      const face = document.createElement("img");
+      face.className = "face";
+      face.alt = "face crop at " + step.time.toFixed(2) + " s";
+      face.src = faces[t];
+      crop.appendChild(face);
+    }
+    crop.appendChild(canvas);
     const caption = document.createElement("figcaption");
     caption.textContent = step.time.toFixed(2) + " s" + (step.video === false ? " (no face)" : "");
-    figure.append(canvas, caption);
+    figure.append(crop, caption);
     strip.appendChild(figure);
   });
 }
 
 function drawExplain(explain, labels, classes, top1) {
-  drawStrip(explain.attention, explain.steps, top1);
+  drawStrip(explain.attention, explain.faces, explain.steps, top1);
   for (const key of ["av", "audio", "video"]) {
     const box = $("mod-" + key), bars = box.querySelector(".bars"), probs = explain[key];
     box.dataset.available = probs !== null;
