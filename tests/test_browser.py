@@ -161,22 +161,36 @@ def test_pick_a_file(server, browser):
     assert list(bars(browser)) == labels and browser.find_element("id", "top1").text
 
 
-def test_timeline_chart_when_the_answer_has_one(server, browser):
-    """The page's hook for long uploads, fed a stubbed answer: the server does not compute a timeline yet."""
+def test_stubbed_audio_only_answer_with_a_timeline(server, browser, tmp_path):
+    """What the real run cannot show, from a stubbed answer: an audio-only run's explanation (no attention, no `av` or
+    `video`), and the timeline chart a long upload will get (the server does not compute one yet)."""
     url, labels, _ = server
     browser.get(url)
-    windows = [{"start": 2.0 * i, "end": 2.0 * i + 3, "probs": {label: 1 / len(labels) for label in labels},
-                "top1": labels[0]} for i in range(3)]
-    answer = {"labels": labels, "classes": labels, "probs": [1 / len(labels)] * len(labels), "top1": labels[0],
-              "face_found_ratio": 1.0, "timing": {"total": 0.1}, "explain": None, "timeline": windows}
+    uniform = {label: 1 / len(labels) for label in labels}
+    windows = [{"start": 2.0 * i, "end": 2.0 * i + 3, "top1": labels[i],  # each window a different class
+                "probs": {label: (3 if j == i else 1) / (len(labels) + 2) for j, label in enumerate(labels)}}
+               for i in range(3)]
+    explain = {"av": None, "audio": uniform, "video": None, "available": ["audio"], "present": {"audio": True},
+               "notes": ["an audio-only run"], "steps": [], "attention": None, "faces": None}
+    answer = {"labels": labels, "classes": labels, "probs": list(uniform.values()), "top1": labels[0],
+              "face_found_ratio": None, "timing": {"total": 0.1}, "explain": explain, "timeline": windows}
     browser.execute_script("const answer = arguments[0];"
                            "window.fetch = async () => new Response(JSON.stringify(answer));", answer)
     assert not browser.find_element("id", "timeline").is_displayed()
     browser.find_element("id", "file").send_keys(str(CLIP))
     assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
+
+    assert not browser.find_elements("css selector", "#strip canvas") and browser.find_element("id", "strip").text
+    available = {key: browser.find_element("id", f"mod-{key}").get_attribute("data-available")
+                 for key in ("av", "audio", "video")}
+    assert available == {"av": "false", "audio": "true", "video": "false"}
+    assert list(bars(browser, "#mod-audio")) == labels and not bars(browser, "#mod-av")
+    assert browser.find_element("id", "notes").text == "an audio-only run"
+
     assert browser.find_element("id", "timeline").is_displayed()
     lines = browser.find_elements("css selector", "#timeline polyline.line")
     assert [line.get_attribute("data-label") for line in lines] == labels
-    assert all(len(line.get_attribute("points").split()) == 2 * len(windows) for line in lines)
+    assert all(len(line.get_attribute("points").split()) == len(windows) + 2 for line in lines)  # + start and end
     assert browser.find_element("css selector", "#timeline .legend").text.split() == [
         word for label in labels for word in ("\u25a0", label)]
+    browser.save_screenshot(str(tmp_path / "page.png"))

@@ -87,7 +87,8 @@ def test_health_labels_page_and_docs(client, predictor):
     page = client.get("/")
     assert page.status_code == 200 and 'id="record"' in page.text and 'id="bars"' in page.text
     # the page names its bars and its top emotion from the answers' `labels`, the words
-    assert "drawBars(body.labels, body.classes" in page.text and "body.labels.indexOf(body.top1)" in page.text
+    assert 'drawBars($("bars"), "bar-", body.labels, body.classes' in page.text
+    assert "body.labels.indexOf(body.top1)" in page.text and 'fetch("predict?explain=true"' in page.text
     assert client.get("/docs").status_code == 200
     assert "/predict" in client.get("/openapi.json").json()["paths"]
 

@@ -6,7 +6,7 @@ above them, each named by the class's display name (the response's `labels`: "an
 answer's `explain` (`dfer.predict.explain`) it draws the ROI attention of every step as a strip of small heatmaps
 (canvas, one cell per patch, over the step's face crop when the answer has `faces`) and the three modality bar sets
 (audio + video, audio only, video only; "not available" where the run has no such input). An answer with a
-`timeline` (a list of `{start, end, probs: {label: p}, top1}` windows) also gets a step chart of every class over time.
+`timeline` (a list of `{start, end, probs: {label: p}, top1}` windows) also gets a line chart of every class over time.
 The browser only grants the camera to secure pages: https, or http on localhost / 127.0.0.1.
 Element ids are stable (tests and anyone scripting the page rely on them):
   #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
@@ -183,9 +183,10 @@ function drawExplain(explain, labels, classes, top1) {
   $("explain").hidden = false;
 }
 
-// A step chart of every class's probability over the windows of a long clip: windows [{start, end, probs, top1}].
+// Every class's probability over the windows of a long clip, windows [{start, end, probs, top1}] (they may overlap):
+// one point per window at its centre, the lines held flat out to the first window's start and the last one's end.
 function drawTimeline(windows, labels) {
-  const W = 600, H = 180, left = 30, bottom = 20, top = 6;
+  const W = 600, H = 180, left = 30, bottom = 20, top = 8;
   const t0 = windows[0].start, t1 = windows[windows.length - 1].end, span = (t1 - t0) || 1;
   const x = (t) => (left + (W - left - 4) * (t - t0) / span).toFixed(1);
   const y = (p) => (top + (H - top - bottom) * (1 - p)).toFixed(1);
@@ -199,11 +200,13 @@ function drawTimeline(windows, labels) {
   };
   svg.replaceChildren();
   add("line", { x1: left, y1: y(0), x2: W - 4, y2: y(0), stroke: "#999" });
-  [[0, "0"], [1, "1"]].forEach(([p, text]) => add("text", { x: left - 4, y: y(p), "text-anchor": "end" }, text));
+  [0, 1].forEach((p) => add("text", { x: left - 4, y: y(p), "text-anchor": "end", "dominant-baseline": "middle" }, p));
   [[t0, "start"], [t1, "end"]].forEach(([t, anchor]) =>
     add("text", { x: x(t), y: H - 6, "text-anchor": anchor }, t.toFixed(1) + " s"));
   labels.forEach((label, i) => {
-    const points = windows.flatMap((w) => [w.start, w.end].map((t) => x(t) + "," + y(w.probs[label] || 0)));
+    const at = (w, t) => x(t) + "," + y(w.probs[label] || 0);
+    const last = windows[windows.length - 1];
+    const points = [at(windows[0], t0), ...windows.map((w) => at(w, (w.start + w.end) / 2)), at(last, t1)];
     const line = add("polyline", { points: points.join(" "), fill: "none", stroke: colour(i), "stroke-width": 2 });
     line.classList.add("line");
     line.dataset.label = label;
