@@ -12,9 +12,8 @@ Element ids are stable (tests and anyone scripting the page rely on them):
   #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
   `bar-<label>`, with data-label (the display name), data-class (the store's code) and data-prob), #timing;
   #explain (hidden until an answer has `explain`): #strip (one canvas.heat per step, data-step, data-time, over an
-  img.face when there are crops),
-  #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in #bars, ids `bar-<key>-<label>`),
-  #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per class, data-label);
+  img.face when there are crops), #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in
+  #bars, ids `bar-<key>-<label>`), #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per class, data-label);
   `body[data-state]` is idle, recording, uploading, done or error.
 It is a Python string rather than a package data file so that it ships with the module whatever the packaging.
 """
