@@ -1,0 +1,114 @@
+"""Timelines: a whole file read as sliding windows, one distribution per window (`dfer predict --timeline`).
+
+A window is made to look like a training clip: its length defaults to the run's `clip_seconds` (the median span of
+its training clips, which `dfer.train.protocol.run_config` records) and T frames are sampled over it, as extraction
+sampled the clips. The hop defaults to a third of the window, so every moment is seen by about three windows. The
+file is streamed (`dfer.media.stream.WindowReader`): memory is flat in its length. The face is followed from window
+to window (`dfer.faces.FaceTrace`), so a second face entering the frame does not take over the timeline. Each window
+then goes through the run's own `Predictor.predict_clip`, the same code `dfer predict` runs on a short file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from dfer.media.decode import ClipError, stated_duration
+from dfer.media.stream import WindowReader
+from dfer.predict.predictor import Predictor, find_videos
+from dfer.predict.timeline_files import write_timeline
+from dfer.store.reader import open_cache
+
+HOP_FRACTION = 1 / 3  # default hop as a share of the window
+
+
+def default_window(config: dict) -> tuple[float, str]:
+    """(window seconds, where it came from) for a run's config.json.
+
+    Runs made before config.json recorded `clip_seconds` fall back to the median span of every clip of the store they
+    were trained on (nearly the same figure) when that store is still there, else to the store's `max_seconds` (the
+    longest span extraction analysed, an upper bound on the clip length)."""
+    if config.get("clip_seconds"):
+        return float(config["clip_seconds"]), "the run's clip_seconds"
+    try:
+        spans = open_cache(Path(config["store"])).read_all("span")  # (n, 2)
+        return round(float(np.median(spans[:, 1] - spans[:, 0])), 3), f"the median clip of {config['store']}"
+    except Exception:  # the store moved or is gone: any failure to read it means the same here
+        return float(config["fingerprint"]["max_seconds"]), "the store's max_seconds (the run predates clip_seconds)"
+
+
+def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of windows every `hop` seconds over [0, duration]; the last one ends at the file's end,
+    so the whole file is covered; a file shorter than a window is one window."""
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window ({window}) and hop ({hop}) must be positive")
+    if duration <= window:
+        return [(0.0, float(duration))]
+    starts = np.arange(0.0, duration - window + 1e-9, hop).tolist()  # (W,)
+    if starts[-1] + window < duration - 1e-6:
+        starts.append(duration - window)
+    return [(round(s, 6), round(s + window, 6)) for s in starts]
+
+
+def file_timeline(predictor: Predictor, path: Path, window: float, hop: float,
+                  on_window: Callable[[float, float], None] | None = None) -> tuple[list[dict], list[str]]:
+    """The timeline of one file: one row per window (start, end, labels, probs, top, top_prob, face_found_ratio,
+    has_audio) and the file's notes. `on_window(end, duration)` is called as each window is done (a progress bar).
+    Raises ClipError (or UnusableClip) naming the file."""
+    if window > predictor.max_seconds:
+        raise ValueError(f"--window {window} s is longer than the {predictor.max_seconds} s this run's encoders take")
+    try:
+        duration = stated_duration(path)
+        reader = WindowReader(path, plan_windows(duration, window, hop), predictor.frames, predictor.sample_rate,
+                              want_audio=predictor.audio is not None)
+        rows, trace = [], None  # trace: where the followed face was last seen, on the file's clock
+        for clip in reader:
+            start = clip.span[0]
+            result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
+            if track is not None and track.trace is not None:
+                trace = track.trace.shifted(-start)
+            rows.append(window_row(clip.span, result))
+            if on_window is not None:
+                on_window(clip.span[1], duration)
+    except ClipError:
+        raise
+    except Exception as error:  # an unforeseen decoder failure is still this file's problem (as in predict_file)
+        raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
+    return rows, reader.notes
+
+
+def window_row(span: tuple[float, float], result: dict) -> dict:
+    """One window of a timeline from its `predict_clip` result."""
+    probs = np.asarray(result["probs"])  # (C,)
+    top = int(probs.argmax())
+    return {"start": round(float(span[0]), 3), "end": round(float(span[1]), 3), "labels": result["labels"],
+            "probs": result["probs"], "top": result["labels"][top], "top_prob": float(probs[top]),
+            "face_found_ratio": result["face_found_ratio"], "has_audio": result["has_audio"]}
+
+
+def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window: float, hop: float,
+                   on_window: Callable[[Path, float, float], None] | None = None) -> Iterator[dict]:
+    """Write the timeline files of each file named (folders expanded) into `folder`; one record per file,
+    {"path", "windows", "files" (suffix -> path), "notes"} or {"path", "error"}. A bad file never stops the others,
+    and a file's outputs appear only once its timeline is complete. Two files with the same stem get `stem`,
+    `stem-2`, ..."""
+    files, errors = find_videos(paths)
+    yield from errors
+    stems: set[str] = set()
+    for path in files:
+        stem, n = path.stem, 1
+        while stem in stems:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        stems.add(stem)
+        try:
+            rows, notes = file_timeline(predictor, path, window, hop,
+                                        None if on_window is None else lambda end, total: on_window(path, end, total))
+        except ClipError as error:
+            yield {"path": str(path), "error": error.reason}
+            continue
+        written = write_timeline(folder, stem, rows, f"{path.name}: {predictor.run}")
+        yield {"path": str(path), "windows": len(rows), "files": {k: str(v) for k, v in written.items()},
+               "notes": notes}
