@@ -112,3 +112,10 @@ def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window
         written = write_timeline(folder, stem, rows, f"{path.name}: {predictor.run}")
         yield {"path": str(path), "windows": len(rows), "files": {k: str(v) for k, v in written.items()},
                "notes": notes}
+
+
+def segment_top(rows: list[dict], span: tuple[float, float]) -> str | None:
+    """The most common top emotion among the windows lying wholly inside `span` (start, end) seconds (on a tie, the
+    one first reached); None when no window fits inside it."""
+    tops = [row["top"] for row in rows if row["start"] >= span[0] - 1e-3 and row["end"] <= span[1] + 1e-3]
+    return max(tops, key=tops.count) if tops else None
