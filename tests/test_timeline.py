@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,21 @@ def test_window_and_hop_options(run, tmp_path):
     with open(tmp_path / "t" / "short.csv") as file:
         spans = [(float(r["start"]), float(r["end"])) for r in csv.DictReader(file)]
     assert spans == plan_windows(3.0, 1.0, 0.5) == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.0)]
+
+
+@pytest.mark.slow
+def test_a_long_file_agrees_with_its_clips_block_by_block(tmp_path):
+    """The done-when check: `make demo`'s run, LONG.mp4 = the six sample clips each three times in a row; the
+    timeline covers the whole file and, in at least 5 of the 6 blocks, the most common top emotion of the windows
+    inside the block is what `dfer predict` says of the clip alone (bench/timeline_blocks.py; minutes on CPU)."""
+    root = Path(__file__).resolve().parents[1]
+    dfer = [sys.executable, "-m", "dfer"]
+    subprocess.run([*dfer, "extract", "cremad", "samples/cremad", "--out", str(tmp_path / "cache"),
+                    "--recipe", "recipes/demo/extract.yaml"], cwd=root, check=True, capture_output=True)
+    subprocess.run([*dfer, "train", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
+                    "--recipe", "recipes/demo/train.yaml"], cwd=root, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "bench/timeline_blocks.py", "--model", str(tmp_path / "run")], cwd=root,
+                         check=True, capture_output=True, text=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["covered"] == [0.0, pytest.approx(result["duration"], abs=0.05)]
+    assert result["agree"] >= 5, out.stdout
