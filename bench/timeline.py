@@ -5,7 +5,7 @@
 
 The files are the six bundled CREMA-D clips played in a row, each repeated until the file is about `--minutes`
 long (`dfer.testing.synth.write_concatenation`: real faces and speech, 480 x 360 at 25 fps, 16 kHz AAC). Each file
-is analysed in a fresh process (`file_timeline`, the code `dfer predict --timeline` runs, default window and hop),
+is analysed in a fresh process (`FileTimeline`, the code `dfer predict --timeline` runs, default window and hop),
 so its `ru_maxrss` is the analysis' own peak. `--limit` stops an analysis after that many wall seconds: the figures
 are then over the part analysed (`video_s` of `duration_s`), which is still a fair test of flat memory, since the
 reader's state does not depend on how far into the file it is. The last line of stdout is one JSON object.
@@ -29,33 +29,23 @@ sys.path.insert(0, str(ROOT))
 BLOCK_SECONDS = 12.64  # the six sample clips once each, at 25 fps
 
 
-class _Enough(Exception):
-    """Raised from the progress callback when the time limit is reached."""
-
-
 def measure(model: Path, path: Path, limit: float) -> dict:
     """Analyse `path` (in this process) until it ends or `limit` wall seconds pass."""
     from dfer.media.decode import stated_duration
     from dfer.predict.predictor import Predictor
-    from dfer.predict.timeline import HOP_FRACTION, default_window, file_timeline
+    from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 
     predictor = Predictor(model)
     window, _ = default_window(predictor.config)
-    done = {"end": 0.0}
+    end, windows = 0.0, 0
     started = time.perf_counter()
-
-    def progress(end: float, total: float) -> None:
-        done["end"] = end
+    for row in FileTimeline(predictor, path, window, window * HOP_FRACTION):
+        end, windows = row["end"], windows + 1
         if time.perf_counter() - started > limit:
-            raise _Enough
-
-    try:
-        file_timeline(predictor, path, window, window * HOP_FRACTION, progress)
-    except _Enough:
-        pass
+            break
     wall = time.perf_counter() - started
-    return {"file": path.name, "duration_s": round(stated_duration(path), 2), "video_s": round(done["end"], 2),
-            "wall_s": round(wall, 1), "video_s_per_s": round(done["end"] / wall, 3), "window_s": window,
+    return {"file": path.name, "duration_s": round(stated_duration(path), 2), "video_s": round(end, 2),
+            "windows": windows, "wall_s": round(wall, 1), "video_s_per_s": round(end / wall, 3), "window_s": window,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -79,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
             path = Path(tmp) / f"long-{minutes:g}min.mp4"
             write_concatenation(path, clips, repeat=math.ceil(minutes * 60 / BLOCK_SECONDS))
             out = subprocess.run([sys.executable, __file__, "--child", str(path), "--model", str(args.model),
-                                  "--limit", str(args.limit)], capture_output=True, text=True, check=True)
+                                  "--limit", str(args.limit)], capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{path.name}: the measuring process failed:\n{out.stderr}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = results[-1]
             print(f"{r['file']:18} analysed {r['video_s']:7.1f} of {r['duration_s']:7.1f} s in {r['wall_s']:7.1f} s: "

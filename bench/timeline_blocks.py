@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from dfer.predict.predictor import Predictor  # noqa: E402
 from dfer.predict.sample import SAMPLE  # noqa: E402
-from dfer.predict.timeline import HOP_FRACTION, default_window, file_timeline, segment_top  # noqa: E402
+from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window, segment_top  # noqa: E402
 from dfer.testing.synth import write_concatenation  # noqa: E402
 
 
@@ -33,7 +33,8 @@ def check(model: Path, out: Path, repeat: int = 3) -> dict:
     blocks = write_concatenation(long, clips, repeat=repeat)
     predictor = Predictor(model)
     window, source = default_window(predictor.config)
-    rows, notes = file_timeline(predictor, long, window, window * HOP_FRACTION)
+    timeline = FileTimeline(predictor, long, window, window * HOP_FRACTION)
+    rows, notes = list(timeline), timeline.notes
     per_block = []
     for clip, span in zip(clips, blocks):
         alone = predictor.predict_file(clip)["top1"]

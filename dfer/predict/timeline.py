@@ -11,6 +11,7 @@ then goes through the run's own `Predictor.predict_clip`, the same code `dfer pr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,31 +53,49 @@ def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float
     return [(round(s, 6), round(s + window, 6)) for s in starts]
 
 
-def file_timeline(predictor: Predictor, path: Path, window: float, hop: float,
-                  on_window: Callable[[float, float], None] | None = None) -> tuple[list[dict], list[str]]:
-    """The timeline of one file: one row per window (start, end, labels, probs, top, top_prob, face_found_ratio,
-    has_audio) and the file's notes. `on_window(end, duration)` is called as each window is done (a progress bar).
-    Raises ClipError (or UnusableClip) naming the file."""
-    if window > predictor.max_seconds:
-        raise ValueError(f"--window {window} s is longer than the {predictor.max_seconds} s this run's encoders take")
-    try:
-        duration = stated_duration(path)
-        reader = WindowReader(path, plan_windows(duration, window, hop), predictor.frames, predictor.sample_rate,
-                              want_audio=predictor.audio is not None)
-        rows, trace = [], None  # trace: where the followed face was last seen, on the file's clock
-        for clip in reader:
-            start = clip.span[0]
-            result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
+class FileTimeline:
+    """The timeline of one file, window by window: iterating yields one row per window (start, end, labels, probs,
+    top, top_prob, face_found_ratio, has_audio) as it is done, so a caller can show progress or stop early. After
+    iterating, `notes` holds the file's recoverable oddities. Raises ClipError (or UnusableClip) naming the file."""
+
+    def __init__(self, predictor: Predictor, path: Path, window: float, hop: float):
+        if window > predictor.max_seconds:
+            raise ValueError(f"--window {window} s is longer than the {predictor.max_seconds} s this run's encoders "
+                             "take")
+        self.predictor, self.path, self.window, self.hop = predictor, Path(path), window, hop
+        self.duration = 0.0  # stated, known once iteration starts
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[dict]:
+        path, predictor = self.path, self.predictor
+        with _as_clip_error(path):
+            self.duration = stated_duration(path)
+            reader = WindowReader(path, plan_windows(self.duration, self.window, self.hop), predictor.frames,
+                                  predictor.sample_rate, want_audio=predictor.audio is not None)
+            self.notes = reader.notes
+            clips = iter(reader)
+        trace = None  # where the followed face was last seen, on the file's clock
+        while True:
+            with _as_clip_error(path):
+                clip = next(clips, None)
+                if clip is None:
+                    return
+                start = clip.span[0]
+                result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
             if track is not None and track.trace is not None:
                 trace = track.trace.shifted(-start)
-            rows.append(window_row(clip.span, result))
-            if on_window is not None:
-                on_window(clip.span[1], duration)
+            yield window_row(clip.span, result)
+
+
+@contextmanager
+def _as_clip_error(path: Path) -> Iterator[None]:
+    """An unforeseen decoder failure is still this file's problem (as in `Predictor.predict_file`)."""
+    try:
+        yield
     except ClipError:
         raise
-    except Exception as error:  # an unforeseen decoder failure is still this file's problem (as in predict_file)
+    except Exception as error:
         raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
-    return rows, reader.notes
 
 
 def window_row(span: tuple[float, float], result: dict) -> dict:
@@ -103,15 +122,18 @@ def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window
             n += 1
             stem = f"{path.stem}-{n}"
         stems.add(stem)
+        timeline, rows = FileTimeline(predictor, path, window, hop), []
         try:
-            rows, notes = file_timeline(predictor, path, window, hop,
-                                        None if on_window is None else lambda end, total: on_window(path, end, total))
+            for row in timeline:
+                rows.append(row)
+                if on_window is not None:
+                    on_window(path, row["end"], timeline.duration)
         except ClipError as error:
             yield {"path": str(path), "error": error.reason}
             continue
         written = write_timeline(folder, stem, rows, f"{path.name}: {predictor.run}")
         yield {"path": str(path), "windows": len(rows), "files": {k: str(v) for k, v in written.items()},
-               "notes": notes}
+               "notes": timeline.notes}
 
 
 def segment_top(rows: list[dict], span: tuple[float, float]) -> str | None:
