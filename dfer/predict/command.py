@@ -64,6 +64,9 @@ def predict_timelines(predictor, paths: list[Path], folder: Path, window: float 
     if window is None:
         window, source = default_window(predictor.config)
         errors.print(f"window {window:g} s ({source})")
+    if window > predictor.max_seconds:
+        raise typer.BadParameter(f"{window} s is longer than the {predictor.max_seconds} s this run's encoders take",
+                                 param_hint="--window")
     hop = window * HOP_FRACTION if hop is None else hop
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
