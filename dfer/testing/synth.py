@@ -1,5 +1,5 @@
 """Tiny synthetic media files for tests: an mp4 with moving pictures and a tone, a two-person scene where one talks,
-and a plain tone WAV/FLAC.
+a plain tone WAV/FLAC, and long files made of real clips played in a row (`write_concatenation`).
 
 Tests across the project build their fixtures here instead of shipping binaries. Sizes are tiny so encoding takes
 milliseconds. The tone starts at phase 0 at time 0, so a test can check that decoded audio lines up with the
