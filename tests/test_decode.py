@@ -103,8 +103,8 @@ class _RefusesSeek:
 def test_long_clip_uses_the_central_window(tmp_path, monkeypatch, seekable):
     path = write_clip(tmp_path / "long.mp4", seconds=24.0, fps=10, size=(64, 48), tone_hz=440.0)
     if not seekable:
-        real_open = decode._open
-        monkeypatch.setattr(decode, "_open", lambda p: _RefusesSeek(real_open(p)))
+        real_open = decode.open_media
+        monkeypatch.setattr(decode, "open_media", lambda p: _RefusesSeek(real_open(p)))
     d = decode_clip(path, path, frames=16, max_seconds=8.0)
     assert d.duration == pytest.approx(24.0, abs=0.05)
     assert d.span == pytest.approx((8.0, 16.0), abs=0.03)

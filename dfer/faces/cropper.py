@@ -16,7 +16,7 @@ import torch
 from dfer.faces.crop import crop
 from dfer.faces.detect import FaceDetector
 from dfer.faces.speaker import TrackChoice, choose_speaker, voiced_steps
-from dfer.faces.track import candidate_tracks, plan_track
+from dfer.faces.track import FaceTrace, candidate_tracks, continuing_track, face_trace, plan_track
 
 FACE_TRACKS = ("largest", "speaker")  # which face of a clip is cropped
 
@@ -29,6 +29,7 @@ class FaceTrack:
     face_found: np.ndarray  # (T,) bool: the tracked face was detected in this very frame (else its box was borrowed)
     detect_prob: np.ndarray  # (T,) float32 detector confidence, 0 where not found
     choice: TrackChoice  # which of the clip's face tracks this is, and why
+    trace: FaceTrace | None = None  # where this face was last detected (frame_time clock); None: never
 
 
 class FaceCropper:
@@ -64,23 +65,32 @@ class FaceCropper:
         waveform: np.ndarray | None = None,
         frame_time: np.ndarray | None = None,
         sample_rate: int = 16000,
+        follow: FaceTrace | None = None,
     ) -> FaceTrack:
         """frames (T, H, W, 3) uint8 RGB -> FaceTrack of T crops.
 
         The speaker choice also reads the clip's audio: waveform (S,) float from the span start (None: no audio) and
-        frame_time (T,) seconds of the frames from the same start.
+        frame_time (T,) seconds of the frames from the same start. `follow` (on the frame_time clock) continues a face
+        from a previous window: its track is chosen when one continues it, and a window without any face is cropped
+        where it was last seen.
         """
         detections = self.detect(frames)
         tracks = candidate_tracks(detections)
-        if self.face_track == "speaker":
+        times = np.arange(len(frames), dtype=np.float32) if frame_time is None else frame_time  # (T,)
+        continued = -1 if follow is None else continuing_track(detections, tracks, times, follow)
+        if continued >= 0:
+            choice = TrackChoice(continued, len(tracks), float("nan"), "continues the previous window's face")
+        elif self.face_track == "speaker":
             voiced = None if waveform is None else voiced_steps(waveform, sample_rate, frame_time)  # (T - 1,)
             choice = choose_speaker(frames, detections, tracks, voiced)
         else:
             choice = TrackChoice(0 if tracks else -1, len(tracks), float("nan"), "")
         chosen = tracks[choice.rank] if tracks else np.full(len(frames), -1)  # (T,)
-        plan = plan_track(detections, chosen, frames.shape[1:3], self.image_size, self.margin, self.smooth)
+        plan = plan_track(detections, chosen, frames.shape[1:3], self.image_size, self.margin, self.smooth,
+                          fallback=None if follow is None else follow.box)
         faces = crop(frames, plan.box, self.image_size, self.device)  # (T, 3, S, S)
-        return FaceTrack(faces, plan.box, plan.landmarks, plan.face_found, plan.detect_prob, choice)
+        trace = face_trace(detections, chosen, times) or follow
+        return FaceTrack(faces, plan.box, plan.landmarks, plan.face_found, plan.detect_prob, choice, trace)
 
 
 def whole_frame_track(frames: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> FaceTrack:

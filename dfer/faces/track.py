@@ -8,6 +8,10 @@ surest face; `dfer.faces.speaker` may pick another (the one who speaks). In the 
 was missed borrows the box of the nearest frame where it was found, with `face_found` False so nobody mistakes it for
 a detection.
 
+Across the windows of a long file (`dfer predict --timeline`) the face is followed too: a `FaceTrace` says where it
+was last seen, `continuing_track` picks the window's track that continues it, and a window without any detection
+borrows that last box instead of a centre crop.
+
 Boxes are smoothed with a running median over the frames where the face was found. A median, unlike a moving
 average, keeps steady motion and sudden moves (a cut, a quick turn) exactly and still removes detector jitter and a
 wrong box on one or two frames; with T = 16 frames spread over up to 16 s a moving average would drag the crop behind
@@ -36,6 +40,18 @@ class Detections:
 
 
 @dataclass
+class FaceTrace:
+    """Where the followed face was last detected: the state a tracker carries from one window to the next."""
+
+    time: float  # seconds, on the clock of the frame times it is compared with
+    box: np.ndarray  # (4,) float32 x1, y1, x2, y2 face box in frame pixels
+
+    def shifted(self, seconds: float) -> FaceTrace:
+        """The same trace on a clock that starts `seconds` later (the next window's)."""
+        return FaceTrace(self.time - seconds, self.box)
+
+
+@dataclass
 class TrackPlan:
     """Where to crop each frame and what is known about the face there; `crop` is the only step left."""
 
@@ -46,14 +62,20 @@ class TrackPlan:
 
 
 def plan_track(
-    detections: list[Detections], chosen: np.ndarray, frame_hw: tuple[int, int], size: int, margin: float, smooth: int
+    detections: list[Detections], chosen: np.ndarray, frame_hw: tuple[int, int], size: int, margin: float, smooth: int,
+    fallback: np.ndarray | None = None,
 ) -> TrackPlan:
     """Smooth the chosen track (T,) (one of `candidate_tracks`), borrow boxes for missed frames and express landmarks
-    in crop pixels."""
+    in crop pixels. Without any detection every frame is cropped around `fallback` (4,) (a face box, e.g. where the
+    previous window last saw the face), or the frame's centre."""
     T = len(detections)
     found = chosen >= 0  # (T,)
     if not found.any():
-        box = np.tile(centre_square(*frame_hw), (T, 1))  # (T, 4)
+        if fallback is None:
+            square = centre_square(*frame_hw)  # (4,)
+        else:
+            square = square_box(np.concatenate([_centre(fallback[None]), _side(fallback[None])], axis=1), margin)[0]
+        box = np.tile(square, (T, 1))  # (T, 4)
         landmarks = np.full((T, 5, 2), np.nan, np.float32)
         return TrackPlan(box, landmarks, found, np.zeros(T, np.float32))
 
@@ -96,6 +118,29 @@ def candidate_tracks(detections: list[Detections]) -> list[np.ndarray]:
         tracks.append(chosen)
 
 
+def continuing_track(detections: list[Detections], tracks: list[np.ndarray], frame_time: np.ndarray,
+                     trace: FaceTrace) -> int:
+    """Rank of the track (one of `candidate_tracks`) whose detection nearest in time to `trace` continues it (moved
+    and resized least, within MAX_STEP), or -1 when none does. frame_time (T,) is on the trace's clock."""
+    costs = []
+    for chosen in tracks:
+        found = np.flatnonzero(chosen >= 0)  # (F,)
+        t = found[np.argmin(np.abs(frame_time[found] - trace.time))]
+        costs.append(_step_cost(trace.box, detections[t].boxes[chosen[t]][None])[0])
+    if not costs or min(costs) >= MAX_STEP:
+        return -1
+    return int(np.argmin(costs))
+
+
+def face_trace(detections: list[Detections], chosen: np.ndarray, frame_time: np.ndarray) -> FaceTrace | None:
+    """The trace of track `chosen` (T,): its last detection, at frame_time (T,); None if it was never detected."""
+    found = np.flatnonzero(chosen >= 0)
+    if not len(found):
+        return None
+    t = found[-1]
+    return FaceTrace(float(frame_time[t]), detections[t].boxes[chosen[t]].astype(np.float32))
+
+
 def track_points(detections: list[Detections], chosen: np.ndarray) -> np.ndarray:
     """(T, 5, 2) the track's landmarks in frame pixels; NaN where it was not detected."""
     points = np.full((len(detections), 5, 2), np.nan, np.float32)
@@ -109,12 +154,18 @@ def _follow(ref: np.ndarray, boxes: np.ndarray, free: np.ndarray) -> int:
     much."""
     if not free.any():
         return -1
+    cost = np.where(free, _step_cost(ref, boxes), np.inf)  # (n,)
+    j = int(np.argmin(cost))
+    return j if cost[j] < MAX_STEP else -1
+
+
+def _step_cost(ref: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(n,) how far each of boxes (n, 4) moved and resized from ref (4,): centre shift in face sides + |log side
+    ratio|."""
     side = np.sqrt(_area(ref[None]))  # (1,)
     sides = np.sqrt(_area(boxes))  # (n,)
     shift = np.linalg.norm(_centre(boxes) - _centre(ref[None]), axis=1) / side  # (n,) in face sides
-    cost = np.where(free, shift + np.abs(np.log(sides / side)), np.inf)  # (n,)
-    j = int(np.argmin(cost))
-    return j if cost[j] < MAX_STEP else -1
+    return shift + np.abs(np.log(sides / side))
 
 
 def nearest_found(found: np.ndarray) -> np.ndarray:

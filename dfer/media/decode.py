@@ -80,7 +80,7 @@ def decode_clip(
     audio = None if audio is None else Path(audio)
     for path in (video, audio):
         if path is not None:
-            _check_file(path)
+            check_file(path)
     shared = video is not None and audio is not None and os.path.samefile(video, audio)
 
     if video is not None:
@@ -145,12 +145,12 @@ def _decode_pyav(
         try:
             pictures = [f.reformat(width=w, height=h, format="rgb24").to_ndarray() for f in result.picks]
         except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
-            raise ClipError(path, f"cannot convert frames to RGB ({_reason(e)})") from e
+            raise ClipError(path, f"cannot convert frames to RGB ({error_reason(e)})") from e
         rgb = np.stack(pictures)  # (T, H, W, 3)
         frame_time = (result.pick_time - span[0]).astype(np.float32)  # (T,)
     else:
         rgb, frame_time = None, _segment_centres(span, frames)
-    waveform = None if result.audio is None else _resample(result.audio, result.audio_rate, sample_rate, span)
+    waveform = None if result.audio is None else resample(result.audio, result.audio_rate, sample_rate, span)
     return DecodedClip(rgb, frame_time, waveform, span, duration, notes)
 
 
@@ -159,7 +159,7 @@ def read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.nd
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         return _read_soundfile(path, span, sample_rate)
     result = _pyav_pass(path, span, None, want_video=False, want_audio=True)
-    return _resample(result.audio, result.audio_rate, sample_rate, span)
+    return resample(result.audio, result.audio_rate, sample_rate, span)
 
 
 @dataclass
@@ -179,7 +179,7 @@ def _pyav_pass(
     container = _open_at(path, span[0] - SEEK_PREROLL)
     try:
         origin = (container.start_time or 0) / av.time_base  # container timeline -> clip seconds
-        vstream = _video_stream(container, path) if want_video else None
+        vstream = video_stream(container, path) if want_video else None
         astream = container.streams.audio[0] if want_audio and container.streams.audio else None
         if want_audio and not want_video and astream is None:
             raise ClipError(path, "no audio stream")
@@ -190,7 +190,7 @@ def _pyav_pass(
         picks: list = [None] * n
         pick_time = np.full(n, np.nan)  # (T,)
         best = np.full(n, np.inf)  # (T,) distance of each pick to its target
-        audio = _AudioSpan(span, astream.codec_context.sample_rate) if astream is not None else None
+        audio = AudioSpan(span, astream.codec_context.sample_rate) if astream is not None else None
         video_end, video_done = -np.inf, vstream is None
         stop_reason = None
         try:
@@ -210,7 +210,7 @@ def _pyav_pass(
                 if video_done and (audio is None or audio.done):
                     break
         except av.error.FFmpegError as e:
-            stop_reason = _reason(e)
+            stop_reason = error_reason(e)
     finally:
         container.close()
     end = video_end if vstream is not None else (audio.end if audio is not None else -np.inf)
@@ -221,7 +221,7 @@ def _pyav_pass(
     )
 
 
-class _AudioSpan:
+class AudioSpan:
     """Collects decoded audio frames into a native-rate mono buffer covering exactly the span.
 
     Frames are placed by their pts; a frame within a couple of time-base ticks of where the previous one ended is
@@ -274,7 +274,7 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
     return x.astype(np.float32).mean(axis=0)  # (n,)
 
 
-def _resample(x: np.ndarray, rate: int, sample_rate: int, span: tuple[float, float]) -> np.ndarray:
+def resample(x: np.ndarray, rate: int, sample_rate: int, span: tuple[float, float]) -> np.ndarray:
     """Resample to `sample_rate` and fix the length to exactly round(span_length * sample_rate)."""
     if rate != sample_rate:
         x = soxr.resample(x, rate, sample_rate, quality="HQ")
@@ -285,25 +285,25 @@ def _resample(x: np.ndarray, rate: int, sample_rate: int, span: tuple[float, flo
 
 def _open_at(path: Path, seconds: float) -> av.container.InputContainer:
     """Open for reading, positioned at or before `seconds`; files that refuse to seek are read from the start."""
-    container = _open(path)
+    container = open_media(path)
     if seconds <= 0:
         return container
     try:
         container.seek(int((seconds * av.time_base)) + (container.start_time or 0), backward=True)
     except av.error.FFmpegError:
         container.close()
-        container = _open(path)
+        container = open_media(path)
     return container
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def open_media(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        raise ClipError(path, f"not a decodable media file ({_reason(e)})") from e
+        raise ClipError(path, f"not a decodable media file ({error_reason(e)})") from e
 
 
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+def video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
     # cover art in audio files shows up as a one-picture video stream: not a video
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not streams:
@@ -313,7 +313,7 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
 
 def stated_duration(path: Path) -> float:
     """Duration from the container header, else from the packets' timestamps (browser WebM recordings state none)."""
-    container = _open(path)
+    container = open_media(path)
     try:
         if container.duration is not None and container.duration > 0:
             return container.duration / av.time_base
@@ -325,7 +325,7 @@ def stated_duration(path: Path) -> float:
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin)
         except av.error.FFmpegError as e:
             if end == 0.0:
-                raise ClipError(path, f"not a decodable media file ({_reason(e)})") from e
+                raise ClipError(path, f"not a decodable media file ({error_reason(e)})") from e
     finally:
         container.close()
     if end <= 0:
@@ -333,7 +333,7 @@ def stated_duration(path: Path) -> float:
     return end
 
 
-def _reason(e: Exception) -> str:
+def error_reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
@@ -355,10 +355,10 @@ def _read_soundfile(path: Path, span: tuple[float, float], sample_rate: int) -> 
         )  # (n, C)
     except sf.SoundFileError as e:
         raise ClipError(path, f"not a decodable audio file ({e})") from e
-    return _resample(x.mean(axis=1), rate, sample_rate, span)
+    return resample(x.mean(axis=1), rate, sample_rate, span)
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.exists():
         raise ClipError(path, "file not found")
     if not path.is_file():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console()
@@ -21,8 +21,13 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per file (errors too), as each finishes"),
     top: int = typer.Option(3, "--top", min=1, help="emotions shown per file in the table"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
-    explain: Optional[Path] = typer.Option(None, "--explain", help="also explain each prediction: <stem>.explain.png "
-                                           "and .json into this folder; JSON lines gain `explain`"),
+    explain: Path | None = typer.Option(None, "--explain", help="also explain each prediction: <stem>.explain.png "
+                                        "and .json into this folder; JSON lines gain `explain`"),
+    timeline: Path | None = typer.Option(None, "--timeline", help="analyse whole files in sliding windows; write "
+                                         "DIR/<stem>.csv, .jsonl, .vtt and .png"),
+    window: float | None = typer.Option(None, "--window", min=0.1, help="timeline window in seconds "
+                                        "[default: the run's training clip length]"),
+    hop: float | None = typer.Option(None, "--hop", min=0.01, help="timeline hop in seconds [default: window / 3]"),
 ) -> None:
     """Emotion probabilities for video files through a run's whole pipeline; exit code 1 if any file failed."""
     from dfer.predict.predictor import Predictor, predict_paths, top_k
@@ -30,6 +35,10 @@ def predict(
     predictor = Predictor(model, device)
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
+    if timeline is not None:
+        if explain is not None:
+            raise typer.BadParameter("explains one clip per file; not with --timeline", param_hint="--explain")
+        raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json))
     failed = 0
     table = Table(title=f"{model} ({predictor.modalities})")
     table.add_column("file", overflow="fold")
@@ -54,6 +63,42 @@ def predict(
     if not as_json and table.row_count:
         console.print(table)
     raise typer.Exit(1 if failed else 0)
+
+
+def predict_timelines(predictor, paths: list[Path], folder: Path, window: float | None, hop: float | None,
+                      as_json: bool) -> int:
+    """`dfer predict --timeline`: a progress bar per file on stderr, a line (or JSON object) per file; the exit
+    code."""
+    from dfer.predict.timeline import HOP_FRACTION, default_window, timeline_paths
+
+    if window is None:
+        window, source = default_window(predictor.config)
+        errors.print(f"window {window:g} s ({source})")
+    if window > predictor.max_seconds:
+        raise typer.BadParameter(f"{window} s is longer than the {predictor.max_seconds} s this run's encoders take",
+                                 param_hint="--window")
+    hop = window * HOP_FRACTION if hop is None else hop
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                  TimeRemainingColumn(), console=errors) as progress:
+        tasks: dict[Path, int] = {}
+
+        def advance(path: Path, end: float, total: float) -> None:
+            if path not in tasks:
+                tasks[path] = progress.add_task(path.name, total=total)
+            progress.update(tasks[path], completed=end)
+
+        for record in timeline_paths(predictor, paths, folder, window, hop, advance):
+            failed += "error" in record
+            if as_json:
+                print(json.dumps(record), flush=True)
+            elif "error" in record:
+                progress.console.print(f"[red]failed[/] {record['path']}: {record['error']}")
+            else:
+                progress.console.print(f"{record['path']}: {record['windows']} windows -> {record['files']['csv']}")
+                for note in record["notes"]:
+                    progress.console.print(f"  [yellow]note:[/] {note}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":  # `python -m dfer.predict.command FILE --model RUN`, the same as `dfer predict`

@@ -10,7 +10,8 @@ A file goes through exactly what extraction did to the run's training clips, the
 The encoders are rebuilt from the run's fingerprint (same specs, random seed, frames, crop margin, sample rate and
 window), or taken from `RUN/vision` and `RUN/audio` when a fine-tune saved its encoders there. Only the streams the
 heads read are built: an audio-only run never loads the vision encoder nor runs face detection. Everything heavy is
-built once in `__init__`; `predict_file` may then be called for any number of files.
+built once in `__init__`; `predict_file` may then be called for any number of files, and `predict_clip` for clips
+decoded elsewhere (the windows of `dfer.predict.timeline`).
 
 Bad input raises `ClipError` (the file cannot be decoded) or its subclass `UnusableClip` (it decodes, but gives the
 model nothing to work with, e.g. a silent clip for an audio-only model), so callers can report it per file.
@@ -28,9 +29,9 @@ import torch
 
 from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
-from dfer.faces import FaceCropper, FaceTrack
+from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
-from dfer.media.decode import ClipError, decode_clip
+from dfer.media.decode import ClipError, DecodedClip, decode_clip
 from dfer.store.schema import Layout, blank_row
 from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
@@ -111,14 +112,25 @@ class Predictor:
         }
 
     def predict_file(self, path: Path | str) -> dict:
-        """Class probabilities for one file, as a JSON-ready dict:
+        """Class probabilities for one file (its central `max_seconds`), as a JSON-ready dict:
 
         path, labels (the display names of the run's classes, in order), classes (their codes, as the store keeps
         them), probs (aligned with both), top1 (the most probable label), face_found_ratio (share of the T sampled
         frames with a detected face; None without video or for an audio-only model), has_video, has_audio, notes
         and seconds (per stage). Raises ClipError / UnusableClip for bad input.
         """
-        encoded = self.encode_file(path)
+        return self.score(self.encode_file(path))
+
+    def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
+                     seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:
+        """The `predict_file` result of one decoded clip of `path` (the whole file's, or one window of a long
+        file's) and its face track. `follow` (on the clip's clock) continues the face a previous window tracked;
+        `seconds` holds the time of the stages already run."""
+        encoded = self.encode_clip(path, decoded, follow, seconds)
+        return self.score(encoded), encoded.track
+
+    def score(self, encoded: EncodedFile) -> dict:
+        """The heads on one encoded file: its `predict_file` result."""
         started = time.perf_counter()
         _, probs = run_heads(self.heads, [self.batch_of(encoded.row)], self.device)  # (1, C)
         encoded.seconds["heads"] = time.perf_counter() - started
@@ -127,7 +139,6 @@ class Predictor:
     def encode_file(self, path: Path | str) -> EncodedFile:
         """Decode, faces and encoders for one file: everything before the heads. Raises ClipError / UnusableClip."""
         path = Path(path)
-        seconds = {}
         started = time.perf_counter()
         # The file's audio only when the model reads audio; the frames always, as their times cut the audio segments.
         try:
@@ -137,11 +148,15 @@ class Predictor:
             raise
         except Exception as error:  # an unforeseen decoder failure is still this file's problem (as in extraction)
             raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
-        seconds["decode"] = time.perf_counter() - started
+        return self.encode_clip(path, decoded, seconds={"decode": time.perf_counter() - started})
 
+    def encode_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
+                    seconds: dict | None = None) -> EncodedFile:
+        """Faces and encoders for one decoded clip of `path`; `follow` and `seconds` as in `predict_clip`."""
+        seconds = dict(seconds or {})
         started = time.perf_counter()
         try:
-            track = (self.cropper(decoded.frames, decoded.waveform, decoded.frame_time, self.sample_rate)
+            track = (self.cropper(decoded.frames, decoded.waveform, decoded.frame_time, self.sample_rate, follow)
                      if self.cropper is not None and decoded.frames is not None else None)
         except Exception as error:  # e.g. a frame size MTCNN's pyramid cannot handle: the file's problem
             raise UnusableClip(path, f"face detection failed: {type(error).__name__}: {error}") from error

@@ -1,5 +1,5 @@
 """Tiny synthetic media files for tests: an mp4 with moving pictures and a tone, a two-person scene where one talks,
-and a plain tone WAV/FLAC.
+a plain tone WAV/FLAC, and long files made of real clips played in a row (`write_concatenation`).
 
 Tests across the project build their fixtures here instead of shipping binaries. Sizes are tiny so encoding takes
 milliseconds. The tone starts at phase 0 at time 0, so a test can check that decoded audio lines up with the
@@ -111,20 +111,60 @@ def write_media(
             vstream.options = {"preset": "ultrafast", "tune": "zerolatency"}
         astream = container.add_stream("aac", rate=sample_rate, layout="mono") if wave is not None else None
 
+        # Audio is muxed as the video reaches it, as real recordings are interleaved: a reader that streams a long
+        # file (dfer.media.stream) then sees both streams advance together.
+        audio_starts = iter(range(0, 0 if wave is None else len(wave), AAC_FRAME))
+        next_audio = next(audio_starts, None)
+
+        def mux_audio(until: float) -> None:
+            nonlocal next_audio
+            while next_audio is not None and next_audio <= until * sample_rate:
+                chunk = wave[None, next_audio : next_audio + AAC_FRAME]  # (1, 1024); the last may be short
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = sample_rate, next_audio, Fraction(1, sample_rate)
+                container.mux(astream.encode(frame))
+                next_audio = next(audio_starts, None)
+
         for i, picture in enumerate(pictures):
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
             frame.pts = i
             container.mux(vstream.encode(frame))
+            mux_audio((i + 1) / fps)
         container.mux(vstream.encode())
-
         if astream is not None:
-            for start in range(0, len(wave), AAC_FRAME):  # the last frame may be short: FFmpeg's AAC allows it
-                chunk = wave[None, start : start + AAC_FRAME]  # (1, 1024)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
-                frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
-                container.mux(astream.encode(frame))
+            mux_audio(np.inf)
             container.mux(astream.encode())
     return path
+
+
+def write_concatenation(
+    path: Path | str, sources: list[Path], repeat: int = 1, fps: int = 25, sample_rate: int = 16000
+) -> list[tuple[float, float]]:
+    """An mp4 of each of `sources` (short clips with video and audio) played `repeat` times in a row (AAA BBB ...),
+    at the first source's frame size, `fps` and `sample_rate`; returns each source's (start, end) seconds in it.
+
+    Each clip is resampled to whole frames at `fps` (by the same decoder extraction uses) and its audio cut to
+    exactly its frames' length, so the blocks stay aligned however many there are. Only one clip's frames are held
+    at a time; the audio (16 kHz mono, small next to the frames) is gathered first, as `write_media` wants it whole.
+    """
+    from dfer.media.decode import decode_clip, read_audio, stated_duration
+
+    counts = [max(1, round(stated_duration(Path(source)) * fps)) for source in sources]  # frames per clip
+    blocks, waves, start = [], [], 0.0
+    for source, n in zip(sources, counts):
+        waves.append(np.tile(read_audio(Path(source), (0.0, n / fps), sample_rate), repeat))  # (repeat * S,)
+        blocks.append((start, start + repeat * n / fps))
+        start = blocks[-1][1]
+
+    def pictures() -> Iterable[np.ndarray]:
+        for source, n in zip(sources, counts):
+            clip = decode_clip(Path(source), None, frames=n, sample_rate=sample_rate, max_seconds=np.inf)
+            for _ in range(repeat):
+                yield from clip.frames  # (H, W, 3) each
+
+    first = decode_clip(Path(sources[0]), None, frames=1, max_seconds=np.inf).frames[0]  # (H, W, 3)
+    write_media(path, pictures(), (first.shape[1], first.shape[0]), fps, np.concatenate(waves), sample_rate)
+    return blocks
 
 
 def write_audio(path: Path | str, seconds: float, sample_rate: int = 16000, tone_hz: float = 440.0) -> Path:

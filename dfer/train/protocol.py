@@ -72,12 +72,15 @@ def run_protocol(store: Path, out: Path, settings, model: str,
 
 def run_config(reader: CacheReader, split: Split, **sections) -> dict:
     """A run's config.json: `sections` (the model's own: "model", "train", "heads", ...) and what every run records,
-    the classes (the store's codes) and their display names, the dataset, the store's path and fingerprint, and the
-    split by clip id."""
+    the classes (the store's codes) and their display names, the dataset, the store's path and fingerprint, the
+    split by clip id, and `clip_seconds`, the median length of the training clips' analysed spans: the window a
+    `dfer predict --timeline` reads a long file in, so each window looks like what the model was trained on."""
     clip_ids = reader.read_all("clip_id").astype(str)
+    spans = reader.read_all("span")[np.asarray(split.train, dtype=np.int64)]  # (n, 2) seconds
     return {
         "dfer_version": dfer.__version__,
         **sections,
+        "clip_seconds": round(float(np.median(spans[:, 1] - spans[:, 0])), 3) if len(spans) else None,
         "classes": reader.classes,
         "display_names": reader.display_names,
         "dataset": reader.attrs["dataset"],

@@ -1,0 +1,168 @@
+"""Timelines: a whole file read as sliding windows, one distribution per window (`dfer predict --timeline`).
+
+A window is made to look like a training clip: its length defaults to the run's `clip_seconds` (the median span of
+its training clips, which `dfer.train.protocol.run_config` records) and T frames are sampled over it, as extraction
+sampled the clips. The hop defaults to a third of the window, so every moment is seen by about three windows. The
+file is streamed (`dfer.media.stream.WindowReader`): memory is flat in its length. The face is followed from window
+to window (`dfer.faces.FaceTrace`), so a second face entering the frame does not take over the timeline. Each window
+then goes through the run's own `Predictor.predict_clip`, the same code `dfer predict` runs on a short file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from dfer.media.decode import ClipError, stated_duration
+from dfer.media.stream import WindowReader
+from dfer.predict.predictor import Predictor, find_videos
+from dfer.predict.timeline_files import write_timeline
+from dfer.store.reader import open_cache
+
+HOP_FRACTION = 1 / 3  # default hop as a share of the window
+
+
+def default_window(config: dict) -> tuple[float, str]:
+    """(window seconds, where it came from) for a run's config.json.
+
+    Runs made before config.json recorded `clip_seconds` fall back to the median span of every clip of the store they
+    were trained on (nearly the same figure) when that store is still there, else to the store's `max_seconds` (the
+    longest span extraction analysed, an upper bound on the clip length)."""
+    if config.get("clip_seconds"):
+        return float(config["clip_seconds"]), "the run's clip_seconds"
+    try:
+        spans = open_cache(Path(config["store"])).read_all("span")  # (n, 2)
+        return round(float(np.median(spans[:, 1] - spans[:, 0])), 3), f"the median clip of {config['store']}"
+    except Exception:  # the store moved or is gone: any failure to read it means the same here
+        return float(config["fingerprint"]["max_seconds"]), "the store's max_seconds (the run predates clip_seconds)"
+
+
+def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of windows every `hop` seconds over [0, duration]; the last one ends at the file's end,
+    so the whole file is covered; a file shorter than a window is one window."""
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window ({window}) and hop ({hop}) must be positive")
+    if duration <= window:
+        return [(0.0, float(duration))]
+    starts = np.arange(0.0, duration - window + 1e-9, hop).tolist()  # (W,)
+    if starts[-1] + window < duration - 1e-6:
+        starts.append(duration - window)
+    return [(round(s, 6), round(s + window, 6)) for s in starts]
+
+
+class FileTimeline:
+    """The timeline of one file, window by window: iterating yields one row per window (start, end, labels, probs,
+    top, top_prob, face_found_ratio, has_audio) as it is done, so a caller can show progress or stop early. After
+    iterating, `notes` holds the file's recoverable oddities. Raises ClipError (or UnusableClip) naming the file."""
+
+    def __init__(self, predictor: Predictor, path: Path, window: float, hop: float):
+        if window > predictor.max_seconds:
+            raise ValueError(f"--window {window} s is longer than the {predictor.max_seconds} s this run's encoders "
+                             "take")
+        self.predictor, self.path, self.window, self.hop = predictor, Path(path), window, hop
+        self.duration = 0.0  # stated, known once iteration starts
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[dict]:
+        path, predictor = self.path, self.predictor
+        with _as_clip_error(path):
+            self.duration = stated_duration(path)
+            reader = WindowReader(path, plan_windows(self.duration, self.window, self.hop), predictor.frames,
+                                  predictor.sample_rate, want_audio=predictor.audio is not None)
+            self.notes = reader.notes
+            clips = iter(reader)
+        trace = None  # where the followed face was last seen, on the file's clock
+        while True:
+            with _as_clip_error(path):
+                clip = next(clips, None)
+                if clip is None:
+                    return
+                start = clip.span[0]
+                result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
+            if track is not None and track.trace is not None:
+                trace = track.trace.shifted(-start)
+            span = clip.span
+            del clip, track  # this window's frames and crops, before the memory they held is given back
+            release_freed_memory()
+            yield window_row(span, result)
+
+
+def release_freed_memory() -> None:
+    """Give the memory freed since the last window back to the system (glibc's malloc_trim; nothing elsewhere).
+
+    Each window allocates and frees some tens of MB (frames, MTCNN's pyramid, crops) of slightly varying sizes; glibc
+    keeps what is freed in its heaps, fragmented, so without this a 10-minute file's RSS climbs by ~25 MB a window
+    though what is live stays flat (measured: 1.2 GB live, 2.7 GB RSS after 75 windows)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl)
+        return None
+
+
+_LIBC = _glibc()
+
+
+@contextmanager
+def _as_clip_error(path: Path) -> Iterator[None]:
+    """An unforeseen decoder failure is still this file's problem (as in `Predictor.predict_file`)."""
+    try:
+        yield
+    except ClipError:
+        raise
+    except Exception as error:
+        raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
+
+
+def window_row(span: tuple[float, float], result: dict) -> dict:
+    """One window of a timeline from its `predict_clip` result."""
+    probs = np.asarray(result["probs"])  # (C,)
+    top = int(probs.argmax())
+    return {"start": round(float(span[0]), 3), "end": round(float(span[1]), 3), "labels": result["labels"],
+            "probs": result["probs"], "top": result["labels"][top], "top_prob": float(probs[top]),
+            "face_found_ratio": result["face_found_ratio"], "has_audio": result["has_audio"]}
+
+
+def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window: float, hop: float,
+                   on_window: Callable[[Path, float, float], None] | None = None) -> Iterator[dict]:
+    """Write the timeline files of each file named (folders expanded) into `folder`; one record per file,
+    {"path", "windows", "files" (suffix -> path), "notes"} or {"path", "error"}. A bad file never stops the others,
+    and a file's outputs appear only once its timeline is complete. Two files with the same stem get `stem`,
+    `stem-2`, ..."""
+    files, errors = find_videos(paths)
+    yield from errors
+    stems: set[str] = set()
+    for path in files:
+        stem, n = path.stem, 1
+        while stem in stems:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        stems.add(stem)
+        timeline, rows = FileTimeline(predictor, path, window, hop), []
+        try:
+            for row in timeline:
+                rows.append(row)
+                if on_window is not None:
+                    on_window(path, row["end"], timeline.duration)
+        except ClipError as error:
+            yield {"path": str(path), "error": error.reason}
+            continue
+        written = write_timeline(folder, stem, rows, f"{path.name}: {predictor.run}")
+        yield {"path": str(path), "windows": len(rows), "files": {k: str(v) for k, v in written.items()},
+               "notes": timeline.notes}
+
+
+def segment_top(rows: list[dict], span: tuple[float, float]) -> str | None:
+    """The most common top emotion among the windows lying wholly inside `span` (start, end) seconds (on a tie, the
+    one first reached); None when no window fits inside it."""
+    tops = [row["top"] for row in rows if row["start"] >= span[0] - 1e-3 and row["end"] <= span[1] + 1e-3]
+    return max(tops, key=tops.count) if tops else None
