@@ -105,7 +105,7 @@ def test_int8_tokens_survive_outlier_dimensions():
     # the naive per-token absmax scale is set by the outlier dimensions and loses every other one
     scale = np.abs(tokens).max(-1, keepdims=True) / 127  # (T, N, 1)
     naive = _standardised_error(np.rint(tokens / scale) * scale, tokens)
-    assert np.sqrt((naive ** 2).mean()) > 0.2
+    assert np.sqrt((naive ** 2).mean()) > 0.5  # 0.90
 
 
 def test_int8_audio_padding_stays_out_of_the_range():
