@@ -41,6 +41,8 @@ def extract(
     max_seconds: Optional[float] = typer.Option(None, help="longer clips are analysed over their central window (16)"),
     face_track: Optional[str] = typer.Option(None, "--face-track", help="largest (default) or speaker: the face "
                                              "whose mouth moves while the audio is voiced (MELD's recipe)"),
+    token_dtype: Optional[str] = typer.Option(None, "--token-dtype", help="float16 (default) or int8: per-dimension "
+                                              "codes, a quarter of float32 (cache/README.md)"),
     classes: Optional[str] = typer.Option(None, help="manifest only: comma-separated class order"),
     face_frames: Optional[str] = typer.Option(None, "--face-frames", help="dfew only: original (default) clips "
                                               "through our face pipeline, or precropped: the release's clip_224x224"),
@@ -52,7 +54,7 @@ def extract(
     summary = run(extract_config(
         recipe, dataset=dataset, root=root, out=out, preset=preset, vision=vision, audio=audio, frames=frames,
         batch=batch, device=device, limit=limit, keep_media=keep_media, workers=workers, seed=seed,
-        max_seconds=max_seconds, face_track=face_track,
+        max_seconds=max_seconds, face_track=face_track, token_dtype=token_dtype,
         dataset_options={k: v for k, v in options.items() if v is not None} or None,
     ))
     if not summary.is_main:  # under torchrun only rank 0 reports
@@ -89,7 +91,9 @@ def info(
         ("classes", ", ".join(f"{k} {v}" for k, v in facts["class_counts"].items())),
         ("protocol", json.dumps(facts["protocol"])),
         ("vision", facts["fingerprint"]["vision"]["id"]), ("audio", facts["fingerprint"]["audio"]["id"]),
-        ("size on disk", f"{facts['bytes_on_disk'] / 2**20:.1f} MiB"),
+        ("tokens", facts["token_dtype"]),
+        ("size on disk", f"{facts['bytes_on_disk'] / 2**20:.1f} MiB ({facts['bytes_per_clip'] / 2**20:.2f} MiB a clip "
+                         "without media)"),
     ]:
         table.add_row(key, str(value))
     for name, spec in facts["arrays"].items():

@@ -3,15 +3,17 @@ and the batches it defines."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
+import torch
 import zarr
 
 from dfer.store.reader import open_cache
-from dfer.store.schema import (INFO_PREFIX, LISTING_DTYPES, MEDIA_ARRAYS, MEDIA_BATCH, TOKEN_BATCH, TOKEN_KEYS, Layout,
-                               array_specs, batch_arrays, blank_row, decode_tokens, decode_waveform, encode_tokens,
+from dfer.store.schema import (INFO_PREFIX, LISTING_DTYPES, MEDIA_ARRAYS, MEDIA_BATCH, TOKEN_BATCH, TOKEN_DTYPES,
+                               TOKEN_KEYS, Layout, array_specs, batch_arrays, blank_row, decode_tokens, decode_waveform, encode_tokens,
                                encode_waveform)
 from dfer.testing.synthetic_store import make_synthetic_store
 
@@ -36,7 +38,11 @@ def _dtype_name(dtype) -> str:
 
 
 def test_readme_documents_every_array_with_its_dtype():
-    specs = {name: _dtype_name(spec.dtype) for name, spec in array_specs(LAYOUT).items()}
+    specs: dict[str, str] = {}  # name -> its dtypes over every token dtype, e.g. "float16 / int8"
+    for token_dtype in TOKEN_DTYPES:
+        for name, spec in array_specs(dataclasses.replace(LAYOUT, token_dtype=token_dtype)).items():
+            dtypes = specs.get(name, "").split(" / ") if name in specs else []
+            specs[name] = " / ".join(dict.fromkeys([*dtypes, _dtype_name(spec.dtype)]))
     listing = {name: _dtype_name(dtype) for name, dtype in LISTING_DTYPES.items()}
     documented = _documented()
     assert documented.pop(f"{INFO_PREFIX}<key>") == "string"
@@ -68,10 +74,65 @@ def test_waveform_round_trip_clips_and_pads():
 
 def test_tokens_round_trip():
     tokens = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)  # (N, D)
-    stored = encode_tokens(tokens)
+    stored = encode_tokens("video/tokens", tokens, "float16")["video/tokens"]
     assert stored.dtype == np.dtype(array_specs(LAYOUT)["video/tokens"].dtype)
     assert decode_tokens(stored).dtype == np.float32
     assert np.allclose(decode_tokens(stored), tokens, rtol=1e-3, atol=1e-3)
+
+
+def _standardised_error(decoded: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """The error in each dimension's standard deviations: the units of the heads' per-dimension standardisation."""
+    return (decoded - tokens) / tokens.reshape(-1, tokens.shape[-1]).std(0)
+
+
+def test_int8_tokens_survive_outlier_dimensions():
+    rng = np.random.default_rng(0)
+    D = 64
+    tokens = rng.normal(size=(16, 49, D)) * rng.uniform(0.5, 2, D) + rng.normal(0, 3, D)  # (T, N, D), own offsets
+    tokens[..., [3, 17, 40]] *= 100  # a vision transformer's few outlier dimensions
+    tokens = tokens.astype(np.float32)
+    stored = encode_tokens("video/tokens", tokens, "int8")
+    assert list(stored) == ["video/tokens", "video/tokens_scale", "video/tokens_offset"]
+    assert stored["video/tokens"].dtype == np.int8 and stored["video/tokens_scale"].shape == (1, 1, D)
+    specs = array_specs(dataclasses.replace(LAYOUT, vision_dim=D, token_dtype="int8"))
+    assert all(specs[name].shape[-1] == D and np.dtype(specs[name].dtype) == value.dtype for name, value in
+               stored.items())
+    decoded = decode_tokens(*stored.values())  # (T, N, D) float32
+    assert decoded.dtype == np.float32
+    error = _standardised_error(decoded, tokens)
+    assert np.sqrt((error ** 2).mean()) < 0.02  # the bound cache/README.md states: 2 % of a std, RMS
+    assert np.all(np.abs(decoded - tokens) <= stored["video/tokens_scale"] * 0.501)  # half a step, everywhere
+    # the naive per-token absmax scale is set by the outlier dimensions and loses every other one
+    scale = np.abs(tokens).max(-1, keepdims=True) / 127  # (T, N, 1)
+    naive = _standardised_error(np.rint(tokens / scale) * scale, tokens)
+    assert np.sqrt((naive ** 2).mean()) > 0.5  # 0.90
+
+
+def test_int8_audio_padding_stays_out_of_the_range():
+    tokens = np.zeros((10, 4), np.float32)  # (Ta_max, Da): 6 valid frames far from the zero padding
+    tokens[:6] = 50 + np.random.default_rng(1).normal(size=(6, 4))
+    stored = encode_tokens("audio/tokens", tokens, "int8", valid=6)
+    assert not stored["audio/tokens"][6:].any()  # padding: code 0
+    assert np.abs(decode_tokens(*stored.values())[:6] - tokens[:6]).max() < 0.02  # a range of ~4, not of ~52
+    constant = encode_tokens("audio/tokens", np.ones((3, 2), np.float32), "int8")  # no spread: scale 0, exact
+    assert np.array_equal(decode_tokens(*constant.values()), np.ones((3, 2), np.float32))
+
+
+def test_int8_decodes_alike_on_numpy_and_torch():
+    tokens = np.random.default_rng(2).normal(size=(2, 5, 3, 8)).astype(np.float32)  # (B, T, N, D)
+    clips = [encode_tokens("video/tokens", clip, "int8") for clip in tokens]
+    batch = {name: np.stack([clip[name] for clip in clips]) for name in clips[0]}  # scales (B, 1, 1, D)
+    on_numpy = np.stack([decode_tokens(*clip.values()) for clip in clips])
+    on_torch = decode_tokens(*(torch.from_numpy(value) for value in batch.values()))
+    assert on_torch.dtype == torch.float32
+    assert np.allclose(on_torch.numpy(), on_numpy, atol=1e-6)
+
+
+def test_blank_int8_row_decodes_to_zeros():
+    blank = blank_row(dataclasses.replace(LAYOUT, token_dtype="int8"),
+                      ["video/tokens", "video/tokens_scale", "video/tokens_offset"])
+    assert blank["video/tokens"].dtype == np.int8 and blank["video/tokens_scale"].shape == (1, 1, 8)
+    assert not decode_tokens(*blank.values()).any()
 
 
 def test_blank_row_holds_the_fill_values_and_skips_listing_columns():

@@ -36,11 +36,14 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
-def test_the_speech_recipe_end_to_end(tmp_path, speech_root):
+@pytest.mark.parametrize("token_dtype", ["float16", "int8"])
+def test_the_speech_recipe_end_to_end(tmp_path, speech_root, token_dtype):
     out = tmp_path / "out"
-    _run("extract", "ravdess", speech_root, "--out", out / "cache", "--recipe", RECIPE / "extract.yaml")
+    _run("extract", "ravdess", speech_root, "--out", out / "cache", "--recipe", RECIPE / "extract.yaml",
+         "--token-dtype", token_dtype)
     fingerprint = open_cache(out / "cache").fingerprint
     assert fingerprint["audio"]["id"] == "ge2e,layer=2" and fingerprint["audio"]["frame_seconds"] == 0.01
+    assert fingerprint["token_dtype"] == token_dtype
 
     _run("train", out / "cache", "--out", out / "stage2", "--recipe", RECIPE / "train.yaml", "--epochs", "2")
     stage2 = json.loads((out / "stage2" / "summary.json").read_text())

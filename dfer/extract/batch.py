@@ -31,22 +31,24 @@ def encode_batch(items: list[ClipInput], vision, audio, device: torch.device, la
     with_audio = [item for item in items if item.decoded.waveform is not None and item.decoded.waveform.size > 0]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     with torch.inference_mode(), autocast:
-        video_tokens = _encode_faces([item.track for item in with_video], vision, device) if with_video else []
+        video_tokens = _encode_faces([item.track for item in with_video], vision, device, layout) if with_video else []
         audio_tokens = _encode_audio([item.decoded.waveform for item in with_audio], audio, device, layout)
     video_rows = {item.index: tokens for item, tokens in zip(with_video, video_tokens)}
     audio_rows = {item.index: row for item, row in zip(with_audio, audio_tokens)}
     return [_row(item, video_rows.get(item.index), audio_rows.get(item.index), layout) for item in items]
 
 
-def _encode_faces(tracks: list[FaceTrack], vision, device: torch.device) -> list[np.ndarray]:
+def _encode_faces(tracks: list[FaceTrack], vision, device: torch.device, layout: Layout) -> list[dict]:
+    """Per clip, its `video/tokens` arrays (with an int8 store's scales)."""
     faces = torch.from_numpy(np.stack([track.faces for track in tracks])).to(device)  # (B, T, 3, S, S) uint8
     B, T = faces.shape[:2]
     tokens = vision(faces.flatten(0, 1))  # (B*T, N, D)
-    tokens = tokens.unflatten(0, (B, T))  # (B, T, N, D)
-    return list(encode_tokens(tokens.half().cpu().numpy()))  # half on the device: half the bytes to copy
+    tokens = tokens.unflatten(0, (B, T)).half().cpu().numpy()  # (B, T, N, D), half on the device: half the bytes to copy
+    return [encode_tokens("video/tokens", clip, layout.token_dtype) for clip in tokens]
 
 
-def _encode_audio(waves: list[np.ndarray], audio, device: torch.device, layout: Layout) -> list[tuple[np.ndarray, int]]:
+def _encode_audio(waves: list[np.ndarray], audio, device: torch.device, layout: Layout) -> list[tuple[dict, int]]:
+    """Per clip, its `audio/tokens` arrays (with an int8 store's scales) and its valid frames."""
     if not waves:
         return []
     waves = [wave[: layout.samples] for wave in waves]
@@ -61,7 +63,7 @@ def _encode_audio(waves: list[np.ndarray], audio, device: torch.device, layout: 
         n = min(int(n), layout.audio_frames)
         row = np.zeros((layout.audio_frames, layout.audio_dim), np.float32)  # (Ta_max, Da)
         row[:n] = clip_tokens[:n]
-        rows.append((encode_tokens(row), n))
+        rows.append((encode_tokens("audio/tokens", row, layout.token_dtype, valid=n), n))
     return rows
 
 
@@ -77,7 +79,7 @@ def _row(item: ClipInput, video_tokens, audio_row, layout: Layout) -> dict:
     }
     if track is not None:
         values.update({
-            "video/tokens": video_tokens,
+            **video_tokens,
             "video/box": track.box.astype(np.float32),
             "video/landmarks": track.landmarks.astype(np.float32),
             "video/face_found": track.face_found,
@@ -93,7 +95,7 @@ def _row(item: ClipInput, video_tokens, audio_row, layout: Layout) -> dict:
     if audio_row is not None:
         tokens, n = audio_row
         values.update({
-            "audio/tokens": tokens,
+            **tokens,
             "audio/length": np.int32(n),
             "audio/num_samples": np.int32(min(len(decoded.waveform), layout.samples)),
             "audio/waveform": encode_waveform(decoded.waveform, layout.samples),  # (S_max,) int16

@@ -26,7 +26,7 @@ from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
 from dfer.media.decode import ClipError, DecodedClip, decode_clip
 from dfer.media.frames import decode_frame_folder
 from dfer.store.clip_store import ClipStore
-from dfer.store.schema import MEDIA_ARRAYS, Layout
+from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES, Layout
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ExtractConfig:
     device: str = "cpu"
     limit: int | None = None  # the first N clips of the sorted listing
     keep_media: bool = True  # store face crops and waveforms for stage 3
+    token_dtype: str = "float16"  # or "int8": a quarter of float32 (dfer.store.schema.encode_tokens, cache/README.md)
     seed: int = 0  # random-init encoders only
     crop_margin: float = 0.25
     face_track: str = "largest"  # or "speaker": the face whose mouth moves while the audio is voiced (MELD)
@@ -54,6 +55,8 @@ class ExtractConfig:
     def __post_init__(self):
         if self.face_track not in FACE_TRACKS:
             raise ValueError(f"face_track {self.face_track!r} is not one of {', '.join(FACE_TRACKS)}")
+        if self.token_dtype not in TOKEN_DTYPES:
+            raise ValueError(f"token_dtype {self.token_dtype!r} is not one of {', '.join(TOKEN_DTYPES)}")
 
 
 def extract_config(recipe: Path | None = None, **settings) -> ExtractConfig:
@@ -78,7 +81,8 @@ def run(cfg: ExtractConfig) -> ExtractSummary:
     device = _rank_device(cfg.device, ranks.local_rank)
     vision, audio = _load_encoders(cfg, device)
     fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe())
-    layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media)
+    layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
+                                  cfg.token_dtype)
 
     # Rank 0 creates (or checks) the store while the others wait, then everyone opens it.
     if ranks.is_main:
@@ -109,6 +113,7 @@ def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, au
         "crop_margin": cfg.crop_margin,
         "max_seconds": cfg.max_seconds,
         "keep_media": cfg.keep_media,
+        "token_dtype": cfg.token_dtype,
         "face_track": cfg.face_track,
         "dataset_options": dataset_options,
     }

@@ -16,7 +16,10 @@ import zarr
 
 from dfer.data.clip import DatasetListing
 from dfer.store import fingerprint as fp
-from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, Layout, array_specs
+from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, READABLE_FORMATS, Layout, array_specs
+
+
+FORMAT_1_DEFAULTS = {"token_dtype": "float16"}  # what a store of format 1 holds without saying so
 
 
 class ClipStore:
@@ -44,8 +47,9 @@ class ClipStore:
         if not (path / "zarr.json").exists():
             raise FileNotFoundError(f"{path}: no dfer cache here (no zarr.json)")
         group = zarr.open_group(str(path), mode=mode)
-        if group.attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a dfer cache (format {group.attrs.get('format')!r}, expected {FORMAT!r})")
+        if group.attrs.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{path}: not a dfer cache (format {group.attrs.get('format')!r}, expected one of "
+                             f"{', '.join(READABLE_FORMATS)})")
         return cls(path, group)
 
     @classmethod
@@ -78,7 +82,7 @@ class ClipStore:
 
     def check_matches(self, fingerprint: dict, layout: Layout, listing: DatasetListing) -> None:
         fp.check(self.path, fingerprint, self.fingerprint)
-        fp.check(self.path, {"layout": layout.__dict__}, {"layout": dict(self.attrs["layout"])})
+        fp.check(self.path, {"layout": layout.__dict__}, {"layout": self.layout.__dict__})
         ids = [c.clip_id for c in listing.clips]
         stored = self.clip_ids
         if (self.attrs["dataset"], ids) != (listing.name, stored):
@@ -98,7 +102,7 @@ class ClipStore:
 
     @property
     def fingerprint(self) -> dict:
-        return dict(self.group.attrs["fingerprint"])
+        return {**FORMAT_1_DEFAULTS, **self.group.attrs["fingerprint"]}
 
     @property
     def layout(self) -> Layout:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.store.clip_store import ClipStore
+from dfer.store.schema import MEDIA_ARRAYS
 
 
 def store_info(path: Path) -> dict:
@@ -39,7 +40,9 @@ def store_info(path: Path) -> dict:
                    for name in store.array_names()},
         "failures": [{"clip_id": ids[i], "error": str(errors[i])} for i in range(len(ids)) if not done[i] and errors[i]],
         "notes": [{"clip_id": ids[i], "note": str(notes[i])} for i in range(len(ids)) if done[i] and notes[i]],
+        "token_dtype": store.layout.token_dtype,
         "bytes_on_disk": _bytes_on_disk(store.path),
+        "bytes_per_clip": _bytes_per_clip(store, int(done.sum())),
     }
 
 
@@ -56,3 +59,12 @@ def _face_tracks(store: ClipStore, with_video: np.ndarray) -> dict | None:
 
 def _bytes_on_disk(path: Path) -> int:
     return sum(entry.stat().st_size for entry in Path(path).rglob("*") if entry.is_file())
+
+
+def _bytes_per_clip(store: ClipStore, done: int) -> float:
+    """Bytes on disk a finished clip costs without the media (`video/faces`, `audio/waveform`): what stage 2 reads.
+    Every array but the media, per done clip; blank chunks of unfinished clips are never written."""
+    media = [store.path / name for name in MEDIA_ARRAYS.values()]
+    total = sum(entry.stat().st_size for entry in store.path.rglob("*")
+                if entry.is_file() and not any(entry.is_relative_to(folder) for folder in media))
+    return total / max(done, 1)

@@ -62,6 +62,11 @@ class CacheReader:
     def layout(self) -> dict:
         return dict(self.attrs["layout"])
 
+    @property
+    def token_dtype(self) -> str:
+        """How the tokens are stored (`dfer.store.schema.encode_tokens`); stores of format 1 hold float16."""
+        return self.layout.get("token_dtype", "float16")
+
 
 class ZarrReader(CacheReader):
     def _open(self):

@@ -18,7 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from zarr.codecs import BloscCodec
 
-FORMAT = "dfer-cache/1"  # the root attribute `format`; written last, so a store without it is unfinished
+FORMAT = "dfer-cache/2"  # the root attribute `format`; written last, so a store without it is unfinished
+# Formats this code reads: 1 is 2 with float16 tokens (2 added `token_dtype` int8), so its stores stay readable.
+READABLE_FORMATS = ("dfer-cache/1", FORMAT)
 
 # ----------------------------------------------------------------------------------------------- arrays
 
@@ -35,9 +37,15 @@ class Layout:
     audio_frames: int  # Ta_max, encoder frames in `max_seconds`
     samples: int  # S_max, waveform samples in `max_seconds`
     keep_media: bool
+    token_dtype: str = "float16"  # one of TOKEN_DTYPES; stores of format 1 have no such field and hold float16
+
+    def __post_init__(self):
+        if self.token_dtype not in TOKEN_DTYPES:
+            raise ValueError(f"token dtype {self.token_dtype!r} is not one of {', '.join(TOKEN_DTYPES)}")
 
     @classmethod
-    def from_settings(cls, frames: int, vision: dict, audio: dict, max_seconds: float, keep_media: bool) -> Layout:
+    def from_settings(cls, frames: int, vision: dict, audio: dict, max_seconds: float, keep_media: bool,
+                      token_dtype: str = "float16") -> Layout:
         return cls(
             frames=frames,
             image_size=vision["image_size"],
@@ -48,6 +56,7 @@ class Layout:
             audio_frames=math.ceil(max_seconds / audio["frame_seconds"]) + 1,
             samples=round(max_seconds * audio["sample_rate"]),
             keep_media=keep_media,
+            token_dtype=token_dtype,
         )
 
 
@@ -61,7 +70,9 @@ class ArraySpec(NamedTuple):
     compressor: Any = "auto"
 
 
-TOKEN_DTYPE = "float16"  # see encode_tokens
+TOKEN_DTYPES = ("float16", "int8")  # see encode_tokens
+TOKEN_ARRAYS = {"video": "video/tokens", "audio": "audio/tokens"}  # stream -> its encoder tokens
+SCALE_SUFFIXES = ("_scale", "_offset")  # int8 tokens: `<tokens>_scale` and `<tokens>_offset` beside the codes
 TOKENS_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")  # shuffled float16 compresses ~1.3-2x
 MEDIA_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")  # fast on images and int16 audio
 MEDIA_ARRAYS = {"video": "video/faces", "audio": "audio/waveform"}  # stream -> the media stage 3 reads (--keep-media)
@@ -78,7 +89,7 @@ def array_specs(layout: Layout) -> dict[str, ArraySpec]:
         "span": ArraySpec((2,), "float32", 0.0),
         "has_video": ArraySpec((), "bool", False),
         "has_audio": ArraySpec((), "bool", False),
-        "video/tokens": ArraySpec((T, L.num_tokens, L.vision_dim), TOKEN_DTYPE, 0.0, TOKENS_CODEC),
+        "video/tokens": ArraySpec((T, L.num_tokens, L.vision_dim), L.token_dtype, 0, TOKENS_CODEC),
         "video/frame_time": ArraySpec((T,), "float32", 0.0),
         "video/box": ArraySpec((T, 4), "float32", 0.0),
         "video/landmarks": ArraySpec((T, 5, 2), "float32", 0.0),
@@ -86,10 +97,15 @@ def array_specs(layout: Layout) -> dict[str, ArraySpec]:
         "video/track_rank": ArraySpec((), "int16", -1),  # the cropped face track: 0 the largest; -1 none (no face, pre-cropped)
         "video/track_count": ArraySpec((), "int16", 0),  # face tracks found in the clip
         "video/speaker_score": ArraySpec((), "float32", float("nan")),  # the chosen track's mouth motion while voiced
-        "audio/tokens": ArraySpec((L.audio_frames, L.audio_dim), TOKEN_DTYPE, 0.0, TOKENS_CODEC),
+        "audio/tokens": ArraySpec((L.audio_frames, L.audio_dim), L.token_dtype, 0, TOKENS_CODEC),
         "audio/length": ArraySpec((), "int32", 0),
         "audio/num_samples": ArraySpec((), "int32", 0),
     }
+    if layout.token_dtype == "int8":
+        for name, spec in list(specs.items()):
+            if name in TOKEN_ARRAYS.values():  # (1, ..., 1, D): broadcasts against a clip's or a batch's codes
+                for suffix in SCALE_SUFFIXES:
+                    specs[name + suffix] = ArraySpec((*(1,) * (len(spec.shape) - 1), spec.shape[-1]), "float32", 0.0)
     if layout.keep_media:
         specs[MEDIA_ARRAYS["video"]] = ArraySpec((T, 3, L.image_size, L.image_size), "uint8", 0, MEDIA_CODEC)
         specs[MEDIA_ARRAYS["audio"]] = ArraySpec((L.samples,), "int16", 0, MEDIA_CODEC)
@@ -127,16 +143,45 @@ def decode_waveform(stored: np.ndarray) -> np.ndarray:
     return stored.astype(np.float32) / WAVE_SCALE
 
 
-def encode_tokens(tokens: np.ndarray) -> np.ndarray:
-    """Encoder tokens (..., D) as `video/tokens` and `audio/tokens` store them: float16, half the bytes of float32
-    at about 1e-3 relative error. A smaller encoding (e.g. int8 codes with a per-token scale) would change this,
-    `decode_tokens`, `TOKEN_DTYPE` and the specs above together, with a new `FORMAT`."""
-    return tokens.astype(TOKEN_DTYPE)
+INT8_LEVELS = 127  # codes -127..127: symmetric around the offset, so -128 is never used
 
 
-def decode_tokens(stored: np.ndarray) -> np.ndarray:
-    """Stored tokens back to float32 for the heads."""
-    return stored.astype(np.float32)
+def encode_tokens(name: str, tokens: np.ndarray, dtype: str, valid: int | None = None) -> dict[str, np.ndarray]:
+    """One clip's encoder tokens (..., D) as the store holds them: array name -> value.
+
+    float16: the tokens alone, half the bytes of float32 at about 1e-3 relative error.
+    int8: codes plus, per dimension, a scale and an offset fixed per clip (`name_scale`, `name_offset`, (1, ..., D)
+    float32): the clip's range of that dimension spread over 255 levels. Per dimension because vision transformers
+    have a few outlier dimensions with ~100x the spread of the rest: a per-token scale is set by them and rounds
+    every other dimension to a handful of levels, whereas here each dimension keeps 255 levels of its own spread.
+    Per clip because a store is written clip by clip (no pass over the dataset first); the error is at most half a
+    step, (max - min) / 508 of that dimension in that clip (`cache/README.md` has the measured figures).
+    `valid`: the leading rows holding tokens (audio: `audio/length`); the padding after them is left out of the
+    range and gets code 0 (it decodes to the offset; readers mask it)."""
+    if dtype == "float16":
+        return {name: tokens.astype(np.float16)}
+    x = np.asarray(tokens, np.float32)  # (..., D)
+    held = x[:valid].reshape(-1, x.shape[-1])  # (L, D)
+    low, high = (held.min(0), held.max(0)) if len(held) else (np.zeros(x.shape[-1], np.float32),) * 2  # (D,)
+    offset = (high + low) / 2  # (D,)
+    scale = (high - low) / (2 * INT8_LEVELS)  # (D,)
+    inverse = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)  # a constant dimension: code 0
+    codes = np.clip(np.rint((x - offset) * inverse), -INT8_LEVELS, INT8_LEVELS).astype(np.int8)  # (..., D)
+    if valid is not None:
+        codes[valid:] = 0
+    shape = (*(1,) * (x.ndim - 1), x.shape[-1])  # (1, ..., D)
+    return {name: codes, name + "_scale": scale.reshape(shape), name + "_offset": offset.reshape(shape)}
+
+
+def decode_tokens(stored, scale=None, offset=None):
+    """Stored tokens back to float32 for the heads: float16 as they are, int8 as `codes * scale + offset`.
+
+    Operators only, so the same function decodes numpy rows and torch tensors: a training batch moves to the device
+    as int8 codes and is decoded there (`dfer.train.data.to_device`), a quarter of the bytes of float32. `scale` and
+    `offset` broadcast against the codes (a clip's (1, ..., D), or a batch's (B, 1, ..., D))."""
+    if scale is None:
+        return stored.float() if hasattr(stored, "float") else stored.astype(np.float32)
+    return stored * scale + offset
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -162,6 +207,9 @@ TOKEN_BATCH = {
     "label": Field("label", None),
 }
 TOKEN_KEYS = ("video_tokens", "audio_tokens")  # the batch keys holding encoded tokens (decode_tokens)
+# int8 stores add each token key's scale and offset: `video_tokens_scale` <- `video/tokens_scale`, ...
+INT8_BATCH = {key + suffix: Field(TOKEN_BATCH[key].array + suffix, TOKEN_BATCH[key].stream)
+              for key in TOKEN_KEYS for suffix in SCALE_SUFFIXES}
 
 # Stage 3 (`dfer finetune`): stage 2's keys with the tokens swapped for the media the encoders turn into them.
 MEDIA_BATCH = {
@@ -172,9 +220,10 @@ MEDIA_BATCH = {
 }
 
 
-def batch_arrays(streams: Iterable[str], media: bool = False) -> dict[str, str]:
+def batch_arrays(streams: Iterable[str], media: bool = False, token_dtype: str = "float16") -> dict[str, str]:
     """Batch key -> store array for a model reading `streams` (e.g. ("video", "audio")): stage 3's fields with
-    `media`, else stage 2's. Arrays of other streams are never read (an audio model skips `video/tokens`)."""
+    `media`, else stage 2's (with the scales of a `token_dtype` int8 store). Arrays of other streams are never read
+    (an audio model skips `video/tokens`)."""
     streams = set(streams)
-    fields = MEDIA_BATCH if media else TOKEN_BATCH
+    fields = MEDIA_BATCH if media else {**TOKEN_BATCH, **(INT8_BATCH if token_dtype == "int8" else {})}
     return {key: field.array for key, field in fields.items() if field.stream is None or field.stream in streams}

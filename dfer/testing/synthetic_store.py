@@ -18,7 +18,8 @@ from dfer.store.schema import Layout, encode_tokens
 
 def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_per_speaker: int = 12,
                          folds: int = 3, frames: int = 4, grid: int = 2, dim: int = 8, audio_frames: int = 16,
-                         signal: float = 2.0, seed: int = 0, split_protocol: bool = False) -> Path:
+                         signal: float = 2.0, seed: int = 0, split_protocol: bool = False,
+                         token_dtype: str = "float16") -> Path:
     """Speaker s belongs to fold s % folds + 1 (or, with `split_protocol`, to train/val/test by s % 3).
     Every 6th clip is audio-only and every 7th video-only, so masks are exercised."""
     rng = np.random.default_rng(seed)
@@ -37,8 +38,9 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
               "num_tokens": grid * grid, "grid": grid}
     audio = {"id": "synthetic", "revision": f"seed={seed}", "dim": dim, "sample_rate": 16000, "frame_seconds": 0.08}
     fingerprint = {"dfer_version": dfer.__version__, "vision": vision, "audio": audio, "frames": frames,
-                   "sample_rate": 16000, "crop_margin": 0.25, "max_seconds": 1.2, "keep_media": False}
-    layout = Layout(frames, 16 * grid, grid * grid, dim, dim, audio_frames, 19200, False)
+                   "sample_rate": 16000, "crop_margin": 0.25, "max_seconds": 1.2, "keep_media": False,
+                   "token_dtype": token_dtype}
+    layout = Layout(frames, 16 * grid, grid * grid, dim, dim, audio_frames, 19200, False, token_dtype)
     store = ClipStore.create_or_open(path, fingerprint, layout, listing)
     for index, clip in enumerate(clips):
         has_video, has_audio = index % 6 != 5, index % 7 != 6
@@ -54,9 +56,10 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
             "note": "",
         }
         if has_video:
-            values.update({"video/tokens": encode_tokens(video), "video/face_found": np.ones(frames, bool),
+            values.update({**encode_tokens("video/tokens", video, token_dtype), "video/face_found": np.ones(frames, bool),
                            "video/landmarks": np.repeat(landmarks[None], frames, 0).astype(np.float32)})
         if has_audio:
-            values.update({"audio/tokens": encode_tokens(tokens), "audio/length": np.int32(length)})
+            values.update({**encode_tokens("audio/tokens", tokens, token_dtype, valid=length),
+                           "audio/length": np.int32(length)})
         store.write_clip(index, values)
     return Path(path)

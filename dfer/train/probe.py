@@ -34,7 +34,7 @@ from dfer.recipe import settings_from
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.config import SELECT_METRICS, TrainConfig
-from dfer.train.data import CachedClips, collate
+from dfer.train.data import CachedClips, collate, to_device
 from dfer.train.loop import predict
 from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
@@ -98,6 +98,7 @@ def pooled_features(model: LinearProbe, reader: CacheReader, indices: list[int])
     features, present, labels = [], [], []
     with torch.no_grad():
         for batch in loader:
+            batch = to_device(batch, torch.device("cpu"))  # decodes int8 tokens
             x, p = model.pooled(batch)  # (B, F), (B, F)
             features.append(x)
             present.append(p)
