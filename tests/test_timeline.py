@@ -162,8 +162,6 @@ def test_window_and_hop_options(run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue #11 is open on this: 3 of 6 blocks agree with the demo run, 5 are "
-                   "needed (windows straddling two repeats of a clip give another answer)")
 def test_a_long_file_agrees_with_its_clips_block_by_block(tmp_path):
     """The done-when check: `make demo`'s run, LONG.mp4 = the six sample clips each three times in a row; the
     timeline covers the whole file and, in at least 5 of the 6 blocks, the most common top emotion of the windows
