@@ -21,6 +21,8 @@ about containers, codecs, timestamps and broken files. Choices and why:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,17 @@ class ClipError(Exception):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+@contextmanager
+def as_clip_error(path: Path | str) -> Iterator[None]:
+    """An unforeseen decoder failure is still this file's problem: re-raise it as the file's ClipError."""
+    try:
+        yield
+    except ClipError:
+        raise
+    except Exception as error:
+        raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
 
 
 @dataclass

@@ -31,7 +31,7 @@ from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
-from dfer.media.decode import ClipError, DecodedClip, decode_clip
+from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip
 from dfer.store.schema import Layout, blank_row
 from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
@@ -141,13 +141,9 @@ class Predictor:
         path = Path(path)
         started = time.perf_counter()
         # The file's audio only when the model reads audio; the frames always, as their times cut the audio segments.
-        try:
+        with as_clip_error(path):
             decoded = decode_clip(path, path if self.audio is not None else None, self.frames, self.sample_rate,
                                   self.max_seconds)
-        except ClipError:
-            raise
-        except Exception as error:  # an unforeseen decoder failure is still this file's problem (as in extraction)
-            raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
         return self.encode_clip(path, decoded, seconds={"decode": time.perf_counter() - started})
 
     def encode_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,

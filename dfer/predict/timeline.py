@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from dfer.media.decode import ClipError, stated_duration
+from dfer.media.decode import ClipError, as_clip_error, stated_duration
 from dfer.media.stream import WindowReader
 from dfer.predict.predictor import Predictor, find_videos
 from dfer.predict.timeline_files import write_timeline
@@ -69,7 +68,7 @@ class FileTimeline:
 
     def __iter__(self) -> Iterator[dict]:
         path, predictor = self.path, self.predictor
-        with _as_clip_error(path):
+        with as_clip_error(path):
             self.duration = stated_duration(path)
             reader = WindowReader(path, plan_windows(self.duration, self.window, self.hop), predictor.frames,
                                   predictor.sample_rate, want_audio=predictor.audio is not None)
@@ -77,7 +76,7 @@ class FileTimeline:
             clips = iter(reader)
         trace = None  # where the followed face was last seen, on the file's clock
         while True:
-            with _as_clip_error(path):
+            with as_clip_error(path):
                 clip = next(clips, None)
                 if clip is None:
                     return
@@ -110,17 +109,6 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
-
-
-@contextmanager
-def _as_clip_error(path: Path) -> Iterator[None]:
-    """An unforeseen decoder failure is still this file's problem (as in `Predictor.predict_file`)."""
-    try:
-        yield
-    except ClipError:
-        raise
-    except Exception as error:
-        raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
 
 
 def window_row(span: tuple[float, float], result: dict) -> dict:
