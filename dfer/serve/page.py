@@ -225,7 +225,7 @@ function drawTimeline(windows, labels) {
 }
 
 async function upload(blob, name) {
-  state("uploading", "Uploading and predicting (a file longer than a few seconds also gets a timeline: longer)...");
+  state("uploading", "Uploading and predicting... (a long file is also read window by window: that takes longer)");
   $("error").textContent = "";
   $("top1").textContent = "";
   $("timeline-notes").textContent = "";
