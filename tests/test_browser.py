@@ -1,6 +1,6 @@
 """The recording page in headless Chromium: a fake camera and microphone play a sample clip, the page records 3 s
 with MediaRecorder, uploads the WebM, and draws the bars, the attention strip and the three modality bar sets. Also
-the file picker, and the timeline chart from a stubbed answer. Skips when Chromium, its driver or Selenium is absent
+the file picker, the timeline chart of a long file, and an audio-only run's answer stubbed. Skips when Chromium, its driver or Selenium is absent
 (CI installs Debian's `chromium` and `chromium-driver`)."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
 from dfer.predict.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
+from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[3]  # HAP: a clear, frontal face
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -123,6 +124,7 @@ def test_record_upload_and_show_bars(server, browser, tmp_path):
     browser.get(url)
     # empty bars drawn from /labels before any prediction (fetched after the page loads: wait, don't race it)
     WebDriverWait(browser, 10).until(lambda driver: list(bars(driver)) == labels)
+    before = len(seen)
     browser.find_element("id", "record").click()
     assert wait_for_result(browser) == "done", browser.find_element("id", "error").text
     probs = bars(browser)
@@ -131,7 +133,8 @@ def test_record_upload_and_show_bars(server, browser, tmp_path):
     assert top1.split()[0] == max(probs, key=probs.get)
     assert browser.find_element("css selector", "#bars .bar.top").get_attribute("data-label") == top1.split()[0]
     assert "face found" in browser.find_element("id", "timing").text
-    recorded = seen[-1]  # MediaRecorder's WebM, with the fake camera's face and the fake microphone's voice
+    recorded = seen[before]  # MediaRecorder's WebM, with the fake camera's face and the fake microphone's voice
+    # (the whole file's record; a recording longer than one window is then predicted window by window)
     assert recorded["path"].endswith(".webm") and recorded["has_audio"] and recorded["face_found_ratio"] > 0.5
 
     # the explanation: one painted heatmap per step, and the AV, audio-only and video-only bars, in words
@@ -161,19 +164,43 @@ def test_pick_a_file(server, browser):
     assert list(bars(browser)) == labels and browser.find_element("id", "top1").text
 
 
+def test_a_long_file_shows_its_timeline(server, browser, tmp_path):
+    """Three sample clips in a row (~7 s): the server's timeline drawn as one line per class, a point per window."""
+    url, labels, seen = server
+    long = tmp_path / "long.mp4"
+    write_concatenation(long, sorted((SAMPLE / "VideoFlash").glob("*.flv"))[:3])
+    browser.get(url)
+    before = len(seen)
+    browser.find_element("id", "file").send_keys(str(long))
+    assert wait_for_result(browser, 120) == "done", browser.find_element("id", "error").text
+    windows = len(seen) - before - 1  # every window's record after the whole file's
+    assert windows > 3 and browser.find_element("id", "timeline").is_displayed()
+    lines = browser.find_elements("css selector", "#timeline polyline.line")
+    assert [line.get_attribute("data-label") for line in lines] == labels
+    assert all(len(line.get_attribute("points").split()) == windows + 2 for line in lines)  # + start and end
+    extent = "const box = arguments[0].getBBox(); return [box.width, box.height];"  # what the line covers, drawn
+    assert all(browser.execute_script(extent, line)[0] > 500 for line in lines)  # start to end of the 600-wide chart
+    assert any(browser.execute_script(extent, line)[1] > 0 for line in lines)  # and it moves over time
+    assert not browser.find_element("id", "timeline-notes").text
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element("id", "timeline"))
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 20_000
+
+
 def test_stubbed_audio_only_answer_with_a_timeline(server, browser, tmp_path):
     """What the real run cannot show, from a stubbed answer: an audio-only run's explanation (no attention, no `av` or
-    `video`), and the timeline chart a long upload will get (the server does not compute one yet)."""
+    `video`), and a timeline whose windows each favour another class, with a note."""
     url, labels, _ = server
     browser.get(url)
     uniform = {label: 1 / len(labels) for label in labels}
-    windows = [{"start": 2.0 * i, "end": 2.0 * i + 3, "top1": labels[i],  # each window a different class
+    windows = [{"start": 2.0 * i, "end": 2.0 * i + 3, "top": labels[i],  # each window a different class
                 "probs": {label: (3 if j == i else 1) / (len(labels) + 2) for j, label in enumerate(labels)}}
                for i in range(3)]
     explain = {"av": None, "audio": uniform, "video": None, "available": ["audio"], "present": {"audio": True},
                "notes": ["an audio-only run"], "steps": [], "attention": None, "faces": None}
     answer = {"labels": labels, "classes": labels, "probs": list(uniform.values()), "top1": labels[0],
-              "face_found_ratio": None, "timing": {"total": 0.1}, "explain": explain, "timeline": windows}
+              "face_found_ratio": None, "timing": {"total": 0.1}, "explain": explain, "timeline": windows,
+              "timeline_notes": ["a note"]}
     browser.execute_script("const answer = arguments[0];"
                            "window.fetch = async () => new Response(JSON.stringify(answer));", answer)
     assert not browser.find_element("id", "timeline").is_displayed()
@@ -193,4 +220,5 @@ def test_stubbed_audio_only_answer_with_a_timeline(server, browser, tmp_path):
     assert all(len(line.get_attribute("points").split()) == len(windows) + 2 for line in lines)  # + start and end
     assert browser.find_element("css selector", "#timeline .legend").text.split() == [
         word for label in labels for word in ("\u25a0", label)]
+    assert browser.find_element("id", "timeline-notes").text == "a note"
     browser.save_screenshot(str(tmp_path / "page.png"))

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from dfer.cli import app
 from dfer.heads import FUSIONS, DferHeads, HeadConfig
 from dfer.predict.explain import explain_batch, explain_file
-from dfer.predict.predictor import Predictor
+from dfer.predict.predictor import OutputStems, Predictor
 from dfer.predict.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
 
@@ -208,6 +208,28 @@ def test_predict_explain_adds_the_explanation_to_each_line(predictor, tmp_path):
     record = json.loads(result.stdout)
     assert set(record["explain"]["available"]) == {"av", "audio", "video"}
     assert Path(record["explain_files"]["png"]).exists() and Path(record["explain_files"]["json"]).exists()
+
+
+def test_outputs_with_one_stem_do_not_overwrite_each_other(predictor, tmp_path):
+    """a/x.flv and b/x.flv explained into one folder: x and x-2, each its own file's (the namer `--timeline` uses)."""
+    clips = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[:2]
+    named = []
+    for folder, clip in zip("ab", clips):
+        (tmp_path / folder).mkdir()
+        named.append(tmp_path / folder / "x.flv")
+        named[-1].write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", *map(str, named), "--model", str(predictor.run), "--json",
+                                      "--explain", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["explain_files"]["json"]).name for r in records] == ["x.explain.json", "x-2.explain.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["x-2.explain.json", "x-2.explain.png", "x.explain.json",
+                                                     "x.explain.png"]
+    for record, clip in zip(records, named):
+        assert json.loads(Path(record["explain_files"]["json"]).read_text())["path"] == str(clip)
+    stems = OutputStems()
+    assert [stems(p) for p in ["a/x.mp4", "b/x.mp4", "x-2.mp4", "c/x.mp4"]] == ["x", "x-2", "x-2-2", "x-3"]
 
 
 def test_serve_explains_when_asked(predictor):

@@ -1,5 +1,5 @@
-"""`dfer serve`'s API through FastAPI's TestClient: predictions on the sample in several containers, bad uploads
-(never a 500), temp files removed, concurrent requests, and 503 when the queue is full."""
+"""`dfer serve`'s API through FastAPI's TestClient: predictions on the sample in several containers, a long upload's
+timeline, bad uploads (never a 500), temp files removed, concurrent requests, and 503 when the queue is full."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from fastapi.testclient import TestClient
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
 from dfer.predict.sample import SAMPLE, sample_run
+from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
+from dfer.predict.timeline_files import window_record
 from dfer.serve.app import create_app
+from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
 
@@ -102,6 +105,33 @@ def test_predicts_the_sample_like_the_cli(client, predictor):
     assert body["classes"] == predictor.classes and body["top1"] in WORDS
     np.testing.assert_allclose(body["probs"], direct["probs"], atol=1e-6)
     assert set(body["timing"]) == {"upload", "queue", "predict", "total"} and body["timing"]["total"] > 0
+    assert body["timeline"] is None and body["timeline_notes"] == []  # no longer than one window: no timeline
+
+
+def test_a_long_upload_gets_its_timeline(client, predictor, tmp_path):
+    """Three sample clips in a row (~7 s, several windows): the whole-file answer as for any upload, and the windows
+    `dfer predict --timeline` writes to its .jsonl, with its default window and hop, covering the file."""
+    long = tmp_path / "long.mp4"
+    blocks = write_concatenation(long, sorted((SAMPLE / "VideoFlash").glob("*.flv"))[:3])
+    response = post(client, long.name, long.read_bytes())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    whole = predictor.predict_file(long)["probs"]  # the file's central max_seconds, as for any upload
+    np.testing.assert_allclose(body["probs"], whole, atol=1e-6)
+    window, _ = default_window(predictor.config)
+    assert client.get("/health").json()["timeline_window"] == window
+    cli = [window_record(row) for row in FileTimeline(predictor, long, window, window * HOP_FRACTION)]
+    windows = body["timeline"]
+    assert len(windows) == len(cli) > 3 and body["timeline_notes"] == []
+    assert windows[0]["start"] == 0 and windows[-1]["end"] == pytest.approx(blocks[-1][1], abs=0.05)
+    for got, want in zip(windows, cli):
+        assert {**got, "probs": None} == {**want, "probs": None}
+        assert got["probs"] == pytest.approx(want["probs"], abs=1e-6) and list(got["probs"]) == WORDS
+
+    with TestClient(create_app(predictor, max_timeline_seconds=5)) as capped:  # too long to wait for: no timeline
+        body = post(capped, long.name, long.read_bytes()).json()
+    assert body["timeline"] is None and "--max-timeline-seconds" in body["timeline_notes"][0]
+    np.testing.assert_allclose(body["probs"], whole, atol=1e-6)
 
 
 @pytest.mark.parametrize("name, video_codec, audio_codec, rate", [
@@ -144,7 +174,7 @@ def test_concurrent_requests_all_succeed(client):
 
 
 class Blocking:
-    """A stand-in predictor whose predictions wait until the test lets them finish."""
+    """A stand-in predictor whose predictions wait until the test lets them finish (no run: no timelines)."""
 
     classes = ["CAL", "ANG"]
     labels = ["calm", "angry"]
@@ -165,7 +195,8 @@ class Blocking:
 
 def test_full_queue_answers_503_then_recovers(uploads):
     stub = Blocking()
-    with TestClient(create_app(stub, workers=1, queue=1)) as client, ThreadPoolExecutor(2) as pool:
+    with TestClient(create_app(stub, workers=1, queue=1, max_timeline_seconds=0)) as client, \
+            ThreadPoolExecutor(2) as pool:
         accepted = [pool.submit(post, client, "a.mp4", b"x") for _ in range(2)]  # one running, one queued
         deadline = time.monotonic() + 10
         while client.get("/health").json()["busy"] < 2:

@@ -22,9 +22,10 @@ def predict(
     top: int = typer.Option(3, "--top", min=1, help="emotions shown per file in the table"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
     explain: Path | None = typer.Option(None, "--explain", help="also explain each prediction: <stem>.explain.png "
-                                        "and .json into this folder; JSON lines gain `explain`"),
+                                        "and .json into this folder (a repeated stem: <stem>-2, ...); JSON lines "
+                                        "gain `explain`"),
     timeline: Path | None = typer.Option(None, "--timeline", help="analyse whole files in sliding windows; write "
-                                         "DIR/<stem>.csv, .jsonl, .vtt and .png"),
+                                         "DIR/<stem>.csv, .jsonl, .vtt and .png (a repeated stem: <stem>-2, ...)"),
     window: float | None = typer.Option(None, "--window", min=0.1, help="timeline window in seconds "
                                         "[default: the run's training clip length]"),
     hop: float | None = typer.Option(None, "--hop", min=0.01, help="timeline hop in seconds [default: window / 3]"),
@@ -48,8 +49,9 @@ def predict(
     score = None
     if explain is not None:
         from dfer.predict.explain import explain_to
+        from dfer.predict.predictor import OutputStems
 
-        score = partial(explain_to, predictor, out=explain)
+        score = partial(explain_to, predictor, out=explain, stems=OutputStems())
     for record in predict_paths(predictor, paths, score):
         failed += "error" in record
         if as_json:

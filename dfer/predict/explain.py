@@ -25,7 +25,7 @@ import torch
 
 from dfer.heads import DferHeads
 from dfer.predict.explain_figure import save_explanation_png
-from dfer.predict.predictor import Predictor
+from dfer.predict.predictor import OutputStems, Predictor
 from dfer.train.loop import autocast
 
 DIGITS = 6  # probabilities and attention are rounded to this many decimals in the JSON
@@ -138,18 +138,20 @@ def explain_file(predictor: Predictor, path: Path | str) -> Explanation:
                        None if track is None else track.landmarks, arrays.get("attention"), arrays.get("prior"))
 
 
-def write_explanation(explanation: Explanation, out: Path | str) -> dict[str, str]:
+def write_explanation(explanation: Explanation, out: Path | str, stem: str) -> dict[str, str]:
     """`out/<stem>.explain.png` and `out/<stem>.explain.json` (the record with its `explain` field) -> their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(explanation.record["path"]).stem
     files = {"png": str(save_explanation_png(explanation, out / f"{stem}.explain.png")),
              "json": str(out / f"{stem}.explain.json")}
     Path(files["json"]).write_text(json.dumps(explanation.record, indent=1))
     return files
 
 
-def explain_to(predictor: Predictor, path: Path | str, out: Path | str) -> dict:
-    """Explain one file and write its PNG and JSON into `out`: the record with `explain` and `explain_files`."""
+def explain_to(predictor: Predictor, path: Path | str, out: Path | str, stems: OutputStems | None = None) -> dict:
+    """Explain one file and write its PNG and JSON into `out`: the record with `explain` and `explain_files`. `stems`
+    names the files; pass one namer to every call writing into the same folder, so a/x.mp4 and b/x.mp4 get x and
+    x-2."""
     explanation = explain_file(predictor, path)
-    return {**explanation.record, "explain_files": write_explanation(explanation, out)}
+    stem = (stems or OutputStems())(path)
+    return {**explanation.record, "explain_files": write_explanation(explanation, out, stem)}

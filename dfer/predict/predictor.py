@@ -220,6 +220,24 @@ def find_videos(paths: list[Path]) -> tuple[list[Path], list[dict]]:
     return files, errors
 
 
+class OutputStems:
+    """The stems of the files one command writes into one folder: a file's own stem, or `stem-2`, `stem-3`, ... when
+    an earlier file had it (a/x.mp4 then b/x.mp4), so no file's outputs overwrite another's. `dfer predict --timeline`,
+    `--explain` and `dfer explain` all name their outputs with it."""
+
+    def __init__(self):
+        self.taken: set[str] = set()
+
+    def __call__(self, path: Path | str) -> str:
+        base = Path(path).stem
+        stem, n = base, 1
+        while stem in self.taken:
+            n += 1
+            stem = f"{base}-{n}"
+        self.taken.add(stem)
+        return stem
+
+
 def predict_paths(predictor: Predictor, paths: list[Path],
                   score: Callable[[Path], dict] | None = None) -> Iterator[dict]:
     """One record per file (a `predict_file` result, or {"path", "error"}), folders expanded; a bad file never

@@ -18,7 +18,7 @@ import numpy as np
 
 from dfer.media.decode import ClipError, as_clip_error, stated_duration
 from dfer.media.stream import WindowReader
-from dfer.predict.predictor import Predictor, find_videos
+from dfer.predict.predictor import OutputStems, Predictor, find_videos
 from dfer.predict.timeline_files import write_timeline
 from dfer.store.reader import open_cache
 
@@ -125,16 +125,12 @@ def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window
     """Write the timeline files of each file named (folders expanded) into `folder`; one record per file,
     {"path", "windows", "files" (suffix -> path), "notes"} or {"path", "error"}. A bad file never stops the others,
     and a file's outputs appear only once its timeline is complete. Two files with the same stem get `stem`,
-    `stem-2`, ..."""
+    `stem-2`, ... (`OutputStems`)."""
     files, errors = find_videos(paths)
     yield from errors
-    stems: set[str] = set()
+    stems = OutputStems()
     for path in files:
-        stem, n = path.stem, 1
-        while stem in stems:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        stems.add(stem)
+        stem = stems(path)
         timeline, rows = FileTimeline(predictor, path, window, hop), []
         try:
             for row in timeline:

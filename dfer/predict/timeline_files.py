@@ -2,7 +2,8 @@
 
 - CSV: `start,end,top,top_prob,face_found_ratio,has_audio,p_<name 1>,...,p_<name C>`, one row per window, the
   probability columns named as in predictions.csv (`p_` + the class's display name).
-- JSONL: one object per window, `probs` a {display name: probability} map.
+- JSONL: one object per window (`window_record`, also what `dfer serve` returns), `probs` a {display name:
+  probability} map.
 - WebVTT: one cue per window ("angry 0.71"). Windows overlap, so each cue runs from halfway between its centre and
   the previous window's to halfway to the next one's (the first from 0, the last to the end): at any moment the
   caption is the window centred nearest to it, and cues never overlap.
@@ -50,12 +51,16 @@ def write_csv(path: Path, rows: list[dict]) -> None:
                              int(row["has_audio"]), *(f"{p:.6f}" for p in row["probs"])])
 
 
+def window_record(row: dict) -> dict:
+    """One window as the .jsonl holds it and `dfer serve`'s `/predict` returns it: the FIXED fields and `probs`, a
+    {display name: probability} map."""
+    return {**{key: row[key] for key in FIXED}, "probs": dict(zip(row["labels"], row["probs"], strict=True))}
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w") as file:
         for row in rows:
-            record = {key: row[key] for key in FIXED}
-            record["probs"] = dict(zip(row["labels"], row["probs"], strict=True))
-            file.write(json.dumps(record) + "\n")
+            file.write(json.dumps(window_record(row)) + "\n")
 
 
 def cue_bounds(rows: list[dict]) -> list[tuple[float, float]]:

@@ -6,7 +6,8 @@
                    `probs`
     POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) -> the prediction `dfer predict
                    --json` prints, plus `timing`; with `?explain=true` also `explain` (`dfer.predict.explain`, and
-                   `faces`: the crops the attention lies over, for the page)
+                   `faces`: the crops the attention lies over, for the page); an upload longer than one window of the
+                   run also gets `timeline`, the windows `dfer predict --timeline` writes to its .jsonl
     GET  /docs     OpenAPI (FastAPI)
 
 Why this shape:
@@ -15,6 +16,10 @@ Why this shape:
   shares the model), and at most `queue` more requests wait for a thread. Beyond that the answer is 503 at once,
   with Retry-After, so latency stays bounded under load instead of growing with the backlog.
 - An upload is copied to a temp file (PyAV reads paths), deleted when the request ends, whatever happens.
+- A timeline costs about one whole-file prediction per hop (a third of a window) of the upload, all on the worker
+  that took the request, so a long upload holds that worker (and the queue behind it) for as long. Timelines are
+  therefore made only of uploads up to `max_timeline_seconds` (0: never); a longer one gets the whole-file answer
+  and a `timeline_notes` line saying why it has no timeline. The upload size limit bounds the rest.
 - Bad input is the client's, and the status says which kind: 413 larger than `max_upload_mb`, 415 not a decodable
   video (empty, text, truncated beyond use), 422 decodes but is unusable (e.g. no stream the model reads), 503 busy.
 """
@@ -36,9 +41,11 @@ from PIL import Image
 from pydantic import BaseModel
 
 import dfer
-from dfer.media.decode import ClipError
+from dfer.media.decode import ClipError, stated_duration
 from dfer.predict.explain import explain_file
 from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
+from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
+from dfer.predict.timeline_files import window_record
 from dfer.serve.page import PAGE
 
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing (boundaries, part headers) allowed on top of the file
@@ -58,6 +65,8 @@ class Health(BaseModel):
     busy: int  # requests being predicted or waiting for a worker
     capacity: int  # workers + queue: one more is refused with 503
     max_upload_mb: float
+    timeline_window: float | None  # seconds; longer uploads get `timeline` (None: timelines are off)
+    max_timeline_seconds: float  # longer uploads get no timeline
     warnings: list[str]
 
 
@@ -80,6 +89,18 @@ class Explain(BaseModel):
     faces: list[str] | None = None  # per step, the face crop the vision encoder saw as a JPEG data URL (None: no track)
 
 
+class Window(BaseModel):
+    """One window of an upload's timeline: `dfer.predict.timeline_files.window_record`, a line of the CLI's .jsonl."""
+
+    start: float  # seconds in the file
+    end: float
+    top: str  # the most probable label in this window
+    top_prob: float
+    face_found_ratio: float | None
+    has_audio: bool
+    probs: dict[str, float]  # label -> probability
+
+
 class Prediction(BaseModel):
     path: str  # the uploaded file's name
     labels: list[str]  # the display names of the run's classes
@@ -93,6 +114,8 @@ class Prediction(BaseModel):
     seconds: dict[str, float]  # per pipeline stage: decode, faces, encoders, heads
     timing: dict[str, float]  # upload (copy to disk), queue (wait for a worker), predict, total
     explain: Explain | None = None  # only when asked (`?explain=true`)
+    timeline: list[Window] | None = None  # only for an upload longer than one window (`timeline_window` in /health)
+    timeline_notes: list[str] = []  # the timeline's recoverable oddities, or why a long upload has none
 
 
 class Error(BaseModel):
@@ -107,10 +130,13 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in [
 ]}
 
 
-def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4) -> FastAPI:
-    """The app around a loaded `dfer.predict.Predictor` (or anything with `predict_file`, `classes`, `labels`,
-    `describe`)."""
+def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4,
+               max_timeline_seconds: float = 120) -> FastAPI:
+    """The app around a loaded `dfer.predict.Predictor` (or, with `max_timeline_seconds=0`, anything with
+    `predict_file`, `classes`, `labels`, `describe`). Timelines use the window `dfer predict --timeline` defaults to,
+    the run's training clip length (`dfer.predict.timeline.default_window`)."""
     limit = int(max_upload_mb * 2**20)
+    window = default_window(predictor.config)[0] if max_timeline_seconds > 0 else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
     capacity = workers + queue
     busy = 0  # touched only on the event loop's thread, so a plain counter is race-free
@@ -134,7 +160,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             "status": "ok", "version": dfer.__version__, "run": facts["run"], "modalities": facts["modalities"],
             "classes": facts["classes"], "labels": facts["labels"], "encoders": facts["encoders"],
             "device": facts["device"], "workers": workers, "busy": busy, "capacity": capacity,
-            "max_upload_mb": max_upload_mb, "warnings": facts["warnings"],
+            "max_upload_mb": max_upload_mb, "timeline_window": window, "max_timeline_seconds": max_timeline_seconds,
+            "warnings": facts["warnings"],
         }
 
     @app.get("/labels", response_model=Labels)
@@ -157,7 +184,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             busy -= 1
             raise
         copied = time.perf_counter()
-        job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip, explain)
+        job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip, explain, window,
+                                                         max_timeline_seconds)
 
         def finished(_) -> None:  # on the event loop, when the prediction ends (even if the client has gone)
             nonlocal busy
@@ -202,16 +230,41 @@ async def _save_upload(file: UploadFile, limit: int, max_upload_mb: float) -> Pa
     return path
 
 
-def _timed(predictor, path: Path, explain: bool = False) -> tuple[dict, float]:
-    """Runs on a worker thread: the prediction (explained if asked), and when this thread took it up (the end of its
-    wait in the queue)."""
+def _timed(predictor, path: Path, explain: bool, window: float | None, longest: float) -> tuple[dict, float]:
+    """Runs on a worker thread: the prediction (explained if asked; with its timeline when the upload is longer than
+    `window`), and when this thread took it up (the end of its wait in the queue)."""
     began = time.perf_counter()
-    if not explain:
-        return predictor.predict_file(path), began
-    explanation = explain_file(predictor, path)
-    if explanation.faces is not None:
-        explanation.record["explain"]["faces"] = [_jpeg_url(face) for face in explanation.faces]
-    return explanation.record, began
+    if explain:
+        explanation = explain_file(predictor, path)
+        result = explanation.record
+        if explanation.faces is not None:
+            result["explain"]["faces"] = [_jpeg_url(face) for face in explanation.faces]
+    else:
+        result = predictor.predict_file(path)
+    if window is not None:
+        started = time.perf_counter()
+        result.update(_timeline(predictor, path, window, longest))
+        result["seconds"]["timeline"] = round(time.perf_counter() - started, 4)
+    return result, began
+
+
+def _timeline(predictor, path: Path, window: float, longest: float) -> dict:
+    """`timeline` and `timeline_notes` of an upload whose whole-file prediction has just succeeded: None for one no
+    longer than a window (it is one window: the whole-file answer says it all) or longer than `longest` seconds. A
+    window that fails to decode costs the timeline, not the whole-file answer already made."""
+    try:
+        duration = stated_duration(path)
+        if duration <= window:
+            return {"timeline": None, "timeline_notes": []}
+        if duration > longest:
+            return {"timeline": None, "timeline_notes": [
+                f"no timeline: {duration:.1f} s is longer than the {longest:g} s this server makes timelines of "
+                f"(dfer serve --max-timeline-seconds); the answer is of its central {predictor.max_seconds:g} s"]}
+        timeline = FileTimeline(predictor, path, window, window * HOP_FRACTION)
+        rows = [window_record(row) for row in timeline]
+    except ClipError as error:
+        return {"timeline": None, "timeline_notes": [f"no timeline: {error.reason}"]}
+    return {"timeline": rows, "timeline_notes": timeline.notes}
 
 
 def _jpeg_url(face) -> str:

@@ -17,6 +17,8 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="predictions run at once (threads sharing the loaded model)"),
     queue: int = typer.Option(4, min=0, help="requests that may wait for a worker; more get 503"),
+    max_timeline_seconds: float = typer.Option(120.0, "--max-timeline-seconds", min=0, help="uploads longer than "
+                                               "one window, up to this long, also get a timeline (0: never)"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
     """Serve a run over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at /."""
@@ -28,7 +30,8 @@ def serve(
     predictor = Predictor(model, device)
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
-    app = create_app(predictor, max_upload_mb=max_upload_mb, workers=workers, queue=queue)
+    app = create_app(predictor, max_upload_mb=max_upload_mb, workers=workers, queue=queue,
+                     max_timeline_seconds=max_timeline_seconds)
     errors.print(f"serving {model} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port)
 

@@ -5,15 +5,18 @@ takes a picked file, POSTs it to `predict?explain=true`, and draws one probabili
 above them, each named by the class's display name (the response's `labels`: "angry", not CREMA-D's "ANG"). From the
 answer's `explain` (`dfer.predict.explain`) it draws the ROI attention of every step as a strip of small heatmaps
 (canvas, one cell per patch, over the step's face crop when the answer has `faces`) and the three modality bar sets
-(audio + video, audio only, video only; "not available" where the run has no such input). An answer with a
-`timeline` (a list of `{start, end, probs: {label: p}, top1}` windows) also gets a line chart of every class over time.
+(audio + video, audio only, video only; "not available" where the run has no such input). A file longer than one
+window of the run gets a `timeline` in its answer (the windows `dfer predict --timeline` writes to its .jsonl:
+`{start, end, top, top_prob, face_found_ratio, has_audio, probs: {label: p}}`), drawn as a line chart of every class
+over time; the answer's `timeline_notes` (e.g. why a very long file has none) are shown below it.
 The browser only grants the camera to secure pages: https, or http on localhost / 127.0.0.1.
 Element ids are stable (tests and anyone scripting the page rely on them):
   #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
   `bar-<label>`, with data-label (the display name), data-class (the store's code) and data-prob), #timing;
   #explain (hidden until an answer has `explain`): #strip (one canvas.heat per step, data-step, data-time, over an
   img.face when there are crops), #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in
-  #bars, ids `bar-<key>-<label>`), #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per class, data-label);
+  #bars, ids `bar-<key>-<label>`), #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per
+  class, data-label), then #timeline-notes;
   `body[data-state]` is idle, recording, uploading, done or error.
 It is a Python string rather than a package data file so that it ships with the module whatever the packaging.
 """
@@ -90,6 +93,7 @@ PAGE = """<!doctype html>
   <svg viewBox="0 0 600 180" role="img" aria-label="probability of each emotion over time"></svg>
   <div class="legend"></div>
 </section>
+<p id="timeline-notes" class="hint"></p>
 <script>
 "use strict";
 const RECORD_MS = RECORD_SECONDS * 1000;
@@ -182,7 +186,7 @@ function drawExplain(explain, labels, classes, top1) {
   $("explain").hidden = false;
 }
 
-// Every class's probability over the windows of a long clip, windows [{start, end, probs, top1}] (they may overlap):
+// Every class's probability over the windows of a long clip, windows [{start, end, probs, top}] (they may overlap):
 // one point per window at its centre, the lines held flat out to the first window's start and the last one's end.
 function drawTimeline(windows, labels) {
   const W = 600, H = 180, left = 30, bottom = 20, top = 8;
@@ -221,9 +225,10 @@ function drawTimeline(windows, labels) {
 }
 
 async function upload(blob, name) {
-  state("uploading", "Uploading and predicting...");
+  state("uploading", "Uploading and predicting... (a long file is also read window by window: that takes longer)");
   $("error").textContent = "";
   $("top1").textContent = "";
+  $("timeline-notes").textContent = "";
   $("explain").hidden = $("timeline").hidden = true;
   const form = new FormData();
   form.append("file", blob, name);
@@ -242,6 +247,7 @@ async function upload(blob, name) {
   drawBars($("bars"), "bar-", body.labels, body.classes, body.probs);
   if (body.explain) drawExplain(body.explain, body.labels, body.classes, body.top1);
   if (Array.isArray(body.timeline) && body.timeline.length) drawTimeline(body.timeline, body.labels);
+  $("timeline-notes").textContent = (body.timeline_notes || []).join(" ");
   const best = body.probs[body.labels.indexOf(body.top1)];
   $("top1").textContent = body.top1 + " (" + (100 * best).toFixed(0) + "%)";
   const faces = body.face_found_ratio === null ? "no video" : (100 * body.face_found_ratio).toFixed(0) + "% of frames";
