@@ -94,8 +94,8 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
                                   cfg.token_dtype)
 
-    # Rank 0 creates (or checks) the store while the others wait, then everyone opens it.
-    # Rank 0 creates (or checks) the store and clears a killed run's temporary files while the others wait.
+    # Rank 0 creates (or checks) the store and clears a killed run's temporary files while the others wait, then
+    # everyone opens it.
     if ranks.is_main:
         ClipStore.create_or_open(cfg.out, fingerprint, layout, listing).remove_torn_writes()
     distributed.barrier()

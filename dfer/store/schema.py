@@ -80,7 +80,8 @@ MEDIA_ARRAYS = {"video": "video/faces", "audio": "audio/waveform"}  # stream -> 
 
 
 def array_specs(layout: Layout) -> dict[str, ArraySpec]:
-    """Per-clip arrays, each chunked one clip per chunk (grouped into shard files: `dfer.store.clip_store`): name -> spec."""
+    """Per-clip arrays, each chunked one clip per chunk, the chunks grouped into shard files (`dfer.store.clip_store`):
+    name -> spec."""
     T, L = layout.frames, layout
     specs = {
         "done": ArraySpec((), "bool", False),
