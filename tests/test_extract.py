@@ -163,6 +163,7 @@ def test_resume_after_kill_equals_clean_run(reference_store, good_dataset, tmp_p
     process.wait()
     partial = int(zarr.open_group(str(out), mode="r")["done"][:].sum())
     assert 2 <= partial < 8, "the kill should land mid-run"
+    assert partial % ClipStore.open(out, mode="r").shard_clips == 0  # whole shards (of 3) or nothing of one
     result = subprocess.run(_cli(*args[:-2], "--batch", "3"), cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert_stores_equal(reference_store, out)

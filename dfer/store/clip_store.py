@@ -11,7 +11,8 @@ store of C clips then holds at most 100 + C/2 files instead of ~20 per clip, and
   (zarr >= 3.1.3), so a kill -9 leaves each shard file either old or new, never torn; `remove_torn_writes` deletes
   the temporary files a kill leaves behind. (A write of one clip into a sharded array makes zarr read, merge and
   rewrite the whole shard: correct, but K times the bytes, hence the buffer.)
-- In flight: a kill -9 loses the clips a writer has buffered and not yet flushed, at most `shard_clips` per rank.
+- In flight: a kill -9 loses the clips a writer has buffered and not yet flushed, at most `shard_clips` per rank
+  (plus, in `dfer extract`, the encoder batch in progress).
 - `done` last: a flush writes the data arrays, then `error`, then `done`, so a clip counts only once its done flag
   is on disk after its data. A re-run skips done clips and redoes the rest of their shard, keeping the done ones.
 
