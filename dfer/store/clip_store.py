@@ -1,8 +1,9 @@
 """The Zarr v3 token cache: one store per (dataset, encoder configuration), its clips grouped into shards.
 
 Why this layout: every per-clip array has the clip as its first axis, one inner chunk per clip (a reader gets a
-clip with one small read per array) and one shard file per `shard_clips` consecutive clips (`shard_clips`). A
-store of C clips then holds at most 100 + C/2 files instead of ~20 per clip, and a shard is the unit of writing:
+clip with one small read per array) and one shard file per `shard_clips` consecutive clips (chosen at creation
+by `shard_clips`). A store of C clips then holds at most 100 + C/2 files instead of ~20 per clip, and a shard is
+the unit of writing:
 
 - One writer per shard. A writer buffers its shard's finished clips in memory and writes each array's shard file
   once, whole, when every clip of the shard is done or failed (or when it moves to another shard, or `flush`).
@@ -10,11 +11,12 @@ store of C clips then holds at most 100 + C/2 files instead of ~20 per clip, and
 - Whole files, atomically. zarr's LocalStore writes every file as a temporary `*.partial` file and renames it
   (zarr >= 3.1.3), so a kill -9 leaves each shard file either old or new, never torn; `remove_torn_writes` deletes
   the temporary files a kill leaves behind. (A write of one clip into a sharded array makes zarr read, merge and
-  rewrite the whole shard: correct, but K times the bytes, hence the buffer.)
+  rewrite the whole shard: correct, but up to `shard_clips` times the bytes, hence the buffer.)
 - In flight: a kill -9 loses the clips a writer has buffered and not yet flushed, at most `shard_clips` per rank
   (plus, in `dfer extract`, the encoder batch in progress).
 - `done` last: a flush writes the data arrays, then `error`, then `done`, so a clip counts only once its done flag
   is on disk after its data. A re-run skips done clips and redoes the rest of their shard, keeping the done ones.
+- One extraction at a time: `writer_lock` (held by rank 0 for the whole run) refuses a second one on the store.
 
 Stores of formats 1 and 2 (one chunk per clip, no `shard_clips` attribute) read as shards of one clip, so they stay
 readable and resumable. The arrays, dtypes and encodings are in `dfer.store.schema` and `cache/README.md`.
