@@ -2,7 +2,7 @@
 file per clip), on the same clips.
 
     git archive 626db53 dfer | tar -x -C /tmp/dfer-format2         # the last commit with format 2
-    python bench/store_files.py --old /tmp/dfer-format2              # ~3 min on 2 busy cores
+    python bench/store_files.py --old /tmp/dfer-format2              # ~5 min on 2 busy cores
 
 Two measurements, each in a fresh process per code version (PYTHONPATH = that checkout), alternated `--repeats`
 times, keeping each figure's minimum (the least disturbed run on a shared machine):
