@@ -94,6 +94,7 @@ def info(
         ("tokens", facts["token_dtype"]),
         ("size on disk", f"{facts['bytes_on_disk'] / 2**20:.1f} MiB ({facts['bytes_per_clip'] / 2**20:.2f} MiB a clip "
                          "without media)"),
+        ("files", f"{facts['files_on_disk']} ({facts['shard_clips']} clips a shard)"),
     ]:
         table.add_row(key, str(value))
     for name, spec in facts["arrays"].items():
@@ -246,11 +247,13 @@ app.command()(finetune)
 
 
 def main() -> None:
-    """The console script: a user's mistake (bad path, mismatched cache, unknown option value) is one red line."""
+    """The console script: a user's mistake (bad path, mismatched cache, unknown option value, a store another
+    extraction is writing) is one red line."""
+    from dfer.store.clip_store import StoreLocked
     from dfer.store.fingerprint import FingerprintMismatch
 
     try:
         app()
-    except (FileNotFoundError, FingerprintMismatch, ValueError) as error:
+    except (FileNotFoundError, FingerprintMismatch, ValueError, StoreLocked) as error:
         errors.print(f"[red]error:[/] {error}")
         sys.exit(2)

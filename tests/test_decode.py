@@ -216,13 +216,25 @@ def _truncation_sources() -> list[Path]:
 def test_truncated_file_decodes_its_readable_part_with_a_note(tmp_path, source):
     data = source.read_bytes()
     path = tmp_path / f"cut{source.suffix}"
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: len(data) * 3 // 4])
     full = decode_clip(source, source)
-    d = decode_clip(path, path)  # these formats keep their index up front, so the first half is readable
+    d = decode_clip(path, path)  # these formats keep their index up front, so the first 3/4 are readable
     assert d.frames.shape[0] == 16 and np.all(np.diff(d.frame_time) >= 0)
     assert d.notes and "readable part" in d.notes[0]
-    assert 0.2 * full.duration < d.duration < 0.8 * full.duration
+    assert 0.5 * full.duration < d.duration < 0.9 * full.duration
     assert d.frame_time[-1] <= d.span[1] and len(d.waveform) == round((d.span[1] - d.span[0]) * 16000)
+
+
+def test_truncated_file_under_half_its_duration_fails(tmp_path):
+    data = write_clip(tmp_path / "whole.mp4", seconds=4.0, size=(64, 48), faststart=True).read_bytes()
+    kept, cut = tmp_path / "kept.mp4", tmp_path / "cut.mp4"
+    kept.write_bytes(data[: len(data) * 4 // 5])  # ~3 s of 4 readable: decoded, with a note
+    cut.write_bytes(data[: len(data) // 2])  # ~1.7 s of 4: a fragment
+    d = decode_clip(kept, kept)
+    assert 2.0 < d.duration < 4.0 and "readable part" in d.notes[0]
+    with pytest.raises(ClipError, match=r"truncated: media ends at 1\.\d+ s of a stated 4\.00 s") as e:
+        decode_clip(cut, cut)
+    assert e.value.path == cut and str(cut) in str(e.value)
 
 
 def test_real_cremad_clips():

@@ -1,9 +1,11 @@
-"""Stage 1 end to end on generated clips: bad inputs, resume after kill -9, two ranks, fingerprints, `info`."""
+"""Stage 1 end to end on generated clips: bad inputs, resume after kill -9, two ranks, the lock, few files,
+fingerprints, `info`."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.extract.pipeline import ExtractConfig, run
-from dfer.store.clip_store import ClipStore
+from dfer.store.clip_store import FILES_FIXED, FILES_PER_CLIP, ClipStore, StoreLocked
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.testing.synth import write_audio, write_clip
 
@@ -161,9 +163,54 @@ def test_resume_after_kill_equals_clean_run(reference_store, good_dataset, tmp_p
     process.wait()
     partial = int(zarr.open_group(str(out), mode="r")["done"][:].sum())
     assert 2 <= partial < 8, "the kill should land mid-run"
+    assert partial % ClipStore.open(out, mode="r").shard_clips == 0  # whole shards (of 3) or nothing of one
     result = subprocess.run(_cli(*args[:-2], "--batch", "3"), cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert_stores_equal(reference_store, out)
+
+
+def test_store_holds_few_files_in_whole_shards(reference_store):
+    files = [file for file in reference_store.rglob("*") if file.is_file()]
+    assert len(files) <= FILES_FIXED + FILES_PER_CLIP * 8
+    store = ClipStore.open(reference_store, mode="r")
+    assert 1 < store.shard_clips < 8  # 8 clips: 3 shards of <= 3, a file each per array
+    assert sorted(file.name for file in (reference_store / "done/c").iterdir()) == ["0", "1", "2"]
+    assert not (reference_store.parent / "store.lock").stat().st_size  # the lock beside the store: an empty file
+
+
+def test_a_killed_runs_temporary_file_is_removed(reference_store, good_dataset, tmp_path):
+    out = tmp_path / "store"
+    shutil.copytree(reference_store, out)
+    torn = out / "video/tokens/c/1/0/0.5f0e.partial"  # what zarr leaves when killed while replacing a shard
+    torn.write_bytes(b"half a shard")
+    assert run(_config(good_dataset, out)).done == 8
+    assert not torn.exists()
+
+
+_HOLD_LOCK = """
+import sys, time
+from dfer.store.clip_store import writer_lock
+with writer_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_extraction_is_refused_while_one_runs(good_dataset, tmp_path):
+    out = tmp_path / "store"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(StoreLocked, match=f"{out}: another extraction is writing this store"):
+            run(_config(good_dataset, out))
+        second = subprocess.run(_cli("extract", "manifest", str(good_dataset), "--out", str(out)), cwd=REPO,
+                                capture_output=True, text=True)
+        assert second.returncode == 2 and "another extraction is writing this store" in second.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)  # kill -9: the lock goes with the process, its file stays
+        holder.wait()
+    assert (tmp_path / "store.lock").exists()
+    assert run(_config(good_dataset, out, limit=2)).done == 2  # a stale lock file does not block a re-run
 
 
 def test_two_ranks_equal_one(reference_store, good_dataset, tmp_path):
@@ -180,7 +227,7 @@ def test_info_json(reference_store):
     assert result.exit_code == 0, result.output
     facts = json.loads(result.stdout)
     for key in ["clips", "done", "failed", "classes", "class_counts", "face_found_ratio", "fingerprint", "arrays",
-                "failures", "bytes_on_disk"]:
+                "failures", "bytes_on_disk", "files_on_disk", "shard_clips"]:
         assert key in facts
     assert (facts["clips"], facts["done"], facts["failed"]) == (8, 8, 0)
     assert facts["classes"] == ["calm", "angry"] and facts["class_counts"] == {"calm": 4, "angry": 4}

@@ -1,16 +1,21 @@
 """The store schema (`dfer.store.schema`): the documented layout, the stores it creates, its encodings, blank rows
-and the batches it defines."""
+and the batches it defines; and the store's files (`dfer.store.clip_store`): how few, how shards are written, and
+old formats."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import zarr
 
+from dfer.data.clip import Clip, DatasetListing
+from dfer.store.clip_store import FILES_FIXED, FILES_PER_CLIP, ClipStore, shard_clips
 from dfer.store.reader import open_cache
 from dfer.store.schema import (INFO_PREFIX, LISTING_DTYPES, MEDIA_ARRAYS, MEDIA_BATCH, TOKEN_BATCH, TOKEN_DTYPES,
                                TOKEN_KEYS, Layout, array_specs, batch_arrays, blank_row, decode_tokens, decode_waveform, encode_tokens,
@@ -56,7 +61,8 @@ def test_store_arrays_follow_the_specs(tmp_path):
     clips = group["clip_id"].shape[0]
     for name, spec in array_specs(layout).items():
         array = group[name]
-        assert array.shape == (clips, *spec.shape) and array.chunks == (1, *spec.shape), name
+        assert array.shape == (clips, *spec.shape) and array.chunks == (1, *spec.shape), name  # a chunk per clip
+        assert array.shards == (group.attrs["shard_clips"], *spec.shape), name  # in shards of `shard_clips`
         if spec.dtype is not str:
             assert array.dtype == np.dtype(spec.dtype), name
             assert np.array_equal(array.fill_value, np.asarray(spec.fill, spec.dtype), equal_nan=True), name
@@ -156,3 +162,98 @@ def test_batches_read_only_their_streams(tmp_path):
     reader = open_cache(make_synthetic_store(tmp_path / "store"))
     row = {key: reader.read(array, 0) for key, array in batch_arrays(["video", "audio"]).items()}
     assert row["video_tokens"].shape == (4, 4, 8) and row["audio_tokens"].shape == (16, 8)
+
+
+# ------------------------------------------------------------------------------------ files and shards
+
+
+def _full_row(layout: Layout, index: int) -> dict[str, np.ndarray]:
+    """Every per-clip array of a clip, none of it the fill value, so every shard file is written."""
+    row = {}
+    for name, spec in array_specs(layout).items():
+        if name in ("done", "error"):
+            continue
+        row[name] = f"clip {index}" if spec.dtype is str else np.full(spec.shape, index % 5 + 1, spec.dtype)
+    return row
+
+
+def _listing(clips: int) -> DatasetListing:
+    return DatasetListing("synthetic", ["a", "b"], {"kind": "kfold", "folds": 2},
+                          [Clip(f"s{i % 4}/c{i:03d}", None, None, i % 2, f"s{i % 4}", i % 2 + 1, "train",
+                                info={"transcript": f"words {i}", "speaker_name": f"n{i % 4}"}) for i in range(clips)])
+
+
+def _store_files(path: Path) -> list[Path]:
+    return [file for file in path.rglob("*") if file.is_file()]
+
+
+@pytest.mark.parametrize("token_dtype, keep_media", [("float16", False), ("int8", True)])
+def test_a_store_of_120_clips_holds_at_most_160_files(tmp_path, token_dtype, keep_media):
+    layout = dataclasses.replace(LAYOUT, token_dtype=token_dtype, keep_media=keep_media)  # int8 + media: most arrays
+    store = ClipStore.create_or_open(tmp_path / "store", {"test": 1}, layout, _listing(120))
+    for index in range(120):
+        store.write_clip(index, _full_row(layout, index))
+    files = _store_files(tmp_path / "store")
+    assert len(files) <= FILES_FIXED + FILES_PER_CLIP * 120 == 160
+    shards = math.ceil(120 / store.shard_clips)
+    assert len([f for f in files if f.parent.name == "c" and f.parent.parent.name == "done"]) == shards
+    reader = open_cache(tmp_path / "store")
+    assert reader.read_all("done").all() and reader.read("info/transcript", 7) == "words 7"
+    assert np.all(reader.read("video/tokens", 119) == 119 % 5 + 1)
+
+
+def test_shard_size_keeps_every_store_size_within_the_bound():
+    for arrays, other in [(18, 33), (24, 41)]:  # float16 without media .. int8 with media and two info columns
+        for clips in [0, 1, 2, 7, 8, 100, 120, 1080, 7000, 100_003]:
+            K = shard_clips(clips, arrays, other)
+            assert other + arrays * math.ceil(clips / K) <= FILES_FIXED + FILES_PER_CLIP * clips, (arrays, clips)
+            assert K <= max(clips, 1)  # a small store gets small shards
+    assert shard_clips(8, 20, 33) == 3 and shard_clips(100_000, 20, 33) == 40  # large stores: ~2 x the arrays
+
+
+def test_a_shard_is_written_once_settled_with_done_last(tmp_path, monkeypatch):
+    store = ClipStore.create_or_open(tmp_path / "store", {"test": 1}, LAYOUT, _listing(20))
+    K = store.shard_clips
+    assert K > 2
+    written: list[str] = []
+    setitem = zarr.Array.__setitem__
+    monkeypatch.setattr(zarr.Array, "__setitem__",
+                        lambda array, key, value: (written.append(array.path), setitem(array, key, value))[-1])
+    for index in range(K - 1):
+        store.write_clip(index, _full_row(LAYOUT, index))
+    store.write_failure(K - 1, "bad.mp4: truncated")
+    assert written[-2:] == ["error", "done"] and len(written) == len(set(written))  # each shard file once
+    written.clear()
+    store.write_clip(K, _full_row(LAYOUT, K))  # the next shard stays in memory until it is settled (or flushed)
+    assert written == [] and not zarr.open_group(str(tmp_path / "store"), mode="r")["done"][K]
+    store.flush()
+    assert written[-1] == "done"
+
+    # A re-run redoes the failed clip and keeps its shard's done clips as they were.
+    before = open_cache(tmp_path / "store").read("video/tokens", 0)
+    again = ClipStore.open(tmp_path / "store")
+    again.write_clip(K - 1, _full_row(LAYOUT, K - 1))
+    reader = open_cache(tmp_path / "store")
+    assert reader.read_all("done")[:K].all() and reader.read("error", K - 1) == ""
+    assert np.array_equal(reader.read("video/tokens", 0), before)
+
+
+def test_stores_of_format_2_stay_readable_and_resumable(tmp_path):
+    """Format 2: the same arrays with a chunk file per clip and no `shard_clips`; it reads as shards of one clip."""
+    new = zarr.open_group(str(make_synthetic_store(tmp_path / "new", speakers=2, clips_per_speaker=3)), mode="r")
+    old = zarr.open_group(str(tmp_path / "old"), mode="w-")
+    for name, array in new.members(max_depth=None):
+        if isinstance(array, zarr.Array):
+            values = array[:]
+            copy = old.create_array(name, shape=array.shape, chunks=(1, *array.shape[1:]), dtype=array.dtype,
+                                    fill_value=array.fill_value)
+            copy[:] = values
+    old["done"][5] = False
+    old.attrs.update({**{k: v for k, v in new.attrs.items() if k != "shard_clips"}, "format": "dfer-cache/2"})
+    reader = open_cache(tmp_path / "old")
+    assert reader.read_all("done").sum() == 5 and reader.read("video/tokens", 2).shape == (4, 4, 8)
+    store = ClipStore.open(tmp_path / "old")
+    assert store.shard_clips == 1
+    store.write_clip(5, {"note": "again"})
+    assert open_cache(tmp_path / "old").read_all("done").all()
+    assert (tmp_path / "old/note/c/5").is_file()  # still a chunk file per clip

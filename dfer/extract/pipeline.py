@@ -2,12 +2,16 @@
 
 Clips are independent units of work: a clip that fails is recorded with its reason and the run goes on, a
 finished clip is never rewritten, and a re-run (after a kill, or on more processes) only does what is left.
+The store's shards are the units of writing: rank r of N fills the shards s % N == r, in order, each written
+once it is settled (`dfer.store.clip_store`), and rank 0 holds the store's lock for the whole run, so a second
+extraction into the same store stops at once with an error naming it.
 Decoding may run in DataLoader workers; face detection and the encoders run in the main process, where the
 device is, and the encoders see batches of several clips.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
 from dfer.media.decode import ClipError, DecodedClip, decode_clip
 from dfer.media.frames import decode_frame_folder
-from dfer.store.clip_store import ClipStore
+from dfer.store.clip_store import ClipStore, writer_lock
 from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES, Layout
 
 
@@ -75,6 +79,12 @@ class ExtractSummary:
 
 def run(cfg: ExtractConfig) -> ExtractSummary:
     ranks = distributed.init()
+    # Only rank 0 locks: the ranks of one job share the store by shards, and the lock keeps any other job out.
+    with writer_lock(cfg.out) if ranks.is_main else nullcontext():
+        return _run(cfg, ranks)
+
+
+def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     listing = list_dataset(cfg.dataset, Path(cfg.root), **cfg.dataset_options)
     if cfg.limit is not None:
         listing.clips = listing.clips[: cfg.limit]
@@ -84,18 +94,22 @@ def run(cfg: ExtractConfig) -> ExtractSummary:
     layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
                                   cfg.token_dtype)
 
-    # Rank 0 creates (or checks) the store while the others wait, then everyone opens it.
+    # Rank 0 creates (or checks) the store and clears a killed run's temporary files while the others wait, then
+    # everyone opens it.
     if ranks.is_main:
-        ClipStore.create_or_open(cfg.out, fingerprint, layout, listing)
+        ClipStore.create_or_open(cfg.out, fingerprint, layout, listing).remove_torn_writes()
     distributed.barrier()
     store = ClipStore.create_or_open(cfg.out, fingerprint, layout, listing)
 
     done = store.array("done")[:]
-    todo = [i for i in range(len(listing.clips)) if i % ranks.world == ranks.rank and not done[i]]
+    todo = [i for i in range(len(listing.clips)) if store.shard_of(i) % ranks.world == ranks.rank and not done[i]]
     cropper = FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device),
                           face_track=cfg.face_track)
     with ExtractProgress(total=len(todo), enabled=cfg.progress and ranks.is_main) as progress:
-        _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress)
+        try:
+            _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress)
+        finally:  # a run stopped by an error or Ctrl-C still keeps the finished clips of its last shard
+            store.flush()
 
     distributed.barrier()
     summary = summarise(store, listing.problems, ranks.is_main)

@@ -15,7 +15,8 @@ about containers, codecs, timestamps and broken files. Choices and why:
 - WAV and FLAC are read with soundfile (sample-exact, seekable); every other audio format goes through PyAV so its
   timestamps are honoured. Resampling uses soxr (the resampler librosa itself uses), once over the whole span.
 - Bad input raises `ClipError` naming the file; a file that breaks off part-way is decoded up to where it breaks,
-  with a note in `DecodedClip.notes`, as long as at least one frame survives.
+  with a note in `DecodedClip.notes`, as long as at least half its stated duration survives: less is more a
+  fragment than the clip its label describes (an expression may peak anywhere in it), so it fails instead.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import soxr
 SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
 SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
 TRUNCATION_SLACK = 0.25  # seconds the media may end short of its stated duration before we re-plan on what is there
+MIN_READABLE = 0.5  # a truncated file is kept if its readable part is at least this share of its stated duration
 
 
 class ClipError(Exception):
@@ -145,6 +147,9 @@ def _decode_pyav(
     if result.end == -np.inf:
         raise ClipError(path, f"nothing decodable ({result.stop_reason or 'no frames'})")
     if result.end < span[1] - TRUNCATION_SLACK:
+        if result.end < MIN_READABLE * duration:
+            raise ClipError(path, f"truncated: media ends at {result.end:.2f} s of a stated {duration:.2f} s, under "
+                                  f"{MIN_READABLE:.0%} of it ({result.stop_reason or 'stream ended early'})")
         notes.append(
             f"media ends at {result.end:.2f} s of a stated {duration:.2f} s ({result.stop_reason or 'truncated?'}); "
             "sampled the readable part"

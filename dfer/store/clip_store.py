@@ -1,15 +1,35 @@
-"""The Zarr v3 token cache: one store per (dataset, encoder configuration), one chunk per clip.
+"""The Zarr v3 token cache: one store per (dataset, encoder configuration), its clips grouped into shards.
 
-Why this layout: every array has the clip as its first axis and a chunk of exactly one clip, so writing clip
-i touches only files that belong to clip i. Processes filling disjoint clips never write the same file, an
-interrupted run loses at most the clips in flight, and a reader gets a whole clip with one chunk read per
-array. A clip counts only once its `done` flag is set, and that flag is written after everything else.
-The arrays, dtypes and encodings are defined in `dfer.store.schema` and documented in `cache/README.md`.
+Why this layout: every per-clip array has the clip as its first axis, one inner chunk per clip (a reader gets a
+clip with one small read per array) and one shard file per `shard_clips` consecutive clips (chosen at creation
+by `shard_clips`). A store of C clips then holds at most 100 + C/2 files instead of ~20 per clip, and a shard is
+the unit of writing:
+
+- One writer per shard. A writer buffers its shard's finished clips in memory and writes each array's shard file
+  once, whole, when every clip of the shard is done or failed (or when it moves to another shard, or `flush`).
+  Under torchrun, shard s belongs to rank s % world, so two ranks never write the same file.
+- Whole files, atomically. zarr's LocalStore writes every file as a temporary `*.partial` file and renames it
+  (zarr >= 3.1.3), so a kill -9 leaves each shard file either old or new, never torn; `remove_torn_writes` deletes
+  the temporary files a kill leaves behind. (A write of one clip into a sharded array makes zarr read, merge and
+  rewrite the whole shard: correct, but up to `shard_clips` times the bytes, hence the buffer.)
+- In flight: a kill -9 loses the clips a writer has buffered and not yet flushed, at most `shard_clips` per rank
+  (plus, in `dfer extract`, the encoder batch in progress).
+- `done` last: a flush writes the data arrays, then `error`, then `done`, so a clip counts only once its done flag
+  is on disk after its data. A re-run skips done clips and redoes the rest of their shard, keeping the done ones.
+- One extraction at a time: `writer_lock` (held by rank 0 for the whole run) refuses a second one on the store.
+
+Stores of formats 1 and 2 (one chunk per clip, no `shard_clips` attribute) read as shards of one clip, so they stay
+readable and resumable. The arrays, dtypes and encodings are in `dfer.store.schema` and `cache/README.md`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -20,14 +40,52 @@ from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, READABLE_FORM
 
 
 FORMAT_1_DEFAULTS = {"token_dtype": "float16"}  # what a store of format 1 holds without saying so
+FILES_FIXED, FILES_PER_CLIP = 100, 0.5  # a store of C clips holds at most 100 + C/2 files (issue #12)
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the store's lock: it is extracting into this store now."""
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[Path]:
+    """Hold `<store>.lock` (beside the store, so zarr never sees it) for as long as the block runs.
+
+    `fcntl.flock` belongs to the open file: a process that ends, even by kill -9, releases it, so a lock file left
+    behind never blocks a re-run. The lock only guards against a second extraction; readers never take it."""
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreLocked(f"{path}: another extraction is writing this store (it holds {lock}); let it "
+                              "finish, or stop it, before running this one again") from None
+        yield lock
+
+
+def shard_clips(clips: int, sharded_arrays: int, other_files: int) -> int:
+    """The fewest clips per shard that keep a store of `clips` clips within FILES_FIXED + FILES_PER_CLIP * clips files.
+
+    Fewest, because a shard is what a writer holds in memory and what a kill can lose. The store holds
+    `other_files` (metadata, listing columns) plus at most ceil(C / K) files for each of the `sharded_arrays`; K is
+    set from the number of shards S per array that fits, so ceil(C / K) <= S. Small stores get small shards (8
+    clips: 3), large ones tend to 2 x the per-clip arrays (~40 clips)."""
+    shards = max(1, math.floor((FILES_FIXED + FILES_PER_CLIP * clips - other_files) / sharded_arrays))
+    return max(1, math.ceil(clips / shards))
 
 
 class ClipStore:
-    """A cache on disk. Create it once (rank 0), open it anywhere, write clips independently."""
+    """A cache on disk. Create it once (rank 0), open it anywhere; write clips through `write_clip`, which buffers a
+    shard at a time (see the module docstring), and `flush` at the end."""
 
     def __init__(self, path: Path, group: zarr.Group):
         self.path = Path(path)
         self.group = group
+        self._shard: int | None = None  # the shard whose clips are buffered
+        self._rows: dict[int, dict[str, Any]] = {}  # clip index -> its arrays' values, `error` and `done` included
+        self._settled: np.ndarray | None = None  # (K,) bool: clips of the shard done on disk or buffered
 
     # ----- creation and opening -----
 
@@ -56,14 +114,19 @@ class ClipStore:
     def _create(cls, path: Path, fingerprint: dict, layout: Layout, listing: DatasetListing) -> ClipStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(path), mode="w-")
-        C = len(listing.clips)
-        for name, spec in array_specs(layout).items():
-            group.create_array(name, shape=(C, *spec.shape), chunks=(1, *spec.shape), dtype=spec.dtype,
-                               fill_value=spec.fill, compressors=spec.compressor)
         clips = listing.clips
+        C = len(clips)
         listing_values = {name: (dtype, [getattr(c, name) for c in clips]) for name, dtype in LISTING_DTYPES.items()}
         for key in sorted({key for clip in clips for key in clip.info}):
             listing_values[INFO_PREFIX + key] = (str, [clip.info.get(key, "") for clip in clips])
+        specs = array_specs(layout)
+        names = [*specs, *listing_values]
+        groups = {name.rsplit("/", 1)[0] for name in names if "/" in name}
+        # metadata: a zarr.json per group and array; data: one chunk file per listing column
+        K = shard_clips(C, len(specs), 1 + len(groups) + len(names) + len(listing_values))
+        for name, spec in specs.items():
+            group.create_array(name, shape=(C, *spec.shape), chunks=(1, *spec.shape), shards=(K, *spec.shape),
+                               dtype=spec.dtype, fill_value=spec.fill, compressors=spec.compressor)
         for name, (dtype, values) in listing_values.items():
             array = group.create_array(name, shape=(C,), chunks=(max(C, 1),), dtype=dtype)
             array[:] = np.array(values, dtype=dtype)
@@ -75,6 +138,7 @@ class ClipStore:
                 "protocol": listing.protocol,
                 "layout": layout.__dict__,
                 "fingerprint": fingerprint,
+                "shard_clips": K,
                 "format": FORMAT,
             }
         )
@@ -94,6 +158,14 @@ class ClipStore:
                 "Use another --out, or the same dataset, root and --limit."
             )
 
+    def remove_torn_writes(self) -> list[Path]:
+        """Delete the temporary files of writes a kill interrupted (their targets are intact). Only the lock holder
+        may call this, before any rank writes: a `*.partial` file of a live writer is its write in progress."""
+        torn = sorted(self.path.rglob("*.partial"))
+        for file in torn:
+            file.unlink()
+        return torn
+
     # ----- reading -----
 
     @property
@@ -107,6 +179,18 @@ class ClipStore:
     @property
     def layout(self) -> Layout:
         return Layout(**self.group.attrs["layout"])
+
+    @property
+    def shard_clips(self) -> int:
+        """Clips per shard; stores of formats 1 and 2 have a chunk file per clip: shards of one."""
+        return int(self.group.attrs.get("shard_clips", 1))
+
+    def shard_of(self, index: int) -> int:
+        return index // self.shard_clips
+
+    def shard_bounds(self, shard: int) -> tuple[int, int]:
+        """The clips [start, stop) of a shard; the last shard may be shorter."""
+        return shard * self.shard_clips, min((shard + 1) * self.shard_clips, len(self))
 
     @property
     def classes(self) -> list[str]:
@@ -129,16 +213,40 @@ class ClipStore:
                 names.append(key)
         return sorted(names)
 
-    # ----- writing one clip -----
+    # ----- writing clips, a shard at a time -----
 
     def write_clip(self, index: int, values: dict[str, np.ndarray]) -> None:
-        """Write one finished clip: its arrays, a cleared error, and `done` last."""
-        for name, value in values.items():
-            self.group[name][index] = value
-        self.group["error"][index] = ""
-        self.group["done"][index] = True
+        """Buffer one finished clip (its arrays, a cleared error, `done`); its shard is written once it is settled."""
+        self._buffer(index, {**values, "error": "", "done": True})
 
     def write_failure(self, index: int, message: str) -> None:
-        """Record why a clip failed; `done` stays False so a later run retries it."""
-        self.group["done"][index] = False
-        self.group["error"][index] = message
+        """Buffer why a clip failed; `done` stays False so a later run retries it."""
+        self._buffer(index, {"error": message, "done": False})
+
+    def _buffer(self, index: int, row: dict[str, Any]) -> None:
+        shard = self.shard_of(index)
+        if shard != self._shard:
+            self.flush()
+            start, stop = self.shard_bounds(shard)
+            self._shard, self._settled = shard, np.asarray(self.group["done"][start:stop], bool)  # (K,)
+        self._rows[index] = row
+        self._settled[index - self.shard_bounds(shard)[0]] = True
+        if self._settled.all():  # nothing more will come for this shard
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered clips: each array's shard file once, whole, the data first, `error`, then `done`.
+
+        Clips of the shard that are not buffered keep what the file holds (the block is read first), so a re-run
+        that redoes a shard's failed clips leaves its done ones as they were."""
+        if self._rows:
+            start, stop = self.shard_bounds(self._shard)
+            data = sorted({name for row in self._rows.values() for name in row} - {"error", "done"})
+            for name in [*data, "error", "done"]:
+                array = self.group[name]
+                block = array[start:stop]  # (K, ...) the shard as the file holds it
+                for index, row in self._rows.items():
+                    if name in row:
+                        block[index - start] = row[name]
+                array[start:stop] = block  # one shard file, replaced whole
+        self._shard, self._rows, self._settled = None, {}, None

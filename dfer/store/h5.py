@@ -1,7 +1,7 @@
 """Export a Zarr cache to one HDF5 file, for people who want a single file to copy around.
 
-Zarr stays the working format (chunk-per-clip writes are safe in parallel; HDF5 writes are not). The export
-keeps every array name, dtype and the one-clip chunking, and stores the root attributes as one JSON string,
+Zarr stays the working format (a shard per writer is safe in parallel and after a kill; HDF5 writes are not). The
+export keeps every array name, dtype and the one-clip chunking, and stores the root attributes as one JSON string,
 so `dfer train` reads either format through `dfer.store.reader`.
 """
 

@@ -42,6 +42,8 @@ def store_info(path: Path) -> dict:
         "notes": [{"clip_id": ids[i], "note": str(notes[i])} for i in range(len(ids)) if done[i] and notes[i]],
         "token_dtype": store.layout.token_dtype,
         "bytes_on_disk": _bytes_on_disk(store.path),
+        "files_on_disk": sum(1 for entry in store.path.rglob("*") if entry.is_file()),
+        "shard_clips": store.shard_clips,
         "bytes_per_clip": _bytes_per_clip(store, int(done.sum())),
     }
 

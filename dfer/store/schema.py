@@ -18,9 +18,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from zarr.codecs import BloscCodec
 
-FORMAT = "dfer-cache/2"  # the root attribute `format`; written last, so a store without it is unfinished
-# Formats this code reads: 1 is 2 with float16 tokens (2 added `token_dtype` int8), so its stores stay readable.
-READABLE_FORMATS = ("dfer-cache/1", FORMAT)
+FORMAT = "dfer-cache/3"  # the root attribute `format`; written last, so a store without it is unfinished
+# Formats this code reads (and resumes): 2 is 3 with a chunk file per clip instead of shards (3 added the root
+# attribute `shard_clips`); 1 is 2 with float16 tokens (2 added `token_dtype` int8).
+READABLE_FORMATS = ("dfer-cache/1", "dfer-cache/2", FORMAT)
 
 # ----------------------------------------------------------------------------------------------- arrays
 
@@ -79,7 +80,8 @@ MEDIA_ARRAYS = {"video": "video/faces", "audio": "audio/waveform"}  # stream -> 
 
 
 def array_specs(layout: Layout) -> dict[str, ArraySpec]:
-    """Per-clip arrays, each chunked one clip per chunk: name -> spec."""
+    """Per-clip arrays, each chunked one clip per chunk, the chunks grouped into shard files (`dfer.store.clip_store`):
+    name -> spec."""
     T, L = layout.frames, layout
     specs = {
         "done": ArraySpec((), "bool", False),

@@ -31,19 +31,22 @@ def write_clip(
     sample_rate: int = 44100,
     tone_hz: float = 440.0,
     face: np.ndarray | None = None,
+    faststart: bool = False,
 ) -> Path:
     """Write an mp4 (H.264, or MPEG-4 part 2 where libx264 is missing; AAC audio) and return its path.
 
     `size` is (width, height). Every frame has a drifting colour gradient and a bouncing square, so consecutive
     frames differ; `face` (H, W, 3) uint8 RGB is pasted in the middle of every frame, drifting by a few pixels,
     shrunk first if it would cover more than 3/4 of the frame. Audio is sin(2 pi tone_hz t) at half amplitude.
+    `faststart`: the index (moov) before the media, as web exports write it, so a copy cut short still states the
+    whole duration and decodes up to the cut.
     """
     width, height = size
     face = None if face is None else _fit(face, int(0.75 * height), int(0.75 * width))
     pictures = (_picture(i, fps, width, height, face) for i in range(round(seconds * fps)))
     t = np.arange(round(seconds * sample_rate)) / sample_rate
     wave = (0.5 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32) if audio else None  # (S,)
-    return write_media(path, pictures, size, fps, wave, sample_rate)
+    return write_media(path, pictures, size, fps, wave, sample_rate, faststart)
 
 
 def write_talking_pair(
@@ -99,12 +102,15 @@ def write_media(
     fps: int,
     wave: np.ndarray | None,
     sample_rate: int,
+    faststart: bool = False,
 ) -> Path:
-    """Encode (H, W, 3) uint8 RGB pictures at `fps` and a mono float waveform (None: no audio stream) into an mp4."""
+    """Encode (H, W, 3) uint8 RGB pictures at `fps` and a mono float waveform (None: no audio stream) into an mp4;
+    `faststart` puts its index first (`write_clip`)."""
     path = Path(path)
     width, height = size
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w", format="mp4") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format="mp4", options=options) as container:
         vstream = container.add_stream(codec, rate=fps)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
