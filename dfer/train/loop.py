@@ -24,6 +24,7 @@ from dfer.train.config import TrainConfig
 from dfer.train.data import CachedClips, EpochOrder, ResidentClips, to_device
 from dfer.train.metrics import classification_metrics
 
+Clips = CachedClips | ResidentClips  # from the store, or resident on the device: `batches` either way
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_WAR", "val_UAR", "lr", "steps_per_s", "seconds"]
 
 
@@ -45,12 +46,12 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
     return np.concatenate(labels), np.concatenate(probs)
 
 
-def loader_for(dataset: CachedClips | ResidentClips, cfg: TrainConfig, order: EpochOrder | None = None):
+def loader_for(dataset: Clips, cfg: TrainConfig, order: EpochOrder | None = None):
     """The batches of `dataset` in `order` (default: as listed), `cfg.batch_size` at a time, for `to_device`."""
     return dataset.batches(order or EpochOrder(len(dataset)), cfg.batch_size, cfg.workers)
 
 
-def fit(model: DferHeads, train: CachedClips | ResidentClips, val: CachedClips | ResidentClips | None, cfg: TrainConfig, run: Path,
+def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run: Path,
         classes: list[str], resume: bool = False, progress=None, *, param_groups: list[dict] | None = None,
         accumulate: int = 1, save: Callable[[str], None] | None = None, keep_resume: bool = True) -> dict:
     """Train, keep the best checkpoint by validation `select_metric` (or the last one without validation).
