@@ -50,6 +50,8 @@ class EpochOrder(Sampler[int]):
 
     def positions(self) -> torch.Tensor:
         """(n,) int64 on the host."""
+        if self.generator is not None:  # the draw DataLoader took for its workers' seed before `DiskBatches` had
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # its own: runs keep their orders
         if self.weights is not None:
             return torch.multinomial(self.weights, self.n, True, generator=self.generator)
         if self.generator is not None:
