@@ -119,8 +119,8 @@ class CachedClips(Dataset):
 class DiskBatches:
     """`CachedClips` in `order` through a DataLoader (persistent workers): host batches for `to_device`.
 
-    The workers' seeds come from a generator of their own, seeded from `order`'s at each pass: drawing them from the
-    order's generator (DataLoader's default) would shift the order away from `ResidentClips`' for the same seed."""
+    The workers' seed comes from a generator of its own, seeded from `order`'s when a pass starts: drawn from the
+    order's generator (DataLoader's default), it would shift the order away from `ResidentClips`' for the same seed."""
 
     def __init__(self, clips: CachedClips, order: EpochOrder, batch_size: int, workers: int):
         self.order, self.seeds = order, torch.Generator()
