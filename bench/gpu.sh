@@ -181,7 +181,7 @@ elif [ "$QUICK" = 1 ]; then
 elif [ "$CUDA" = 1 ]; then
     step extract 100 bench/extract.py --presets base-random --device cuda --data samples --av-clips 48 --growth 1 \
         --audio-clips 0 "${CONTENTION[@]}"
-    step train 150 bench/train.py --device cuda --batch 32 --steps 5 --clips 128 --workers 0 4 "${CONTENTION[@]}"
+    step train 150 bench/train.py --device cuda --batch 32 --steps 5 --clips 128 --workers 0 2 4 "${CONTENTION[@]}"
     step finetune_base 90 bench/finetune_memory.py --device cuda --cpu-presets "" --cuda-presets base-random
     step finetune_large 120 bench/finetune_memory.py --device cuda --cpu-presets "" --cuda-presets large-random
 else
@@ -255,6 +255,8 @@ headline = {
     "head_step_cached_s": figure("train", lambda r: r["step_cached_s"]),
     "head_step_encoders_s": figure("train", lambda r: r["step_encoders_s"]),
     "head_step_ratio": figure("train", lambda r: r["step_ratio"]),
+    "head_step_clips_per_s": figure("train", lambda r: r["step_cached_clips_per_s"]),
+    "speedup_vs_zarr_av_2workers": figure("train", lambda r: r["speedup_vs_zarr_av_2workers"]),
     "loader_clips_per_s": figure("train", lambda r: {k.removeprefix("loader_").removesuffix("_clips_per_s"): v
                                                      for k, v in r.items() if k.startswith("loader_")
                                                      and k.endswith("_clips_per_s") and "first_pass" not in k}),

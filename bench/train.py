@@ -20,12 +20,16 @@ loader's clips/s from a Zarr store, its HDF5 export and RAM.
     with the head step on the same threads; the JSON also has it with the cached batch's read from Zarr added.
 (b) `loader`: one pass over every clip of a synthetic store at the real `base` sizes (written through the real
     `ClipStore`: 16 x 196 x 768 float16 video tokens, 201 x 512 float16 audio frames of which ~38 valid, landmarks,
-    masks; no media), via `CachedClips` + `DataLoader` (batch `--loader-batch`, shuffled, `collate`, persistent
-    workers as `dfer train` builds it) for each source (the Zarr store, its `export_h5` file, `in_memory=True`),
-    modalities (`av`, `audio`: an audio model never reads video tokens) and worker count. Two passes per loader,
-    the second timed: the first starts the workers and opens the files, as in every training epoch after the
-    first. The store was just written, so reads hit the page cache; `--cold` evicts the store's files from it
-    (posix_fadvise DONTNEED) before each timed pass.
+    masks; no media; and the same clips as int8), each batch as the heads take it (`to_device`: on `--device`,
+    decoded), shuffled, batch `--loader-batch`, as `dfer train` builds it: `CachedClips` through DataLoader workers
+    (persistent) from the float16 Zarr store and its `export_h5` file, per worker count; and `ResidentClips`
+    (`--in-memory`: the split on the device, int8 codes or float16, batches drawn there by index, no workers),
+    per store dtype. Each for modalities `av` and `audio` (an audio model never reads video tokens). Two passes
+    per loader, the second timed: the first starts the workers and opens the files, as in every training epoch
+    after the first. The store was just written, so reads hit the page cache; `--cold` evicts the store's files
+    from it (posix_fadvise DONTNEED) before each timed pass. `speedup_vs_zarr_av_2workers`: the resident int8 av
+    loader's clips/s over today's default (Zarr float16 store, 2 workers; `_float16`: the resident float16 one),
+    printed beside the head step's clips/s of (a) when both parts run.
 
 The machine may be shared, and two torch threads on two cores with one of them taken are several times slower,
 not twice: before each measurement the bench waits up to `--quiet-wait` s for other work to stop, reports the
@@ -51,7 +55,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
 from dfer.data.clip import Clip, DatasetListing
 from dfer.encoders import AUDIO_ARCHS, VISION_ARCHS, resolve_preset
@@ -61,9 +64,9 @@ from dfer.heads import DferHeads
 from dfer.store.clip_store import ClipStore
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
-from dfer.store.schema import Layout
+from dfer.store.schema import Layout, encode_tokens
 from dfer.train.config import head_config, make_config
-from dfer.train.data import CachedClips, collate, to_device
+from dfer.train.data import CachedClips, EpochOrder, ResidentClips, collate, to_device
 from machine import add_contention_options, cpu_model, least_contended, machine_busy_s  # bench/machine.py
 
 PRESET = "base-random"
@@ -280,7 +283,7 @@ def bench_step(args, device: torch.device, started_bench: float) -> dict:
 # -------------------------------------------------------------------------------------------- (b) loader
 
 
-def base_layout(frames: int) -> tuple[Layout, dict]:
+def base_layout(frames: int, token_dtype: str = "float16") -> tuple[Layout, dict]:
     """The store layout and fingerprint `dfer extract --preset base` gives, from the preset architectures."""
     v, a = VISION_ARCHS["siglip2-base"], AUDIO_ARCHS["fastconformer-large"]
     grid = v["image_size"] // v["patch_size"]
@@ -288,18 +291,19 @@ def base_layout(frames: int) -> tuple[Layout, dict]:
               "num_tokens": grid * grid, "grid": grid}
     audio = {"id": "synthetic", "revision": "seed=0", "dim": a["d_model"], "sample_rate": SAMPLE_RATE,
              "frame_seconds": 0.08}
-    layout = Layout.from_settings(frames, vision, audio, MAX_SECONDS, keep_media=False)
+    layout = Layout.from_settings(frames, vision, audio, MAX_SECONDS, keep_media=False, token_dtype=token_dtype)
     fingerprint = {"vision": vision, "audio": audio, "frames": frames, "sample_rate": SAMPLE_RATE,
-                   "crop_margin": 0.25, "max_seconds": MAX_SECONDS, "keep_media": False}
+                   "crop_margin": 0.25, "max_seconds": MAX_SECONDS, "keep_media": False, "token_dtype": token_dtype}
     return layout, fingerprint
 
 
-def write_store(path: Path, clips: int, frames: int, seed: int) -> Layout:
+def write_store(path: Path, clips: int, frames: int, seed: int, token_dtype: str = "float16") -> Layout:
     """A store of `clips` audio-visual 3 s clips at the `base` sizes, random tokens (as incompressible as real
-    float16 tokens or more), written through `ClipStore` like `dfer.testing.make_synthetic_store`."""
+    float16 tokens or more) stored as `token_dtype`, written through `ClipStore` like
+    `dfer.testing.make_synthetic_store`. The same seed gives the same clips in either dtype."""
     import dfer
 
-    layout, fingerprint = base_layout(frames)
+    layout, fingerprint = base_layout(frames, token_dtype)
     fingerprint["dfer_version"] = dfer.__version__
     listing = DatasetListing("synthetic", CLASSES, {"kind": "kfold", "folds": 4},
                              [Clip(f"s{i % 8}/clip{i:04d}", None, None, i % len(CLASSES), f"s{i % 8}", i % 4 + 1)
@@ -312,13 +316,13 @@ def write_store(path: Path, clips: int, frames: int, seed: int) -> Layout:
     for index in range(clips):
         audio = np.zeros((layout.audio_frames, layout.audio_dim), np.float16)  # (Ta_max, Da)
         audio[:length] = rng.standard_normal((length, layout.audio_dim), np.float32)
+        video = rng.standard_normal((frames, layout.num_tokens, layout.vision_dim), np.float32)  # (T, N, D)
         store.write_clip(index, {
             "duration": np.float32(CLIP_SECONDS), "span": np.array([0, CLIP_SECONDS], np.float32),
             "has_video": np.bool_(True), "has_audio": np.bool_(True), "note": "",
-            "video/tokens": rng.standard_normal((frames, layout.num_tokens, layout.vision_dim), np.float32
-                                                ).astype(np.float16),  # (T, N, D)
+            **encode_tokens("video/tokens", video.astype(np.float16), token_dtype),
             "video/frame_time": frame_time, "video/face_found": np.ones(frames, bool), "video/landmarks": landmarks,
-            "audio/tokens": audio, "audio/length": np.int32(length),
+            **encode_tokens("audio/tokens", audio, token_dtype, valid=length), "audio/length": np.int32(length),
         })
     return layout
 
@@ -339,49 +343,62 @@ def evict(path: Path) -> None:
             os.close(fd)
 
 
-def one_pass(loader: DataLoader) -> tuple[int, float]:
+def one_pass(batches, device: torch.device) -> tuple[int, float]:
+    """Clips and seconds of one pass, each batch as the heads take it (`to_device`: on the device, decoded)."""
     start, clips = time.perf_counter(), 0
-    for batch in loader:
-        clips += len(batch["label"])
+    for batch in batches:
+        clips += len(to_device(batch, device)["label"])
+    sync(device)
     return clips, time.perf_counter() - start
 
 
-def bench_loader(args, work: Path, started_bench: float) -> dict:
-    store = work / "synthetic-base.zarr"
-    print(f"[bench] loader: writing {args.clips} clips at base sizes to {store} ...", flush=True)
+def bench_loader(args, work: Path, device: torch.device, started_bench: float) -> dict:
+    stores = {dtype: work / f"synthetic-base-{dtype}.zarr" for dtype in ("float16", "int8")}
+    print(f"[bench] loader: writing {args.clips} clips at base sizes to {stores['float16']} ...", flush=True)
     started = time.perf_counter()
-    layout = write_store(store, args.clips, args.frames, args.seed)
+    layout = write_store(stores["float16"], args.clips, args.frames, args.seed)
     write_s = time.perf_counter() - started
     started = time.perf_counter()
-    h5 = export_h5(store, work / "synthetic-base.h5")
+    h5 = export_h5(stores["float16"], work / "synthetic-base.h5")
     export_s = time.perf_counter() - started
+    print(f"[bench] loader: the same clips as int8 to {stores['int8']} ...", flush=True)
+    write_store(stores["int8"], args.clips, args.frames, args.seed, token_dtype="int8")
     raw = args.clips * (layout.frames * layout.num_tokens * layout.vision_dim + layout.audio_frames * layout.audio_dim) * 2
     result: dict = {"clips": args.clips, "loader_batch": args.loader_batch, "cold": args.cold,
-                    "raw_token_bytes": raw, "zarr_bytes": disk_bytes(store), "h5_bytes": disk_bytes(h5),
-                    "write_s": write_s, "export_s": export_s, "passes": {}}
+                    "raw_token_bytes": raw, "zarr_bytes": disk_bytes(stores["float16"]), "h5_bytes": disk_bytes(h5),
+                    "int8_zarr_bytes": disk_bytes(stores["int8"]), "write_s": write_s, "export_s": export_s,
+                    "passes": {}}
     print(f"[bench] loader: store {result['zarr_bytes'] / 2**30:.2f} GiB on disk ({write_s:.0f} s), "
           f"HDF5 {result['h5_bytes'] / 2**30:.2f} GiB ({export_s:.0f} s); raw tokens {raw / 2**30:.2f} GiB", flush=True)
     torch.set_num_threads(make_config().threads)  # as `dfer train` runs the main process
-    for source, path in (("zarr", store), ("h5", h5), ("memory", store)):
+    indices = list(range(args.clips))
+    # (source, its path, workers counts, how to build its clips): the store through DataLoader workers (float16
+    # store and its HDF5 export), or a split resident on the device (`dfer train --in-memory`, either dtype)
+    sources = [("zarr", stores["float16"], args.workers, lambda reader, m: CachedClips(reader, indices, m)),
+               ("h5", h5, args.workers, lambda reader, m: CachedClips(reader, indices, m)),
+               *((f"device_{dtype}", stores[dtype], [0], lambda reader, m: ResidentClips(reader, indices, m, device))
+                 for dtype in ("float16", "int8"))]
+    for source, path, workers_counts, build in sources:
         for modalities in ("av", "audio"):
             started = time.perf_counter()
-            dataset = CachedClips(open_cache(path), list(range(args.clips)), modalities, in_memory=source == "memory")
+            clips = build(open_cache(path), modalities)
+            sync(device)
             load_s = time.perf_counter() - started
-            for workers in args.workers:
-                def measure(dataset=dataset, workers=workers, load_s=load_s) -> dict:
+            resident = isinstance(clips, ResidentClips)
+            for workers in workers_counts:
+                def measure(clips=clips, workers=workers, load_s=load_s, resident=resident, path=path) -> dict:
                     load = OtherLoad()
-                    generator = torch.Generator().manual_seed(args.seed)
-                    loader = DataLoader(dataset, batch_size=args.loader_batch, shuffle=True, generator=generator,
-                                        num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
-                    first_clips, first_s = one_pass(loader)  # starts the workers, opens the files
-                    if args.cold and source != "memory":
+                    order = EpochOrder(len(clips), torch.Generator().manual_seed(args.seed))  # shuffled, as in training
+                    batches = clips.batches(order, args.loader_batch, workers)
+                    first_clips, first_s = one_pass(batches, device)  # starts the workers, opens the files
+                    if args.cold and not resident:
                         evict(path)
-                    clips, seconds = one_pass(loader)
-                    del loader  # joins persistent workers, so their CPU time is counted
-                    return {"source": source, "modalities": modalities, "workers": workers, "clips": clips,
-                            "seconds": seconds, "clips_per_s": clips / seconds,
+                    n, seconds = one_pass(batches, device)
+                    del batches  # joins persistent workers, so their CPU time is counted
+                    return {"source": source, "modalities": modalities, "workers": workers, "clips": n,
+                            "seconds": seconds, "clips_per_s": n / seconds,
                             "first_pass_clips_per_s": first_clips / first_s,
-                            "in_memory_load_s": load_s if source == "memory" else None,
+                            "in_memory_load_s": load_s if resident else None,
                             "other_load_cores": load.cores()}
 
                 key = f"{source}_{modalities}_w{workers}"
@@ -389,7 +406,11 @@ def bench_loader(args, work: Path, started_bench: float) -> dict:
                 print(f"[bench] loader: {key}: {run['clips_per_s']:.1f} clips/s "
                       f"(first pass {run['first_pass_clips_per_s']:.1f}, other load {fmt(run['other_load_cores'])})",
                       flush=True)
-            del dataset
+            del clips
+    zarr = result["passes"].get("zarr_av_w2")
+    for dtype in ("float16", "int8"):  # the resident split against today's default loader
+        result[f"speedup_vs_zarr_av_2workers_{dtype}"] = \
+            result["passes"][f"device_{dtype}_av_w0"]["clips_per_s"] / zarr["clips_per_s"] if zarr else None
     return result
 
 
@@ -424,16 +445,22 @@ def step_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def loader_table(r: dict) -> str:
+def loader_table(r: dict, step: dict | None) -> str:
     lines = [f"(b) Loader, {r['clips']} base-size clips ({r['raw_token_bytes'] / 2**30:.2f} GiB of float16 tokens; "
-             f"Zarr {r['zarr_bytes'] / 2**30:.2f} GiB, HDF5 {r['h5_bytes'] / 2**30:.2f} GiB on disk), batch "
-             f"{r['loader_batch']}, {'cold' if r['cold'] else 'warm'} page cache",
-             "| source | modalities | workers | clips/s | first pass clips/s | s per pass | RAM load s | other load |",
+             f"Zarr {r['zarr_bytes'] / 2**30:.2f} GiB (int8 {r['int8_zarr_bytes'] / 2**30:.2f} GiB), HDF5 "
+             f"{r['h5_bytes'] / 2**30:.2f} GiB on disk), batch {r['loader_batch']}, "
+             f"{'cold' if r['cold'] else 'warm'} page cache; device_*: `dfer train --in-memory`",
+             "| source | modalities | workers | clips/s | first pass clips/s | s per pass | device load s | other load |",
              "|---|---|---|---|---|---|---|---|"]
     for p in r["passes"].values():
         lines.append(f"| {p['source']} | {p['modalities']} | {p['workers']} | {p['clips_per_s']:.1f} | "
                      f"{p['first_pass_clips_per_s']:.1f} | {p['seconds']:.2f} | {fmt(p['in_memory_load_s'], '.1f')} | "
                      f"{fmt(p['other_load_cores'])} |")
+    for dtype in ("int8", "float16"):
+        lines.append(f"device-resident {dtype} / Zarr float16 with 2 workers, av: "
+                     f"{fmt(r[f'speedup_vs_zarr_av_2workers_{dtype}'], '.1f')}x")
+    if step:
+        lines.append(f"head step (a), cached tokens: {step['batch'] / step['runs']['cached']['s']:.1f} clips/s")
     return "\n".join(lines)
 
 
@@ -463,6 +490,10 @@ def figures(step: dict | None, loader: dict | None, args, wall: float) -> dict:
             if p["other_load_cores"] is not None:
                 out[f"loader_{key}_other_load_cores"] = round(p["other_load_cores"], 2)
             out[f"loader_{key}_attempts"] = p["attempts"]
+        for dtype, name in (("int8", ""), ("float16", "_float16")):  # int8: the headline
+            out[f"speedup_vs_zarr_av_2workers{name}"] = out.pop(f"loader_speedup_vs_zarr_av_2workers_{dtype}")
+        if step:  # what the loaders feed, beside them
+            out["step_cached_clips_per_s"] = round(step["batch"] / step["runs"]["cached"]["s"], 1)
         zarr = loader["passes"].get("zarr_av_w0")
         if step and zarr:  # a cached step that also reads its batch (workers 0: no overlap)
             with_read = step["runs"]["cached"]["s"] + step["batch"] / zarr["clips_per_s"]
@@ -504,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         if "step" in args.parts:
             step = bench_step(args, device, started)
         if "loader" in args.parts:
-            loader = bench_loader(args, work, started)
+            loader = bench_loader(args, work, device, started)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -514,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         print(step_table(step))
     if loader:
         print()
-        print(loader_table(loader))
+        print(loader_table(loader, step))
     print("other load: cores kept busy by other work on the machine while measuring (0 = it had the machine)")
     result = figures(step, loader, args, time.perf_counter() - started)
     if keep:

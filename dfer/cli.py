@@ -119,7 +119,9 @@ def train(
     balance: Optional[str] = typer.Option(None, help="none, sampler or loss"),
     device: Optional[str] = typer.Option(None, help="cpu or cuda"),
     workers: Optional[int] = typer.Option(None, help="DataLoader workers reading the cache"),
-    in_memory: Optional[bool] = typer.Option(None, "--in-memory/--from-disk", help="load the cache into RAM first"),
+    in_memory: Optional[bool] = typer.Option(
+        None, "--in-memory/--from-disk",
+        help="keep the training and validation clips on --device, as stored (int8 or float16); refused if too big"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
     """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std)."""

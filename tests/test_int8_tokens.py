@@ -23,7 +23,7 @@ from dfer.store.reader import open_cache
 from dfer.testing.synth import write_audio, write_clip
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, collate, read_tokens, to_device
+from dfer.train.data import CachedClips, ResidentClips, collate, read_tokens, to_device
 from dfer.train.evaluate import evaluate_run
 from dfer.train.predictions import read_predictions
 from dfer.train.probe import make_probe_config, probe
@@ -119,8 +119,8 @@ def test_the_loader_hands_codes_and_the_device_decodes_them(stores):
     assert on_device["video_tokens"].dtype == torch.float32 and "video_tokens_scale" not in on_device
     expected = np.stack([read_tokens(reader, "video", i) for i in range(3)])  # (B, T, N, D)
     np.testing.assert_allclose(on_device["video_tokens"].numpy(), expected, atol=1e-6)
-    memory = CachedClips(reader, [0, 1, 2], "av", in_memory=True)
-    assert all(np.array_equal(memory[i][key], rows[i][key]) for i in range(3) for key in rows[i])
+    resident = ResidentClips(reader, [0, 1, 2], "av", "cpu").batch(torch.arange(3))  # codes and scales, as stored
+    assert resident.keys() == batch.keys() and all(torch.equal(resident[key], batch[key]) for key in batch)
 
 
 def _test_probs(run: Path) -> np.ndarray:

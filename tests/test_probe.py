@@ -23,7 +23,8 @@ from dfer.train.config import make_config
 from dfer.train.data import CachedClips, collate
 from dfer.train.evaluate import evaluate_run
 from dfer.train.loop import loader_for, predict
-from dfer.train.probe import fit_probe, make_probe_config, probe
+from dfer.train.predictions import read_predictions
+from dfer.train.probe import PooledClips, fit_probe, make_probe_config, pooled_features, probe
 from dfer.train.splits import plan
 
 RUN_FILES = ("config.json", "best.safetensors", "results.json", "predictions.csv", "confusion.png", "recall.png",
@@ -183,3 +184,30 @@ def test_probe_settings_from_a_recipe(tmp_path):
     recipe.write_text("# dfer probe\nc_gird: [1]\n")
     with pytest.raises(ValueError, match="c_gird"):
         make_probe_config(recipe)
+
+
+def test_a_cross_validation_pools_each_clip_once(weak, tmp_path, monkeypatch):
+    """`dfer probe --fold all` reads a clip's tokens once, whichever folds it fits, validates or tests in, and
+    scores each fold as one fold alone does (which pools its own clips)."""
+    reads = []
+    original = CachedClips.__getitem__
+    monkeypatch.setattr(CachedClips, "__getitem__", lambda self, i: reads.append(self.indices[i]) or original(self, i))
+    cross = probe(weak, tmp_path / "all", make_probe_config(), show=False)
+    assert len(reads) == len(set(reads))
+    alone = probe(weak, tmp_path / "fold2", make_probe_config(fold="2"), show=False)
+    folders = (tmp_path / "all" / "fold2", tmp_path / "fold2")
+    np.testing.assert_allclose(*(read_predictions(folder / "predictions.csv").probs for folder in folders), atol=1e-6)
+    assert cross.runs["fold2"]["n"] == alone.runs["fold2"]["n"]
+
+
+def test_shared_pooling_is_the_direct_pooling(weak):
+    reader = open_cache(weak)
+    (split,), _ = plan(reader, "1", "av", seed=0)
+    pooled = PooledClips(reader, "av")
+    pooled(split.test)  # an earlier split's clips pooled first, in other batches
+    shared = pooled(split.train)
+    direct = pooled_features(pooled.model, reader, split.train)
+    for a, b in zip(shared, direct, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+

@@ -31,7 +31,8 @@ class TrainConfig:
     val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none (0: none,
     # the last epoch is kept: for small data, where 2 held-out speakers pick epochs noisily and cost training data)
     workers: int = 0  # DataLoader workers reading the cache
-    in_memory: bool = False  # load the needed arrays into RAM once (when the cache fits)
+    in_memory: bool = False  # the training and validation clips' arrays on `device` (`dfer.train.data.ResidentClips`):
+    # batches drawn there by index, no loader workers; refused, before loading, when they would not fit
     device: str = "cpu"
     threads: int = 1  # CPU threads for the heads: they are small, and OpenMP threads spinning beside loader
     # workers or another job slow each tiny op down by orders of magnitude

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, WeightedRandomSampler
 from torch.utils.tensorboard import SummaryWriter
 
 from dfer.heads import DferHeads
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
-from dfer.train.data import CachedClips, collate, to_device
+from dfer.train.data import CachedClips, EpochOrder, ResidentClips, to_device
 from dfer.train.metrics import classification_metrics
 
+Clips = CachedClips | ResidentClips  # from the store, or resident on the device: `batches` either way
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_WAR", "val_UAR", "lr", "steps_per_s", "seconds"]
 
 
@@ -33,8 +33,8 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (n,) and class probabilities (n, C) over a loader, in its order."""
+def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (n,) and class probabilities (n, C) over a loader (`loader_for`), in its order."""
     model.eval()
     labels, probs = [], []
     for batch in loader:
@@ -46,13 +46,12 @@ def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device) ->
     return np.concatenate(labels), np.concatenate(probs)
 
 
-def loader_for(dataset: CachedClips, cfg: TrainConfig, shuffle: bool = False, sampler=None, generator=None):
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      generator=generator, num_workers=cfg.workers, collate_fn=collate,
-                      persistent_workers=cfg.workers > 0, drop_last=False)
+def loader_for(dataset: Clips, cfg: TrainConfig, order: EpochOrder | None = None):
+    """The batches of `dataset` in `order` (default: as listed), `cfg.batch_size` at a time, for `to_device`."""
+    return dataset.batches(order or EpochOrder(len(dataset)), cfg.batch_size, cfg.workers)
 
 
-def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: TrainConfig, run: Path,
+def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run: Path,
         classes: list[str], resume: bool = False, progress=None, *, param_groups: list[dict] | None = None,
         accumulate: int = 1, save: Callable[[str], None] | None = None, keep_resume: bool = True) -> dict:
     """Train, keep the best checkpoint by validation `select_metric` (or the last one without validation).
@@ -66,17 +65,14 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     model.to(device)
-    labels = np.array([int(train.reader.read("label", i)) for i in train.indices]) if train.memory is None \
-        else train.memory["label"].astype(int)
+    labels = train.labels  # (n,)
     counts = np.bincount(labels, minlength=len(classes)).astype(np.float64)
     class_weight = None
-    sampler = None
     generator = torch.Generator()
     if cfg.balance == "loss":
         class_weight = torch.tensor(counts.sum() / np.maximum(counts, 1) / len(classes), dtype=torch.float32, device=device)
-    if cfg.balance == "sampler":
-        sampler = WeightedRandomSampler((1.0 / np.maximum(counts, 1))[labels], len(labels), generator=generator)
-    train_loader = loader_for(train, cfg, shuffle=True, sampler=sampler, generator=generator)
+    weights = (1.0 / np.maximum(counts, 1))[labels] if cfg.balance == "sampler" else None  # (n,)
+    train_loader = loader_for(train, cfg, EpochOrder(len(train), generator, weights))  # shuffled: reseeded per epoch
     val_loader = loader_for(val, cfg) if val is not None and len(val) else None
 
     save = save or (lambda kind: checkpoint.save_weights(model, run / f"{kind}.safetensors"))

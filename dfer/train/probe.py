@@ -14,7 +14,8 @@ validation clips (`--fold none`) C is `c_default`.
 A run folder holds config.json (`dfer.train.protocol.run_config` with "model": "probe", "probe": these settings,
 "heads": the LinearProbe's arguments, "fit": the chosen C and the validation scores of the grid), best.safetensors
 (the LinearProbe), and with a test set results.json and the per-clip files (`dfer.train.protocol`). Every clip is
-read once, so there is no in-memory option, and the fit takes seconds.
+read and pooled once per store (`PooledClips`), whichever splits it is in, so there is no in-memory option, and
+the fit takes seconds.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.config import SELECT_METRICS, TrainConfig
 from dfer.train.data import CachedClips, collate, to_device
-from dfer.train.loop import predict
 from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
@@ -106,14 +106,34 @@ def pooled_features(model: LinearProbe, reader: CacheReader, indices: list[int])
     return torch.cat(features), torch.cat(present), torch.cat(labels)
 
 
-def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig) -> ProbeFit:
-    """Choose C on the split's validation clips, then fit the probe on its training + validation clips."""
+class PooledClips:
+    """`pooled_features` of one store's clips, each clip pooled the first time a split asks for it and kept: the
+    pooling does not depend on the split (no statistics, no weights), and a 5-fold cross-validation would otherwise
+    read every clip's tokens about 6 times (4 folds' fitting clips or validation clips, 1 fold's test clips)."""
+
+    def __init__(self, reader: CacheReader, modalities: str):
+        vision, audio = reader.fingerprint["vision"], reader.fingerprint["audio"]
+        self.model = LinearProbe(modalities, vision["dim"], audio["dim"], len(reader.classes))
+        self.reader, self.rows = reader, {}  # clip row -> (features (F,), present (F,), label ())
+
+    def __call__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        """features (n, F), present (n, F) bool and labels (n,) of the clip rows `indices`, in that order."""
+        missing = sorted(set(indices) - self.rows.keys())
+        if missing:
+            self.rows.update(zip(missing, zip(*pooled_features(self.model, self.reader, missing))))
+        return tuple(torch.stack(parts) for parts in zip(*(self.rows[i] for i in indices)))
+
+
+def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig, pooled: PooledClips | None = None) -> ProbeFit:
+    """Choose C on the split's validation clips, then fit the probe on its training + validation clips; `pooled`:
+    the store's clips pooled so far (by the other splits of a protocol)."""
+    pooled = pooled or PooledClips(reader, cfg.modalities)
     vision, audio = reader.fingerprint["vision"], reader.fingerprint["audio"]
     model = LinearProbe(cfg.modalities, vision["dim"], audio["dim"], len(reader.classes))
-    fitting = pooled_features(model, reader, split.train)
+    fitting = pooled(split.train)
     validation, C = [], cfg.c_default
     if split.val:
-        held = pooled_features(model, reader, split.val)
+        held = pooled(split.val)
         model.set_statistics(*fitting[:2])
         x_train, x_val = (model.standardise(x, p).numpy() for x, p, _ in (fitting, held))  # (n, F) each
         for c in cfg.c_grid:
@@ -137,14 +157,21 @@ def _logistic(C: float, cfg: ProbeConfig) -> LogisticRegression:
 
 
 def probe(store: Path, out: Path, cfg: ProbeConfig, show: bool = True) -> ProtocolResult:
-    """Fit and test the probe on every split of `cfg.fold` into `out`, as `dfer train` lays out its runs."""
-    return run_protocol(store, out, cfg, "probe",
-                        lambda reader, split, run: _probe_split(reader, split, run, cfg, show), show)
+    """Fit and test the probe on every split of `cfg.fold` into `out`, as `dfer train` lays out its runs; each clip
+    is pooled once (`PooledClips`, of the one reader `run_protocol` opens)."""
+    shared: dict[str, PooledClips] = {}
+
+    def run_split(reader: CacheReader, split: Split, run: Path) -> dict:
+        pooled = shared.setdefault("pooled", PooledClips(reader, cfg.modalities))
+        return _probe_split(reader, split, run, cfg, show, pooled)
+
+    return run_protocol(store, out, cfg, "probe", run_split, show)
 
 
-def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig, show: bool) -> dict:
+def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig, show: bool,
+                 pooled: PooledClips) -> dict:
     run.mkdir(parents=True, exist_ok=True)
-    fitted = fit_probe(reader, split, cfg)
+    fitted = fit_probe(reader, split, cfg, pooled)
     fit = {"C": fitted.C, "select_metric": cfg.select_metric, "validation": fitted.validation,
            "fitted_on": ["train", "val"] if split.val else ["train"],
            "iterations": int(fitted.classifier.n_iter_.max())}  # lbfgs's, of the final fit
@@ -160,7 +187,8 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
             console.print(f"  {note}")
     if not split.test:
         return {}
-    loader = DataLoader(CachedClips(reader, split.test, cfg.modalities), batch_size=BATCH, collate_fn=collate)
-    labels, probs = predict(fitted.model, loader, torch.device("cpu"))
-    return write_test_results(run, reader, split.name, split.test, labels, probs,
+    features, present, labels = pooled(split.test)  # (n, F), (n, F), (n,)
+    with torch.no_grad():
+        probs = fitted.model.linear(fitted.model.standardise(features, present)).softmax(-1)  # its forward, pooled
+    return write_test_results(run, reader, split.name, split.test, labels.numpy(), probs.numpy(),
                               f"{reader.attrs['dataset']} {split.name} linear probe", show, C=fitted.C)

@@ -17,7 +17,7 @@ from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.compare import probe_beside
 from dfer.train.config import TrainConfig, head_config
-from dfer.train.data import CachedClips, token_statistics
+from dfer.train.data import clip_sets, token_statistics
 from dfer.train.loop import fit, loader_for, predict
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
@@ -55,8 +55,7 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     model = DferHeads(heads_config)
     for stream, (mean, std) in token_statistics(reader, split.train, cfg.modalities).items():
         model.set_input_statistics(stream, mean, std)
-    datasets = {part: CachedClips(reader, getattr(split, part), cfg.modalities, cfg.in_memory)
-                for part in ("train", "val", "test")}
+    datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device)
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
     with TrainProgress(split.name, steps, enabled=show) as progress:
         state = fit(model, datasets["train"], datasets["val"], cfg, run, classes, resume, progress)
