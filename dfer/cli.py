@@ -121,13 +121,19 @@ def train(
     in_memory: Optional[bool] = typer.Option(None, "--in-memory/--from-disk", help="load the cache into RAM first"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
-    """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std)."""
+    """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std); under torchrun
+    the folds are spread over the ranks."""
+    from dfer import distributed
     from dfer.train.config import make_config
     from dfer.train.run import train as run_training
 
     cfg = make_config(recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs, batch_size=batch_size,
                       lr=lr, seed=seed, balance=balance, device=device, workers=workers, in_memory=in_memory)
-    run_training(store, out, cfg, resume=resume)
+    distributed.init()  # gloo: the ranks exchange only their folds' metrics
+    try:
+        run_training(store, out, cfg, resume=resume)
+    finally:
+        distributed.shutdown()
 
 
 @app.command()

@@ -19,6 +19,7 @@ from dfer.heads import FUSIONS
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
+from dfer.testing.ranks import torchrun
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import checkpoint
 from dfer.train.config import make_config
@@ -102,6 +103,24 @@ def test_fold_all_reports_mean_and_std(store, tmp_path):
     np.testing.assert_array_equal(pooled.probs, np.concatenate([fold.probs for fold in folds]))
     for name in CLIP_FILES:
         assert (tmp_path / "run" / name).exists(), name
+
+
+def test_torchrun_spreads_the_folds_and_gathers_one_summary(store, tmp_path):
+    """`torchrun --nproc_per_node 2 -m dfer train --fold all`: folds 1 and 3 train on rank 0, fold 2 on rank 1, and
+    rank 0's summary.json (and the probe's beside it) equal one process's exactly: each fold is seeded on its own
+    and trains on 1 thread either way."""
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(json.dumps({"heads": SMALL_HEADS, "epochs": 2, "batch_size": 16}))  # YAML reads JSON
+    args = ["train", store, "--recipe", recipe, "--fold", "all"]
+    result = CliRunner().invoke(app, [*map(str, args), "--out", str(tmp_path / "one")])
+    assert result.exit_code == 0, result.output
+    torchrun([*args, "--out", tmp_path / "two"])
+    for summary in ("summary.json", "probe/summary.json"):
+        one, two = (json.loads((tmp_path / run / summary).read_text()) for run in ("one", "two"))
+        assert list(two["folds"]) == ["fold1", "fold2", "fold3"]
+        assert two["folds"] == one["folds"] and two["summary"] == one["summary"]
+    assert (tmp_path / "two" / "results.md").read_text() == (tmp_path / "one" / "results.md").read_text()
+    assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
 
 
 def test_missing_fold_is_skipped_with_a_note(tmp_path):

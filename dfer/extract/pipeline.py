@@ -19,7 +19,7 @@ from dfer.recipe import settings_from
 from dfer.data import list_dataset
 from dfer.data.clip import Clip
 from dfer.encoders import build_encoder, resolve_preset
-from dfer.extract import distributed
+from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
