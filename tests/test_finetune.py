@@ -239,7 +239,8 @@ def test_two_ranks_train_as_one_process_accumulating_two(store, init_run, tmp_pa
     shutil.copytree(init_run, init)
     config = json.loads((init / "config.json").read_text())
     ids = [*config["split"]["train"], *config["split"]["val"], *config["split"]["test"]]
-    config["split"].update(train=ids[:3], val=ids[3:], test=ids[3:])  # 3 training clips: an uneven last step
+    # 3 training clips: an uneven last step; 2 validation clips: one scored on each rank (one is also trained on)
+    config["split"].update(train=ids[:3], val=ids[2:], test=ids[3:])
     (init / "config.json").write_text(json.dumps(config))
     recipe = tmp_path / "ft.yaml"
     recipe.write_text(json.dumps({"statistics_momentum": 0.0, "epochs": 2, "batch_size": 1, "lr": 1e-3,
