@@ -13,17 +13,20 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from dfer.cli import app
+from dfer.distributed import Ranks
 from dfer.extract.pipeline import extract_config
 from dfer.finetune.config import make_finetune_config
-from dfer.heads import FUSIONS
+from dfer.heads import FUSIONS, DferHeads
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import checkpoint
-from dfer.train.config import make_config
+from dfer.train.config import head_config, make_config
+from dfer.train.data import CachedClips
 from dfer.train.evaluate import evaluate_run
+from dfer.train.loop import fit
 from dfer.train.predictions import read_predictions
 from dfer.train.run import train
 from dfer.train.splits import plan
@@ -121,6 +124,14 @@ def test_torchrun_spreads_the_folds_and_gathers_one_summary(store, tmp_path):
         assert two["folds"] == one["folds"] and two["summary"] == one["summary"]
     assert (tmp_path / "two" / "results.md").read_text() == (tmp_path / "one" / "results.md").read_text()
     assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
+
+
+def test_fewer_batches_than_ranks_is_refused(store, tmp_path):
+    """A rank without a single batch could not take part in the gradient all-reduce: refused before any is made."""
+    reader, cfg = open_cache(store), quick()
+    model = DferHeads(head_config(reader.fingerprint, reader.classes, cfg))
+    with pytest.raises(ValueError, match="1 batches of 16, fewer than the 2 ranks"):
+        fit(model, CachedClips(reader, [0, 1], "av"), None, cfg, tmp_path, reader.classes, ranks=Ranks(0, 2, 0, 2))
 
 
 def test_missing_fold_is_skipped_with_a_note(tmp_path):

@@ -129,6 +129,9 @@ def fit(model: DferHeads, train: CachedClips, val: CachedClips | None, cfg: Trai
     train_loader = loader_for(train, cfg, RankBatches(batches, ranks), generator)
     validate = val is not None and len(val) > 0
     world, per_step = ranks.world, accumulate * ranks.world  # batches per optimizer step, over all ranks
+    if len(batches) < world:
+        raise ValueError(f"{len(train)} training clips make {len(batches)} batches of {cfg.batch_size}, fewer than "
+                         f"the {world} ranks: lower --batch-size or run fewer ranks")
     steps = -(-len(batches) // per_step)  # optimizer steps per epoch, the same on every rank
     # A rank one batch short of the others' last step repeats its last batch at weight 0 (a None below), so that
     # every rank takes part in every gradient all-reduce and optimizer step.
