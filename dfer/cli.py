@@ -146,12 +146,18 @@ def probe(
     seed: Optional[int] = typer.Option(None, help="picks the validation speakers, as in dfer train"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
-    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits."""
+    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits; under
+    torchrun the folds are spread over the ranks."""
+    from dfer import distributed
     from dfer.train.probe import make_probe_config, probe as run_probe
 
-    result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
-                       show=not as_json)
-    if as_json:
+    ranks = distributed.init()
+    try:
+        result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
+                           show=not as_json)
+    finally:
+        distributed.shutdown()
+    if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
 
