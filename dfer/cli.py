@@ -124,13 +124,19 @@ def train(
         help="keep the training and validation clips on --device, as stored (int8 or float16); refused if too big"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
-    """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std)."""
+    """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std); under torchrun
+    the folds are spread over the ranks."""
+    from dfer import distributed
     from dfer.train.config import make_config
     from dfer.train.run import train as run_training
 
     cfg = make_config(recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs, batch_size=batch_size,
                       lr=lr, seed=seed, balance=balance, device=device, workers=workers, in_memory=in_memory)
-    run_training(store, out, cfg, resume=resume)
+    distributed.init()  # gloo: the ranks exchange only their folds' metrics
+    try:
+        run_training(store, out, cfg, resume=resume)
+    finally:
+        distributed.shutdown()
 
 
 @app.command()
@@ -143,12 +149,18 @@ def probe(
     seed: Optional[int] = typer.Option(None, help="picks the validation speakers, as in dfer train"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
-    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits."""
+    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits; under
+    torchrun the folds are spread over the ranks."""
+    from dfer import distributed
     from dfer.train.probe import make_probe_config, probe as run_probe
 
-    result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
-                       show=not as_json)
-    if as_json:
+    ranks = distributed.init()
+    try:
+        result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
+                           show=not as_json)
+    finally:
+        distributed.shutdown()
+    if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
 

@@ -21,6 +21,7 @@ from dfer.cli import app
 from dfer.extract.pipeline import ExtractConfig, run
 from dfer.store.clip_store import FILES_FIXED, FILES_PER_CLIP, ClipStore, StoreLocked
 from dfer.store.fingerprint import FingerprintMismatch
+from dfer.testing.ranks import torchrun
 from dfer.testing.synth import write_audio, write_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,10 +216,7 @@ def test_a_second_extraction_is_refused_while_one_runs(good_dataset, tmp_path):
 
 def test_two_ranks_equal_one(reference_store, good_dataset, tmp_path):
     out = tmp_path / "store"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dfer",
-               "extract", "manifest", str(good_dataset), "--out", str(out), "--frames", "4", "--batch", "3"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(["extract", "manifest", good_dataset, "--out", out, "--frames", "4", "--batch", "3"])
     assert_stores_equal(reference_store, out)
 
 

@@ -26,6 +26,7 @@ from dfer.finetune.model import EndToEnd
 from dfer.finetune.run import build_encoders, finetune, finetune_folds
 from dfer.finetune.trainable import layer_groups, make_trainable
 from dfer.store.reader import open_cache
+from dfer.testing.ranks import torchrun
 from dfer.testing.synth import write_audio
 from dfer.train import checkpoint
 from dfer.train.config import make_config
@@ -223,6 +224,45 @@ def test_every_finetune_recipe_loads():
         make_finetune_config(recipe)
     with pytest.raises(ValueError, match="unfreeze"):
         FinetuneConfig(unfreeze="last:x")
+
+
+def test_two_ranks_train_as_one_process_accumulating_two(store, init_run, tmp_path):
+    """`torchrun --nproc_per_node 2 -m dfer finetune --batch-size 1` (gloo) against one process with --accumulate 2
+    on 3 training clips: step 1 is batches 0 and 1 (rank 0 and rank 1), step 2 batch 2 alone (rank 1 pads with a
+    zero-weight batch). Each batch's augmentation and dropout are seeded by its index, so the runs differ only in
+    float rounding: DDP sums the two gradients in another order than accumulation does (and each rank runs 1
+    thread), ~1e-7 relative. The logged losses keep that (rtol 1e-5; another clip order or step weighting moves
+    them by > 1e-3). The weights get atol 1e-4, a tenth of one step at lr 1e-3: Adam divides each gradient by its
+    own RMS, so a weight whose gradient is near 0 moves by up to lr per step on rounding alone (4e-5 seen here).
+    The heads' input statistics are held fixed: under DDP they follow rank 0's batches only."""
+    init = tmp_path / "init"
+    shutil.copytree(init_run, init)
+    config = json.loads((init / "config.json").read_text())
+    ids = [*config["split"]["train"], *config["split"]["val"], *config["split"]["test"]]
+    # 3 training clips: an uneven last step; 2 validation clips: one scored on each rank (one is also trained on)
+    config["split"].update(train=ids[:3], val=ids[2:], test=ids[3:])
+    (init / "config.json").write_text(json.dumps(config))
+    recipe = tmp_path / "ft.yaml"
+    recipe.write_text(json.dumps({"statistics_momentum": 0.0, "epochs": 2, "batch_size": 1, "lr": 1e-3,
+                                  "head_lr": 1e-3, "augment": True}))
+    args = ["finetune", store, "--init", init, "--recipe", recipe]
+    app = typer.Typer()
+    app.command()(finetune_command)
+    result = CliRunner().invoke(app, [*map(str, args[1:]), "--out", str(tmp_path / "one"), "--accumulate", "2"])
+    assert result.exit_code == 0, result.output
+    torchrun([*args, "--out", tmp_path / "two", "--accumulate", "1"])
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    files = [sorted(p.relative_to(run) for p in run.rglob("*") if "tensorboard" not in p.parts) for run in (one, two)]
+    assert files[1] == files[0] and len(list((two / "tensorboard").iterdir())) == 1  # rank 0 wrote, alone
+    logs = [np.genfromtxt(run / "log.csv", delimiter=",", names=True) for run in (one, two)]
+    for key in ("train_loss", "val_loss", "lr"):
+        np.testing.assert_allclose(logs[1][key], logs[0][key], rtol=1e-5, err_msg=key)
+    for weights in ("last.safetensors", "vision/model.safetensors", "audio/model.safetensors"):
+        mine, theirs = load_file(str(one / weights)), load_file(str(two / weights))
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            torch.testing.assert_close(theirs[key], mine[key], rtol=0, atol=1e-4, msg=f"{weights} {key}")
 
 
 def test_a_cross_validation_fine_tunes_fold_by_fold(tmp_path):

@@ -13,16 +13,20 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from dfer.cli import app
+from dfer.distributed import Ranks
 from dfer.extract.pipeline import extract_config
 from dfer.finetune.config import make_finetune_config
-from dfer.heads import FUSIONS
+from dfer.heads import FUSIONS, DferHeads
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
+from dfer.testing.ranks import torchrun
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import checkpoint
-from dfer.train.config import make_config
+from dfer.train.config import head_config, make_config
+from dfer.train.data import CachedClips
 from dfer.train.evaluate import evaluate_run
+from dfer.train.loop import fit
 from dfer.train.predictions import read_predictions
 from dfer.train.run import train
 from dfer.train.splits import plan
@@ -102,6 +106,32 @@ def test_fold_all_reports_mean_and_std(store, tmp_path):
     np.testing.assert_array_equal(pooled.probs, np.concatenate([fold.probs for fold in folds]))
     for name in CLIP_FILES:
         assert (tmp_path / "run" / name).exists(), name
+
+
+def test_torchrun_spreads_the_folds_and_gathers_one_summary(store, tmp_path):
+    """`torchrun --nproc_per_node 2 -m dfer train --fold all`: folds 1 and 3 train on rank 0, fold 2 on rank 1, and
+    rank 0's summary.json (and the probe's beside it) equal one process's exactly: each fold is seeded on its own
+    and trains on 1 thread either way."""
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(json.dumps({"heads": SMALL_HEADS, "epochs": 2, "batch_size": 16}))  # YAML reads JSON
+    args = ["train", store, "--recipe", recipe, "--fold", "all"]
+    result = CliRunner().invoke(app, [*map(str, args), "--out", str(tmp_path / "one")])
+    assert result.exit_code == 0, result.output
+    torchrun([*args, "--out", tmp_path / "two"])
+    for summary in ("summary.json", "probe/summary.json"):
+        one, two = (json.loads((tmp_path / run / summary).read_text()) for run in ("one", "two"))
+        assert list(two["folds"]) == ["fold1", "fold2", "fold3"]
+        assert two["folds"] == one["folds"] and two["summary"] == one["summary"]
+    assert (tmp_path / "two" / "results.md").read_text() == (tmp_path / "one" / "results.md").read_text()
+    assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
+
+
+def test_fewer_batches_than_ranks_is_refused(store, tmp_path):
+    """A rank without a single batch could not take part in the gradient all-reduce: refused before any is made."""
+    reader, cfg = open_cache(store), quick()
+    model = DferHeads(head_config(reader.fingerprint, reader.classes, cfg))
+    with pytest.raises(ValueError, match="1 batches of 16, fewer than the 2 ranks"):
+        fit(model, CachedClips(reader, [0, 1], "av"), None, cfg, tmp_path, reader.classes, ranks=Ranks(0, 2, 0, 2))
 
 
 def test_missing_fold_is_skipped_with_a_note(tmp_path):

@@ -23,7 +23,7 @@ from dfer.recipe import settings_from
 from dfer.data import list_dataset
 from dfer.data.clip import Clip
 from dfer.encoders import build_encoder, resolve_preset
-from dfer.extract import distributed
+from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
@@ -88,7 +88,7 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     listing = list_dataset(cfg.dataset, Path(cfg.root), **cfg.dataset_options)
     if cfg.limit is not None:
         listing.clips = listing.clips[: cfg.limit]
-    device = _rank_device(cfg.device, ranks.local_rank)
+    device = distributed.local_device(cfg.device)
     vision, audio = _load_encoders(cfg, device)
     fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe())
     layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
@@ -139,12 +139,6 @@ def summarise(store: ClipStore, problems: list[str], is_main: bool = True) -> Ex
     ids = store.clip_ids
     failures = [(ids[i], str(errors[i])) for i in range(len(ids)) if not done[i] and errors[i]]
     return ExtractSummary(store.path, len(ids), int(done.sum()), failures, problems, is_main)
-
-
-def _rank_device(device: str, local_rank: int) -> torch.device:
-    if device == "cuda" and torch.cuda.device_count() > 1:
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device(device)
 
 
 def _load_encoders(cfg: ExtractConfig, device: torch.device):

@@ -5,7 +5,9 @@ Every random choice is made once per clip and applied to all its T frames, so a 
 crops; the landmarks move with the crop and the flip, so the ROI prior of the heads keeps pointing at the eyes
 and mouth. Audio gets a gain, a small time shift and, half the time, noise at a random SNR.
 
-All randomness comes from torch's global generator, which `fit` reseeds from (seed, epoch): runs repeat.
+All randomness comes from torch's global generator, which `fit` reseeds before each batch is read from (seed, epoch,
+the batch's index in the epoch): runs repeat, whichever rank trains a batch (with `workers`, the DataLoader seeds
+each worker per epoch instead, so runs repeat but a clip's draw depends on its worker).
 Only training clips are augmented; validation and test clips are read as cached.
 """
 

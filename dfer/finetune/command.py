@@ -21,13 +21,13 @@ def finetune(
                                                 help="block i of L trains at lr x decay^(L-i) (0.75)"),
     grad_checkpointing: Optional[bool] = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing",
                                                       help="recompute activations in backward to save memory"),
-    accumulate: Optional[int] = typer.Option(None, help="batches per optimizer step (1)"),
+    accumulate: Optional[int] = typer.Option(None, help="batches per rank per optimizer step (1)"),
     precision: Optional[str] = typer.Option(None, help="bf16 (default) or fp32 autocast on CUDA; CPU runs fp32"),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="face and audio augmentation (on)"),
     epochs: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None, help="the encoders' last block (3e-5)"),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="the heads (3e-4)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="clips per rank under torchrun (8)"),
     fold: Optional[str] = typer.Option(None, help="plan this fold instead of reusing the init run's split"),
     vision: Optional[str] = typer.Option(None, help="start from these vision weights instead of the store's encoder"),
     audio: Optional[str] = typer.Option(None, help="start from these audio weights instead of the store's encoder"),
@@ -35,7 +35,9 @@ def finetune(
     device: Optional[str] = typer.Option(None, help="cpu or cuda"),
     workers: Optional[int] = typer.Option(None, help="DataLoader workers reading and augmenting clips"),
 ) -> None:
-    """Fine-tune the encoders and the heads end to end on the cache's face crops and waveforms."""
+    """Fine-tune the encoders and the heads end to end on the cache's face crops and waveforms; under torchrun, on
+    every rank with DistributedDataParallel."""
+    from dfer import distributed
     from dfer.finetune.config import make_finetune_config
     from dfer.finetune.run import finetune_folds
 
@@ -44,4 +46,9 @@ def finetune(
         accumulate=accumulate, precision=precision, augment=augment, epochs=epochs, lr=lr, head_lr=head_lr,
         batch_size=batch_size, fold=fold, vision=vision, audio=audio, seed=seed, device=device, workers=workers,
     )
-    finetune_folds(store, init, out, cfg)
+    distributed.init(distributed.backend_for(cfg.device))
+    try:
+        finetune_folds(store, init, out, cfg)
+        distributed.barrier()  # the others wait while rank 0 scores the test clips and writes the summary
+    finally:
+        distributed.shutdown()

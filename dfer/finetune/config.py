@@ -10,11 +10,11 @@ them over. What only stage 3 has: which encoder weights train (`unfreeze`), the 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dfer.distributed import cpu_threads
 from dfer.finetune.augment import AugmentConfig
 from dfer.recipe import settings_from
 from dfer.train.config import TrainConfig
@@ -31,12 +31,12 @@ class FinetuneConfig:
     statistics_momentum: float = 0.1  # the heads' input standardisation follows the moving encoders (0: fixed)
     lora_alpha: float | None = None  # LoRA scale alpha / rank; None: alpha = 2 x rank
     grad_checkpointing: bool = False  # recompute block activations in backward: ~3x less activation memory
-    accumulate: int = 1  # batches per optimizer step (effective batch = batch_size x accumulate)
+    accumulate: int = 1  # batches per rank per optimizer step (effective batch = batch_size x accumulate x ranks)
     precision: str = "bf16"  # autocast dtype on CUDA: bf16 or fp32; a CPU always runs fp32
     augment: bool = True  # face and audio augmentation of the training clips
     augmentation: dict = field(default_factory=dict)  # AugmentConfig fields over its defaults
     epochs: int = 10
-    batch_size: int = 8  # clips: 8 x 16 frames = 128 face crops per vision forward
+    batch_size: int = 8  # clips per rank: 8 x 16 frames = 128 face crops per vision forward
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
@@ -51,7 +51,8 @@ class FinetuneConfig:
     audio: str | None = None  # likewise for audio (any spec of dfer.encoders.build, e.g. a saved folder)
     device: str = "cpu"
     workers: int = 0  # DataLoader workers reading (and augmenting) clips
-    threads: int = 0  # CPU threads; 0: all cores (the encoders, unlike the heads, are worth parallelising)
+    threads: int = 0  # CPU threads; 0: all cores, shared by a machine's ranks (the encoders, unlike the heads,
+    # are worth parallelising)
 
     def __post_init__(self):
         if not _UNFREEZE.match(self.unfreeze):
@@ -83,7 +84,7 @@ class FinetuneConfig:
             warmup_fraction=self.warmup_fraction, label_smoothing=self.label_smoothing, balance=self.balance,
             grad_clip=self.grad_clip, patience=self.patience, select_metric=self.select_metric, seed=self.seed,
             val_fraction=self.val_fraction,
-            workers=self.workers, device=self.device, threads=self.threads or os.cpu_count() or 1,
+            workers=self.workers, device=self.device, threads=self.threads or cpu_threads(),
         )
 
     def to_dict(self) -> dict:

@@ -11,6 +11,9 @@ fine-tuned encoders RUN2/vision and RUN2/audio of the best epoch, which `dfer ex
 to re-extract a cache. By default the init run's split is reused, so the clips it held out for testing stay
 unseen by both stages; `fold` plans another split only if its test clips were not among the init run's training
 or validation clips.
+
+Under `torchrun` the ranks train one model with DistributedDataParallel (`dfer.train.loop.fit`): `batch_size` is
+each rank's batch, so a step averages batch_size x accumulate x world clips, and only rank 0 writes RUN2 or prints.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from dfer import distributed
 from dfer.encoders import rebuild_encoder
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.config import FinetuneConfig
@@ -59,7 +63,9 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     fp.check(reader.path, {k: init_config["fingerprint"][k] for k in TOKEN_FIELDS},
              {k: reader.fingerprint[k] for k in TOKEN_FIELDS})  # the heads were trained on this store's tokens
     split = _split(reader, init_config, cfg, modalities)
-    device = torch.device(cfg.device)
+    ranks = distributed.ranks()
+    show = show and ranks.is_main
+    device = distributed.local_device(cfg.device)
     precision = cfg.precision if device.type == "cuda" else "fp32"
 
     vision, audio = build_encoders(reader.fingerprint, modalities, cfg, device)
@@ -76,7 +82,6 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
         if encoder is not None:
             groups += layer_groups(encoder, cfg.lr, cfg.layer_decay, cfg.weight_decay, name)
 
-    out.mkdir(parents=True, exist_ok=True)
     train_cfg = cfg.train_config(modalities, fusion)
     tuned = {
         **cfg.to_dict(), "precision": precision, "init": str(init.resolve()),
@@ -88,7 +93,9 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     # its "fingerprint" is the media's provenance; the encoders are RUN2/vision, RUN2/audio
     config = run_config(reader, split, model="heads", train=train_cfg.to_dict(), heads=init_config["heads"],
                         finetune=tuned)
-    checkpoint.write_json(out / "config.json", config)
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_json(out / "config.json", config)
     if show:
         trainable = config["finetune"]["trainable"]
         console.print(f"[bold]{out}[/]: {len(split.train)} train, {len(split.val)} val, {len(split.test)} test clips; "
@@ -100,11 +107,12 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     augment = Augment(AugmentConfig(**cfg.augmentation), reader.fingerprint["sample_rate"]) if cfg.augment else None
     train = MediaClips(reader, split.train, modalities, augment)
     val = MediaClips(reader, split.val, modalities)
-    steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
+    steps = cfg.epochs * -(-len(split.train) // (cfg.batch_size * ranks.world))  # rank 0's batches
     with TrainProgress(split.name, steps, enabled=show) as progress:
         state = fit(model, train, val, train_cfg, out, reader.classes, progress=progress, param_groups=groups,
-                    accumulate=cfg.accumulate, save=functools.partial(model.save, out), keep_resume=False)
-    if not split.test:
+                    accumulate=cfg.accumulate, save=functools.partial(model.save, out), keep_resume=False,
+                    ranks=ranks)
+    if not split.test or not ranks.is_main:  # rank 0 scores the test clips with the best epoch it saved
         return {}
     del model, vision, audio, encoder, heads, groups  # the best epoch is read back from the saved folders
     best, _ = load_end_to_end(out, cfg.device)
@@ -119,7 +127,8 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
     """Fine-tune a cross-validation: `init` from `dfer train --fold all` (INIT/foldK/ per fold, INIT/summary.json)
     gives OUT/foldK/ per fold, each from its own fold's heads on its own split, and OUT/summary.json + OUT/results.md
     as stage 2 writes them, so the two stages' figures compare fold for fold; returns the summary. A single run as
-    `init` is fine-tuned into OUT (`finetune`), returning its test metrics."""
+    `init` is fine-tuned into OUT (`finetune`), returning its test metrics. Under torchrun every fold trains on all
+    ranks in turn, and only rank 0 returns figures (the others {})."""
     init, out = Path(init), Path(out)
     if (init / "config.json").exists() or not (init / "summary.json").exists():
         return finetune(store, init, out, cfg, show)
@@ -127,6 +136,8 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
         raise ValueError(f"--init {init} is a cross-validation: each fold fine-tunes on its own split; drop --fold")
     folds = json.loads((init / "summary.json").read_text())["folds"]
     runs = {name: finetune(store, init / name, out / name, cfg, show) for name in folds}
+    if not distributed.ranks().is_main:
+        return {}
     heads = json.loads((init / next(iter(folds)) / "config.json").read_text())["heads"]
     reader = open_cache(store)
     name = f"{reader.attrs['dataset']} {heads['modalities']} {heads['fusion']} fine-tuned"

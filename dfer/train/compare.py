@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from dfer import distributed
 from dfer.store.reader import open_cache
 from dfer.train.config import TrainConfig
 from dfer.train.probe import ProbeConfig, probe, probe_config_for
@@ -26,20 +27,23 @@ SAME_DATA = ("store", "fingerprint")  # the config.json entries a probe run must
 def probe_beside(store: Path, out: Path, cfg: TrainConfig, heads: ProtocolResult, show: bool = True) -> dict:
     """Make sure OUT/probe holds the probe of `heads` (a `dfer.train.run.train` result in OUT whose every split
     was tested), print both models' figures and, for a cross-validation, append the probe's row to OUT/results.md.
-    Returns the probe's figures: its fold summary, or its one run's test metrics."""
+    Returns the probe's figures: its fold summary, or its one run's test metrics. Under torchrun every rank
+    fits its share of the probe's splits (`run_protocol`); rank 0 alone decides whether to and writes."""
     probe_out = out / "probe"
     folders = {name: probe_out / folder.relative_to(out) for name, folder in heads.folders.items()}
     nested = heads.summary is not None
     settings = probe_config_for(cfg)
     current = all(_same_split(heads.folders[name], folder, settings) for name, folder in folders.items()) and (
         not nested or _fold_names(probe_out) == set(heads.runs))
+    current = distributed.broadcast(current)  # rank 0's decision on every rank: fitting the probe is collective
     if not current:
         probe(store, probe_out, settings, show=False)
     if nested:
         figures = json.loads((probe_out / "summary.json").read_text())["summary"]
         probe_row = (probe_out / "results.md").read_text().splitlines()[-1]  # the row `dfer probe` wrote
-        with open(out / "results.md", "a") as file:
-            file.write(probe_row + "\n")
+        if distributed.ranks().is_main:
+            with open(out / "results.md", "a") as file:
+                file.write(probe_row + "\n")
     else:
         (folder,) = folders.values()
         figures = json.loads((folder / "results.json").read_text())["test"]

@@ -9,7 +9,8 @@ Two sources of batches, one interface (`batches(order, batch_size, workers)`, it
 - `ResidentClips` (`dfer train --in-memory`) holds a split's arrays on the training device, as stored (int8 codes
   with their scales, or float16), and draws each batch there by index: no workers, no per-clip Python. The store
   reader gives ~80 base-size audio-visual clips/s; the heads train thousands a second on a GPU.
-Both draw the same positions from an `EpochOrder` and finish a batch the same way (`finish`), so a run gives the same
+Both draw the same positions from an `EpochOrder`, cut them into an epoch's batches the same way (`EpochBatches`,
+which also gives each torchrun rank its share) and finish a batch the same way (`finish`), so a run gives the same
 batches, and the same result, from either.
 
 Tokens of an int8 store stay int8 codes, with their per-clip scales and offsets, until `to_device` has moved them:
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dfer.distributed import ALONE, Ranks
 from dfer.heads.fusion import STREAMS
 from dfer.store.reader import CacheReader
 from dfer.store.schema import SCALE_SUFFIXES, TOKEN_ARRAYS, TOKEN_KEYS, batch_arrays, decode_tokens
@@ -63,6 +65,32 @@ class EpochOrder(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class EpochBatches(Sampler[list[int]]):
+    """One epoch's batches: `order`'s positions `batch_size` at a time (the last may be smaller). With `ranks`, only
+    this rank's share: batch j goes to rank j % world. Every rank draws the same order from the same seed, so the
+    shares are disjoint, cover the epoch, and each batch holds the clips one process would give it."""
+
+    def __init__(self, order: EpochOrder, batch_size: int, ranks: Ranks = ALONE):
+        self.order, self.batch_size, self.ranks = order, batch_size, ranks
+
+    @property
+    def total(self) -> int:
+        """The epoch's batches over all ranks."""
+        return -(-len(self.order) // self.batch_size)
+
+    def chunks(self) -> Iterator[torch.Tensor]:
+        """This rank's batches as (B,) int64 position tensors."""
+        positions = self.order.positions()  # (n,)
+        for j in range(self.ranks.rank, self.total, self.ranks.world):
+            yield positions[j * self.batch_size:(j + 1) * self.batch_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (chunk.tolist() for chunk in self.chunks())
+
+    def __len__(self) -> int:
+        return len(range(self.ranks.rank, self.total, self.ranks.world))
 
 
 def finish(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -112,20 +140,20 @@ class CachedClips(Dataset):
     def labels(self) -> np.ndarray:
         return self.reader.read_all("label")[np.asarray(self.indices, dtype=np.int64)].astype(np.int64)  # (n,)
 
-    def batches(self, order: EpochOrder, batch_size: int, workers: int = 0) -> DiskBatches:
-        return DiskBatches(self, order, batch_size, workers)
+    def batches(self, order: EpochOrder, batch_size: int, workers: int = 0, ranks: Ranks = ALONE) -> DiskBatches:
+        return DiskBatches(self, EpochBatches(order, batch_size, ranks), workers)
 
 
 class DiskBatches:
-    """`CachedClips` in `order` through a DataLoader (persistent workers): host batches for `to_device`.
+    """`CachedClips` in `plan`'s batches through a DataLoader (persistent workers): host batches for `to_device`.
 
-    The workers' seed comes from a generator of its own, seeded from `order`'s when a pass starts: drawn from the
+    The workers' seed comes from a generator of its own, seeded from the order's when a pass starts: drawn from the
     order's generator (DataLoader's default), it would shift the order away from `ResidentClips`' for the same seed."""
 
-    def __init__(self, clips: CachedClips, order: EpochOrder, batch_size: int, workers: int):
-        self.order, self.seeds = order, torch.Generator()
-        self.loader = DataLoader(clips, batch_size=batch_size, sampler=order, generator=self.seeds,
-                                 num_workers=workers, collate_fn=collate, persistent_workers=workers > 0)
+    def __init__(self, clips: CachedClips, plan: EpochBatches, workers: int):
+        self.order, self.seeds = plan.order, torch.Generator()
+        self.loader = DataLoader(clips, batch_sampler=plan, generator=self.seeds, num_workers=workers,
+                                 collate_fn=collate, persistent_workers=workers > 0)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -168,23 +196,22 @@ class ResidentClips:
         # index_select: on a CPU ~5x faster than `values[positions]` on int8 (B, T, N, D) rows
         return finish({key: values.index_select(0, positions) for key, values in self.arrays.items()})
 
-    def batches(self, order: EpochOrder, batch_size: int, workers: int = 0) -> ResidentBatches:
-        return ResidentBatches(self, order, batch_size)
+    def batches(self, order: EpochOrder, batch_size: int, workers: int = 0, ranks: Ranks = ALONE) -> ResidentBatches:
+        return ResidentBatches(self, EpochBatches(order, batch_size, ranks))
 
 
 class ResidentBatches:
-    """`ResidentClips` in `order`, `batch_size` at a time; `workers` has nothing to do here."""
+    """`ResidentClips` in `plan`'s batches, gathered on the device; there are no workers here."""
 
-    def __init__(self, clips: ResidentClips, order: EpochOrder, batch_size: int):
-        self.clips, self.order, self.batch_size = clips, order, batch_size
+    def __init__(self, clips: ResidentClips, plan: EpochBatches):
+        self.clips, self.plan = clips, plan
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch_size)
+        return len(self.plan)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        positions = self.order.positions().to(self.clips.device)  # (n,): one copy per epoch
-        for start in range(0, len(positions), self.batch_size):
-            yield self.clips.batch(positions[start:start + self.batch_size])
+        for positions in self.plan.chunks():
+            yield self.clips.batch(positions)
 
 
 def clip_sets(reader: CacheReader, split: Split, modalities: str, resident: bool, device: torch.device | str) -> dict:

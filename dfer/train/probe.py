@@ -41,7 +41,6 @@ from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_
 from dfer.train.splits import Split
 
 console = Console()
-BATCH = 16  # clips pooled at once: 16 clips of base-size video tokens (16 x 256 x 768) are 0.2 GB in float32
 
 
 @dataclass(kw_only=True)
@@ -93,8 +92,10 @@ class ProbeFit:
 
 def pooled_features(model: LinearProbe, reader: CacheReader, indices: list[int]) -> tuple[torch.Tensor, ...]:
     """`model.pooled` over the clip rows `indices` (through the heads' dataset and collate): features (n, F),
-    present (n, F) bool and labels (n,)."""
-    loader = DataLoader(CachedClips(reader, indices, model.config["modalities"]), batch_size=BATCH, collate_fn=collate)
+    present (n, F) bool and labels (n,). Each clip is pooled alone: a batch's audio is trimmed to its longest clip,
+    and a float sum over another length rounds differently, so a clip's features would depend on its batch-mates,
+    which differ between folds, and between one process and torchrun ranks (`dfer.train.protocol`)."""
+    loader = DataLoader(CachedClips(reader, indices, model.config["modalities"]), batch_size=1, collate_fn=collate)
     features, present, labels = [], [], []
     with torch.no_grad():
         for batch in loader:

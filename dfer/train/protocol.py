@@ -4,6 +4,8 @@ run folders through here, so their splits, metrics and files cannot drift apart.
 
 RUN/ is itself the run for a single split (`--fold 3`, official splits, `--fold none`); with `--fold all` under a
 k-fold protocol each fold is RUN/foldK/ and RUN/summary.json + RUN/results.md hold the cross-validation figures.
+Under `torchrun` the splits are spread over the ranks (the k-th to rank k % world, each trained alone into its own
+folder), and rank 0 writes the summary once every rank has handed over its test metrics.
 
 A run with test clips holds results.json (the test metrics) and the clip files `write_clip_files` writes (also
 what `dfer evaluate --out` writes): predictions.csv (`dfer.train.predictions`), confusion.png, recall.png and
@@ -21,6 +23,7 @@ import numpy as np
 from rich.console import Console
 
 import dfer
+from dfer import distributed
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train.checkpoint import write_json
 from dfer.train.metrics import classification_metrics, summarise_folds
@@ -49,7 +52,10 @@ def run_protocol(store: Path, out: Path, settings, model: str,
                  run_split: Callable[[CacheReader, Split, Path], dict], show: bool = True) -> ProtocolResult:
     """Plan the splits of `settings` (a TrainConfig or ProbeConfig: fold, modalities, seed, val_fraction, to_dict)
     and call `run_split(reader, split, folder)` for each, which writes that split's run folder and returns its test
-    metrics ({} without a test set). `model` names the rows ("ravdess av liquid", "ravdess av probe")."""
+    metrics ({} without a test set). `model` names the rows ("ravdess av liquid", "ravdess av probe"). Every rank
+    returns the same result; only rank 0 writes the summary or prints."""
+    ranks = distributed.ranks()
+    show = show and ranks.is_main
     reader = open_cache(store)
     splits, skipped = plan(reader, settings.fold, settings.modalities, settings.seed, settings.val_fraction)
     if show:
@@ -59,11 +65,16 @@ def run_protocol(store: Path, out: Path, settings, model: str,
         raise ValueError(f"{store}: no split of fold {settings.fold!r} has both training and test clips")
     nested = len(splits) > 1 or (settings.fold == "all" and reader.attrs["protocol"]["kind"] == "kfold")
     folders = {split.name: Path(out) / split.name if nested else Path(out) for split in splits}
-    runs = {split.name: run_split(reader, split, folders[split.name]) for split in splits}
+    mine = {split.name: run_split(reader, split, folders[split.name])
+            for k, split in enumerate(splits) if k % ranks.world == ranks.rank}
+    done = {name: metrics for shard in distributed.all_gather(mine) for name, metrics in shard.items()}  # all folds
+    runs = {split.name: done[split.name] for split in splits}
     summary = None
     name, reported = f"{reader.attrs['dataset']} {settings.modalities} {model}", reported_metrics(reader)
     if nested and all(runs.values()):
-        summary = write_folds_summary(Path(out), runs, name, reported, settings.to_dict(), show)
+        if ranks.is_main:  # the gather above waited for every rank's folders
+            summary = write_folds_summary(Path(out), runs, name, reported, settings.to_dict(), show)
+        summary = distributed.broadcast(summary)
     elif show and len(runs) == 1 and next(iter(runs.values())):
         (split, metrics), = runs.items()
         console.print(f"{name} {split} test: " + ", ".join(f"{key} {100 * metrics[key]:.2f}" for key in reported))

@@ -1,7 +1,8 @@
 """`dfer train`: every split of the protocol, one run folder each, the mean ± std the papers report, and the same
 figures of the linear probe beside them (`dfer.train.compare`): a heads figure is read against its baseline.
 
-The splits, run folders and summary files follow `dfer.train.protocol`.
+The splits, run folders and summary files follow `dfer.train.protocol`; under `torchrun` each rank trains its share
+of the splits (`--fold all`: fold k on rank k % world) and rank 0 alone prints.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from dfer import distributed
 from dfer.heads import DferHeads
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
@@ -29,6 +31,7 @@ console = Console()
 def train(store: Path, out: Path, cfg: TrainConfig, resume: bool = False, show: bool = True) -> ProtocolResult:
     """Train the heads on every split of `cfg.fold` into `out`; when every split was tested, the linear probe too
     (into OUT/probe, unless it is there already for the same splits), printed beside the heads."""
+    show = show and distributed.ranks().is_main
     result = run_protocol(store, out, cfg, cfg.fusion,
                           lambda reader, split, run: _train_split(reader, split, run, cfg, resume, show), show)
     if all(result.runs.values()):
