@@ -61,6 +61,7 @@ from dfer.encoders import AUDIO_ARCHS, VISION_ARCHS, resolve_preset
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.heads import DferHeads
+from dfer.host_memory import keep_freed_memory
 from dfer.store.clip_store import ClipStore
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
@@ -526,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device")
+    if device.type == "cpu":
+        keep_freed_memory()  # as `dfer train` runs on a CPU (dfer.host_memory): every measurement below gets it
     keep = args.out is not None
     work = args.out.resolve() if keep else Path(tempfile.mkdtemp(prefix="dfer-bench-train-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from dfer import distributed
 from dfer.distributed import ALONE, Ranks
 from dfer.heads import DferHeads
+from dfer.host_memory import keep_freed_memory
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
 from dfer.train.data import CachedClips, EpochBatches, EpochOrder, ResidentClips, to_device
@@ -100,6 +101,7 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
     device = distributed.local_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+        keep_freed_memory()  # every batch's large blocks reuse the last one's pages (dfer.host_memory)
     model.to(device)
     labels = train.labels  # (n,)
     counts = np.bincount(labels, minlength=len(classes)).astype(np.float64)
