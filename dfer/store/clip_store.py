@@ -9,8 +9,8 @@ the unit of writing:
   once, whole, when every clip of the shard is done or failed (or when it moves to another shard, or `flush`).
   Under torchrun, shard s belongs to rank s % world, so two ranks never write the same file.
 - Whole files, atomically. zarr's LocalStore writes every file as a temporary `*.partial` file and renames it
-  (checked in zarr 3.1.6, the pinned version), so a kill -9 leaves each shard file either old or new, never torn; `remove_torn_writes` deletes
-  the temporary files a kill leaves behind. (A write of one clip into a sharded array makes zarr read, merge and
+  (checked in zarr 3.1.6, the pinned version), so a kill -9 leaves each shard file either old or new, never torn;
+  `remove_torn_writes` deletes the temporary files a kill leaves behind. (A write of one clip into a sharded array makes zarr read, merge and
   rewrite the whole shard: correct, but up to `shard_clips` times the bytes, hence the buffer.)
 - In flight: a kill -9 loses the clips a writer has buffered and not yet flushed, at most `shard_clips` per rank
   (plus, in `dfer extract`, the encoder batch in progress).
