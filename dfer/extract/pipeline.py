@@ -27,7 +27,7 @@ from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
-from dfer.media.decode import ClipError, DecodedClip, decode_clip
+from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip
 from dfer.media.frames import decode_frame_folder
 from dfer.store.clip_store import ClipStore, writer_lock
 from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES, Layout
@@ -163,11 +163,10 @@ class _DecodeClips(Dataset):
         clip = self.clips[index]
         decode = decode_frame_folder if clip.precropped else decode_clip
         try:
-            return index, decode(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds)
+            with as_clip_error(clip.video or clip.audio):  # an unforeseen failure is still one clip's, not the run's
+                return index, decode(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds)
         except ClipError as error:
             return index, str(error)
-        except Exception as error:  # an unforeseen decoder failure is still one clip's problem, not the run's
-            return index, f"{clip.video or clip.audio}: unexpected {type(error).__name__}: {error}"
 
 
 def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress) -> None:
