@@ -151,15 +151,16 @@ class DiskBatches:
     order's generator (DataLoader's default), it would shift the order away from `ResidentClips`' for the same seed."""
 
     def __init__(self, clips: CachedClips, plan: EpochBatches, workers: int):
-        self.order, self.seeds = plan.order, torch.Generator()
+        self.plan, self.seeds = plan, torch.Generator()
         self.loader = DataLoader(clips, batch_sampler=plan, generator=self.seeds, num_workers=workers,
                                  collate_fn=collate, persistent_workers=workers > 0)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.plan)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        self.seeds.manual_seed(self.order.generator.initial_seed() if self.order.generator is not None else 0)
+        generator = self.plan.order.generator
+        self.seeds.manual_seed(generator.initial_seed() if generator is not None else 0)
         return iter(self.loader)
 
 

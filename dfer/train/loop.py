@@ -114,7 +114,7 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
     train_loader = loader_for(train, cfg, order, ranks)  # this rank's share of the epoch's batches
     validate = val is not None and len(val) > 0
     world, per_step = ranks.world, accumulate * ranks.world  # batches per optimizer step, over all ranks
-    epoch_batches = -(-len(train) // cfg.batch_size)  # over all ranks
+    epoch_batches = train_loader.plan.total  # over all ranks
     if epoch_batches < world:
         raise ValueError(f"{len(train)} training clips make {epoch_batches} batches of {cfg.batch_size}, fewer than "
                          f"the {world} ranks: lower --batch-size or run fewer ranks")
