@@ -1,7 +1,7 @@
 """Rank, world size and the few collectives dfer's stages need under `torchrun`; a plain process is rank 0 of 1.
 
-- `dfer extract`: rank 0 creates the store while the others wait (`barrier`), every rank fills the clips
-  of the store's shards `shard % world == rank` (`dfer.store.clip_store`), and rank 0 summarises once all have finished.
+- `dfer extract`: rank 0 creates the store while the others wait (`barrier`), every rank fills the clips of the
+  store's shards `shard % world == rank` (`dfer.store.clip_store`), and rank 0 summarises once all have finished.
 - `dfer train --fold all`: fold k trains on rank k % world, alone; `all_gather` hands every rank every fold's test
   metrics and `broadcast` rank 0's decisions, so all ranks take the same path through the protocol.
 - `dfer finetune`: one model under DistributedDataParallel (`dfer.train.loop.fit`), each rank on `local_device`.
