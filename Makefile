@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install test test-all demo extract train finetune ravdess-speech clean
+.PHONY: install test test-all demo extract train finetune ravdess-speech faceapi-weights clean
 
 install: $(STAMP)
 
@@ -44,12 +44,14 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -n auto --maxprocesses 4
 
-# extract -> train -> evaluate on the bundled CREMA-D sample, tiny encoders, CPU
+# extract -> zero-shot, probe, heads -> evaluate on the bundled CREMA-D sample, pretrained lite encoders, CPU
 demo: install
 	$(DFER) extract cremad samples/cremad --out cache/demo --recipe recipes/demo/extract.yaml
 	$(DFER) info cache/demo
+	$(DFER) zeroshot cache/demo --out runs/demo-zeroshot --fold none
+	$(DFER) probe cache/demo --out runs/demo-probe --fold none
 	$(DFER) train cache/demo --out runs/demo --recipe recipes/demo/train.yaml
-	$(DFER) evaluate runs/demo --store cache/demo
+	$(DFER) evaluate runs/demo-zeroshot runs/demo-probe runs/demo --store cache/demo
 
 # make extract DATASET=ravdess ROOT=/data/RAVDESS [PRESET=base] [DEVICE=cuda]
 extract: install
@@ -103,5 +105,16 @@ $(SPEECH_OUT)/final.done: $(SPEECH_OUT)/final-stage2.done $(SPEECH)/finetune.yam
 $(SPEECH_OUT)/egemaps/results.md: $(STAMP)
 	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(@D)
 
+# The faceapi encoder's weights are vendored (dfer/encoders/weights/faceapi/README.md says why); this fetches their npm
+# package again (needs Node.js's npm) and checks the vendored files are byte-identical to it.
+FACEAPI_WEIGHTS := dfer/encoders/weights/faceapi
+faceapi-weights:
+	rm -rf build/faceapi && mkdir -p build/faceapi
+	cd build/faceapi && npm pack --silent @vladmandic/face-api@1.7.15 && tar xzf vladmandic-face-api-1.7.15.tgz
+	for f in face_expression_model.bin face_expression_model-weights_manifest.json; do \
+		cmp build/faceapi/package/model/$$f $(FACEAPI_WEIGHTS)/$$f || exit 1; done
+	cmp build/faceapi/package/LICENSE $(FACEAPI_WEIGHTS)/LICENSE
+	@echo "$(FACEAPI_WEIGHTS): identical to @vladmandic/face-api 1.7.15"
+
 clean:
-	rm -rf cache/demo runs/demo runs/demo-ft .pytest_cache
+	rm -rf cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache

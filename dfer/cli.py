@@ -26,7 +26,7 @@ def extract(
     root: Path = typer.Argument(..., help="the dataset's folder (for manifest: the CSV file)"),
     out: Path = typer.Option(..., "--out", help="the Zarr store to create or resume"),
     recipe: Optional[Path] = typer.Option(None, help="YAML of extraction settings (flags below override it)"),
-    preset: Optional[str] = typer.Option(None, help="encoder preset: tiny (default), small, base, large, base-random, large-random"),
+    preset: Optional[str] = typer.Option(None, help="encoder preset: tiny (default), lite, small, base, large, base-random, large-random"),
     vision: Optional[str] = typer.Option(None, help="vision encoder spec: random:<arch>, hf:<id or path>, a SigLIP2 "
                                          "hub id or folder"),
     audio: Optional[str] = typer.Option(None, help="audio encoder spec: ge2e, mel, random:<arch>, "
@@ -165,33 +165,65 @@ def probe(
 
 
 @app.command()
+def zeroshot(
+    store: Path = typer.Argument(..., help="a dfer cache whose vision encoder has its own classifier (--preset lite)"),
+    out: Path = typer.Option(..., "--out", help="run folder"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of zero-shot settings (flags below override it)"),
+    fold: Optional[str] = typer.Option(None, help="a fold number, all (default), or none (every clip sets the "
+                                       "class prior)"),
+    seed: Optional[int] = typer.Option(None, help="picks the validation speakers, as in dfer train"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
+) -> None:
+    """What the pretrained face network knows: its own expression classifier over each clip's face frames, on dfer
+    train's splits, as a run folder evaluate, predict, serve and explain take."""
+    from dfer import distributed
+    from dfer.train.zeroshot import make_zeroshot_config, zeroshot as run_zeroshot
+
+    ranks = distributed.init()
+    try:
+        result = run_zeroshot(store, out, make_zeroshot_config(recipe, fold=fold, seed=seed), show=not as_json)
+    finally:
+        distributed.shutdown()
+    if as_json and ranks.is_main:
+        print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
+
+
+@app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="a run folder (with config.json and best.safetensors)"),
-    store: Optional[Path] = typer.Option(None, help="a cache made with the run's encoders"),
+    runs: list[Path] = typer.Argument(..., help="run folders (config.json + best.safetensors); several are scored "
+                                      "on the same clips and printed side by side"),
+    store: Optional[Path] = typer.Option(None, help="a cache made with the runs' encoders"),
     dataset: Optional[str] = typer.Option(None, help="with --root: extract this folder with the run's encoders first"),
     root: Optional[Path] = typer.Option(None),
     device: str = typer.Option("cpu"),
     out: Optional[Path] = typer.Option(None, "--out", help="write metrics.json, predictions.csv (one row per clip) "
-                                       "and the confusion, recall and reliability PNGs into this folder"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+                                       "and the confusion, recall and reliability PNGs into this folder (with "
+                                       "several runs: into OUT/<run folder name>)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object (with several runs: run -> metrics)"),
 ) -> None:
-    """Score a run's best checkpoint: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
+    """Score runs' best checkpoints: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
     from dfer.train.checkpoint import load_run
     from dfer.train.evaluate import cache_for_folder, evaluate_run, extract_like_run
-    from dfer.train.report import metrics_table
+    from dfer.train.report import comparison_table, metrics_table
 
     if (store is None) == (dataset is None or root is None):
         errors.print("give either --store STORE or --dataset NAME --root DIR")
         raise typer.Exit(2)
     if store is None:
-        _, config = load_run(run)
+        _, config = load_run(runs[0])
         store = extract_like_run(config, dataset, root, cache_for_folder(config, dataset, root), device)
-    metrics = evaluate_run(run, store, device, out)
+    several = len(runs) > 1
+    scored = {run: evaluate_run(run, store, device, out / run.name if several and out else out) for run in runs}
     if as_json:
-        print(json.dumps(metrics))
+        print(json.dumps({str(run): metrics for run, metrics in scored.items()} if several else scored[runs[0]]))
         return
-    console.print(f"{run} on {store}: {metrics['subset']}")
-    console.print(metrics_table(metrics, metrics["display_names"]))
+    for run, metrics in scored.items():
+        console.print(f"{run} on {store}: {metrics['subset']}")
+        if not several:
+            console.print(metrics_table(metrics, metrics["display_names"]))
+    if several:
+        console.print(comparison_table({str(run): metrics for run, metrics in scored.items()},
+                                       ["WAR", "UAR", "macro_f1"], f"on {store} (%)"))
     if out is not None:
         console.print(f"per-clip predictions and plots in {out}")
 

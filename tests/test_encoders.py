@@ -154,7 +154,8 @@ def test_audio_folder_must_be_ours(tmp_path, tiny_audio):
 def test_presets_and_unknown_names():
     assert resolve_preset("tiny") == ("random:tiny", "random:tiny")
     assert resolve_preset("base").vision == "google/siglip2-base-patch16-224"
-    assert set(PRESETS) == {"tiny", "small", "base", "large", "base-random", "large-random"}
+    assert resolve_preset("lite") == ("faceapi", "ge2e")  # both pretrained, shipped in registry packages
+    assert set(PRESETS) == {"tiny", "lite", "small", "base", "large", "base-random", "large-random"}
     with pytest.raises(ValueError, match="base-random"):
         resolve_preset("huge")
     with pytest.raises(ValueError, match="siglip2-base"):

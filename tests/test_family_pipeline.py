@@ -1,5 +1,6 @@
 """Every encoder family through the whole pipeline at toy size: extract two bundled CREMA-D clips, train the heads,
-evaluate the run and predict a raw file, each stage rebuilding the encoders from the store's fingerprint."""
+evaluate the run and predict a raw file, each stage rebuilding the encoders from the store's fingerprint; a family
+with its own classifier (faceapi) also makes a zero-shot run that evaluate and predict take."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dfer.store.reader import open_cache
 from dfer.train.config import make_config
 from dfer.train.evaluate import evaluate_run
 from dfer.train.run import train
+from dfer.train.zeroshot import make_zeroshot_config, zeroshot
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "cremad"
@@ -37,9 +39,12 @@ def hf_folders(tmp_path_factory) -> dict[str, str]:
     return {"vision": f"hf:{root / 'dinov2'}", "audio": f"hf:{root / 'hubert'},layer=2"}
 
 
-@pytest.mark.parametrize("family", ["ge2e", "mel", "hf"])
+FAMILIES = {"ge2e": ("random:tiny", "ge2e"), "mel": ("random:tiny", "mel"), "faceapi": ("faceapi", "random:tiny")}
+
+
+@pytest.mark.parametrize("family", ["ge2e", "mel", "hf", "faceapi"])
 def test_family_extracts_trains_evaluates_and_predicts(family, tmp_path, hf_folders):
-    vision, audio = (hf_folders["vision"], hf_folders["audio"]) if family == "hf" else ("random:tiny", family)
+    vision, audio = (hf_folders["vision"], hf_folders["audio"]) if family == "hf" else FAMILIES[family]
     store = tmp_path / "store"
     summary = extract(ExtractConfig(dataset="cremad", root=SAMPLE, out=store, preset="tiny", vision=vision,
                                     audio=audio, frames=4, limit=2, progress=False))
@@ -47,6 +52,8 @@ def test_family_extracts_trains_evaluates_and_predicts(family, tmp_path, hf_fold
     recorded = open_cache(store).fingerprint
     assert recorded["audio"]["id"] == ("ge2e,layer=2" if family == "ge2e" else audio)
     assert recorded["vision"]["id"] == vision
+    assert recorded["crop_margin"] == (0.05 if family == "faceapi" else 0.25)  # the crops the family was trained on
+    assert open_cache(store).read("video/faces", 0).shape == (4, 3, *[recorded["vision"]["image_size"]] * 2)
 
     run = tmp_path / "run"
     train(store, run, make_config(None, fold="none", epochs=1, batch_size=2, heads=SMALL_HEADS), show=False)
@@ -60,3 +67,8 @@ def test_family_extracts_trains_evaluates_and_predicts(family, tmp_path, hf_fold
 
     counts = parameter_table("tiny", vision=vision, audio=audio)["modules"]
     assert f"audio encoder ({audio})" in counts
+    if family == "faceapi":
+        zeroshot(store, tmp_path / "zeroshot", make_zeroshot_config(fold="none"), show=False)
+        assert 0 <= evaluate_run(tmp_path / "zeroshot", store)["UAR"] <= 1
+        answer = Predictor(tmp_path / "zeroshot").predict_file(SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv")
+        assert answer["top1"] == "disgust" and answer["labels"][1] == "disgust"  # words, and the right one

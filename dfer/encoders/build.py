@@ -13,6 +13,7 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | `mel` | audio | the FastConformer's NeMo log-mel front end, 80-d every 10 ms, no encoder (an ablation) |
 | `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
 | `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
+| `faceapi` | vision | face-api.js's pretrained FaceExpressionNet (weights vendored from npm), 7x7 grid of 256-d tokens |
 | a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
 | anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
 """
@@ -28,6 +29,7 @@ from dfer.encoders.presets import RANDOM_PREFIX
 
 HF_PREFIX = "hf:"
 GE2E = "ge2e"
+FACEAPI = "faceapi"
 KINDS = ("vision", "audio")
 # The encoder fields that fix the shapes of the tokens heads are built for.
 SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
@@ -52,6 +54,12 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
     folder_family = _saved_family(spec)
     if folder_family == "hf":
         return build_encoder(kind, HF_PREFIX + spec, seed, device, meta)
+    if FACEAPI in (spec, folder_family):
+        if kind != "vision":
+            raise ValueError(f"{spec}: the faceapi family is a vision encoder, not an audio one")
+        from dfer.encoders.faceapi import load_faceapi
+
+        return load_faceapi(spec if folder_family else None, device=device, meta=meta)
     if kind == "vision":
         from dfer.encoders.vision import load_vision
 
@@ -116,14 +124,13 @@ def _options(spec: str, prefix: str) -> tuple[str, dict]:
 
 
 def _saved_family(spec: str) -> str | None:
-    """The family of an encoder folder stage 3 saved: "hf" (its `dfer_encoder.json`), "ge2e" (its config's
-    format), or None (a FastConformer or SigLIP folder, or not a folder at all)."""
+    """The family of an encoder folder stage 3 saved: "hf" (its `dfer_encoder.json`), "ge2e" or "faceapi" (its
+    config's format), or None (a FastConformer or SigLIP folder, or not a folder at all)."""
     path = Path(spec)
     if not path.is_dir():
         return None
     if (path / "dfer_encoder.json").exists():
         return "hf"
     config = path / "config.json"
-    if config.exists() and str(json.loads(config.read_text()).get("format", "")).startswith("dfer.ge2e/"):
-        return "ge2e"
-    return None
+    saved_format = str(json.loads(config.read_text()).get("format", "")) if config.exists() else ""
+    return next((family for family in (GE2E, FACEAPI) if saved_format.startswith(f"dfer.{family}/")), None)

@@ -35,6 +35,7 @@ from dfer.encoders.hf_common import (
     read_json,
     write_marker,
 )
+from dfer.encoders.presets import FACE_CROP_MARGIN
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -61,6 +62,8 @@ class HfVisionEncoder(nn.Module):
     `lora_targets()` names the linears of the blocks, which LoRA adapts. `model` is the transformers model, for
     `save_pretrained` and gradient checkpointing.
     """
+
+    crop_margin = FACE_CROP_MARGIN  # context around the face in the crops it is given
 
     def __init__(self, model: PreTrainedModel, image_size: int, mean: list[float] | float, std: list[float] | float,
                  processor_config: dict | None, spec: str, revision: str | None):

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 RANDOM_PREFIX = "random:"
+# Context around the detected face, per side, as a fraction of its box's longer side (crop side 1.5x the face): what
+# the SigLIP2 and hf: vision families crop. A family trained on other crops says so itself (`faceapi`: 0.05).
+FACE_CROP_MARGIN = 0.25
 
 # SiglipVisionConfig arguments. The real sizes are those of the fixed-resolution SigLIP2 checkpoints
 # (config model_type "siglip", vision tower only).
@@ -91,6 +94,7 @@ class EncoderPair(NamedTuple):
 
 PRESETS: dict[str, EncoderPair] = {
     "tiny": EncoderPair("random:tiny", "random:tiny"),
+    "lite": EncoderPair("faceapi", "ge2e"),
     "small": EncoderPair("random:small", "random:small"),
     "base": EncoderPair("google/siglip2-base-patch16-224", "nvidia/stt_en_fastconformer_hybrid_large_pc"),
     "large": EncoderPair("google/siglip2-so400m-patch14-224", "nvidia/stt_en_fastconformer_hybrid_large_pc"),

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dfer.encoders.hf_common import load_weights
-from dfer.encoders.presets import VISION_ARCHS, hub_commit, local_revision, random_arch
+from dfer.encoders.presets import FACE_CROP_MARGIN, VISION_ARCHS, hub_commit, local_revision, random_arch
 
 if TYPE_CHECKING:
     from transformers import SiglipVisionConfig, SiglipVisionModel
@@ -30,6 +30,8 @@ PIXEL_STD = 0.5
 
 class VisionEncoder(nn.Module):
     """SigLIP2 vision tower (B, 3, S, S) images -> (B, N, D) patch tokens, N = (S / patch)^2."""
+
+    crop_margin = FACE_CROP_MARGIN  # context around the face in the crops it is given
 
     def __init__(self, model: SiglipVisionModel, spec: str, revision: str | None):
         super().__init__()

@@ -11,6 +11,7 @@ device is, and the encoders see batches of several clips.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ class ExtractConfig:
     keep_media: bool = True  # store face crops and waveforms for stage 3
     token_dtype: str = "float16"  # or "int8": a quarter of float32 (dfer.store.schema.encode_tokens, cache/README.md)
     seed: int = 0  # random-init encoders only
-    crop_margin: float = 0.25
+    crop_margin: float | None = None  # context around the face per side; None: what the vision encoder asks for
     face_track: str = "largest"  # or "speaker": the face whose mouth moves while the audio is voiced (MELD)
     max_seconds: float = 16.0  # longer clips are analysed over their central window
     sample_rate: int = 16000
@@ -90,6 +91,8 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
         listing.clips = listing.clips[: cfg.limit]
     device = distributed.local_device(cfg.device)
     vision, audio = _load_encoders(cfg, device)
+    if cfg.crop_margin is None:  # the crops the vision family was trained on (faceapi: tight; SigLIP2: 1.5x)
+        cfg = dataclasses.replace(cfg, crop_margin=vision.crop_margin)
     fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe())
     layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
                                   cfg.token_dtype)

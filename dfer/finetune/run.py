@@ -54,7 +54,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
         raise ValueError(f"--out {out} is the init run: give the fine-tuned run its own folder")
     heads, init_config = checkpoint.load_run(init, "best")
     if not isinstance(heads, DferHeads):
-        raise ValueError(f"--init {init}: a probe run has no heads to fine-tune; start from a `dfer train` run")
+        raise ValueError(f"--init {init}: a {init_config.get('model')} run has no heads to fine-tune; start from a "
+                         "`dfer train` run")
     reader = open_cache(store)
     modalities, fusion = init_config["heads"]["modalities"], init_config["heads"]["fusion"]
     check_media(reader, modalities)

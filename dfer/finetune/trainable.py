@@ -5,6 +5,8 @@ Every encoder is a stem, a stack of L blocks and sometimes a final norm:
     SigLIP2:        embeddings (patches + positions) | encoder.layers[0..L-1] | post_layernorm
     FastConformer:  pre_encode (conv subsampling)    | layers[0..L-1]         | out_proj (absent in the presets)
     ge2e:           none (the mel front end)         | layers[0..N-1], an LSTM each | none
+    faceapi:        none (dense0 reads the pixels)   | blocks[0..3], a dense block each | none (its classifier makes
+                                                                                       no token, and stays frozen)
     hf: family:     the rest of the model            | blocks()               | final()
 
 The `mel` family has no weights and is refused.
@@ -36,6 +38,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from dfer.encoders.audio import AudioEncoder, MelEncoder
+from dfer.encoders.faceapi import FaceApiEncoder
 from dfer.encoders.ge2e import Ge2eEncoder
 from dfer.encoders.vision import VisionEncoder
 
@@ -59,6 +62,8 @@ class Parts:
 def parts(encoder: nn.Module) -> Parts:
     if isinstance(encoder, Ge2eEncoder):  # no stem: the first LSTM reads the mel frames; `linear` makes no token
         return Parts("audio", encoder, [], list(encoder.layers), [])
+    if isinstance(encoder, FaceApiEncoder):
+        return Parts("vision", encoder, [], list(encoder.blocks), [])
     if hasattr(encoder, "blocks"):  # the hf: family lists its blocks and final norm itself
         return Parts("vision" if hasattr(encoder, "grid") else "audio", encoder.model, [], encoder.blocks(),
                      encoder.final())
@@ -81,15 +86,17 @@ def make_trainable(encoder: nn.Module, mode: str, number: int = 0,
     p = parts(encoder)
     if mode == "all":
         encoder.requires_grad_(True)
+        if isinstance(encoder, FaceApiEncoder):
+            encoder.classifier.requires_grad_(False)  # reads the tokens, makes none: no gradient reaches it
         return
     encoder.requires_grad_(False)
     if mode == "last":
         for module in p.blocks[-number:] + p.final:
             module.requires_grad_(True)
     elif mode == "lora":
-        if isinstance(encoder, Ge2eEncoder):
-            raise ValueError("lora adapters are for attention and MLP linears; the ge2e LSTM has none: use "
-                             "--unfreeze all or last:N")
+        if isinstance(encoder, (Ge2eEncoder, FaceApiEncoder)):
+            raise ValueError("lora adapters are for attention and MLP linears; the ge2e LSTM and the faceapi "
+                             "convolutions have none: use --unfreeze all or last:N")
         from peft import LoraConfig, inject_adapter_in_model
 
         targets = encoder.lora_targets() if hasattr(encoder, "lora_targets") else LORA_TARGETS[p.kind]

@@ -1,9 +1,10 @@
 """Stage 2: light heads trained on cached encoder tokens (ROI compression, temporal encoder, audio segment pooling,
 fusion). `DferHeads(HeadConfig(...))` is the whole model; the submodules are one concept each. `LinearProbe` is
-the linear-probe baseline behind the same batch interface."""
+the linear-probe baseline behind the same batch interface, `ZeroShot` the vision encoder's own classifier."""
 
 from dfer.heads.fusion import FUSIONS, MODALITIES
 from dfer.heads.model import DferHeads, HeadConfig
 from dfer.heads.probe import LinearProbe
+from dfer.heads.zeroshot import ZeroShot
 
-__all__ = ["DferHeads", "FUSIONS", "HeadConfig", "LinearProbe", "MODALITIES"]
+__all__ = ["DferHeads", "FUSIONS", "HeadConfig", "LinearProbe", "MODALITIES", "ZeroShot"]

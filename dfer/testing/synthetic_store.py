@@ -19,13 +19,18 @@ from dfer.store.schema import Layout, encode_tokens
 def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_per_speaker: int = 12,
                          folds: int = 3, frames: int = 4, grid: int = 2, dim: int = 8, audio_frames: int = 16,
                          signal: float = 2.0, seed: int = 0, split_protocol: bool = False,
-                         token_dtype: str = "float16") -> Path:
+                         token_dtype: str = "float16", names: list[str] | None = None,
+                         vision: dict | None = None) -> Path:
     """Speaker s belongs to fold s % folds + 1 (or, with `split_protocol`, to train/val/test by s % 3).
-    Every 6th clip is audio-only and every 7th video-only, so masks are exercised."""
+    Every 6th clip is audio-only and every 7th video-only, so masks are exercised. `names`: the class names
+    (default class0, class1, ...); `vision`: the fingerprint's vision entry in place of a synthetic one (a real
+    family's `describe()`, whose dim and grid then shape the tokens)."""
+    if vision is not None:
+        dim, grid = vision["dim"], vision["grid"]
     rng = np.random.default_rng(seed)
     class_video = rng.normal(size=(classes, dim))  # (C, D) the class signal in the patch tokens
     class_audio = rng.normal(size=(classes, dim))  # (C, Da)
-    names = [f"class{c}" for c in range(classes)]
+    names = names or [f"class{c}" for c in range(classes)]
     clips = []
     for s in range(speakers):
         for j in range(clips_per_speaker):
@@ -34,13 +39,13 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
                               0 if split_protocol else s % folds + 1, split))
     listing = DatasetListing("synthetic", names, {"kind": "split"} if split_protocol else {"kind": "kfold", "folds": folds},
                              clips)
-    vision = {"id": "synthetic", "revision": f"seed={seed}", "dim": dim, "image_size": 16 * grid,
-              "num_tokens": grid * grid, "grid": grid}
+    vision = vision or {"id": "synthetic", "revision": f"seed={seed}", "dim": dim, "image_size": 16 * grid,
+                        "num_tokens": grid * grid, "grid": grid}
     audio = {"id": "synthetic", "revision": f"seed={seed}", "dim": dim, "sample_rate": 16000, "frame_seconds": 0.08}
     fingerprint = {"dfer_version": dfer.__version__, "vision": vision, "audio": audio, "frames": frames,
                    "sample_rate": 16000, "crop_margin": 0.25, "max_seconds": 1.2, "keep_media": False,
                    "token_dtype": token_dtype}
-    layout = Layout(frames, 16 * grid, grid * grid, dim, dim, audio_frames, 19200, False, token_dtype)
+    layout = Layout(frames, vision["image_size"], grid * grid, dim, dim, audio_frames, 19200, False, token_dtype)
     store = ClipStore.create_or_open(path, fingerprint, layout, listing)
     for index, clip in enumerate(clips):
         has_video, has_audio = index % 6 != 5, index % 7 != 6
@@ -48,7 +53,7 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
         video = rng.normal(size=(frames, grid * grid, dim)) + signal * class_video[clip.label]  # (T, N, D)
         tokens = np.zeros((audio_frames, dim))  # (Ta, Da)
         tokens[:length] = rng.normal(size=(length, dim)) + signal * class_audio[clip.label]
-        landmarks = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.72], [0.62, 0.72]]) * 16 * grid
+        landmarks = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.72], [0.62, 0.72]]) * vision["image_size"]
         values = {
             "duration": np.float32(length * 0.08), "span": np.array([0, length * 0.08], np.float32),
             "has_video": np.bool_(has_video), "has_audio": np.bool_(has_audio),

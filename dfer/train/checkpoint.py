@@ -3,7 +3,8 @@
 A run folder holds `config.json` (training settings, head config, classes and their display names, the cache
 fingerprint and path, the split), `best.safetensors` / `last.safetensors` (head weights), and `resume.safetensors` +
 `resume.json` (optimizer and schedule state) so `--resume` continues exactly where a run stopped. A `dfer probe`
-run holds `config.json` (with "model": "probe") and `best.safetensors` only: a fit has no epochs.
+run holds `config.json` (with "model": "probe") and `best.safetensors` only: a fit has no epochs; so does a
+`dfer zeroshot` run ("model": "zeroshot": the vision encoder's own classifier and a class prior).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dfer.data.names import display_names
-from dfer.heads import DferHeads, HeadConfig, LinearProbe
+from dfer.heads import DferHeads, HeadConfig, LinearProbe, ZeroShot
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -36,11 +37,13 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, to
 
 
 # config["model"] -> the module its config["heads"] describes; runs made before the probe have no "model": heads
-MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": lambda heads: LinearProbe(**heads)}
+MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": lambda heads: LinearProbe(**heads),
+          "zeroshot": lambda heads: ZeroShot(**heads)}
 
 
-def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe, dict]:
-    """Rebuild the model of a run folder (the heads, or a linear probe) from its JSON config and weights."""
+def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe | ZeroShot, dict]:
+    """Rebuild the model of a run folder (the heads, a linear probe or a zero-shot classifier) from its JSON config
+    and weights."""
     run = Path(run)
     config_path = run / "config.json"
     if not config_path.exists():

@@ -1,5 +1,6 @@
 """`dfer train`: every split of the protocol, one run folder each, the mean ± std the papers report, and the same
-figures of the linear probe beside them (`dfer.train.compare`): a heads figure is read against its baseline.
+figures of the baselines beside them (`dfer.train.compare`: the zero-shot classifier of a vision encoder that has
+one, and the linear probe): a heads figure is read against what it improves on.
 
 The splits, run folders and summary files follow `dfer.train.protocol`; under `torchrun` each rank trains its share
 of the splits (`--fold all`: fold k on rank k % world) and rank 0 alone prints.
@@ -17,7 +18,7 @@ from dfer import distributed
 from dfer.heads import DferHeads
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
-from dfer.train.compare import probe_beside
+from dfer.train.compare import baselines_beside
 from dfer.train.config import TrainConfig, head_config
 from dfer.train.data import clip_sets, token_statistics
 from dfer.train.loop import fit, loader_for, predict
@@ -29,13 +30,13 @@ console = Console()
 
 
 def train(store: Path, out: Path, cfg: TrainConfig, resume: bool = False, show: bool = True) -> ProtocolResult:
-    """Train the heads on every split of `cfg.fold` into `out`; when every split was tested, the linear probe too
-    (into OUT/probe, unless it is there already for the same splits), printed beside the heads."""
+    """Train the heads on every split of `cfg.fold` into `out`; when every split was tested, the baselines too (into
+    OUT/zeroshot and OUT/probe, unless they are there already for the same splits), printed beside the heads."""
     show = show and distributed.ranks().is_main
     result = run_protocol(store, out, cfg, cfg.fusion,
                           lambda reader, split, run: _train_split(reader, split, run, cfg, resume, show), show)
     if all(result.runs.values()):
-        probe_beside(store, Path(out), cfg, result, show)
+        baselines_beside(store, Path(out), cfg, result, show)
     return result
 
 
