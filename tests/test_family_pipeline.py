@@ -6,11 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import transformers
 
+from dfer.encoders import build_encoder
 from dfer.extract.pipeline import ExtractConfig, run as extract
+from dfer.finetune.config import make_finetune_config
+from dfer.finetune.run import finetune
 from dfer.params import parameter_table
+from dfer.predict.explain import explain_file
 from dfer.predict.predictor import Predictor
 from dfer.store.reader import open_cache
 from dfer.train.config import make_config
@@ -68,7 +74,28 @@ def test_family_extracts_trains_evaluates_and_predicts(family, tmp_path, hf_fold
     counts = parameter_table("tiny", vision=vision, audio=audio)["modules"]
     assert f"audio encoder ({audio})" in counts
     if family == "faceapi":
-        zeroshot(store, tmp_path / "zeroshot", make_zeroshot_config(fold="none"), show=False)
-        assert 0 <= evaluate_run(tmp_path / "zeroshot", store)["UAR"] <= 1
-        answer = Predictor(tmp_path / "zeroshot").predict_file(SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv")
-        assert answer["top1"] == "disgust" and answer["labels"][1] == "disgust"  # words, and the right one
+        faceapi_runs_everywhere(store, run, tmp_path)
+
+
+def faceapi_runs_everywhere(store: Path, run: Path, tmp_path: Path) -> None:
+    """The heads' explanation on the 7x7 grid, stage 3 through the encoder's blocks, and a zero-shot run that
+    evaluate, predict and explain take."""
+    clip = SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv"
+    explained = explain_file(Predictor(run), clip)
+    assert explained.attention.shape == (4, 7, 7) and explained.faces.shape == (4, 3, 112, 112)
+
+    cfg = make_finetune_config(None, unfreeze="last:1", epochs=1, batch_size=2, augment=False)
+    finetune(store, run, tmp_path / "tuned", cfg, show=False)
+    tuned = build_encoder("vision", str(tmp_path / "tuned" / "vision"))
+    original = build_encoder("vision", "faceapi")
+    moved = [not torch.equal(a, b) for a, b in zip(tuned.blocks.parameters(), original.blocks.parameters())]
+    assert any(moved) and not any(moved[: -len(list(tuned.blocks[-1].parameters()))])  # the last block alone
+
+    zeroshot(store, tmp_path / "zeroshot", make_zeroshot_config(fold="none"), show=False)
+    assert 0 <= evaluate_run(tmp_path / "zeroshot", store)["UAR"] <= 1
+    predictor = Predictor(tmp_path / "zeroshot")
+    answer = predictor.predict_file(clip)
+    assert answer["top1"] == "disgust" and answer["labels"][1] == "disgust"  # words, and the right one
+    explained = explain_file(predictor, clip)
+    assert explained.attention.shape == (4, 7, 7) and np.allclose(explained.attention.sum((1, 2)), 1, atol=1e-4)
+    assert "zero-shot run" in " ".join(explained.record["explain"]["notes"])

@@ -16,6 +16,11 @@ Classes: the classifier is asked only among the labels the store has (its softma
 (RAVDESS calm, MAFW contempt) can never be predicted: its logit is `ABSENT`, probability 0, and UAR still counts it.
 A clip without a frame with a face gets the log prior, the class frequencies of the clips the run was fitted on, so
 its answer is the best guess without evidence, never a silent copy of the classifier's bias.
+
+`forward` takes the heads' `hide` and `keep_steps`, and `roi_attention` gives where on the 7x7 grid the evidence
+for the answer lies, so `dfer explain` runs a zero-shot run as it runs the heads. The classifier is a global mean
+then a linear layer, so a label's logit is exactly the mean over the grid of w_label . token_n (+ bias): a class
+activation map (Zhou et al., CVPR 2016) is its exact decomposition, no gradients or approximations involved.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from torch import nn
 from dfer.encoders.classifier import TokenClassifier
 from dfer.heads.fusion import masked_mean
 from dfer.heads.probe import ABSENT
+from dfer.heads.roi import RoiAttention
 
 
 class ZeroShot(nn.Module):
-    """forward(batch) -> {"logits": (B, C)}. `class_of_label`: per classifier label, the index of the store class
-    it means, or -1 (`dfer.data.names.match_labels`)."""
+    """forward(batch) -> {"logits": (B, C), "mask_video": (B, T) the frames it read}. `class_of_label`: per
+    classifier label, the index of the store class it means, or -1 (`dfer.data.names.match_labels`)."""
+
+    streams = ("video",)
 
     def __init__(self, dim: int, labels: list[str], class_of_label: list[int], num_classes: int,
                  modalities: str = "video"):
@@ -53,16 +61,47 @@ class ZeroShot(nn.Module):
         """(C,) bool: the store classes some label means."""
         return self.mapping.sum(0) > 0
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        tokens = batch["video_tokens"].float()  # (B, T, N, D)
-        B, T = tokens.shape[:2]
-        faces = batch["has_video"].bool()[:, None] & batch["face_found"].bool()  # (B, T)
-        logits = self.classifier(tokens.flatten(0, 1)).unflatten(0, (B, T))  # (B, T, L)
-        asked = self.mapping.sum(1) > 0  # (L,) the labels the store has
-        frame_probs = logits.masked_fill(~asked, float("-inf")).softmax(-1)  # (B, T, L)
-        probs = masked_mean(frame_probs, faces) @ self.mapping  # (B, C)
+    def forward(self, batch: dict[str, torch.Tensor], hide: dict[str, torch.Tensor] | None = None,
+                keep_steps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """hide: {"video": (B,) bool} rows whose faces are all hidden; keep_steps: (B, T) bool, the frames outside it
+        hidden (as `DferHeads.forward` takes them, for explanations)."""
+        faces = self.faces(batch, hide, keep_steps)  # (B, T)
+        probs = masked_mean(self.frame_probabilities(batch), faces) @ self.mapping  # (B, C)
         scored = torch.where(self.known, probs.clamp(min=1e-30).log(), ABSENT)  # (B, C)
-        return {"logits": torch.where(faces.any(1, keepdim=True), scored, self.log_prior)}  # (B, C)
+        logits = torch.where(faces.any(1, keepdim=True), scored, self.log_prior)  # (B, C)
+        return {"logits": logits, "mask_video": faces}
+
+    @staticmethod
+    def faces(batch: dict[str, torch.Tensor], hide: dict[str, torch.Tensor] | None = None,
+              keep_steps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) bool: the frames with a face that are neither hidden nor outside `keep_steps`."""
+        faces = batch["has_video"].bool()[:, None] & batch["face_found"].bool()  # (B, T)
+        if hide and "video" in hide:
+            faces = faces & ~hide["video"].bool()[:, None]
+        return faces if keep_steps is None else faces & keep_steps.bool()
+
+    def frame_probabilities(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, L): each frame's probabilities over the labels, asked only among those the store has."""
+        tokens = batch["video_tokens"].float()  # (B, T, N, D)
+        logits = self.classifier(tokens.flatten(0, 1)).unflatten(0, tokens.shape[:2])  # (B, T, L)
+        asked = self.mapping.sum(1) > 0  # (L,)
+        return logits.masked_fill(~asked, float("-inf")).softmax(-1)
+
+    @torch.no_grad()
+    def roi_attention(self, batch: dict[str, torch.Tensor]) -> RoiAttention:
+        """Where each frame's evidence for the clip's answer lies: per grid token n, its part of the answer's logit
+        above the frame's expected logit, (w_answer - sum_l p_l w_l) . token_n, the negative parts dropped and each
+        frame normalised to sum 1 (0 where nothing speaks for it). weights (B, T, 1, 1, N); no landmark prior (0)."""
+        tokens = batch["video_tokens"].float()  # (B, T, N, D)
+        answer = self(batch)["logits"].argmax(-1)  # (B,) the predicted class
+        label = self.mapping[:, answer].argmax(0)  # (B,) the label that means it (one-hot columns)
+        weight = self.classifier.linear.weight  # (L, D)
+        expected = self.frame_probabilities(batch) @ weight  # (B, T, D)
+        direction = weight[label][:, None] - expected  # (B, T, D)
+        evidence = torch.einsum("btnd,btd->btn", tokens, direction).clamp(min=0)  # (B, T, N)
+        evidence = evidence * self.faces(batch)[..., None]
+        weights = evidence / evidence.sum(-1, keepdim=True).clamp(min=1e-12)  # (B, T, N)
+        return RoiAttention(weights[:, :, None, None], torch.zeros_like(weights[:, :, None]))
 
     @torch.no_grad()
     def set_prior(self, labels: torch.Tensor) -> None:

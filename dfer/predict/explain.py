@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfer.heads import DferHeads
+from dfer.heads import DferHeads, ZeroShot
 from dfer.predict.explain_figure import save_explanation_png
 from dfer.predict.predictor import OutputStems, Predictor
 from dfer.train.loop import autocast
 
 DIGITS = 6  # probabilities and attention are rounded to this many decimals in the JSON
+ZEROSHOT_NOTE = ("a zero-shot run: the heat on each crop is where the encoder's own classifier found evidence for "
+                 "the answer (its class activation map), not an attention")
 
 
 @dataclass
@@ -55,7 +57,7 @@ def variants(streams: tuple[str, ...], T: int) -> tuple[list[str], dict[str, tor
 
 
 @torch.no_grad()
-def explain_batch(heads: DferHeads, batch: dict[str, torch.Tensor], labels: list[str]) -> tuple[dict, dict]:
+def explain_batch(heads: DferHeads | ZeroShot, batch: dict[str, torch.Tensor], labels: list[str]) -> tuple[dict, dict]:
     """batch: one clip as the heads read it (B = 1) -> (the JSON-ready explanation, arrays: "probs" (C,) the full
     prediction unrounded, and for a video model "attention" and "prior" (T, g, g)).
 
@@ -80,13 +82,13 @@ def explain_batch(heads: DferHeads, batch: dict[str, torch.Tensor], labels: list
         **{key: _named(answers.get(key), labels) for key in ("av", "audio", "video")},
         "available": names,
         "present": present,
-        "notes": _notes(heads.streams, present),
+        "notes": _notes(heads.streams, present) + ([ZEROSHOT_NOTE] if isinstance(heads, ZeroShot) else []),
         "steps": [_step(t, batch, out, probs[len(names) + t], full, top, labels) for t in range(T)],
     }
     arrays = {"probs": full}
     if "video" in heads.streams:
         attention = heads.roi_attention(batch)
-        g = heads.config.grid
+        g = round(attention.weights.shape[-1] ** 0.5)  # patches per side
         arrays["attention"] = attention.weights[0].mean((1, 2)).reshape(T, g, g).float().cpu().numpy()  # (T, g, g)
         arrays["prior"] = attention.prior[0].mean(1).reshape(T, g, g).float().cpu().numpy()  # (T, g, g)
         explanation["attention"] = {"grid": g, "frames": np.round(arrays["attention"], DIGITS).tolist()}
