@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from fastapi.testclient import TestClient
 
 from dfer.encoders import build_encoder
 from dfer.extract.pipeline import ExtractConfig, run as extract
@@ -17,6 +18,7 @@ from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
 from dfer.params import parameter_table
 from dfer.predict.explain import explain_file
+from dfer.serve.app import create_app
 from dfer.predict.predictor import Predictor
 from dfer.store.reader import open_cache
 from dfer.train.config import make_config
@@ -79,7 +81,7 @@ def test_family_extracts_trains_evaluates_and_predicts(family, tmp_path, hf_fold
 
 def faceapi_runs_everywhere(store: Path, run: Path, tmp_path: Path) -> None:
     """The heads' explanation on the 7x7 grid, stage 3 through the encoder's blocks, and a zero-shot run that
-    evaluate, predict and explain take."""
+    evaluate, predict, serve and explain take."""
     clip = SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv"
     explained = explain_file(Predictor(run), clip)
     assert explained.attention.shape == (4, 7, 7) and explained.faces.shape == (4, 3, 112, 112)
@@ -96,6 +98,9 @@ def faceapi_runs_everywhere(store: Path, run: Path, tmp_path: Path) -> None:
     predictor = Predictor(tmp_path / "zeroshot")
     answer = predictor.predict_file(clip)
     assert answer["top1"] == "disgust" and answer["labels"][1] == "disgust"  # words, and the right one
+    with TestClient(create_app(predictor)) as client:  # dfer serve
+        served = client.post("/predict", files={"file": (clip.name, clip.read_bytes(), "video/x-flv")})
+    assert served.status_code == 200 and served.json()["top1"] == "disgust"
     explained = explain_file(predictor, clip)
     assert explained.attention.shape == (4, 7, 7) and np.allclose(explained.attention.sum((1, 2)), 1, atol=1e-4)
     assert "zero-shot run" in " ".join(explained.record["explain"]["notes"])
