@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install test test-all demo extract train finetune ravdess-speech faceapi-weights clean
+.PHONY: install test test-all demo extract train finetune ravdess-speech models faceapi-weights clean
 
 install: $(STAMP)
 
@@ -104,6 +104,21 @@ $(SPEECH_OUT)/final.done: $(SPEECH_OUT)/final-stage2.done $(SPEECH)/finetune.yam
 
 $(SPEECH_OUT)/egemaps/results.md: $(STAMP)
 	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(@D)
+
+# The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
+# `voice` is the RAVDESS speech recipe's final stage-2 run (actors 01-18, GE2E + liquid heads; the steps above);
+# `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
+# dfer.models.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
+MODELS_OUT := runs/models
+models: $(SPEECH_OUT)/final-stage2.done $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.models.bundle voice $(SPEECH_OUT)/final-stage2 recipes/models/voice.json
+	$(PY) -m dfer.models.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
+	$(DFER) models
+
+$(MODELS_OUT)/face/metrics.json: recipes/models/face.csv recipes/models/face-extract.yaml $(STAMP)
+	$(DFER) extract manifest recipes/models/face.csv --out $(MODELS_OUT)/face-cache --recipe recipes/models/face-extract.yaml
+	$(DFER) zeroshot $(MODELS_OUT)/face-cache --out $(MODELS_OUT)/face --fold none
+	$(DFER) evaluate $(MODELS_OUT)/face --store $(MODELS_OUT)/face-cache --out $(MODELS_OUT)/face
 
 # The faceapi encoder's weights are vendored (dfer/encoders/weights/faceapi/README.md says why); this fetches their npm
 # package again (needs Node.js's npm) and checks the vendored files are byte-identical to it.

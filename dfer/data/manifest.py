@@ -19,10 +19,10 @@ import csv
 from pathlib import Path, PurePosixPath
 
 from dfer.data.clip import Clip, DatasetListing
+from dfer.media.decode import AUDIO_SUFFIXES
 
 HEADER = ["path", "label", "speaker", "split"]
 SPLITS = ("train", "val", "test")
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a"}
 
 
 def read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:

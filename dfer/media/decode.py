@@ -33,6 +33,7 @@ import soundfile as sf
 import soxr
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus"}  # audio-only files (a manifest's, a predict folder's)
 SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
 TRUNCATION_SLACK = 0.25  # seconds the media may end short of its stated duration before we re-plan on what is there
 MIN_READABLE = 0.5  # a truncated file is kept if its readable part is at least this share of its stated duration
@@ -321,12 +322,27 @@ def open_media(path: Path) -> av.container.InputContainer:
         raise ClipError(path, f"not a decodable media file ({error_reason(e)})") from e
 
 
+def moving_pictures(container: av.container.InputContainer) -> list[av.VideoStream]:
+    """The container's video streams; cover art in audio files shows up as a one-picture video stream: not a video."""
+    return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+
+
 def video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
-    # cover art in audio files shows up as a one-picture video stream: not a video
-    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    streams = moving_pictures(container)
     if not streams:
         raise ClipError(path, "no video stream")
     return streams[0]
+
+
+def is_audio_only(path: Path) -> bool:
+    """The file holds sound and no video (a voice recording, whatever its suffix): read as an audio-only clip."""
+    with as_clip_error(path):
+        check_file(path)
+        container = open_media(path)
+        try:
+            return bool(container.streams.audio) and not moving_pictures(container)
+        finally:
+            container.close()
 
 
 def stated_duration(path: Path) -> float:

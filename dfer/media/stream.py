@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from dfer.media.decode import (SEEK_PREROLL, AudioSpan, ClipError, DecodedClip, check_file, error_reason, open_media,
-                               resample, stated_duration, target_times, video_stream)
+                               read_audio, resample, stated_duration, target_times, video_stream)
 
 # Seconds the audio may lag the video before a window stops waiting for it: past this the audio stream is taken to
 # have ended (a shorter audio track), so one bad stream cannot keep every later window open.
@@ -130,3 +130,20 @@ class WindowReader:
         waveform = (None if window.audio is None
                     else resample(window.audio.samples, window.audio.rate, self.sample_rate, window.span))  # (S,)
         return DecodedClip(rgb, frame_time, waveform, window.span, duration)
+
+
+class AudioWindows:
+    """`WindowReader` for an audio-only file: each span's waveform, read on its own (`read_audio`: soundfile seeks
+    sample-exactly in WAV and FLAC, PyAV seeks in the rest), with the centres of T equal segments as its frame times,
+    as `decode_clip` gives an audio-only clip. `notes` is there for the same interface and stays empty."""
+
+    def __init__(self, path: Path | str, spans: list[tuple[float, float]], frames: int = 16,
+                 sample_rate: int = 16000):
+        self.path, self.spans, self.frames, self.sample_rate = Path(path), list(spans), frames, sample_rate
+        self.notes: list[str] = []
+
+    def __iter__(self) -> Iterator[DecodedClip]:
+        duration = stated_duration(self.path)
+        for span in self.spans:
+            frame_time = (target_times(span, self.frames) - span[0]).astype(np.float32)  # (T,)
+            yield DecodedClip(None, frame_time, read_audio(self.path, span, self.sample_rate), span, duration)

@@ -17,7 +17,7 @@ errors = Console(stderr=True)
 
 def predict(
     paths: list[Path] = typer.Argument(..., help="video files, or folders searched recursively for video files"),
-    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo"),
+    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo, or a bundled model: voice, face"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per file (errors too), as each finishes"),
     top: int = typer.Option(3, "--top", min=1, help="emotions shown per file in the table"),
     device: str = typer.Option("cpu", help="cpu or cuda"),

@@ -31,13 +31,15 @@ from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
-from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip
+from dfer.models import resolve_run
+from dfer.media.decode import AUDIO_SUFFIXES, ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
 from dfer.store.schema import Layout, blank_row
 from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
 from dfer.train.loop import predict as run_heads
 
-# What `dfer predict FOLDER` picks up; a file named explicitly is always tried, whatever its suffix.
+# What `dfer predict FOLDER` picks up (and audio files, AUDIO_SUFFIXES, for a run that hears); a file named explicitly
+# is always tried, whatever its suffix.
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
 
 
@@ -63,7 +65,7 @@ class Predictor:
     """
 
     def __init__(self, run: Path | str, device: str = "cpu", which: str = "best"):
-        self.run = Path(run)
+        self.run = resolve_run(run)
         self.device = torch.device(device)
         self.heads, self.config = load_run(self.run, which, str(self.device))
         fingerprint = self.config["fingerprint"]
@@ -105,6 +107,11 @@ class Predictor:
         self.encoders[kind] = spec
         return encoder
 
+    @property
+    def suffixes(self) -> set[str]:
+        """The files this run can read, by suffix: videos, and audio files when it hears."""
+        return VIDEO_SUFFIXES | (AUDIO_SUFFIXES if self.audio is not None else set())
+
     def describe(self) -> dict:
         return {
             "run": str(self.run), "classes": self.classes, "labels": self.labels, "modalities": self.modalities,
@@ -140,11 +147,19 @@ class Predictor:
         """Decode, faces and encoders for one file: everything before the heads. Raises ClipError / UnusableClip."""
         path = Path(path)
         started = time.perf_counter()
+        audio_only = self.check_readable(path)
         # The file's audio only when the model reads audio; the frames always, as their times cut the audio segments.
         with as_clip_error(path):
-            decoded = decode_clip(path, path if self.audio is not None else None, self.frames, self.sample_rate,
-                                  self.max_seconds)
+            decoded = decode_clip(None if audio_only else path, path if self.audio is not None else None,
+                                  self.frames, self.sample_rate, self.max_seconds)
         return self.encode_clip(path, decoded, seconds={"decode": time.perf_counter() - started})
+
+    def check_readable(self, path: Path) -> bool:
+        """Whether `path` is an audio-only file; raises UnusableClip when it is one and this run does not hear."""
+        audio_only = is_audio_only(path)
+        if audio_only and self.audio is None:
+            raise UnusableClip(path, f"an audio file, and this run's model is {self.modalities}-only: it needs a video")
+        return audio_only
 
     def encode_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
                     seconds: dict | None = None) -> EncodedFile:
@@ -203,16 +218,17 @@ def top_k(result: dict, k: int) -> list[tuple[str, float]]:
     return [(result["labels"][i], result["probs"][i]) for i in order]
 
 
-def find_videos(paths: list[Path]) -> tuple[list[Path], list[dict]]:
-    """Files named, and video files found recursively in folders named, in order; plus error records
-    ({"path", "error"}) for paths that do not exist or folders without any video file."""
+def find_media(paths: list[Path], suffixes: set[str] = VIDEO_SUFFIXES) -> tuple[list[Path], list[dict]]:
+    """Files named, and files with one of `suffixes` found recursively in folders named, in order; plus error records
+    ({"path", "error"}) for paths that do not exist or folders without any such file."""
     files, errors = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             files.extend(found)
             if not found:
-                errors.append({"path": str(path), "error": f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))})"})
+                kind = "video or audio" if suffixes & AUDIO_SUFFIXES else "video"
+                errors.append({"path": str(path), "error": f"no {kind} files ({', '.join(sorted(suffixes))})"})
         elif path.exists():
             files.append(path)
         else:
@@ -242,7 +258,7 @@ def predict_paths(predictor: Predictor, paths: list[Path],
                   score: Callable[[Path], dict] | None = None) -> Iterator[dict]:
     """One record per file (a `predict_file` result, or {"path", "error"}), folders expanded; a bad file never
     stops the others. `score` replaces `predictor.predict_file` (e.g. to explain each prediction too)."""
-    files, errors = find_videos(paths)
+    files, errors = find_media(paths, predictor.suffixes)
     yield from errors
     for path in files:
         try:

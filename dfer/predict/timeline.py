@@ -17,8 +17,8 @@ import numpy as np
 
 from dfer.host_memory import release_freed_memory
 from dfer.media.decode import ClipError, as_clip_error, stated_duration
-from dfer.media.stream import WindowReader
-from dfer.predict.predictor import OutputStems, Predictor, find_videos
+from dfer.media.stream import AudioWindows, WindowReader
+from dfer.predict.predictor import OutputStems, Predictor, find_media
 from dfer.predict.timeline_files import write_timeline
 from dfer.store.reader import open_cache
 
@@ -68,10 +68,13 @@ class FileTimeline:
 
     def __iter__(self) -> Iterator[dict]:
         path, predictor = self.path, self.predictor
+        audio_only = predictor.check_readable(path)
         with as_clip_error(path):
             self.duration = stated_duration(path)
-            reader = WindowReader(path, plan_windows(self.duration, self.window, self.hop), predictor.frames,
-                                  predictor.sample_rate, want_audio=predictor.audio is not None)
+            spans = plan_windows(self.duration, self.window, self.hop)
+            reader = (AudioWindows(path, spans, predictor.frames, predictor.sample_rate) if audio_only else
+                      WindowReader(path, spans, predictor.frames, predictor.sample_rate,
+                                   want_audio=predictor.audio is not None))
             self.notes = reader.notes
             clips = iter(reader)
         trace = None  # where the followed face was last seen, on the file's clock
@@ -105,7 +108,7 @@ def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window
     {"path", "windows", "files" (suffix -> path), "notes"} or {"path", "error"}. A bad file never stops the others,
     and a file's outputs appear only once its timeline is complete. Two files with the same stem get `stem`,
     `stem-2`, ... (`OutputStems`)."""
-    files, errors = find_videos(paths)
+    files, errors = find_media(paths, predictor.suffixes)
     yield from errors
     stems = OutputStems()
     for path in files:

@@ -41,7 +41,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 import dfer
-from dfer.media.decode import ClipError, stated_duration
+from dfer.media.decode import AUDIO_SUFFIXES, ClipError, stated_duration
 from dfer.predict.explain import explain_file
 from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
@@ -209,10 +209,10 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
 
 
 async def _save_upload(file: UploadFile, limit: int, max_upload_mb: float) -> Path:
-    """Copy the upload to a temp file (keeping a known video suffix, a hint for the demuxer); 413 past the limit,
+    """Copy the upload to a temp file (keeping a known video or audio suffix, a hint for the demuxer); 413 past the limit,
     422 when empty. The caller deletes the file."""
     suffix = Path(file.filename or "").suffix.lower()
-    with tempfile.NamedTemporaryFile(prefix="dfer-upload-", suffix=suffix if suffix in VIDEO_SUFFIXES else "",
+    with tempfile.NamedTemporaryFile(prefix="dfer-upload-", suffix=suffix if suffix in VIDEO_SUFFIXES | AUDIO_SUFFIXES else "",
                                      delete=False) as out:
         path, size = Path(out.name), 0
         try:

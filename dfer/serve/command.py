@@ -11,7 +11,7 @@ errors = Console(stderr=True)
 
 
 def serve(
-    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo"),
+    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo, or a bundled model: voice, face"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),

@@ -67,7 +67,7 @@ PAGE = """<!doctype html>
    The clip is sent to this server only, and deleted after the prediction.</p>
 <div class="controls">
   <button id="record" type="button">Record RECORD_SECONDS s</button>
-  <label>or pick a file: <input id="file" type="file" accept="video/*,.flv,.mkv"></label>
+  <label>or pick a file: <input id="file" type="file" accept="video/*,audio/*,.flv,.mkv,.opus"></label>
 </div>
 <video id="preview" muted playsinline></video>
 <p id="status"></p>

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from dfer.data.names import display_names
 from dfer.heads import DferHeads, HeadConfig, LinearProbe, ZeroShot
+from dfer.models import resolve_run
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -42,9 +43,9 @@ MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe"
 
 
 def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe | ZeroShot, dict]:
-    """Rebuild the model of a run folder (the heads, a linear probe or a zero-shot classifier) from its JSON config
-    and weights."""
-    run = Path(run)
+    """Rebuild the model of a run folder or bundled model (the heads, a linear probe or a zero-shot classifier) from
+    its JSON config and weights."""
+    run = resolve_run(run)
     config_path = run / "config.json"
     if not config_path.exists():
         folds = sorted(p.name for p in run.glob("fold*") if (p / "config.json").exists())

@@ -20,6 +20,7 @@ import torch
 from dfer.encoders import extraction_seed
 from dfer.finetune.data import MediaClips
 from dfer.finetune.evaluate import end_to_end_for, is_end_to_end
+from dfer.models import resolve_run
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
@@ -38,6 +39,7 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
     """The run's best model on `store`: `classification_metrics` plus run, store, subset (which clips, see
     `clips_to_score`) and display_names (the classes' words, in the order of per_class and the confusion rows).
     With `out`, also OUT/metrics.json (these) and the clip files (`dfer.train.protocol.write_clip_files`)."""
+    run = resolve_run(run)
     reader = open_cache(store)
     if is_end_to_end(run):
         model, config = end_to_end_for(run, reader, device)

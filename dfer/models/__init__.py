@@ -1,0 +1,52 @@
+"""Models that ship inside the dfer package, addressable by name wherever a run folder is taken.
+
+A bundled model is an ordinary run folder (config.json, best.safetensors, README.md: its model card) under
+`dfer/models/<name>/`, plus `model.json`: what `dfer models` lists (training data and its licence, the headline figure
+and its protocol) and the SHA-256 of its weights as the make target that writes them recorded it
+(`make models`, the `models` target of the Makefile). `pip install` carries them, so `dfer predict FILE --model voice`
+answers before anything is trained.
+
+`resolve_run` is the one place a `--model` / RUN argument becomes a folder: an existing path is itself (a local
+folder called `voice` wins over the bundled one), a bundled name is its folder in the package.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dfer.heads.fusion import STREAMS
+
+BUNDLED_ROOT = Path(__file__).resolve().parent
+MODEL_FILE = "model.json"
+
+
+def bundled() -> dict[str, Path]:
+    """name -> folder of every model shipped in the package, by name."""
+    return {folder.name: folder for folder in sorted(BUNDLED_ROOT.iterdir()) if (folder / MODEL_FILE).exists()}
+
+
+def resolve_run(run: str | Path) -> Path:
+    """A run folder, or the folder of a bundled model named `run`; a path that is neither is an error naming both
+    what it looked for and the bundled names."""
+    path = Path(run)
+    if path.exists():
+        return path
+    models = bundled()
+    if str(run) in models:
+        return models[str(run)]
+    raise FileNotFoundError(f"{run}: no such run folder, and not a bundled model ({', '.join(models) or 'none'})")
+
+
+def model_facts(name: str) -> dict:
+    """What `dfer models` shows of one bundled model: its model.json, its folder, and from its config.json the
+    modalities, classes (display names) and encoders."""
+    folder = bundled()[name]
+    facts = json.loads((folder / MODEL_FILE).read_text())
+    config = json.loads((folder / "config.json").read_text())
+    fingerprint = config["fingerprint"]
+    modalities = config["heads"]["modalities"]
+    encoders = {kind: fingerprint[kind]["id"] for kind, stream in (("vision", "video"), ("audio", "audio"))
+                if stream in STREAMS[modalities]}
+    return {"name": name, "folder": str(folder), "modalities": modalities, "classes": config["display_names"],
+            "encoders": encoders, **facts}
