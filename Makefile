@@ -115,8 +115,8 @@ models: $(SPEECH_OUT)/final-stage2.done $(MODELS_OUT)/face/metrics.json
 	$(PY) -m dfer.models.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 
-$(MODELS_OUT)/face/metrics.json: recipes/models/face.csv recipes/models/face-extract.yaml $(STAMP)
-	$(DFER) extract manifest recipes/models/face.csv --out $(MODELS_OUT)/face-cache --recipe recipes/models/face-extract.yaml
+$(MODELS_OUT)/face/metrics.json: recipes/models/face.csv recipes/models/extract-face.yaml $(STAMP)
+	$(DFER) extract manifest recipes/models/face.csv --out $(MODELS_OUT)/face-cache --recipe recipes/models/extract-face.yaml
 	$(DFER) zeroshot $(MODELS_OUT)/face-cache --out $(MODELS_OUT)/face --fold none
 	$(DFER) evaluate $(MODELS_OUT)/face --store $(MODELS_OUT)/face-cache --out $(MODELS_OUT)/face
 

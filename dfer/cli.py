@@ -165,6 +165,25 @@ def probe(
 
 
 @app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="print one JSON list")) -> None:
+    """The models that ship with dfer: pass a name as --model (predict, serve, explain) or RUN (evaluate, card)."""
+    from dfer.models import bundled, model_facts
+
+    facts = [model_facts(name) for name in bundled()]
+    if as_json:
+        print(json.dumps(facts))
+        return
+    for model in facts:
+        table = Table(title=f"{model['name']}: {model['modalities']}", show_header=False)
+        for key in ("folder", "classes", "encoders", "description", "training_data", "training_data_licence",
+                    "headline", "scored", "protocol", "limitations"):
+            if key in model:
+                value = model[key]
+                table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
+        console.print(table)
+
+
+@app.command()
 def zeroshot(
     store: Path = typer.Argument(..., help="a dfer cache whose vision encoder has its own classifier (--preset lite)"),
     out: Path = typer.Option(..., "--out", help="run folder"),
@@ -229,6 +248,16 @@ def evaluate(
 
 
 @app.command()
+def card(run: str = typer.Argument(..., help="a run folder (or cross-validation folder), or a bundled model: voice, "
+                                   "face")) -> None:
+    """Write RUN/README.md again: the run's model card in the Hugging Face format (metadata, results, usage)."""
+    from dfer.models import resolve_run
+    from dfer.train.card import write_card
+
+    console.print(f"wrote {write_card(resolve_run(run))}", soft_wrap=True)
+
+
+@app.command()
 def params(
     preset: str = typer.Option("base", help="encoder preset"),
     fusion: str = typer.Option("liquid"),
@@ -264,7 +293,7 @@ def export_h5(store: Path = typer.Argument(...), out: Path = typer.Argument(...)
 
 @app.command()
 def explain(
-    run: Path = typer.Argument(..., help="a run folder (config.json + best.safetensors), e.g. runs/demo"),
+    run: Path = typer.Argument(..., help="a run folder (config.json + best.safetensors), e.g. runs/demo, or a bundled model: voice, face"),
     file: Path = typer.Argument(..., help="a video file"),
     out: Path = typer.Option(..., "--out", help="folder for FILE's <stem>.explain.png and <stem>.explain.json"),
     device: str = typer.Option("cpu", help="cpu or cuda"),

@@ -38,6 +38,7 @@ from dfer.heads.fusion import STREAMS
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
+from dfer.train.card import write_card
 from dfer.train.evaluate import TOKEN_FIELDS
 from dfer.train.loop import fit, loader_for, predict
 from dfer.train.progress import TrainProgress
@@ -132,7 +133,7 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
     ranks in turn, and only rank 0 returns figures (the others {})."""
     init, out = Path(init), Path(out)
     if (init / "config.json").exists() or not (init / "summary.json").exists():
-        return finetune(store, init, out, cfg, show)
+        return _carded(out, finetune(store, init, out, cfg, show))
     if cfg.fold is not None:
         raise ValueError(f"--init {init} is a cross-validation: each fold fine-tunes on its own split; drop --fold")
     folds = json.loads((init / "summary.json").read_text())["folds"]
@@ -143,7 +144,14 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
     reader = open_cache(store)
     name = f"{reader.attrs['dataset']} {heads['modalities']} {heads['fusion']} fine-tuned"
     settings = {**cfg.to_dict(), "init": str(init.resolve())}
-    return write_folds_summary(out, runs, name, reported_metrics(reader), settings, show)
+    return _carded(out, write_folds_summary(out, runs, name, reported_metrics(reader), settings, show))
+
+
+def _carded(out: Path, figures: dict) -> dict:
+    """`figures`, once rank 0 has written OUT's model card (`dfer.train.card`)."""
+    if distributed.ranks().is_main:
+        write_card(out)
+    return figures
 
 
 def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig, device: torch.device):

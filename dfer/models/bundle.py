@@ -1,8 +1,8 @@
 """`python -m dfer.models.bundle NAME RUN FACTS.json [METRICS.json]`: make run folder RUN the bundled model NAME
 (`make models`).
 
-It copies what a run needs to predict (config.json and best.safetensors) into `dfer/models/NAME/` and writes
-`model.json`: FACTS (the training data and its licence, the headline figure and its protocol, the limitations: a
+It copies what a run needs to predict (config.json and best.safetensors) into `dfer/models/NAME/`, writes its model
+card (README.md, `dfer.train.card`) and `model.json`: FACTS (the training data and its licence, the headline figure and its protocol, the limitations: a
 recipe's own JSON under recipes/models/), the figures of a `dfer evaluate --out` METRICS.json when given (`scored`),
 and the SHA-256 of the weights it copied and the run it copied them from.
 `tests/test_models.py` checks the committed weights against that checksum, so the files in the package are the ones
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from dfer.models import BUNDLED_ROOT, MODEL_FILE
+from dfer.train.card import write_card
 
 REPOSITORY = BUNDLED_ROOT.parents[1]
 RUN_FILES = ("config.json", "best.safetensors")
@@ -44,6 +45,7 @@ def bundle(name: str, run: Path, facts: dict, metrics: dict | None = None) -> Pa
     if metrics is not None:
         made["scored"] = {key: metrics[key] for key in ("WAR", "UAR", "n", "subset")} | {"store": Path(metrics["store"]).name}
     (folder / MODEL_FILE).write_text(json.dumps({**facts, **made}, indent=2) + "\n")
+    write_card(folder)
     return folder
 
 

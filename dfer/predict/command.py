@@ -16,8 +16,11 @@ errors = Console(stderr=True)
 
 
 def predict(
-    paths: list[Path] = typer.Argument(..., help="video files, or folders searched recursively for video files"),
-    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo, or a bundled model: voice, face"),
+    paths: list[Path] = typer.Argument(..., help="video or audio files, or folders searched recursively for them"),
+    model: list[str] | None = typer.Option(None, "--model", help="a run folder (e.g. runs/demo) or a bundled model "
+                                           "(dfer models); repeat to fuse several [default: voice + face]"),
+    weights: str | None = typer.Option(None, "--weights", help="comma-separated weights of the fused --model runs "
+                                       "[default: equal]"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per file (errors too), as each finishes"),
     top: int = typer.Option(3, "--top", min=1, help="emotions shown per file in the table"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -30,10 +33,12 @@ def predict(
                                         "[default: the run's training clip length]"),
     hop: float | None = typer.Option(None, "--hop", min=0.01, help="timeline hop in seconds [default: window / 3]"),
 ) -> None:
-    """Emotion probabilities for video files through a run's whole pipeline; exit code 1 if any file failed."""
-    from dfer.predict.predictor import Predictor, predict_paths, top_k
+    """Emotion probabilities for video (and audio) files through a run's whole pipeline, or several runs' fused;
+    exit code 1 if any file failed."""
+    from dfer.predict.ensemble import load_model
+    from dfer.predict.predictor import predict_paths, top_k
 
-    predictor = Predictor(model, device)
+    predictor = load_model(model, device, parse_weights(weights))
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     if timeline is not None:
@@ -41,13 +46,15 @@ def predict(
             raise typer.BadParameter("explains one clip per file; not with --timeline", param_hint="--explain")
         raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json))
     failed = 0
-    table = Table(title=f"{model} ({predictor.modalities})")
+    table = Table(title=f"{predictor.run} ({predictor.modalities})")
     table.add_column("file", overflow="fold")
     for rank in range(1, min(top, len(predictor.classes)) + 1):
         table.add_column(f"#{rank}", justify="right")
     table.add_column("face found", justify="right")
     score = None
     if explain is not None:
+        if not hasattr(predictor, "heads"):
+            raise typer.BadParameter("explains one run's model; give one --model", param_hint="--explain")
         from dfer.predict.explain import explain_to
         from dfer.predict.predictor import OutputStems
 
@@ -65,6 +72,14 @@ def predict(
     if not as_json and table.row_count:
         console.print(table)
     raise typer.Exit(1 if failed else 0)
+
+
+def parse_weights(weights: str | None) -> list[float] | None:
+    """`--weights 2,1` -> [2.0, 1.0]."""
+    try:
+        return None if weights is None else [float(w) for w in weights.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{weights!r} is not comma-separated numbers", param_hint="--weights") from None
 
 
 def predict_timelines(predictor, paths: list[Path], folder: Path, window: float | None, hop: float | None,

@@ -19,6 +19,7 @@ model nothing to work with, e.g. a silent clip for an audio-only model), so call
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,10 +63,13 @@ class Predictor:
 
     run: a run folder (config.json + best.safetensors), e.g. `runs/demo` or one fold of a k-fold run.
     which: the checkpoint to load, "best" or "last".
+    encoders: encoders already built, shared between predictors (`dfer.predict.ensemble`): an encoder this run needs
+    is taken from it when the same fingerprint entry built it, and put in it otherwise.
     """
 
-    def __init__(self, run: Path | str, device: str = "cpu", which: str = "best"):
+    def __init__(self, run: Path | str, device: str = "cpu", which: str = "best", encoders: dict | None = None):
         self.run = resolve_run(run)
+        self.shared = {} if encoders is None else encoders
         self.device = torch.device(device)
         self.heads, self.config = load_run(self.run, which, str(self.device))
         fingerprint = self.config["fingerprint"]
@@ -95,11 +99,14 @@ class Predictor:
         saved = self.run / kind
         if not saved.exists() and "finetune" in self.config:  # its fingerprint names the encoders it started from
             raise FileNotFoundError(f"{self.run}: a fine-tuned run without its {kind} encoder folder ({saved})")
-        try:
-            encoder = rebuild_encoder(kind, recorded, self.device, source=saved if saved.exists() else None)
-        except ValueError as error:
-            raise ValueError(f"{self.run}: {error}") from error
-        encoder.requires_grad_(False)
+        key = (kind, json.dumps(recorded, sort_keys=True), str(saved.resolve()) if saved.exists() else None)
+        if key not in self.shared:
+            try:
+                self.shared[key] = rebuild_encoder(kind, recorded, self.device,
+                                                   source=saved if saved.exists() else None).requires_grad_(False)
+            except ValueError as error:
+                raise ValueError(f"{self.run}: {error}") from error
+        encoder = self.shared[key]
         found, spec = encoder.describe(), encoder.spec
         if not saved.exists() and found["revision"] != recorded["revision"]:
             self.warnings.append(f"{kind} encoder {spec}: revision {found['revision']!r} differs from the run's "
@@ -166,13 +173,28 @@ class Predictor:
         """Faces and encoders for one decoded clip of `path`; `follow` and `seconds` as in `predict_clip`."""
         seconds = dict(seconds or {})
         started = time.perf_counter()
+        track = self.face_track(path, decoded, follow)
+        seconds["faces"] = time.perf_counter() - started
+        return self.encode_track(path, decoded, track, seconds)
+
+    @property
+    def crop_settings(self) -> tuple | None:
+        """What decides the face crops of a decoded clip (None: this run reads no faces): runs with equal settings
+        can share one face track."""
+        return None if self.cropper is None else (self.cropper.image_size, self.cropper.margin,
+                                                  self.cropper.face_track)
+
+    def face_track(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None) -> FaceTrack | None:
+        """The face detection, tracking and crops of one decoded clip (None: no frames, or a run without video)."""
+        if self.cropper is None or decoded.frames is None:
+            return None
         try:
-            track = (self.cropper(decoded.frames, decoded.waveform, decoded.frame_time, self.sample_rate, follow)
-                     if self.cropper is not None and decoded.frames is not None else None)
+            return self.cropper(decoded.frames, decoded.waveform, decoded.frame_time, self.sample_rate, follow)
         except Exception as error:  # e.g. a frame size MTCNN's pyramid cannot handle: the file's problem
             raise UnusableClip(path, f"face detection failed: {type(error).__name__}: {error}") from error
-        seconds["faces"] = time.perf_counter() - started
 
+    def encode_track(self, path: Path, decoded: DecodedClip, track: FaceTrack | None, seconds: dict) -> EncodedFile:
+        """The encoders on one decoded clip and its face track (`face_track`): the EncodedFile the heads read."""
         started = time.perf_counter()
         try:
             row = encode_batch([ClipInput(0, decoded, track, expects_audio=self.audio is not None)],

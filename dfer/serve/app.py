@@ -42,6 +42,7 @@ from pydantic import BaseModel
 
 import dfer
 from dfer.media.decode import AUDIO_SUFFIXES, ClipError, stated_duration
+from dfer.predict.ensemble import Ensemble
 from dfer.predict.explain import explain_file
 from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
@@ -101,6 +102,16 @@ class Window(BaseModel):
     probs: dict[str, float]  # label -> probability
 
 
+class Member(BaseModel):
+    """One run of a fused answer (`dfer serve --model A --model B`): its own answer, or why it abstained."""
+    run: str
+    weight: float | None = None
+    labels: list[str] | None = None
+    probs: list[float] | None = None
+    top1: str | None = None
+    abstained: str | None = None  # e.g. "no face", "no audio track"
+
+
 class Prediction(BaseModel):
     path: str  # the uploaded file's name
     labels: list[str]  # the display names of the run's classes
@@ -113,7 +124,8 @@ class Prediction(BaseModel):
     notes: str
     seconds: dict[str, float]  # per pipeline stage: decode, faces, encoders, heads
     timing: dict[str, float]  # upload (copy to disk), queue (wait for a worker), predict, total
-    explain: Explain | None = None  # only when asked (`?explain=true`)
+    explain: Explain | None = None  # only when asked (`?explain=true`), and of one run (not a fused answer)
+    members: list[Member] | None = None  # a fused answer's runs (`dfer.predict.ensemble`)
     timeline: list[Window] | None = None  # only for an upload longer than one window (`timeline_window` in /health)
     timeline_notes: list[str] = []  # the timeline's recoverable oddities, or why a long upload has none
 
@@ -234,7 +246,7 @@ def _timed(predictor, path: Path, explain: bool, window: float | None, longest: 
     """Runs on a worker thread: the prediction (explained if asked; with its timeline when the upload is longer than
     `window`), and when this thread took it up (the end of its wait in the queue)."""
     began = time.perf_counter()
-    if explain:
+    if explain and not isinstance(predictor, Ensemble):  # an explanation is of one model's computation
         explanation = explain_file(predictor, path)
         result = explanation.record
         if explanation.faces is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 
@@ -11,7 +9,10 @@ errors = Console(stderr=True)
 
 
 def serve(
-    model: Path = typer.Option(..., "--model", help="a run folder (config.json + best.safetensors), e.g. runs/demo, or a bundled model: voice, face"),
+    model: list[str] | None = typer.Option(None, "--model", help="a run folder (e.g. runs/demo) or a bundled model "
+                                           "(dfer models); repeat to fuse several [default: voice + face]"),
+    weights: str | None = typer.Option(None, "--weights", help="comma-separated weights of the fused --model runs "
+                                       "[default: equal]"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),
@@ -21,18 +22,20 @@ def serve(
                                                "one window, up to this long, also get a timeline (0: never)"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
-    """Serve a run over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at /."""
+    """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at
+    /."""
     import uvicorn
 
-    from dfer.predict.predictor import Predictor
+    from dfer.predict.command import parse_weights
+    from dfer.predict.ensemble import load_model
     from dfer.serve.app import create_app
 
-    predictor = Predictor(model, device)
+    predictor = load_model(model, device, parse_weights(weights))
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     app = create_app(predictor, max_upload_mb=max_upload_mb, workers=workers, queue=queue,
                      max_timeline_seconds=max_timeline_seconds)
-    errors.print(f"serving {model} on http://{host}:{port}/ (API docs at /docs)")
+    errors.print(f"serving {predictor.run} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port)
 
 

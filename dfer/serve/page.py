@@ -17,6 +17,8 @@ Element ids are stable (tests and anyone scripting the page rely on them):
   img.face when there are crops), #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in
   #bars, ids `bar-<key>-<label>`), #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per
   class, data-label), then #timeline-notes;
+  #members (hidden unless the answer is fused from several runs): #member-list, one div.member per run (id
+  `member-<i>`, data-run) with its .bar rows (ids `bar-m<i>-<label>`) or "(abstained: why)" in its title;
   `body[data-state]` is idle, recording, uploading, done or error.
 It is a Python string rather than a package data file so that it ships with the module whatever the packaging.
 """
@@ -56,6 +58,8 @@ PAGE = """<!doctype html>
   #strip .face + canvas { opacity: .55; }
   #modalities { display: grid; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); gap: 1rem; }
   #modalities .bar { grid-template-columns: 4.5rem 1fr 2.5rem; font-size: .85rem; }
+  #member-list { display: grid; grid-template-columns: repeat(auto-fit, minmax(14rem, 1fr)); gap: 1rem; }
+  #member-list .bar { grid-template-columns: 4.5rem 1fr 2.5rem; font-size: .85rem; }
   .na { color: #777; font-size: .85rem; }
   #timeline svg { width: 100%; height: auto; font-size: 10px; }
   .legend { display: flex; flex-wrap: wrap; gap: .3rem 1rem; font-size: .85rem; }
@@ -74,6 +78,10 @@ PAGE = """<!doctype html>
 <p id="error" role="alert"></p>
 <div id="top1" aria-live="polite"></div>
 <div id="bars"></div>
+<section id="members" hidden>
+  <h2>Each model</h2>
+  <div id="member-list"></div>
+</section>
 <p id="timing"></p>
 <section id="explain" hidden>
   <h2>Where the model looked</h2>
@@ -123,6 +131,24 @@ function drawBars(bars, prefix, labels, classes, probs) {
 
 // Inferno-like ramp (black, red, yellow) for a value in [0, 1], as the explanation PNG colours its heat.
 const HEAT = [[0, 0, 4], [187, 55, 84], [252, 255, 164]];
+// A fused answer's runs beside the fused bars: each member's own bars, or why it abstained.
+function drawMembers(members) {
+  $("members").hidden = !members.length;
+  $("member-list").replaceChildren(...members.map((member, i) => {
+    const box = document.createElement("div");
+    box.className = "member";
+    box.id = "member-" + i;
+    box.dataset.run = member.run;
+    const title = document.createElement("h3");
+    title.textContent = member.run + (member.abstained ? " (abstained: " + member.abstained + ")" : "");
+    const bars = document.createElement("div");
+    bars.className = "bars";
+    box.append(title, bars);
+    if (!member.abstained) drawBars(bars, "bar-m" + i + "-", member.labels, member.labels, member.probs);
+    return box;
+  }));
+}
+
 function heat(v) {
   const x = Math.min(Math.max(v, 0), 1) * (HEAT.length - 1), i = Math.min(Math.floor(x), HEAT.length - 2), f = x - i;
   return "rgb(" + HEAT[i].map((c, k) => Math.round(c + f * (HEAT[i + 1][k] - c))).join(",") + ")";
@@ -229,7 +255,7 @@ async function upload(blob, name) {
   $("error").textContent = "";
   $("top1").textContent = "";
   $("timeline-notes").textContent = "";
-  $("explain").hidden = $("timeline").hidden = true;
+  $("explain").hidden = $("timeline").hidden = $("members").hidden = true;
   const form = new FormData();
   form.append("file", blob, name);
   let response, body;
@@ -245,6 +271,7 @@ async function upload(blob, name) {
     return fail("Error " + response.status + ": " + detail);
   }
   drawBars($("bars"), "bar-", body.labels, body.classes, body.probs);
+  drawMembers(body.members || []);
   if (body.explain) drawExplain(body.explain, body.labels, body.classes, body.top1);
   if (Array.isArray(body.timeline) && body.timeline.length) drawTimeline(body.timeline, body.labels);
   $("timeline-notes").textContent = (body.timeline_notes || []).join(" ");

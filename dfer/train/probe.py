@@ -30,10 +30,12 @@ from rich.console import Console
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import DataLoader
 
+from dfer import distributed
 from dfer.heads import MODALITIES, LinearProbe
 from dfer.recipe import settings_from
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
+from dfer.train.card import write_card
 from dfer.train.config import SELECT_METRICS, TrainConfig
 from dfer.train.data import CachedClips, collate, to_device
 from dfer.train.metrics import classification_metrics
@@ -166,7 +168,10 @@ def probe(store: Path, out: Path, cfg: ProbeConfig, show: bool = True) -> Protoc
         pooled = shared.setdefault("pooled", PooledClips(reader, cfg.modalities))
         return _probe_split(reader, split, run, cfg, show, pooled)
 
-    return run_protocol(store, out, cfg, "probe", run_split, show)
+    result = run_protocol(store, out, cfg, "probe", run_split, show)
+    if distributed.ranks().is_main:
+        write_card(Path(out))
+    return result
 
 
 def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig, show: bool,

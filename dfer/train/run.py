@@ -18,6 +18,7 @@ from dfer import distributed
 from dfer.heads import DferHeads
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
+from dfer.train.card import write_card
 from dfer.train.compare import baselines_beside
 from dfer.train.config import TrainConfig, head_config
 from dfer.train.data import clip_sets, token_statistics
@@ -37,6 +38,8 @@ def train(store: Path, out: Path, cfg: TrainConfig, resume: bool = False, show: 
                           lambda reader, split, run: _train_split(reader, split, run, cfg, resume, show), show)
     if all(result.runs.values()):
         baselines_beside(store, Path(out), cfg, result, show)
+    if distributed.ranks().is_main:  # after the baselines: the card shows their rows
+        write_card(Path(out))
     return result
 
 

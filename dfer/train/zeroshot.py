@@ -25,12 +25,14 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from dfer import distributed
 from dfer.data.names import match_labels
 from dfer.encoders import rebuild_encoder
 from dfer.heads import MODALITIES, ZeroShot
 from dfer.recipe import settings_from
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
+from dfer.train.card import write_card
 from dfer.train.data import CachedClips, collate
 from dfer.train.loop import predict
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
@@ -77,7 +79,10 @@ def zeroshot(store: Path, out: Path, cfg: ZeroShotConfig, show: bool = True) -> 
             shared["classifier"] = vision_classifier(reader)
         return _zeroshot_split(reader, split, run, cfg, shared["classifier"], show)
 
-    return run_protocol(store, out, cfg, "zero-shot", run_split, show)
+    result = run_protocol(store, out, cfg, "zero-shot", run_split, show)
+    if distributed.ranks().is_main:
+        write_card(Path(out))
+    return result
 
 
 def vision_classifier(reader: CacheReader) -> torch.nn.Module:
