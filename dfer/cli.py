@@ -179,6 +179,9 @@ def models(as_json: bool = typer.Option(False, "--json", help="print one JSON li
                     "headline", "scored", "protocol", "limitations"):
             if key in model:
                 value = model[key]
+                if key == "scored":
+                    value = (f"WAR {100 * value['WAR']:.1f} %, UAR {100 * value['UAR']:.1f} % over {value['n']} clips: "
+                             f"{value['subset']}")
                 table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
         console.print(table)
 

@@ -43,10 +43,22 @@ def bundle(name: str, run: Path, facts: dict, metrics: dict | None = None) -> Pa
     shutil.copyfile(run / "best.safetensors", folder / "best.safetensors")
     made = {"sha256": sha256(folder / "best.safetensors"), "made_from": str(run)}
     if metrics is not None:
-        made["scored"] = {key: metrics[key] for key in ("WAR", "UAR", "n", "subset")} | {"store": Path(metrics["store"]).name}
+        made["scored"] = scored_figures(metrics)
     (folder / MODEL_FILE).write_text(json.dumps({**facts, **made}, indent=2) + "\n")
     write_card(folder)
     return folder
+
+
+def scored_figures(metrics: dict) -> dict:
+    """What model.json records of an evaluation: a `dfer evaluate --out` metrics.json, or a cross-validation's
+    summary.json (`dfer train --fold all`: the means over its folds, of the recipe the bundled run repeats on all
+    the clips)."""
+    if "summary" not in metrics:
+        return {key: metrics[key] for key in ("WAR", "UAR", "n", "subset")} | {"store": Path(metrics["store"]).name}
+    folds = metrics["folds"]
+    return {"WAR": metrics["summary"]["WAR"]["mean"], "UAR": metrics["summary"]["UAR"]["mean"],
+            "n": sum(fold["n"] for fold in folds.values()),
+            "subset": f"{len(folds)}-fold cross-validation of the same recipe: the mean of its folds' test figures"}
 
 
 if __name__ == "__main__":

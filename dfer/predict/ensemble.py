@@ -28,8 +28,8 @@ import numpy as np
 
 from dfer.faces import FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
-from dfer.media.decode import DecodedClip, as_clip_error, decode_clip, is_audio_only
-from dfer.predict.predictor import Predictor, UnusableClip
+from dfer.media.decode import DecodedClip, is_audio_only
+from dfer.predict.predictor import Predictor, UnusableClip, decode_file
 
 DEFAULT_MODELS = ("voice", "face")  # what `dfer predict` and `dfer serve` fuse with no --model
 DECODING = ("frames", "sample_rate", "max_seconds")  # what the members must share to decode a file once
@@ -112,12 +112,8 @@ class Ensemble:
     def predict_file(self, path: Path | str) -> dict:
         """The fused `Predictor.predict_file` record of one file, with `members`."""
         path = Path(path)
-        started = time.perf_counter()
-        audio_only = self.check_readable(path)
-        with as_clip_error(path):
-            decoded = decode_clip(None if audio_only else path, path if self.audio is not None else None,
-                                  self.frames, self.sample_rate, self.max_seconds)
-        return self.predict_clip(path, decoded, seconds={"decode": time.perf_counter() - started})[0]
+        decoded, seconds = decode_file(self, path)
+        return self.predict_clip(path, decoded, seconds={"decode": seconds})[0]
 
     def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
                      seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:

@@ -19,6 +19,7 @@ model nothing to work with, e.g. a silent clip for an audio-only model), so call
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -153,13 +154,8 @@ class Predictor:
     def encode_file(self, path: Path | str) -> EncodedFile:
         """Decode, faces and encoders for one file: everything before the heads. Raises ClipError / UnusableClip."""
         path = Path(path)
-        started = time.perf_counter()
-        audio_only = self.check_readable(path)
-        # The file's audio only when the model reads audio; the frames always, as their times cut the audio segments.
-        with as_clip_error(path):
-            decoded = decode_clip(None if audio_only else path, path if self.audio is not None else None,
-                                  self.frames, self.sample_rate, self.max_seconds)
-        return self.encode_clip(path, decoded, seconds={"decode": time.perf_counter() - started})
+        decoded, seconds = decode_file(self, path)
+        return self.encode_clip(path, decoded, seconds={"decode": seconds})
 
     def check_readable(self, path: Path) -> bool:
         """Whether `path` is an audio-only file; raises UnusableClip when it is one and this run does not hear."""
@@ -194,7 +190,10 @@ class Predictor:
             raise UnusableClip(path, f"face detection failed: {type(error).__name__}: {error}") from error
 
     def encode_track(self, path: Path, decoded: DecodedClip, track: FaceTrack | None, seconds: dict) -> EncodedFile:
-        """The encoders on one decoded clip and its face track (`face_track`): the EncodedFile the heads read."""
+        """The encoders on one decoded clip and its face track (`face_track`): the EncodedFile the heads read. A clip
+        decoded with sound for another run (`dfer.predict.ensemble`) is read without it by a run that does not hear."""
+        if self.audio is None and decoded.waveform is not None:
+            decoded = dataclasses.replace(decoded, waveform=None)
         started = time.perf_counter()
         try:
             row = encode_batch([ClipInput(0, decoded, track, expects_audio=self.audio is not None)],
@@ -232,6 +231,18 @@ class Predictor:
             "notes": str(row["note"]),
             "seconds": {stage: round(value, 4) for stage, value in encoded.seconds.items()},
         }
+
+
+def decode_file(model, path: Path) -> tuple[DecodedClip, float]:
+    """The central window of a whole file as `model` (a Predictor, or an Ensemble of them) reads it: its frames, and
+    its audio when the model hears (`check_readable` refuses an audio file a model cannot hear); and the seconds
+    it took. The frames are decoded even for a model that only hears: their times cut its audio segments."""
+    started = time.perf_counter()
+    audio_only = model.check_readable(path)
+    with as_clip_error(path):
+        decoded = decode_clip(None if audio_only else path, path if model.audio is not None else None,
+                              model.frames, model.sample_rate, model.max_seconds)
+    return decoded, time.perf_counter() - started
 
 
 def top_k(result: dict, k: int) -> list[tuple[str, float]]:

@@ -292,18 +292,19 @@ def _settings(config: dict) -> str:
     if config.get("model") == "zeroshot":
         return ("nothing trained; the class prior for clips without a face is the class frequencies of the "
                 "training + validation clips.")
+    # without validation clips there is nothing to pick an epoch by: the last one is kept
+    kept = (f"the best epoch by validation {(config.get('finetune') or config.get('train', {})).get('select_metric')}"
+            if config["split"]["val"] else "the last epoch") + " is kept."
     if config.get("finetune"):
         tuned = config["finetune"]
         return (f"stage 3, epochs {tuned.get('epochs')}, unfreeze `{tuned.get('unfreeze')}`, encoder lr "
                 f"{tuned.get('lr')} (layer decay {tuned.get('layer_decay')}), heads lr {tuned.get('head_lr')}, batch "
                 f"{tuned.get('batch_size')} x {tuned.get('accumulate')}, {tuned.get('precision')}, augmentation "
-                f"{'on' if tuned.get('augment') else 'off'}; the best epoch by validation "
-                f"{tuned.get('select_metric')} is kept.")
+                f"{'on' if tuned.get('augment') else 'off'}; {kept}")
     train = config.get("train", {})
     return (f"stage 2, AdamW, epochs {train.get('epochs')} (patience {train.get('patience')}), lr {train.get('lr')}, "
             f"batch {train.get('batch_size')}, label smoothing {train.get('label_smoothing')}, balance "
-            f"`{train.get('balance')}`, seed {train.get('seed')}; the best epoch by validation "
-            f"{train.get('select_metric')} is kept.")
+            f"`{train.get('balance')}`, seed {train.get('seed')}; {kept}")
 
 
 def _results(run: Path, config: dict, figures: tuple[dict, bool] | None, folds: list[str], kind: str,
