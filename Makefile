@@ -106,12 +106,13 @@ $(SPEECH_OUT)/egemaps/results.md: $(STAMP)
 	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(@D)
 
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
-# `voice` is the RAVDESS speech recipe's final stage-2 run (actors 01-18, GE2E + liquid heads; the steps above);
+# `voice` is the RAVDESS speech recipe's final stage-2 run (actors 01-18, GE2E + liquid heads; the steps above), its
+# figures the recipe's cross-validation by actor;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
 # dfer.models.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
 MODELS_OUT := runs/models
-models: $(SPEECH_OUT)/final-stage2.done $(MODELS_OUT)/face/metrics.json
-	$(PY) -m dfer.models.bundle voice $(SPEECH_OUT)/final-stage2 recipes/models/voice.json
+models: $(SPEECH_OUT)/final-stage2.done $(SPEECH_OUT)/stage2/summary.json $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.models.bundle voice $(SPEECH_OUT)/final-stage2 recipes/models/voice.json $(SPEECH_OUT)/stage2/summary.json
 	$(PY) -m dfer.models.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 

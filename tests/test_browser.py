@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -56,15 +57,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """uvicorn on a free loopback port in a thread, serving a small run of the sample."""
+@contextmanager
+def serving(predictor):
+    """uvicorn on a free loopback port in a thread, serving `predictor`; yields the page's URL."""
     import uvicorn
 
-    predictor = Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
-    seen = []  # what the server predicted, to check what the browser sent (explained or not, it ends in record)
-    record = predictor.record
-    predictor.record = lambda encoded, probs: seen.append(record(encoded, probs)) or seen[-1]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -73,9 +70,31 @@ def server(tmp_path_factory):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", predictor.labels, seen  # the bars are named by the words, not the codes
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A small run of the sample, served."""
+    predictor = Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
+    seen = []  # what the server predicted, to check what the browser sent (explained or not, it ends in record)
+    record = predictor.record
+    predictor.record = lambda encoded, probs: seen.append(record(encoded, probs)) or seen[-1]
+    with serving(predictor) as url:
+        yield url, predictor.labels, seen  # the bars are named by the words, not the codes
+
+
+@pytest.fixture(scope="module")
+def fused_server():
+    """`dfer serve` with no --model: the bundled voice + face pair, fused."""
+    from dfer.predict.ensemble import load_model
+
+    with serving(load_model(None)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +241,19 @@ def test_stubbed_audio_only_answer_with_a_timeline(server, browser, tmp_path):
         word for label in labels for word in ("\u25a0", label)]
     assert browser.find_element("id", "timeline-notes").text == "a note"
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_the_fused_pair_shows_each_member_beside_the_fused_bars(fused_server, browser, tmp_path):
+    browser.get(fused_server)
+    browser.find_element("id", "file").send_keys(str(CLIP))
+    assert wait_for_result(browser, 90) == "done", browser.find_element("id", "error").text
+    fused = bars(browser)
+    assert "calm" in fused and "surprised" in fused and abs(sum(fused.values()) - 1) < 0.01  # voice's and face's words
+    assert browser.find_element("id", "members").is_displayed()
+    members = browser.find_elements("css selector", "#member-list .member")
+    assert [member.get_attribute("data-run") for member in members] == ["voice", "face"]
+    voice, face = (bars(browser, f"#member-{i}") for i in range(2))
+    assert "calm" in voice and "calm" not in face and abs(sum(face.values()) - 1) < 0.01
+    assert not browser.find_element("id", "explain").is_displayed()  # an explanation is of one run
+    browser.save_screenshot(str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 20_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -317,6 +318,106 @@ def test_old_runs_with_a_saliency_bias_still_load():
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items())
 
 
+# ---------------------------------------------------------------- video statistics: the compressor's projection
+
+
+def video_summary(model: DferHeads, batch: dict) -> torch.Tensor:
+    """(B, 2W) the video statistics summary `forward` hands the fusion, caught on its way out."""
+    caught = []
+    handle = model.statistics["video"].register_forward_hook(lambda module, args, out: caught.append(out))
+    try:
+        model(batch)
+    finally:
+        handle.remove()
+    return caught[0]
+
+
+def test_video_statistics_reuse_the_compressors_projection():
+    """The raw D-wide patch tokens are projected once per forward, by the ROI compressor: the video statistics pool
+    that projection (d wide), with no layer of their own on D. A second projection of all T x N tokens cost more
+    than a third of a base-size head step (`bench/train.py`)."""
+    torch.manual_seed(0)
+    config = tiny_config(d_model=16, cfc_units=16, vision_dim=48)  # D != d, so a layer on D cannot pass for one on d
+    model = DferHeads(config).eval()
+    assert config.video_statistics == "projected"
+    layers = [m for m in model.statistics["video"].modules() if isinstance(m, torch.nn.Linear)]
+    assert layers and all(m.in_features == config.d_model for m in layers)
+    on_raw = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.in_features == config.vision_dim]
+    assert on_raw == [model.roi.proj[1]]  # the only layer anywhere that reads D-wide tokens
+
+    g = torch.Generator().manual_seed(7)
+    batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, config.vision_dim, generator=g)}
+    rows = []  # tokens each D-wide layer projected in one forward
+    for layer in on_raw:
+        layer.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:-1].numel()))
+    summary = video_summary(model, batch)
+    assert rows == [len(MIXED) * T * N]  # every patch token once, and only once
+
+    # The summary is the statistics of the compressor's projection of the standardised tokens, valid frames only.
+    mask = batch["has_video"][:, None] & batch["face_found"]  # (B, T)
+    projected = model.roi.project(model._standardise("video", batch["video_tokens"], mask))  # (B, T, N, d)
+    expected = model.statistics["video"](projected.flatten(1, 2), mask.repeat_interleave(N, 1))
+    torch.testing.assert_close(summary, expected)
+
+    # Old and new layout differ by one (D - d) x W block of weights: what the heads no longer carry.
+    old = DferHeads(dataclasses.replace(config, video_statistics="tokens"))
+    assert old.num_parameters() - model.num_parameters() == (config.vision_dim - config.d_model) * config.statistics_width
+
+
+def test_video_statistics_count_only_frames_with_a_face():
+    """has_video & face_found: frames without a face, and clips without video, do not move the video summary,
+    whatever their tokens hold; a frame with a face does."""
+    torch.manual_seed(0)
+    model = DferHeads(tiny_config(d_model=16, cfc_units=16)).eval()
+    batch = make_batch(MIXED)
+    batch["face_found"][0, 2:4] = False  # clip 0 loses its face in two frames
+    batch["has_video"][4] = False  # clip 4: "no video", though its arrays hold tokens and face flags
+    with torch.no_grad():
+        before = video_summary(model, batch)
+        changed = batch["video_tokens"].clone()
+        changed[0, 2:4] += 10.0 * torch.randn_like(changed[0, 2:4])
+        changed[4] += 10.0 * torch.randn_like(changed[4])
+        torch.testing.assert_close(video_summary(model, {**batch, "video_tokens": changed}), before)
+        assert torch.equal(before[[2, 4]], torch.zeros_like(before[[2, 4]]))  # no valid frame: zeros
+        changed[0, 0] += torch.randn_like(changed[0, 0])  # a frame with a face (not a constant: LayerNorm hides it)
+        after = video_summary(model, {**batch, "video_tokens": changed})
+    assert not torch.allclose(after[0], before[0]) and torch.equal(after[1:], before[1:])
+
+
+def test_old_runs_pool_video_statistics_of_the_raw_tokens(tmp_path):
+    """A run saved before the video statistics read the compressor's projection has no `video_statistics` in its
+    config.json and a D-wide `statistics.video` layer in its weights: it loads (strictly) into the layout it was
+    trained with, and gives the same logits, through `load_run` as `dfer evaluate` / `predict` / `finetune` do."""
+    from safetensors.torch import save_file
+
+    from dfer.train.checkpoint import load_run
+
+    torch.manual_seed(0)
+    config = tiny_config(d_model=16, cfc_units=16, vision_dim=48)
+    saved = DferHeads(dataclasses.replace(config, video_statistics="tokens")).eval()
+    assert saved.statistics["video"].frame[0].in_features == config.vision_dim
+    old_heads = {k: v for k, v in config.to_dict().items() if k != "video_statistics"}  # as old runs wrote it
+    (tmp_path / "config.json").write_text(json.dumps({"heads": old_heads}))
+    save_file({k: v.contiguous() for k, v in saved.state_dict().items()}, str(tmp_path / "best.safetensors"))
+
+    loaded, _ = load_run(tmp_path)
+    assert loaded.config.video_statistics == "tokens" and loaded.config == saved.config
+    g = torch.Generator().manual_seed(7)
+    batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, config.vision_dim, generator=g)}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch)["logits"], saved(batch)["logits"], rtol=0, atol=0)
+        # ... and its video summary is of the standardised raw tokens, as it was trained.
+        mask = batch["has_video"][:, None] & batch["face_found"]  # (B, T)
+        video = loaded._standardise("video", batch["video_tokens"], mask)  # (B, T, N, D)
+        expected = loaded.statistics["video"](video.flatten(1, 2), mask.repeat_interleave(N, 1))
+        torch.testing.assert_close(video_summary(loaded, batch), expected)
+    with pytest.raises(RuntimeError, match="size mismatch"):  # the new layout cannot hold the old weights
+        DferHeads(config).load_state_dict(saved.state_dict())
+    # Older still: no statistics pooling at all (no `statistics_width` either).
+    older = {k: v for k, v in old_heads.items() if k != "statistics_width"}
+    assert HeadConfig.from_dict(older).statistics_width == 0
+
+
 def test_config_round_trips_through_json():
     config = tiny_config(fusion="gated", modalities="video")
     assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -326,6 +427,11 @@ def test_config_round_trips_through_json():
         tiny_config(fusion="sum")
     with pytest.raises(ValueError, match="grid"):
         tiny_config(num_tokens=15)
+    with pytest.raises(ValueError, match="video_statistics"):
+        tiny_config(video_statistics="raw")
+    for video_statistics in ("projected", "tokens"):  # a run saved now keeps what it chose
+        config = tiny_config(video_statistics=video_statistics)
+        assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

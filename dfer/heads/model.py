@@ -3,6 +3,10 @@
     video_tokens (B, T, N, D) --RoiCompressor--> (B, T, K, d) --TemporalEncoder--> (B, T, d) -.
     audio_tokens (B, Ta, Da) --SegmentAttentionPool (cut at frame_time)-----------> (B, T, d) -+-> fusion -> (B, C)
 
+and beside that sequence path, with `statistics_width` W > 0, one clip-level summary per stream that every fusion's
+classifier reads too (StatisticsPool: mean and std of per-token features, (B, 2W)): of the audio tokens, and of the
+patch tokens as the ROI compressor projects them, (B, T, N, d), computed once for both (`video_statistics`).
+
 Only the streams of `modalities` are built and read: an "audio" model has no video modules and never touches
 video_tokens / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
 Step masks come from the batch: video = has_video & face_found (a crop of a borrowed or centre box is not a face we
@@ -24,6 +28,8 @@ from dfer.heads.crop import TemporalCrop, inside
 from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
 from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
+
+VIDEO_STATISTICS = ("projected", "tokens")  # HeadConfig.video_statistics
 
 
 @dataclass(kw_only=True)
@@ -53,6 +59,11 @@ class HeadConfig:
     statistics_width: int = 128  # W of the statistics pooling beside the sequence path (0: off); summary 2W per stream
     crop_min_keep: float = 1.0  # training clips are seen through random windows of >= this fraction (1: off)
     frame_pool: str = "flatten"  # how the temporal encoder joins a frame's K tokens: "flatten" or "mean"
+    # What the video statistics pool: "projected", the patch tokens as the ROI compressor projects them (D -> d, its
+    # first step, computed once for both); "tokens", the standardised D-wide tokens through a layer of their own, as
+    # runs saved before "projected" existed did (at base size that second projection of all T x N tokens cost more
+    # than a third of a head step).
+    video_statistics: str = "projected"
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -63,13 +74,17 @@ class HeadConfig:
             raise ValueError(f"num_tokens={self.num_tokens} is not grid*grid={self.grid}*{self.grid}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+        if self.video_statistics not in VIDEO_STATISTICS:
+            raise ValueError(f"video_statistics must be one of {VIDEO_STATISTICS}, not {self.video_statistics!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> HeadConfig:
-        values = {"statistics_width": 0, **values}  # runs saved before the statistics pooling existed had none
+        # Runs saved before a field existed rebuild the model they trained: no statistics pooling before it existed,
+        # and the video statistics of the raw tokens before they read the compressor's projection.
+        values = {"statistics_width": 0, "video_statistics": "tokens", **values}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -101,8 +116,9 @@ class DferHeads(nn.Module):
                 self.register_buffer(f"{stream}_std", torch.ones(dim))
         self.statistics_momentum = 0.0  # 0: the statistics stay fixed; stage 3 sets it (`track_input_statistics`)
         if c.statistics_width:
+            video_dim = c.d_model if c.video_statistics == "projected" else c.vision_dim  # what the video pool reads
             self.statistics = nn.ModuleDict({stream: StatisticsPool(dim, c.statistics_width, c.dropout) for stream, dim
-                                             in (("video", c.vision_dim), ("audio", c.audio_dim))
+                                             in (("video", video_dim), ("audio", c.audio_dim))
                                              if stream in self.streams})
         self.crop = TemporalCrop(c.crop_min_keep)
         self.modality_dropout = ModalityDropout(c.modality_dropout)
@@ -124,11 +140,13 @@ class DferHeads(nn.Module):
             face_found = batch["face_found"].bool()  # (B, T)
             masks["video"] = has_video.bool()[:, None] & face_found & inside(frame_time, window) & kept  # (B, T)
             video = self._standardise("video", batch["video_tokens"], masks["video"])  # (B, T, N, D)
-            rois = self.roi(video, batch["landmarks"], face_found)  # (B, T, K, d)
+            projected = self.roi.project(video)  # (B, T, N, d)
+            rois = self.roi.compress(projected, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
             if self.config.statistics_width:
-                N = video.shape[2]
-                summary["video"] = self.statistics["video"](video.flatten(1, 2),
+                pooled = projected if self.config.video_statistics == "projected" else video  # (B, T, N, d or D)
+                N = pooled.shape[2]
+                summary["video"] = self.statistics["video"](pooled.flatten(1, 2),
                                                             masks["video"].repeat_interleave(N, 1))  # (B, 2W)
         if "audio" in self.streams:
             has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)

@@ -118,11 +118,23 @@ class RoiCompressor(nn.Module):
         """(..., 5, 2), (...) -> (..., K, N) additive logit bias from the landmarks per query (0 where not valid)."""
         return torch.einsum("kr,...rn->...kn", self.region_mix, self.landmark_maps(landmarks, valid))
 
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T, N, D) -> (B, T, N, d): LayerNorm + Linear, the compressor's first step (no position yet).
+
+        The costliest op of the heads at base size (T x N = 3136 tokens of D = 768 per clip), so `DferHeads` computes
+        it once and hands it to both `compress` and the video statistics pooling."""
+        return self.proj(tokens.to(self.pos.dtype))
+
     def forward(self, tokens: torch.Tensor, landmarks: torch.Tensor,
                 face_found: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T, N, D), landmarks (B, T, 5, 2) crop pixels or NaN, face_found (B, T) bool -> (B, T, K, d)."""
-        B, T = tokens.shape[:2]
-        q, k, v, bias = self._attention_inputs(tokens, landmarks, face_found)
+        return self.compress(self.project(tokens), landmarks, face_found)
+
+    def compress(self, projected: torch.Tensor, landmarks: torch.Tensor,
+                 face_found: torch.Tensor | None = None) -> torch.Tensor:
+        """projected (B, T, N, d) from `project`, landmarks and face_found as `forward`'s -> (B, T, K, d)."""
+        B, T = projected.shape[:2]
+        q, k, v, bias = self._attention_inputs(projected, landmarks, face_found)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None].to(q.dtype),
                                               dropout_p=self.dropout if self.training else 0.0)  # (BT, h, K, hs)
         K = self.queries.shape[0]
@@ -136,7 +148,7 @@ class RoiCompressor(nn.Module):
         biases, softmax(q k^T / sqrt(hs) + bias), so explanations show what the model weighed (eval mode: no
         attention dropout). Shapes as `forward`'s inputs."""
         B, T, N, _ = tokens.shape
-        q, k, _, bias = self._attention_inputs(tokens, landmarks, face_found)
+        q, k, _, bias = self._attention_inputs(self.project(tokens), landmarks, face_found)
         logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + bias[:, None].to(q.dtype)  # (BT, h, K, N)
         weights = logits.softmax(-1).reshape(B, T, self.heads, -1, N)  # (B, T, h, K, N)
         prior = self.prior(landmarks.float(), self._valid(landmarks, face_found))  # (B, T, K, N)
@@ -147,12 +159,13 @@ class RoiCompressor(nn.Module):
         valid = torch.isfinite(landmarks.float()).flatten(-2).all(-1)  # (B, T) usable landmarks
         return valid if face_found is None else valid & face_found.bool()
 
-    def _attention_inputs(self, tokens: torch.Tensor, landmarks: torch.Tensor, face_found: torch.Tensor | None):
-        """-> queries (BT, h, K, hs), keys and values (BT, h, N, hs), logit bias (BT, K, N): prior + saliency."""
-        B, T, N, _ = tokens.shape
+    def _attention_inputs(self, projected: torch.Tensor, landmarks: torch.Tensor, face_found: torch.Tensor | None):
+        """projected (B, T, N, d) from `project` -> queries (BT, h, K, hs), keys and values (BT, h, N, hs), logit bias
+        (BT, K, N): prior + saliency."""
+        B, T, N, _ = projected.shape
         K, h = self.queries.shape[0], self.heads
         valid = self._valid(landmarks, face_found)  # (B, T)
-        x = self.proj(tokens.reshape(B * T, N, -1).to(self.pos.dtype)) + self.pos  # (BT, N, d)
+        x = projected.reshape(B * T, N, -1) + self.pos  # (BT, N, d)
 
         bias = self.prior(landmarks.float().reshape(B * T, 5, 2), valid.reshape(B * T))  # (BT, K, N)
         bias = bias + self.saliency(x).transpose(1, 2)  # (BT, K, N) + (BT, 1, N)

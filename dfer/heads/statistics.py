@@ -9,7 +9,10 @@ the sequence path only adds.
 
 Each token first goes through a small per-token layer (Linear -> GELU), so the pooled statistics are of learned
 features rather than of raw dimensions; then the mean and standard deviation over every valid token of the clip
-(all audio frames inside the audio length; all patch tokens of frames with a face).
+(all audio frames inside the audio length; all patch tokens of frames with a face). `DferHeads` hands it the audio
+tokens as they come (Da wide), and the patch tokens as the ROI compressor has already projected them (d wide,
+`RoiCompressor.project`): at base size a layer of its own on the 16 x 196 raw 768-wide tokens of a clip cost more
+than a third of a head step, the compressor's projection once more.
 """
 
 from __future__ import annotations

@@ -1,0 +1,73 @@
+"""The models that ship inside the package: the files `make models` wrote (their recorded SHA-256), addressable by
+name, listed by `dfer models`, with cards that load offline, and each predicting a real file in words."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import soundfile
+from huggingface_hub import ModelCard
+from typer.testing import CliRunner
+
+from dfer.cli import app
+from dfer.media.decode import decode_clip
+from dfer.models import bundled, model_facts, resolve_run
+from dfer.models.bundle import sha256
+from dfer.predict.predictor import Predictor
+from dfer.predict.sample import SAMPLE
+
+DISGUST = SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv"
+
+
+def test_the_committed_weights_are_the_ones_make_models_wrote():
+    assert set(bundled()) == {"voice", "face"}
+    for name, folder in bundled().items():
+        recorded = json.loads((folder / "model.json").read_text())
+        assert sha256(folder / "best.safetensors") == recorded["sha256"], f"{name}: weights differ from model.json"
+        config = json.loads((folder / "config.json").read_text())
+        assert not config["store"].startswith("/")  # no path of the machine that built it
+
+
+def test_names_resolve_and_folders_win(tmp_path, monkeypatch):
+    assert resolve_run("voice") == bundled()["voice"]
+    with pytest.raises(FileNotFoundError, match="not a bundled model \\(face, voice\\)"):
+        resolve_run("vocie")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "voice").mkdir()
+    assert resolve_run("voice") == tmp_path.joinpath("voice").relative_to(tmp_path)  # a folder of that name wins
+
+
+def test_dfer_models_lists_what_a_user_needs_to_choose():
+    outcome = CliRunner().invoke(app, ["models", "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    listed = {model["name"]: model for model in json.loads(outcome.stdout)}
+    assert listed["voice"]["modalities"] == "audio" and "calm" in listed["voice"]["classes"]
+    assert listed["face"]["modalities"] == "video" and listed["face"]["encoders"] == {"vision": "faceapi"}
+    for model in listed.values():
+        for key in ("folder", "training_data", "training_data_licence", "headline", "protocol", "limitations"):
+            assert model[key], f"{model['name']}: no {key}"
+    assert "CC BY-NC-SA" in listed["voice"]["training_data_licence"]
+    assert listed["face"]["scored"]["n"] == 8
+    assert model_facts("face")["classes"][5] == "disgust"
+
+
+def test_each_card_loads_offline_with_its_licence_datasets_and_results(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, folder in bundled().items():
+        card = ModelCard.load(folder / "README.md")
+        assert card.data.license == "apache-2.0" and card.data.datasets, name
+        assert "Limitations" in card.text
+    voice = ModelCard.load(bundled()["voice"] / "README.md")
+    assert "non-commercial" in voice.text.lower() and "CREMA-D" in voice.text
+    face = ModelCard.load(bundled()["face"] / "README.md")
+    assert face.data.eval_results and face.data.eval_results[0].metric_value == pytest.approx(0.625)
+
+
+def test_voice_hears_a_recording_and_face_sees_a_video(tmp_path):
+    wav = tmp_path / "disgust.wav"
+    soundfile.write(wav, decode_clip(None, DISGUST, 4, 16000, 8.0).waveform, 16000)
+    heard = Predictor("voice").predict_file(wav)
+    assert heard["top1"] in heard["labels"] and "calm" in heard["labels"] and heard["has_audio"]
+    seen = Predictor("face").predict_file(DISGUST)
+    assert seen["top1"] == "disgust" and seen["face_found_ratio"] == 1.0
