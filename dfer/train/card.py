@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from dfer.heads.fusion import STREAMS
 from dfer.models import MODEL_FILE, bundled
-from dfer.train.report import markdown_header, markdown_row
+from dfer.train.report import BASELINES, markdown_header, markdown_row
 
 CARD = "README.md"
 LICENSE = "apache-2.0"  # dfer's code (pyproject.toml); the training data's own licence is in the body
@@ -338,7 +338,7 @@ def _beside(run: Path, init: str | None) -> list[tuple[str, dict]]:
     started from (`init`) and that run's baselines."""
     rows = []
     for place in [run, *([Path(init)] if init else [])]:
-        for model, title in (("zeroshot", "zero-shot"), ("probe", "linear probe")):
+        for model, title in BASELINES.items():
             for folder in (place / model, place.parent / model / place.name):
                 figures = _figures(folder) if folder.is_dir() else None
                 if figures is not None:

@@ -26,7 +26,7 @@ from dfer.store.reader import open_cache
 from dfer.train.config import TrainConfig
 from dfer.train.probe import probe, probe_config_for
 from dfer.train.protocol import ProtocolResult, reported_metrics
-from dfer.train.report import comparison_table
+from dfer.train.report import BASELINES, comparison_table
 from dfer.train.zeroshot import ZeroShotConfig, has_classifier, zeroshot
 
 console = Console()
@@ -47,10 +47,10 @@ def baselines_for(store: Path, cfg: TrainConfig) -> list[Baseline]:
     probe_settings = probe_config_for(cfg)
     rows = []
     if "video" in STREAMS[cfg.modalities] and has_classifier(open_cache(store).fingerprint):
-        rows.append(Baseline("zero-shot", "zeroshot", ZeroShotConfig(
+        rows.append(Baseline(BASELINES["zeroshot"], "zeroshot", ZeroShotConfig(
             modalities=cfg.modalities, fold=cfg.fold, seed=cfg.seed, val_fraction=probe_settings.val_fraction),
             zeroshot))
-    return rows + [Baseline("linear probe", "probe", probe_settings, probe)]
+    return rows + [Baseline(BASELINES["probe"], "probe", probe_settings, probe)]
 
 
 def baselines_beside(store: Path, out: Path, cfg: TrainConfig, heads: ProtocolResult, show: bool = True) -> dict:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from rich.table import Table
 
 # (key in the metrics dict, column label), in the order every view shows them
+# The baselines a heads run is read against: their run folder under RUN (and config.json "model") -> their row's name
+BASELINES = {"zeroshot": "zero-shot", "probe": "linear probe"}
 HEADLINE = (("WAR", "WAR"), ("UAR", "UAR"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))
 
 
