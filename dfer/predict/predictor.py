@@ -30,6 +30,7 @@ import torch
 from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
+from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip
 from dfer.store.schema import Layout, blank_row
@@ -81,8 +82,12 @@ class Predictor:
         self.layout = Layout.from_settings(self.frames, fingerprint["vision"], fingerprint["audio"], self.max_seconds,
                                            keep_media=False)
         face_track = fingerprint.get("face_track", "largest")  # stores made before the speaker choice cropped the largest
-        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device), face_track=face_track)
-                        if self.vision else None)
+        self.faces = FaceSettings.of(fingerprint)  # a run from before issue 21: the full pyramid, as it was trained
+        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device), face_track=face_track,
+                                    detect=self.faces.detect) if self.vision else None)
+        # Frames are decoded bounded whatever the store did: one upload must not take gigabytes (issue 21). Files of at
+        # most this size, every file a store before issue 21 was tested on, decode exactly as before.
+        self.frame_short_side = self.faces.frame_short_side or FRAME_SHORT_SIDE
         self.fields = fields_for(self.modalities)  # batch key -> store row name
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         self.blank = blank_row(self.layout, self.fields.values())
@@ -143,7 +148,7 @@ class Predictor:
         # The file's audio only when the model reads audio; the frames always, as their times cut the audio segments.
         with as_clip_error(path):
             decoded = decode_clip(path, path if self.audio is not None else None, self.frames, self.sample_rate,
-                                  self.max_seconds)
+                                  self.max_seconds, max_short_side=self.frame_short_side)
         return self.encode_clip(path, decoded, seconds={"decode": time.perf_counter() - started})
 
     def encode_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,

@@ -71,7 +71,8 @@ class FileTimeline:
         with as_clip_error(path):
             self.duration = stated_duration(path)
             reader = WindowReader(path, plan_windows(self.duration, self.window, self.hop), predictor.frames,
-                                  predictor.sample_rate, want_audio=predictor.audio is not None)
+                                  predictor.sample_rate, want_audio=predictor.audio is not None,
+                                  max_short_side=predictor.frame_short_side)
             self.notes = reader.notes
             clips = iter(reader)
         trace = None  # where the followed face was last seen, on the file's clock
