@@ -257,3 +257,35 @@ def test_real_ravdess_av_samples():
     assert d.frames.shape == (16, 480, 640, 3) and len(d.waveform) == round(d.duration * 16000)
     d = decode_clip(video_only, video_only)
     assert d.frames.shape == (16, 720, 720, 3) and d.waveform is None
+
+
+@pytest.fixture(scope="module")
+def large_clip(tmp_path_factory) -> Path:
+    """1 s of 2560x1440 video (3.7 megapixels a frame): a synthetic large frame, quick to write."""
+    return write_clip(tmp_path_factory.mktemp("large") / "large.mp4", seconds=1.0, fps=8, size=(2560, 1440))
+
+
+def test_large_frames_are_shrunk_as_they_are_decoded(large_clip):
+    """Frames come out at the bounded size, and no RGB copy at full size is ever made: numpy's allocations (which
+    tracemalloc sees) peak below a single full-size RGB frame (2560 x 1440 x 3 = 11 MB) for 8 frames."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        clip = decode_clip(large_clip, large_clip, frames=8, max_short_side=360)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert clip.frames.shape == (8, 360, 640, 3)
+    assert peak < 2560 * 1440 * 3, f"{peak / 2**20:.1f} MB held at once"
+    full = decode_clip(large_clip, None, frames=2)  # unbounded, as stores made before issue 21 decode
+    assert full.frames.shape == (2, 1440, 2560, 3)
+    np.testing.assert_allclose(clip.frame_time[[0, -1]], decode_clip(large_clip, None, 8).frame_time[[0, -1]])
+
+
+def test_a_long_file_streams_bounded_frames_too(large_clip):
+    from dfer.media.stream import WindowReader
+
+    windows = list(WindowReader(large_clip, [(0.0, 0.6), (0.4, 1.0)], frames=4, max_short_side=360))
+    assert [w.frames.shape for w in windows] == [(4, 360, 640, 3)] * 2
+    assert decode.frame_pixels(large_clip) == (2560, 1440)

@@ -18,9 +18,11 @@ import zarr
 from typer.testing import CliRunner
 
 from dfer.cli import app
-from dfer.extract.pipeline import ExtractConfig, run
+from dfer.extract.pipeline import ExtractConfig, face_settings, run
+from dfer.faces.settings import LEGACY_FACES, FaceSettings
 from dfer.store.clip_store import FILES_FIXED, FILES_PER_CLIP, ClipStore, StoreLocked
 from dfer.store.fingerprint import FingerprintMismatch
+from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
 from dfer.testing.synth import write_audio, write_clip
 
@@ -128,6 +130,27 @@ def test_fingerprint_mismatch_names_the_field(reference_store, good_dataset):
         run(_config(good_dataset, reference_store, frames=8))
     with pytest.raises(FingerprintMismatch, match="vision.id"):
         run(_config(good_dataset, reference_store, vision="random:small"))
+
+
+def test_a_store_from_before_face_settings_still_opens_resumes_and_keeps_its_fingerprint(reference_store,
+                                                                                         good_dataset, tmp_path):
+    """A store made before issue 21 records neither `face_detect` nor `frame_short_side`: it reads as the full
+    pyramid on full-size frames, re-running its command resumes it without a fingerprint error, and asking for the
+    new detection on it is refused naming the field."""
+    old = tmp_path / "old"
+    shutil.copytree(reference_store, old)
+    meta = json.loads((old / "zarr.json").read_text())
+    assert meta["attributes"]["fingerprint"]["face_detect"]["method"] == "large-first"  # what new stores record
+    for key in ("face_detect", "frame_short_side"):
+        del meta["attributes"]["fingerprint"][key]
+    (old / "zarr.json").write_text(json.dumps(meta))
+    assert FaceSettings.of(open_cache(old).fingerprint) == LEGACY_FACES
+    assert face_settings(_config(good_dataset, old)) == LEGACY_FACES
+    summary = run(_config(good_dataset, old))
+    assert (summary.done, summary.failures) == (8, [])
+    assert "face_detect" not in open_cache(old).fingerprint
+    with pytest.raises(FingerprintMismatch, match="face_detect"):
+        run(_config(good_dataset, old, face_detect="large-first"))
 
 
 def test_other_listing_is_refused(reference_store, good_dataset):

@@ -208,3 +208,23 @@ def test_full_queue_answers_503_then_recovers(uploads):
         assert [f.result().status_code for f in accepted] == [200, 200]
         assert post(client, "d.mp4", b"x").status_code == 200
     assert not list(uploads.iterdir())
+
+
+def test_a_video_above_the_pixel_budget_is_413_naming_the_limit_and_flag(uploads):
+    stub = Blocking()
+    stub.release.set()
+    with TestClient(create_app(stub, max_timeline_seconds=0, max_video_pixels=480 * 360 - 1)) as client:
+        refused = post(client, CLIP.name, CLIP.read_bytes(), "video/x-flv")  # 480x360
+        assert refused.status_code == 413
+        detail = refused.json()["detail"]
+        assert "480x360" in detail and "--max-video-pixels" in detail and "0.2 megapixels" in detail
+        assert client.get("/health").json()["max_video_pixels"] == 480 * 360 - 1
+    with TestClient(create_app(stub, max_timeline_seconds=0, max_video_pixels=480 * 360)) as client:
+        assert post(client, CLIP.name, CLIP.read_bytes(), "video/x-flv").status_code == 200  # at the limit: served
+    assert not list(uploads.iterdir())
+
+
+def test_the_cli_default_pixel_budget_is_the_apps():
+    from dfer.serve import app, command
+
+    assert command.MAX_VIDEO_PIXELS == app.MAX_VIDEO_PIXELS == 3840 * 2160

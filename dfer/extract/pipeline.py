@@ -28,9 +28,11 @@ from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
+from dfer.faces.settings import FACE_DETECT_CHOICES, LEGACY_FACES, FaceSettings
 from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip
 from dfer.media.frames import decode_frame_folder
 from dfer.store.clip_store import ClipStore, writer_lock
+from dfer.store.reader import ZarrReader
 from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES, Layout
 
 
@@ -51,6 +53,9 @@ class ExtractConfig:
     seed: int = 0  # random-init encoders only
     crop_margin: float | None = None  # context around the face per side; None: what the vision encoder asks for
     face_track: str = "largest"  # or "speaker": the face whose mouth moves while the audio is voiced (MELD)
+    # "large-first", "full" or "legacy" (dfer.faces.settings); None: the store's own settings when it exists (one made
+    # before issue 21: "legacy", the full method on frames decoded at full size), else "large-first"
+    face_detect: str | None = None
     max_seconds: float = 16.0  # longer clips are analysed over their central window
     sample_rate: int = 16000
     workers: int = 0  # decoding processes
@@ -60,6 +65,8 @@ class ExtractConfig:
     def __post_init__(self):
         if self.face_track not in FACE_TRACKS:
             raise ValueError(f"face_track {self.face_track!r} is not one of {', '.join(FACE_TRACKS)}")
+        if self.face_detect is not None and self.face_detect not in FACE_DETECT_CHOICES:
+            raise ValueError(f"face_detect {self.face_detect!r} is not one of {', '.join(FACE_DETECT_CHOICES)}")
         if self.token_dtype not in TOKEN_DTYPES:
             raise ValueError(f"token_dtype {self.token_dtype!r} is not one of {', '.join(TOKEN_DTYPES)}")
 
@@ -93,7 +100,8 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     vision, audio = _load_encoders(cfg, device)
     if cfg.crop_margin is None:  # the crops the vision family was trained on (faceapi: tight; SigLIP2: 1.5x)
         cfg = dataclasses.replace(cfg, crop_margin=vision.crop_margin)
-    fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe())
+    faces = face_settings(cfg)
+    fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe(), faces)
     layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
                                   cfg.token_dtype)
 
@@ -107,10 +115,10 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     done = store.array("done")[:]
     todo = [i for i in range(len(listing.clips)) if store.shard_of(i) % ranks.world == ranks.rank and not done[i]]
     cropper = FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device),
-                          face_track=cfg.face_track)
+                          face_track=cfg.face_track, detect=faces.detect)
     with ExtractProgress(total=len(todo), enabled=cfg.progress and ranks.is_main) as progress:
         try:
-            _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress)
+            _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress, faces.frame_short_side)
         finally:  # a run stopped by an error or Ctrl-C still keeps the finished clips of its last shard
             store.flush()
 
@@ -120,7 +128,8 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     return summary
 
 
-def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, audio: dict) -> dict:
+def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, audio: dict,
+                     faces: FaceSettings = LEGACY_FACES) -> dict:
     return {
         "dfer_version": dfer.__version__,
         "vision": vision,
@@ -132,8 +141,19 @@ def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, au
         "keep_media": cfg.keep_media,
         "token_dtype": cfg.token_dtype,
         "face_track": cfg.face_track,
+        **faces.record(),  # nothing for LEGACY_FACES, so a store made before issue 21 matches its old fingerprint
         "dataset_options": dataset_options,
     }
+
+
+def face_settings(cfg: ExtractConfig) -> FaceSettings:
+    """The face settings to extract with: `cfg.face_detect`'s, or without one the existing store's own (so a store
+    made before issue 21 resumes as it began), or for a new store the current default."""
+    if cfg.face_detect is not None:
+        return FaceSettings.named(cfg.face_detect)
+    if (Path(cfg.out) / "zarr.json").exists():
+        return FaceSettings.of(ZarrReader(Path(cfg.out)).fingerprint)
+    return FaceSettings()
 
 
 def summarise(store: ClipStore, problems: list[str], is_main: bool = True) -> ExtractSummary:
@@ -154,9 +174,10 @@ def _load_encoders(cfg: ExtractConfig, device: torch.device):
 class _DecodeClips(Dataset):
     """Decodes clips by store index; errors come back as values so a worker never dies on a bad file."""
 
-    def __init__(self, clips: list[Clip], indices: list[int], frames: int, sample_rate: int, max_seconds: float):
+    def __init__(self, clips: list[Clip], indices: list[int], frames: int, sample_rate: int, max_seconds: float,
+                 short_side: int | None = None):
         self.clips, self.indices = clips, indices
-        self.frames, self.sample_rate, self.max_seconds = frames, sample_rate, max_seconds
+        self.frames, self.sample_rate, self.max_seconds, self.short_side = frames, sample_rate, max_seconds, short_side
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -164,17 +185,20 @@ class _DecodeClips(Dataset):
     def __getitem__(self, position: int) -> tuple[int, DecodedClip | str]:
         index = self.indices[position]
         clip = self.clips[index]
-        decode = decode_frame_folder if clip.precropped else decode_clip
         try:
             with as_clip_error(clip.video or clip.audio):  # an unforeseen failure is still one clip's, not the run's
-                return index, decode(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds)
+                if clip.precropped:  # a dataset's own face crops, already small
+                    return index, decode_frame_folder(clip.video, clip.audio, self.frames, self.sample_rate,
+                                                      self.max_seconds)
+                return index, decode_clip(clip.video, clip.audio, self.frames, self.sample_rate, self.max_seconds,
+                                          max_short_side=self.short_side)
         except ClipError as error:
             return index, str(error)
 
 
-def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress) -> None:
+def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress, short_side=None) -> None:
     decoded = DataLoader(
-        _DecodeClips(listing.clips, todo, cfg.frames, cfg.sample_rate, cfg.max_seconds),
+        _DecodeClips(listing.clips, todo, cfg.frames, cfg.sample_rate, cfg.max_seconds, short_side),
         batch_size=None, num_workers=cfg.workers, collate_fn=lambda item: item,
     )
     pending: list[ClipInput] = []

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dfer.faces.crop import crop
-from dfer.faces.detect import FaceDetector
+from dfer.faces.detect import DetectSettings, FaceDetector
 from dfer.faces.speaker import TrackChoice, choose_speaker, voiced_steps
 from dfer.faces.track import FaceTrace, candidate_tracks, continuing_track, face_trace, plan_track
 
@@ -39,7 +39,7 @@ class FaceCropper:
     margin: context added on each side, as a fraction of the face box's longer side (0.25: crop side = 1.5 x face).
     min_prob: detections below this MTCNN confidence are ignored.
     smooth: width in frames of the running median over the track's boxes.
-    detect_size: frames are shrunk to this shorter side for detection only (see `dfer.faces.detect`).
+    detect: how faces are searched for (`dfer.faces.detect.DetectSettings`; default: large faces first).
     face_track: "largest" (the largest, surest face) or "speaker" (see `dfer.faces.speaker`).
     """
 
@@ -50,14 +50,14 @@ class FaceCropper:
         device: str = "cpu",
         min_prob: float = 0.9,
         smooth: int = 5,
-        detect_size: int = 360,
+        detect: DetectSettings | None = None,
         face_track: str = "largest",
     ):
         if face_track not in FACE_TRACKS:
             raise ValueError(f"face_track {face_track!r} is not one of {FACE_TRACKS}")
         self.image_size, self.margin, self.smooth, self.face_track = image_size, margin, smooth, face_track
         self.device = torch.device(device)
-        self.detect = FaceDetector(device, min_prob, detect_size)
+        self.detect = FaceDetector(device, min_prob, detect)
 
     def __call__(
         self,

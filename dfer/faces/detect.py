@@ -1,51 +1,254 @@
 """Batched face detection with facenet-pytorch's MTCNN: every face in every frame, with its 5 landmarks.
 
-MTCNN's weights ship inside the facenet-pytorch package, so detection works offline. It runs with `keep_all=True`
-because choosing which face to follow is the tracker's job (`dfer.faces.track`), not the detector's. All T frames of
-a clip go through in one call: they share a size, and MTCNN batches its image pyramid across them.
+MTCNN's weights ship inside the facenet-pytorch package, so detection works offline. Every face is returned, because
+choosing which face to follow is the tracker's job (`dfer.faces.track`), not the detector's. All T frames of a clip go
+through in one call: they share a size, and MTCNN batches its image pyramid across them.
 
-Frames are shrunk for detection so their shorter side is at most `detect_size`. On a 720x720 RAVDESS clip with a
-470-pixel face, full-resolution MTCNN takes 7-12 s for 16 frames on two CPU cores (its pyramid starts at 0.6x to find 20-pixel
-faces); at 360 it takes 0.6 s, with boxes within a few pixels of the full-resolution ones.
-Faces down to 20 pixels at the detection size are still found; crops are cut from the full-resolution frames.
+MTCNN is three networks: PNet slides a 12-pixel window over an image pyramid and proposes boxes, RNet (24-pixel
+crops) rejects most, ONet (48-pixel crops) scores the rest and places the final box and landmarks. Frames are shrunk
+to a shorter side of `detect_size` (360) first. Two methods (`DetectSettings.method`, in the store's fingerprint):
+
+- `"full"` (every store made before issue 21): the whole pyramid, for faces down to `min_face` (20) pixels, 5.6 % of
+  the shorter side. The levels for small faces are the large images, so they are most of PNet's cost and most of the
+  proposals RNet and ONet then read; emotion datasets and webcams are close-ups, whose faces fill a quarter of the
+  frame.
+- `"large-first"` (the default): the same pyramid without the levels for faces under 1/`large_face` (1/8) of the
+  shorter side; only the frames where that finds no face are searched again with the full method. The levels kept
+  are the full method's own (same scales, same crops, same thresholds), so a large face comes out with the full
+  method's box and landmarks: on the 8 real sample clips every box is identical (IoU 1.000, `bench/faces.py`). PNet
+  proposes faces down to about half its window, so the first pass finds faces down to about 1/15 of the shorter side
+  (24 of 360 pixels; `tests/test_face_detect.py`). A smaller face is still found when no larger one is in its frame;
+  beside a larger face it is not (so `--face-track speaker` weighs only the faces the first pass finds there).
+
+Both run the networks on channels-last tensors and cut RNet's and ONet's crops without copying frames, which makes
+even the full method faster than facenet-pytorch's `detect_face` with the same boxes. Frames are shrunk one at a time,
+so no float copy of a clip at its decoded size is made. Boxes and landmarks come back in the pixels of the frames given.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from facenet_pytorch import MTCNN
+from facenet_pytorch.models.utils.detect_face import (batched_nms, batched_nms_numpy, bbreg,
+                                                      fixed_batch_process, generateBoundingBox, imresample, pad,
+                                                      rerec)
 
 from dfer.faces.track import Detections
+
+DETECT_METHODS = ("large-first", "full")
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """How faces are searched for; recorded in a store's fingerprint (`face_detect`), as it changes the boxes."""
+
+    method: str = "large-first"  # or "full": the whole pyramid on every frame (what stores before issue 21 used)
+    detect_size: int = 360  # frames are shrunk to this shorter side for detection
+    min_face: int = 20  # smallest face searched for, in detect_size pixels (5.6 % of the shorter side)
+    large_face: float = 8  # large-first: the first pass looks for faces of at least 1/large_face of the shorter side
+
+    def __post_init__(self):
+        if self.method not in DETECT_METHODS:
+            raise ValueError(f"face detection method {self.method!r} is not one of {', '.join(DETECT_METHODS)}")
+
+    def record(self) -> dict:
+        """The fingerprint's `face_detect` value."""
+        fields = asdict(self)
+        if self.method == "full":  # the coarse fields play no part
+            fields.pop("large_face")
+        return fields
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> DetectSettings:
+        """Settings from a fingerprint's `face_detect`; None (a store made before it was recorded): the full method."""
+        return LEGACY_DETECT if record is None else cls(**record)
+
+
+LEGACY_DETECT = DetectSettings(method="full")  # what every store made before `face_detect` was recorded used
 
 
 class FaceDetector:
     """MTCNN on a device, returning only detections at least `min_prob` confident, in full-frame pixels."""
 
-    def __init__(self, device: str = "cpu", min_prob: float = 0.9, detect_size: int = 360):
-        self.min_prob, self.detect_size = min_prob, detect_size
+    def __init__(self, device: str = "cpu", min_prob: float = 0.9, settings: DetectSettings | None = None):
+        self.min_prob, self.settings = min_prob, settings or DetectSettings()
         self.device = torch.device(device)
-        self.mtcnn = MTCNN(keep_all=True, device=self.device)
+        self.nets = _Nets(MTCNN(keep_all=True, device=self.device))
+        self.last_fallback_frames = 0  # frames the last call searched again with the full method
+
+    @property
+    def detect_size(self) -> int:
+        return self.settings.detect_size
 
     def __call__(self, frames: np.ndarray) -> list[Detections]:
         """frames (T, H, W, 3) uint8 RGB -> T Detections in frame pixels."""
-        scale = min(1.0, self.detect_size / min(frames.shape[1:3]))
-        x = torch.from_numpy(frames).to(self.device).float()  # (T, H, W, 3)
-        if scale < 1.0:
-            x = F.interpolate(x.permute(0, 3, 1, 2), scale_factor=scale, mode="bilinear", antialias=True)
-            x = x.permute(0, 2, 3, 1)  # (T, h, w, 3)
-        boxes, probs, points = self.mtcnn.detect(x, landmarks=True)  # T entries each; None where no face
+        s = self.settings
+        fine, scale = shrink(frames, s.detect_size, self.device)  # (T, h, w, 3) float, h = detect_size at most
+        with torch.no_grad():
+            if s.method == "full":
+                self.last_fallback_frames = 0
+                found = self._full(fine)
+            else:
+                found = self._large_first(fine)
         out = []
-        for b, p, q in zip(boxes, probs, points):
-            if b is None:
-                b, p, q = np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-            keep = np.asarray(p, np.float32) >= self.min_prob  # (n,)
-            out.append(
-                Detections(
-                    np.asarray(b, np.float32)[keep] / scale,  # (n, 4)
-                    np.asarray(p, np.float32)[keep],  # (n,)
-                    np.asarray(q, np.float32)[keep] / scale,  # (n, 5, 2)
-                )
-            )
+        for b, q in found:
+            keep = b[:, 4] >= self.min_prob  # (n,)
+            order = np.argsort(-_area(b[keep]), kind="stable")  # largest first, as MTCNN.detect lists them
+            out.append(Detections(
+                (b[keep, :4] / scale)[order].astype(np.float32),  # (n, 4)
+                b[keep, 4][order].astype(np.float32),  # (n,)
+                (q[keep] / scale)[order].astype(np.float32),  # (n, 5, 2)
+            ))
         return out
+
+    def _full(self, images: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """MTCNN's three stages over the whole pyramid, as facenet-pytorch's `detect_face` runs them:
+        images (T, h, w, 3) float -> T (boxes (n, 5), points (n, 5, 2))."""
+        scales = _grid(self.settings.min_face, images.shape[1:3], self.nets.factor)
+        return _refine(images, *_proposals(images, scales, self.nets), self.nets)
+
+    def _large_first(self, images: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The full method's pyramid without its levels for faces under 1/large_face of the shorter side; the frames
+        where that finds no face get the full method."""
+        s, m = self.settings, self.nets
+        large = min(images.shape[1:3]) / s.large_face  # pixels
+        scales = [x for x in _grid(s.min_face, images.shape[1:3], m.factor) if 12 / x >= large]  # 12 px window >= large
+        found = _refine(images, *_proposals(images, scales, m), m)
+        missed = [t for t, (b, _) in enumerate(found) if not (b[:, 4] >= self.min_prob).any()]
+        self.last_fallback_frames = len(missed)
+        if missed:  # no large face there: search it as before, for smaller ones
+            for t, result in zip(missed, self._full(images[missed])):
+                found[t] = result
+        return found
+
+
+class _Nets:
+    """MTCNN's three networks (channels-last), its stage thresholds and pyramid factor; weights from facenet-pytorch."""
+
+    def __init__(self, mtcnn: MTCNN):
+        self.thresholds, self.factor = mtcnn.thresholds, mtcnn.factor
+        self.pnet, self.rnet, self.onet = (_ChannelsLast(n) for n in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet))
+
+
+def shrink(frames: np.ndarray | torch.Tensor, size: int, device: torch.device) -> tuple[torch.Tensor, float]:
+    """(T, H, W, 3) uint8 or float -> (T, h, w, 3) float32 with the shorter side at most `size`, and the scale.
+
+    One frame at a time (bilinear, antialiased), so a large frame is never held as float all T at once."""
+    scale = min(1.0, size / min(frames.shape[1:3]))
+    out = []
+    for frame in frames:
+        x = torch.as_tensor(frame, device=device).float()  # (H, W, 3)
+        if scale < 1.0:
+            x = F.interpolate(x.permute(2, 0, 1)[None], scale_factor=scale, mode="bilinear", antialias=True)
+            x = x[0].permute(1, 2, 0)  # (h, w, 3)
+        out.append(x)
+    return torch.stack(out), scale
+
+
+def _grid(min_face: float, hw: tuple[int, int], factor: float = 0.709) -> list[float]:
+    """MTCNN's pyramid for faces down to `min_face` pixels in an h x w image: the scales, largest first."""
+    scales, scale, side = [], 12.0 / min_face, min(hw) * 12.0 / min_face
+    while side >= 12:
+        scales.append(scale)
+        scale, side = scale * factor, side * factor
+    return scales
+
+
+def _proposals(images: torch.Tensor, scales: list[float], m: _Nets) -> tuple[torch.Tensor, torch.Tensor]:
+    """MTCNN's first two stages (PNet over the pyramid `scales`, RNet on its boxes) as facenet-pytorch runs them:
+    images (T, h, w, 3) float -> boxes (N, 5) x1, y1, x2, y2, score in image pixels (squared, for ONet), image
+    index (N,)."""
+    imgs = images.permute(0, 3, 1, 2)  # (T, 3, h, w)
+    h, w = imgs.shape[2:]
+    boxes, image_inds = [], []
+    for scale in scales:
+        x = (imresample(imgs, (int(h * scale + 1), int(w * scale + 1))) - 127.5) * 0.0078125
+        reg, probs = m.pnet(x)
+        b, i = generateBoundingBox(reg, probs[:, 1], scale, m.thresholds[0])
+        pick = batched_nms(b[:, :4], b[:, 4], i, 0.5)
+        boxes.append(b[pick]), image_inds.append(i[pick])
+    if not boxes:
+        return torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)
+    boxes, image_inds = torch.cat(boxes), torch.cat(image_inds)
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    boxes, image_inds = boxes[pick], image_inds[pick]
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    boxes = torch.stack([boxes[:, 0] + boxes[:, 5] * bw, boxes[:, 1] + boxes[:, 6] * bh,
+                         boxes[:, 2] + boxes[:, 7] * bw, boxes[:, 3] + boxes[:, 8] * bh, boxes[:, 4]], dim=1)
+    boxes, image_inds = _inside(rerec(boxes), image_inds, w, h)
+    if not len(boxes):
+        return boxes, image_inds
+    out = fixed_batch_process(_crops(imgs, boxes, image_inds, 24), m.rnet)
+    score = out[1][:, 1]
+    ok = score > m.thresholds[1]
+    boxes = torch.cat([boxes[ok, :4], score[ok, None]], dim=1)
+    image_inds, reg = image_inds[ok], out[0][ok]
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+    return rerec(bbreg(boxes[pick], reg[pick])), image_inds[pick]
+
+
+def _refine(images: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor,
+            m: _Nets) -> list[tuple[np.ndarray, np.ndarray]]:
+    """MTCNN's third stage (ONet) on boxes (N, 5) of images (T, h, w, 3): T (boxes (n, 5), points (n, 5, 2))."""
+    T = len(images)
+    boxes, image_inds = _inside(boxes, image_inds, images.shape[2], images.shape[1])
+    if not len(boxes):
+        return [_as_arrays(None, None) for _ in range(T)]
+    out = fixed_batch_process(_crops(images.permute(0, 3, 1, 2), boxes, image_inds, 48), m.onet)
+    reg, points, score = out[0], out[1], out[2][:, 1]  # (N, 4), (N, 10), (N,)
+    ok = score > m.thresholds[2]
+    boxes = torch.cat([boxes[ok, :4], score[ok, None]], dim=1)
+    image_inds, reg, points = image_inds[ok], reg[ok], points[ok]
+    bw, bh = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1  # (n,)
+    points = torch.stack([bw[:, None] * points[:, :5] + boxes[:, :1] - 1,
+                          bh[:, None] * points[:, 5:] + boxes[:, 1:2] - 1], dim=2)  # (n, 5, 2)
+    boxes = bbreg(boxes, reg)
+    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+    boxes, image_inds, points = boxes[pick].cpu().numpy(), image_inds[pick].cpu().numpy(), points[pick].cpu().numpy()
+    return [_as_arrays(boxes[image_inds == t], points[image_inds == t]) for t in range(T)]
+
+
+def _crops(imgs: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, size, size) normalised crops of boxes (N, >=4) from imgs (T, 3, h, w), cut as facenet-pytorch cuts them:
+    clipped to the image, area-resampled (adaptive average pooling). Pooled in float64, which PyTorch's CPU kernel
+    runs several times faster than float32 for these sizes (the crops agree to 1e-4 of a level)."""
+    h, w = imgs.shape[2:]
+    y, ey, x, ex = pad(boxes, w, h)
+    index = image_inds.tolist()  # plain ints: a tensor index would copy the whole frame for every box
+    crops = [F.adaptive_avg_pool2d(imgs[index[k], :, y[k] - 1:ey[k], x[k] - 1:ex[k]][None].double(), size)
+             for k in range(len(index))]
+    return (torch.cat(crops).float() - 127.5) * 0.0078125
+
+
+def _inside(boxes: torch.Tensor, image_inds: torch.Tensor, w: int, h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The boxes that overlap the w x h image (facenet-pytorch skips the others when it cuts crops)."""
+    y, ey, x, ex = pad(boxes, w, h)
+    ok = torch.from_numpy((ey > y - 1) & (ex > x - 1)).to(boxes.device)
+    return boxes[ok], image_inds[ok]
+
+
+def _as_arrays(boxes, points) -> tuple[np.ndarray, np.ndarray]:
+    """One image's MTCNN output as (n, 5) and (n, 5, 2) float arrays (empty when it found nothing)."""
+    if boxes is None or len(boxes) == 0:
+        return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    return np.asarray(boxes, np.float32).reshape(-1, 5), np.asarray(points, np.float32).reshape(-1, 5, 2)
+
+
+class _ChannelsLast(torch.nn.Module):
+    """One of MTCNN's networks fed channels-last tensors: the same arithmetic, but PyTorch's CPU max-pooling (much of
+    their time in NCHW) runs several times faster, and each network about 2x."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # (n,)

@@ -9,6 +9,9 @@ about containers, codecs, timestamps and broken files. Choices and why:
   `span[0] + k / sample_rate`, frame i at `span[0] + frame_time[i]`.
 - Frames are chosen in one streaming pass that keeps only the best candidate per target time, so a long clip never
   sits in memory; the pass stops as soon as no later frame can win. Video and audio of one file are demuxed together.
+- A frame is converted to RGB, and shrunk to `max_short_side` (swscale, as it converts), as soon as no later frame can
+  replace it, so at most two frames are ever held at the stream's own size, and none as RGB or float at that size:
+  16 frames of 8K video would be 1.6 GB of RGB (`dfer.faces.settings` says why 720 keeps the crops sharp).
 - Clips longer than `max_seconds` are analysed on their central window (expressions rarely sit at the edges, and the
   encoders' cost grows with length). Seeking to it is tried, and on files that refuse seeks (CREMA-D's FLVs) the file
   is simply read from the start.
@@ -83,8 +86,10 @@ def decode_clip(
     sample_rate: int = 16000,
     max_seconds: float = 16.0,
     audio_required: bool = False,
+    max_short_side: int | None = None,
 ) -> DecodedClip:
-    """Decode `frames` frames sampled uniformly over the clip and the same span of audio.
+    """Decode `frames` frames sampled uniformly over the clip and the same span of audio; frames shrunk to a shorter
+    side of at most `max_short_side` pixels (None: the stream's own size).
 
     `video` and `audio` may be the same file (decoded in one pass) or different files (the video's span is read from
     the audio file). A missing audio stream in the video's own file gives `waveform=None` unless `audio_required`;
@@ -100,7 +105,8 @@ def decode_clip(
     shared = video is not None and audio is not None and os.path.samefile(video, audio)
 
     if video is not None:
-        clip = _decode_pyav(video, frames, sample_rate, max_seconds, want_video=True, want_audio=shared)
+        clip = _decode_pyav(video, frames, sample_rate, max_seconds, want_video=True, want_audio=shared,
+                            max_short_side=max_short_side)
         if audio is not None and not shared:
             clip.waveform = read_audio(audio, clip.span, sample_rate)
     elif audio.suffix.lower() in SOUNDFILE_SUFFIXES:
@@ -138,13 +144,14 @@ def _segment_centres(span: tuple[float, float], n: int) -> np.ndarray:
 
 
 def _decode_pyav(
-    path: Path, frames: int, sample_rate: int, max_seconds: float, want_video: bool, want_audio: bool
+    path: Path, frames: int, sample_rate: int, max_seconds: float, want_video: bool, want_audio: bool,
+    max_short_side: int | None = None,
 ) -> DecodedClip:
     """Plan the span from the stated duration, decode, and re-plan once on the readable part if the media ends early."""
     duration = stated_duration(path)
     notes: list[str] = []
     span = central_span(duration, max_seconds)
-    result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio)
+    result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio, max_short_side)
     if result.end == -np.inf:
         raise ClipError(path, f"nothing decodable ({result.stop_reason or 'no frames'})")
     if result.end < span[1] - TRUNCATION_SLACK:
@@ -157,15 +164,10 @@ def _decode_pyav(
         )
         duration = result.end
         span = central_span(duration, max_seconds)
-        result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio)
+        result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio, max_short_side)
 
     if want_video:
-        h, w = result.picks[0].height, result.picks[0].width  # a mid-stream size change is scaled to the first's
-        try:
-            pictures = [f.reformat(width=w, height=h, format="rgb24").to_ndarray() for f in result.picks]
-        except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
-            raise ClipError(path, f"cannot convert frames to RGB ({error_reason(e)})") from e
-        rgb = np.stack(pictures)  # (T, H, W, 3)
+        rgb = np.stack(result.picks)  # (T, H, W, 3)
         frame_time = (result.pick_time - span[0]).astype(np.float32)  # (T,)
     else:
         rgb, frame_time = None, _segment_centres(span, frames)
@@ -181,9 +183,45 @@ def read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.nd
     return resample(result.audio, result.audio_rate, sample_rate, span)
 
 
+class RGBFrames:
+    """Converts decoded frames to RGB arrays of one size: the first frame's, shrunk to a shorter side of at most
+    `max_short_side` (a mid-stream size change is scaled to it). Converting the same frame again (it can be the
+    nearest to several targets, or windows) returns the same array."""
+
+    def __init__(self, path: Path, max_short_side: int | None = None):
+        self.path, self.max_short_side = path, max_short_side
+        self.size: tuple[int, int] | None = None  # (width, height) of every array
+        self._last: tuple[av.VideoFrame, np.ndarray] | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._last is not None and self._last[0] is frame:
+            return self._last[1]
+        if self.size is None:
+            self.size = shrunk_size(frame.width, frame.height, self.max_short_side)
+        try:
+            rgb = frame.reformat(width=self.size[0], height=self.size[1], format="rgb24").to_ndarray()  # (H, W, 3)
+        except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
+            raise ClipError(self.path, f"cannot convert frames to RGB ({error_reason(e)})") from e
+        self._last = (frame, rgb)
+        return rgb
+
+    def settle(self, picks: list, current: av.VideoFrame) -> None:
+        """Convert, in place, every pick that is still a decoded frame other than `current`: frames come in pts
+        order, so a pick the newest frame did not replace will not be replaced by any later one."""
+        for i, pick in enumerate(picks):
+            if isinstance(pick, av.VideoFrame) and pick is not current:
+                picks[i] = self(pick)
+
+
+def shrunk_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled so the shorter side is at most max_short_side (None: unchanged), aspect kept."""
+    scale = 1.0 if max_short_side is None else min(1.0, max_short_side / min(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 @dataclass
 class _PassResult:
-    picks: list  # T av.VideoFrame (or None before any frame arrived): the nearest frame to each target
+    picks: list  # T (H, W, 3) uint8 RGB arrays (or None before any frame arrived): the nearest frame to each target
     pick_time: np.ndarray  # (T,) absolute seconds of each pick
     audio: np.ndarray | None  # (span_length * audio_rate,) float32 mono at the native rate; None: no audio stream
     audio_rate: int
@@ -192,7 +230,8 @@ class _PassResult:
 
 
 def _pyav_pass(
-    path: Path, span: tuple[float, float], targets: np.ndarray | None, want_video: bool, want_audio: bool
+    path: Path, span: tuple[float, float], targets: np.ndarray | None, want_video: bool, want_audio: bool,
+    max_short_side: int | None = None,
 ) -> _PassResult:
     """One demux pass over [span] keeping, per target time, the nearest video frame, and the span's audio samples."""
     container = _open_at(path, span[0] - SEEK_PREROLL)
@@ -203,7 +242,8 @@ def _pyav_pass(
         if want_audio and not want_video and astream is None:
             raise ClipError(path, "no audio stream")
         if vstream is not None:
-            vstream.codec_context.thread_type = "AUTO"
+            bounded_threads(vstream)
+        rgb = RGBFrames(path, max_short_side)
 
         n = 0 if targets is None else len(targets)
         picks: list = [None] * n
@@ -225,11 +265,13 @@ def _pyav_pass(
                     closer = np.abs(targets - t) < best  # (T,)
                     for i in np.flatnonzero(closer):
                         picks[i], pick_time[i], best[i] = frame, t, abs(targets[i] - t)
+                    rgb.settle(picks, frame)
                     video_done = t >= targets[-1]  # frames come in pts order: later ones are only farther away
                 if video_done and (audio is None or audio.done):
                     break
         except av.error.FFmpegError as e:
             stop_reason = error_reason(e)
+        rgb.settle(picks, None)
     finally:
         container.close()
     end = video_end if vstream is not None else (audio.end if audio is not None else -np.inf)
@@ -325,6 +367,27 @@ def open_media(path: Path) -> av.container.InputContainer:
 def moving_pictures(container: av.container.InputContainer) -> list[av.VideoStream]:
     """The container's video streams; cover art in audio files shows up as a one-picture video stream: not a video."""
     return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+
+
+FRAME_THREAD_PIXELS = 4096 * 2160  # above this many pixels a frame, the decoder gets 2 threads, not one per core
+
+
+def bounded_threads(vstream: av.VideoStream) -> None:
+    """Let FFmpeg pick its threading, but for frames larger than 4K at most 2 threads: frame threading keeps a few
+    frames per thread, each 50 MB of YUV at 8K, so one thread per core of a large server would hold gigabytes."""
+    vstream.codec_context.thread_type = "AUTO"
+    if vstream.codec_context.width * vstream.codec_context.height > FRAME_THREAD_PIXELS:
+        vstream.codec_context.thread_count = 2
+
+
+def frame_pixels(path: Path) -> tuple[int, int]:
+    """(width, height) of the file's video stream, from its header (nothing decoded); ClipError without one."""
+    container = open_media(path)
+    try:
+        context = video_stream(container, path).codec_context
+        return context.width, context.height
+    finally:
+        container.close()
 
 
 def video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:

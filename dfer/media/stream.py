@@ -6,7 +6,9 @@ packets). Memory stays flat in the file's length because only the windows open a
 as its T best frames so far (per target time the nearest frame, as `decode_clip` picks them) and its own span of
 native-rate audio. A window opens when either stream reaches its start (less a preroll, as the streams interleave
 loosely) and closes as soon as both have passed its end. With hop = window / 3 about four windows are open at once,
-so a few T frames are held whatever the length; `WindowReader.peak_frames` says how many were.
+so a few T frames are held whatever the length; `WindowReader.peak_frames` says how many were. A picked frame is
+converted to RGB, shrunk to `max_short_side`, as soon as no later frame can replace it (`dfer.media.decode`), so a
+large video holds its own-size frames only while they are the newest.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dfer.media.decode import (SEEK_PREROLL, AudioSpan, ClipError, DecodedClip, check_file, error_reason, open_media,
-                               read_audio, resample, stated_duration, target_times, video_stream)
+from dfer.media.decode import (SEEK_PREROLL, AudioSpan, ClipError, DecodedClip, RGBFrames, bounded_threads, check_file,
+                               error_reason, open_media, read_audio, resample, stated_duration, target_times,
+                               video_stream)
 
 # Seconds the audio may lag the video before a window stops waiting for it: past this the audio stream is taken to
 # have ended (a shorter audio track), so one bad stream cannot keep every later window open.
@@ -30,7 +33,7 @@ AUDIO_SKEW = 5.0
 class _OpenWindow:
     span: tuple[float, float]  # absolute seconds
     targets: np.ndarray  # (T,) absolute seconds of the frames to pick
-    picks: list  # T av.VideoFrame (None until the first frame arrives)
+    picks: list  # T (H, W, 3) uint8 RGB, or the av.VideoFrame still nearest (None until the first frame arrives)
     pick_time: np.ndarray  # (T,) absolute seconds of each pick
     best: np.ndarray  # (T,) distance of each pick to its target
     audio: AudioSpan | None
@@ -45,18 +48,19 @@ class WindowReader:
     """Iterate over `DecodedClip`s of the given spans (absolute (start, end) seconds, in order) of one file.
 
     frames: T frames sampled per window; sample_rate: of each window's waveform; want_audio: read the audio stream
-    (a file without one gives windows with `waveform=None`). After iterating, `notes` holds recoverable oddities (a
+    (a file without one gives windows with `waveform=None`); max_short_side: frames are shrunk to at most this
+    shorter side (None: the stream's own size). After iterating, `notes` holds recoverable oddities (a
     file that ends before its stated duration: the windows past its end are left out) and `peak_frames` the most
     decoded frames held at once.
     """
 
     def __init__(self, path: Path | str, spans: list[tuple[float, float]], frames: int = 16,
-                 sample_rate: int = 16000, want_audio: bool = True):
+                 sample_rate: int = 16000, want_audio: bool = True, max_short_side: int | None = None):
         self.path, self.spans, self.frames = Path(path), list(spans), frames
         self.sample_rate, self.want_audio = sample_rate, want_audio
         self.notes: list[str] = []
         self.peak_frames = 0
-        self._size: tuple[int, int] | None = None  # (width, height) of the first frame: later ones are scaled to it
+        self._rgb = RGBFrames(self.path, max_short_side)
 
     def __iter__(self) -> Iterator[DecodedClip]:
         check_file(self.path)
@@ -70,7 +74,7 @@ class WindowReader:
     def _windows(self, container: av.container.InputContainer, duration: float) -> Iterator[DecodedClip]:
         origin = (container.start_time or 0) / av.time_base  # container timeline -> file seconds
         vstream = video_stream(container, self.path)
-        vstream.codec_context.thread_type = "AUTO"
+        bounded_threads(vstream)
         astream = container.streams.audio[0] if self.want_audio and container.streams.audio else None
         waiting, open_ = list(self.spans), []  # spans not yet opened; open windows, oldest first
         video_time = audio_time = -np.inf
@@ -91,7 +95,9 @@ class WindowReader:
                         video_time = t
                         for window in open_:
                             window.offer(frame, t)
-                        self.peak_frames = max(self.peak_frames, len({id(f) for w in open_ for f in w.picks if f}))
+                            self._rgb.settle(window.picks, frame)
+                        held = {id(f) for w in open_ for f in w.picks if f is not None}
+                        self.peak_frames = max(self.peak_frames, len(held))
                 while open_ and self._closed(open_[0], video_time):
                     yield self._clip(open_.pop(0), duration)
         except av.error.FFmpegError as e:
@@ -100,7 +106,7 @@ class WindowReader:
         if len(readable) < len(open_) + len(waiting):
             self.notes.append(f"media ends at {max(video_time, 0):.2f} s of a stated {duration:.2f} s "
                               f"({stop_reason or 'truncated?'}); the windows past its end are left out")
-        if not readable and not self._size:
+        if not readable and self._rgb.size is None:
             raise ClipError(self.path, f"nothing decodable ({stop_reason or 'no frames'})")
         for window in readable:
             yield self._clip(window, duration)
@@ -118,14 +124,8 @@ class WindowReader:
         return video_done and audio_done
 
     def _clip(self, window: _OpenWindow, duration: float) -> DecodedClip:
-        if self._size is None:
-            self._size = (window.picks[0].width, window.picks[0].height)
-        width, height = self._size
-        try:
-            rgb = np.stack([f.reformat(width=width, height=height, format="rgb24").to_ndarray()
-                            for f in window.picks])  # (T, H, W, 3)
-        except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
-            raise ClipError(self.path, f"cannot convert frames to RGB ({error_reason(e)})") from e
+        self._rgb.settle(window.picks, None)
+        rgb = np.stack(window.picks)  # (T, H, W, 3)
         frame_time = (window.pick_time - window.span[0]).astype(np.float32)  # (T,) from the window start
         waveform = (None if window.audio is None
                     else resample(window.audio.samples, window.audio.rate, self.sample_rate, window.span))  # (S,)

@@ -32,7 +32,8 @@ from dfer.media.decode import DecodedClip, is_audio_only
 from dfer.predict.predictor import Predictor, UnusableClip, decode_file
 
 DEFAULT_MODELS = ("voice", "face")  # what `dfer predict` and `dfer serve` fuse with no --model
-DECODING = ("frames", "sample_rate", "max_seconds")  # what the members must share to decode a file once
+# What the members must share to decode a file once
+DECODING = ("frames", "sample_rate", "max_seconds", "frame_short_side")
 
 
 def fuse(answers: list[tuple[list[str], np.ndarray, float]]) -> tuple[list[str], np.ndarray]:
@@ -83,8 +84,9 @@ class Ensemble:
             if differ:
                 raise ValueError(f"{member.run} and {first.run} decode a file differently ({', '.join(differ)}: "
                                  f"{[getattr(member, k) for k in differ]} vs {[getattr(first, k) for k in differ]}); "
-                                 "fuse runs made with the same frames, sample rate and --max-seconds")
-        self.frames, self.sample_rate, self.max_seconds = (getattr(first, key) for key in DECODING)
+                                 "fuse runs made with the same frames, sample rate, --max-seconds and face settings")
+        self.frames, self.sample_rate, self.max_seconds, self.frame_short_side = (getattr(first, key)
+                                                                                  for key in DECODING)
         self.run = " + ".join(str(member.run.name) for member in self.members)
         self.config = first.config  # the timeline's default window: the first member's training clip length
         self.device = first.device

@@ -32,6 +32,7 @@ import torch
 from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
+from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
 from dfer.heads.fusion import STREAMS
 from dfer.models import resolve_run
 from dfer.media.decode import AUDIO_SUFFIXES, ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
@@ -88,8 +89,12 @@ class Predictor:
         self.layout = Layout.from_settings(self.frames, fingerprint["vision"], fingerprint["audio"], self.max_seconds,
                                            keep_media=False)
         face_track = fingerprint.get("face_track", "largest")  # stores made before the speaker choice cropped the largest
-        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device), face_track=face_track)
-                        if self.vision else None)
+        self.faces = FaceSettings.of(fingerprint)  # a run from before issue 21: the full pyramid, as it was trained
+        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device), face_track=face_track,
+                                    detect=self.faces.detect) if self.vision else None)
+        # Frames are decoded bounded whatever the store did: one upload must not take gigabytes (issue 21). Files of at
+        # most this size, every file a store before issue 21 was tested on, decode exactly as before.
+        self.frame_short_side = self.faces.frame_short_side or FRAME_SHORT_SIDE
         self.fields = fields_for(self.modalities)  # batch key -> store row name
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         self.blank = blank_row(self.layout, self.fields.values())
@@ -241,7 +246,8 @@ def decode_file(model, path: Path) -> tuple[DecodedClip, float]:
     audio_only = model.check_readable(path)
     with as_clip_error(path):
         decoded = decode_clip(None if audio_only else path, path if model.audio is not None else None,
-                              model.frames, model.sample_rate, model.max_seconds)
+                              model.frames, model.sample_rate, model.max_seconds,
+                              max_short_side=model.frame_short_side)
     return decoded, time.perf_counter() - started
 
 

@@ -20,8 +20,10 @@ Why this shape:
   that took the request, so a long upload holds that worker (and the queue behind it) for as long. Timelines are
   therefore made only of uploads up to `max_timeline_seconds` (0: never); a longer one gets the whole-file answer
   and a `timeline_notes` line saying why it has no timeline. The upload size limit bounds the rest.
-- Bad input is the client's, and the status says which kind: 413 larger than `max_upload_mb`, 415 not a decodable
-  video (empty, text, truncated beyond use), 422 decodes but is unusable (e.g. no stream the model reads), 503 busy.
+- Bad input is the client's, and the status says which kind: 413 larger than `max_upload_mb`, or frames of more than
+  `max_video_pixels` (read from the header before anything is decoded: decoding is bounded, but an 8K stream still
+  costs seconds of CPU per frame to decode), 415 not a decodable video (empty, text, truncated beyond use), 422
+  decodes but is unusable (e.g. no stream the model reads), 503 busy.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ from PIL import Image
 from pydantic import BaseModel
 
 import dfer
-from dfer.media.decode import AUDIO_SUFFIXES, ClipError, stated_duration
+from dfer.media.decode import AUDIO_SUFFIXES, ClipError, frame_pixels, stated_duration
 from dfer.predict.ensemble import Ensemble
 from dfer.predict.explain import explain_file
 from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
+from dfer.serve import MAX_VIDEO_PIXELS
 from dfer.serve.page import PAGE
 
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing (boundaries, part headers) allowed on top of the file
@@ -66,6 +69,7 @@ class Health(BaseModel):
     busy: int  # requests being predicted or waiting for a worker
     capacity: int  # workers + queue: one more is refused with 503
     max_upload_mb: float
+    max_video_pixels: int  # width x height of a frame; larger videos get 413
     timeline_window: float | None  # seconds; longer uploads get `timeline` (None: timelines are off)
     max_timeline_seconds: float  # longer uploads get no timeline
     warnings: list[str]
@@ -135,7 +139,7 @@ class Error(BaseModel):
 
 
 ERRORS = {status: {"model": Error, "description": text} for status, text in [
-    (413, "the upload is larger than --max-upload-mb"),
+    (413, "the upload is larger than --max-upload-mb, or its frames have more pixels than --max-video-pixels"),
     (415, "not a decodable video file"),
     (422, "decodes, but holds nothing the model can use (or no `file` field)"),
     (503, "busy: every worker and queue slot is taken; retry after Retry-After seconds"),
@@ -143,10 +147,11 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in [
 
 
 def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4,
-               max_timeline_seconds: float = 120) -> FastAPI:
+               max_timeline_seconds: float = 120, max_video_pixels: int = MAX_VIDEO_PIXELS) -> FastAPI:
     """The app around a loaded `dfer.predict.Predictor` (or, with `max_timeline_seconds=0`, anything with
     `predict_file`, `classes`, `labels`, `describe`). Timelines use the window `dfer predict --timeline` defaults to,
-    the run's training clip length (`dfer.predict.timeline.default_window`)."""
+    the run's training clip length (`dfer.predict.timeline.default_window`). Videos whose frames have more than
+    `max_video_pixels` pixels are refused (0: no limit)."""
     limit = int(max_upload_mb * 2**20)
     window = default_window(predictor.config)[0] if max_timeline_seconds > 0 else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
@@ -172,7 +177,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             "status": "ok", "version": dfer.__version__, "run": facts["run"], "modalities": facts["modalities"],
             "classes": facts["classes"], "labels": facts["labels"], "encoders": facts["encoders"],
             "device": facts["device"], "workers": workers, "busy": busy, "capacity": capacity,
-            "max_upload_mb": max_upload_mb, "timeline_window": window, "max_timeline_seconds": max_timeline_seconds,
+            "max_upload_mb": max_upload_mb, "max_video_pixels": max_video_pixels, "timeline_window": window,
+            "max_timeline_seconds": max_timeline_seconds,
             "warnings": facts["warnings"],
         }
 
@@ -197,7 +203,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             raise
         copied = time.perf_counter()
         job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip, explain, window,
-                                                         max_timeline_seconds)
+                                                         max_timeline_seconds, max_video_pixels)
 
         def finished(_) -> None:  # on the event loop, when the prediction ends (even if the client has gone)
             nonlocal busy
@@ -207,6 +213,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
         job.add_done_callback(finished)
         try:
             result, began = await asyncio.shield(job)  # a dropped request neither cancels nor frees a running job
+        except TooManyPixels as error:
+            raise HTTPException(413, str(error)) from error
         except UnusableClip as error:
             raise HTTPException(422, error.reason) from error
         except ClipError as error:
@@ -242,10 +250,30 @@ async def _save_upload(file: UploadFile, limit: int, max_upload_mb: float) -> Pa
     return path
 
 
-def _timed(predictor, path: Path, explain: bool, window: float | None, longest: float) -> tuple[dict, float]:
+class TooManyPixels(Exception):
+    """An upload whose video frames are larger than the server's pixel budget."""
+
+
+def check_pixels(path: Path, limit: int) -> None:
+    """Raise TooManyPixels when the file's video frames have more than `limit` pixels (0: no limit). A file without a
+    video stream passes: the prediction says what it makes of it."""
+    try:
+        width, height = frame_pixels(path)
+    except ClipError:
+        return
+    if limit and width * height > limit:
+        raise TooManyPixels(
+            f"the video is {width}x{height} ({width * height / 1e6:.1f} megapixels a frame), above this server's limit "
+            f"of {limit / 1e6:.1f} megapixels (--max-video-pixels {limit}); start `dfer serve --max-video-pixels N` "
+            "to raise it, or send a smaller video")
+
+
+def _timed(predictor, path: Path, explain: bool, window: float | None, longest: float,
+           max_pixels: int = 0) -> tuple[dict, float]:
     """Runs on a worker thread: the prediction (explained if asked; with its timeline when the upload is longer than
     `window`), and when this thread took it up (the end of its wait in the queue)."""
     began = time.perf_counter()
+    check_pixels(path, max_pixels)
     if explain and not isinstance(predictor, Ensemble):  # an explanation is of one model's computation
         explanation = explain_file(predictor, path)
         result = explanation.record

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from dfer.serve import MAX_VIDEO_PIXELS
+
 errors = Console(stderr=True)
 
 
@@ -20,6 +22,9 @@ def serve(
     queue: int = typer.Option(4, min=0, help="requests that may wait for a worker; more get 503"),
     max_timeline_seconds: float = typer.Option(120.0, "--max-timeline-seconds", min=0, help="uploads longer than "
                                                "one window, up to this long, also get a timeline (0: never)"),
+    max_video_pixels: int = typer.Option(MAX_VIDEO_PIXELS, "--max-video-pixels", min=0, help="videos whose frames "
+                                         "have more pixels (width x height) get 413; the default is 4K UHD "
+                                         "(3840x2160); 0: no limit"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
     """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at
@@ -34,7 +39,7 @@ def serve(
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     app = create_app(predictor, max_upload_mb=max_upload_mb, workers=workers, queue=queue,
-                     max_timeline_seconds=max_timeline_seconds)
+                     max_timeline_seconds=max_timeline_seconds, max_video_pixels=max_video_pixels)
     errors.print(f"serving {predictor.run} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port)
 

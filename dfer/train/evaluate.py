@@ -96,6 +96,7 @@ def cache_for_folder(config: dict, dataset: str, root: Path, cache_root: Path = 
 def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: str = "cpu") -> Path:
     """Extract `root` with exactly the encoders and settings of the run's cache."""
     from dfer.extract.pipeline import ExtractConfig, run as extract
+    from dfer.faces.settings import FaceSettings
 
     fingerprint = config["fingerprint"]
     seed = extraction_seed(fingerprint)
@@ -104,6 +105,7 @@ def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: 
         frames=fingerprint["frames"], sample_rate=fingerprint["sample_rate"], crop_margin=fingerprint["crop_margin"],
         max_seconds=fingerprint["max_seconds"], keep_media=fingerprint["keep_media"], seed=seed, device=device,
         face_track=fingerprint.get("face_track", "largest"),
+        face_detect=FaceSettings.of(fingerprint).name,  # a run from before issue 21: "legacy"
         # the same adapter's options (DFEW's frames) carry over; another dataset's adapter would not know them
         dataset_options=fingerprint.get("dataset_options", {}) if dataset == config["dataset"] else {},
     ))

@@ -1,0 +1,144 @@
+"""Face detection sized to the face (issue 21): the large-first method against the full pyramid it replaces, on
+synthetic frames with real faces pasted in (a small one alone, two large ones) and on real clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dfer.faces import FaceCropper
+from dfer.faces.detect import LEGACY_DETECT, DetectSettings, FaceDetector
+from dfer.faces.settings import FRAME_SHORT_SIDE, LEGACY_FACES, FaceSettings
+from dfer.media.decode import decode_clip
+
+REPO = Path(__file__).resolve().parents[1]
+CREMAD = REPO / "samples" / "cremad" / "VideoFlash"
+SHARED = REPO.parent / "shared" / "data"
+IOU = 0.9  # the stated tolerance; on every real clip tried the boxes are identical
+
+
+@pytest.fixture(scope="module")
+def detectors() -> dict[str, FaceDetector]:
+    return {"full": FaceDetector(settings=DetectSettings(method="full")), "large-first": FaceDetector()}
+
+
+@pytest.fixture(scope="module")
+def head() -> np.ndarray:
+    """A real head (CREMA-D actor 1001, face about 92 px high) on its green background: (240, 200, 3) uint8."""
+    clips = sorted(CREMAD.glob("*.flv"))
+    if not clips:
+        pytest.skip(f"no CREMA-D samples in {CREMAD}")
+    return decode_clip(clips[0], None, frames=1).frames[0][30:270, 120:320].copy()
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _scene(pastes: list[tuple[np.ndarray, int, int]], size=(360, 640), frames: int = 4) -> np.ndarray:
+    """(T, H, W, 3) grey frames with each (image, x, y) pasted, drifting a pixel a frame."""
+    out = np.full((frames, *size, 3), 128, np.uint8)
+    for t in range(frames):
+        for image, x, y in pastes:
+            out[t, y + t : y + t + image.shape[0], x + t : x + t + image.shape[1]] = image
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def assert_same_faces(found, reference, tolerance: float = IOU) -> None:
+    """Frame by frame, the same number of faces, each within `tolerance` IoU of the reference's (same order)."""
+    for t, (a, b) in enumerate(zip(found, reference)):
+        assert len(a.boxes) == len(b.boxes), f"frame {t}: {len(a.boxes)} faces, not {len(b.boxes)}"
+        for box, ref in zip(a.boxes, b.boxes):
+            assert iou(box, ref) >= tolerance, f"frame {t}: IoU {iou(box, ref):.3f}"
+
+
+def test_a_small_face_alone_is_still_found(detectors, head):
+    small = _resized(head, 0.2)  # face about 18 px in a 360-pixel frame: too small for the first pass
+    frames = _scene([(small, 300, 150)])
+    full, fast = detectors["full"](frames), detectors["large-first"](frames)
+    assert all(len(d.boxes) == 1 for d in full), "the full pyramid itself should find the small face"
+    assert_same_faces(fast, full)
+    side = fast[0].boxes[0, 2] - fast[0].boxes[0, 0]
+    assert side < 360 / 16  # the first pass finds faces down to about half of its nominal 1/8
+    assert detectors["large-first"].last_fallback_frames == len(frames)  # found by the second search
+
+
+def test_two_faces_are_both_found_in_one_pass(detectors, head):
+    frames = _scene([(head, 40, 40), (_resized(head[:, ::-1].copy(), 0.7), 380, 120)])  # faces of about 92 and 64 px
+    full, fast = detectors["full"](frames), detectors["large-first"](frames)
+    assert all(len(d.boxes) == 2 for d in full)
+    assert_same_faces(fast, full)
+    assert detectors["large-first"].last_fallback_frames == 0
+
+
+def test_no_face_gives_no_detection(detectors):
+    frames = _scene([])
+    assert all(len(d.boxes) == 0 for d in detectors["large-first"](frames))
+
+
+def _real_clips() -> list[Path]:
+    clips = sorted(CREMAD.glob("*.flv"))[:1] + sorted((SHARED / "ravdess_av").glob("*/*.mp4"))
+    if not clips:
+        pytest.skip("no real clips (samples/cremad, ../shared/data/ravdess_av)")
+    return clips
+
+
+def test_real_clips_keep_their_boxes_and_face_found():
+    """A bundled CREMA-D clip and the two RAVDESS clips of ../shared/data (when present): every detection and every
+    crop box within the stated IoU of the full pyramid's, and face_found the same (bench/faces.py does all 8)."""
+    found = {}
+    croppers = {}
+    for name in ("full", "large-first"):
+        croppers[name] = FaceCropper(image_size=112, detect=DetectSettings(method=name))
+        detect = croppers[name].detect
+        croppers[name].detect = lambda frames, detect=detect, name=name: found.setdefault(name, detect(frames))
+    for path in _real_clips():
+        found.clear()
+        frames = decode_clip(path, None, frames=8, max_short_side=FRAME_SHORT_SIDE).frames
+        full, fast = (croppers[name](frames) for name in ("full", "large-first"))
+        np.testing.assert_array_equal(fast.face_found, full.face_found, err_msg=path.name)
+        assert min(iou(a, b) for a, b in zip(fast.box, full.box)) >= IOU, path.name
+        assert_same_faces(found["large-first"], found["full"])
+
+
+def test_the_full_method_is_facenet_pytorchs_detect():
+    """The full method, with its faster crops and channels-last networks, gives facenet-pytorch's own boxes."""
+    from facenet_pytorch import MTCNN
+
+    frames = decode_clip(_real_clips()[0], None, frames=4).frames
+    scale = 360 / min(frames.shape[1:3])
+    x = F.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), scale_factor=scale, mode="bilinear",
+                      antialias=True).permute(0, 2, 3, 1)
+    boxes, probs, points = MTCNN(keep_all=True).detect(x, landmarks=True)
+    ours = FaceDetector(settings=LEGACY_DETECT)(frames)
+    for d, b, p, q in zip(ours, boxes, probs, points):
+        keep = np.asarray(p, np.float32) >= 0.9
+        np.testing.assert_allclose(d.boxes, np.asarray(b, np.float32)[keep] / scale, atol=0.05)
+        np.testing.assert_allclose(d.points, np.asarray(q, np.float32)[keep] / scale, atol=0.05)
+
+
+def test_settings_round_trip_through_a_fingerprint():
+    assert FaceSettings.of({}) == LEGACY_FACES and LEGACY_FACES.record() == {}  # a store made before issue 21
+    assert LEGACY_FACES.detect == LEGACY_DETECT and LEGACY_FACES.frame_short_side is None
+    new = FaceSettings()
+    assert FaceSettings.of(new.record()) == new and new.name == "large-first"
+    assert new.record() == {"face_detect": {"method": "large-first", "detect_size": 360, "min_face": 20,
+                                            "large_face": 8}, "frame_short_side": FRAME_SHORT_SIDE}
+    full = FaceSettings.named("full")
+    assert FaceSettings.of(full.record()) == full and "large_face" not in full.record()["face_detect"]
+    assert FaceSettings.named("legacy") == LEGACY_FACES
+    with pytest.raises(ValueError, match="large-first"):
+        FaceSettings.named("fast")
