@@ -347,10 +347,11 @@ def test_video_statistics_reuse_the_compressors_projection():
 
     g = torch.Generator().manual_seed(7)
     batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, config.vision_dim, generator=g)}
-    rows = []  # tokens each D-wide layer projected in one forward
-    for layer in on_raw:
-        layer.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:-1].numel()))
+    rows = []  # tokens projected from D wide in one forward (the layer's weights are applied by `project`)
+    project = model.roi.project
+    model.roi.project = lambda tokens: rows.append(tokens.shape[:-1].numel()) or project(tokens)
     summary = video_summary(model, batch)
+    del model.roi.project
     assert rows == [len(MIXED) * T * N]  # every patch token once, and only once
 
     # The summary is the statistics of the compressor's projection of the standardised tokens, valid frames only.
@@ -362,6 +363,27 @@ def test_video_statistics_reuse_the_compressors_projection():
     # Old and new layout differ by one (D - d) x W block of weights: what the heads no longer carry.
     old = DferHeads(dataclasses.replace(config, video_statistics="tokens"))
     assert old.num_parameters() - model.num_parameters() == (config.vision_dim - config.d_model) * config.statistics_width
+
+
+def test_projection_is_its_layernorm_and_linear():
+    """`RoiCompressor.project` folds the LayerNorm's scale and shift into the Linear: the same outputs as the two
+    modules applied in turn, and the same gradients for all four parameters and for the tokens (stage 3)."""
+    torch.manual_seed(0)
+    roi = RoiCompressor(vision_dim=24, d=8, grid=2, image_size=32, num_queries=4, heads=2)
+    with torch.no_grad():  # LayerNorm starts as (1, 0): move it off that, or its fold is trivially right
+        roi.proj[0].weight.uniform_(0.5, 1.5)
+        roi.proj[0].bias.normal_()
+    tokens = torch.randn(2, 3, 4, 24, requires_grad=True)  # (B, T, N, D)
+    probe = torch.randn(2, 3, 4, 8)  # (B, T, N, d)
+    grads = []
+    for forward in (roi.project, roi.proj):
+        roi.zero_grad()
+        tokens.grad = None
+        out = forward(tokens)
+        (out * probe).sum().backward()
+        grads.append([out.detach(), tokens.grad] + [p.grad for p in roi.proj.parameters()])
+    for folded, plain in zip(*grads):
+        torch.testing.assert_close(folded, plain)
 
 
 def test_video_statistics_count_only_frames_with_a_face():

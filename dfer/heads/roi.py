@@ -122,8 +122,15 @@ class RoiCompressor(nn.Module):
         """tokens (B, T, N, D) -> (B, T, N, d): LayerNorm + Linear, the compressor's first step (no position yet).
 
         The costliest op of the heads at base size (T x N = 3136 tokens of D = 768 per clip), so `DferHeads` computes
-        it once and hands it to both `compress` and the video statistics pooling."""
-        return self.proj(tokens.to(self.pos.dtype))
+        it once and hands it to both `compress` and the video statistics pooling. It is computed as one Linear of the
+        plain-normalised tokens whose weight and bias absorb the LayerNorm's scale and shift, W (g * x + b) + c =
+        (W diag g) x + (W b + c): the same function of the same parameters, but the backward pass of frozen-encoder
+        tokens (which need no gradient) is then one (D x d) product instead of three passes over the T x N x D tokens
+        (the LayerNorm's input gradient product, and its scale and shift gradients)."""
+        norm, linear = self.proj
+        normed = F.layer_norm(tokens.to(self.pos.dtype), norm.normalized_shape, eps=norm.eps)  # (B, T, N, D)
+        weight = linear.weight * norm.weight  # (d, D)
+        return F.linear(normed, weight, linear.bias + linear.weight @ norm.bias)  # (B, T, N, d)
 
     def forward(self, tokens: torch.Tensor, landmarks: torch.Tensor,
                 face_found: torch.Tensor | None = None) -> torch.Tensor:

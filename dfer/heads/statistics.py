@@ -26,14 +26,16 @@ class StatisticsPool(nn.Module):
 
     def __init__(self, in_dim: int, width: int, dropout: float = 0.1):
         super().__init__()
-        self.frame = nn.Sequential(nn.Linear(in_dim, width), nn.GELU(), nn.Dropout(dropout))
+        self.frame = nn.Sequential(nn.Linear(in_dim, width), nn.GELU(), nn.Dropout(dropout) if dropout else nn.Identity())
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # where, not multiply: padding may hold anything, NaN included, and 0 * NaN is NaN.
         x = self.frame(torch.where(valid[..., None], tokens, 0.0))  # (B, S, W)
-        w = valid[..., None].to(x.dtype)  # (B, S, 1)
-        count = w.sum(1).clamp(min=1.0)  # (B, 1)
-        mean = (x * w).sum(1) / count  # (B, W)
-        var = (((x - mean[:, None]) ** 2) * w).sum(1) / count  # (B, W)
+        w = valid[:, None].to(x.dtype)  # (B, 1, S)
+        count = w.sum(-1).clamp(min=1.0)  # (B, 1)
+        # Weighted sums over S as batched products: at base size S = T x N = 3136 patch tokens a clip, where
+        # multiplying by the weights and summing made two more passes over (B, S, W), forward and backward.
+        mean = torch.bmm(w, x).squeeze(1) / count  # (B, W)
+        var = torch.bmm(w, (x - mean[:, None]).square()).squeeze(1) / count  # (B, W)
         has = valid.any(1, keepdim=True).to(x.dtype)  # (B, 1): a clip with no valid token summarises to zeros
         return torch.cat([mean, (var + 1e-5).sqrt()], -1) * has  # (B, 2W)
