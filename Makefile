@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install test test-all demo extract train finetune ravdess-speech models faceapi-weights clean
+.PHONY: install test test-all test-slow demo extract train finetune ravdess-speech models faceapi-weights clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -n auto --maxprocesses 4
+
+# The slow tests alone (several processes, real data, minutes each): CI runs them after `make test`.
+test-slow: install
+	$(PY) -m pytest -q -m slow -n auto --maxprocesses 4
 
 # extract -> zero-shot, probe, heads -> evaluate on the bundled CREMA-D sample, pretrained lite encoders, CPU
 demo: install

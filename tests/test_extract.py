@@ -170,6 +170,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "dfer", *args]
 
 
+@pytest.mark.slow  # several processes (CI runs the slow tests after the default suite)
 def test_resume_after_kill_equals_clean_run(reference_store, good_dataset, tmp_path):
     out = tmp_path / "store"
     args = ["extract", "manifest", str(good_dataset), "--out", str(out), "--frames", "4", "--batch", "1"]
@@ -237,6 +238,7 @@ def test_a_second_extraction_is_refused_while_one_runs(good_dataset, tmp_path):
     assert run(_config(good_dataset, out, limit=2)).done == 2  # a stale lock file does not block a re-run
 
 
+@pytest.mark.slow  # several processes (CI runs the slow tests after the default suite)
 def test_two_ranks_equal_one(reference_store, good_dataset, tmp_path):
     out = tmp_path / "store"
     torchrun(["extract", "manifest", good_dataset, "--out", out, "--frames", "4", "--batch", "3"])

@@ -226,15 +226,18 @@ def test_every_finetune_recipe_loads():
         FinetuneConfig(unfreeze="last:x")
 
 
+@pytest.mark.slow  # several processes (CI runs the slow tests after the default suite)
 def test_two_ranks_train_as_one_process_accumulating_two(store, init_run, tmp_path):
     """`torchrun --nproc_per_node 2 -m dfer finetune --batch-size 1` (gloo) against one process with --accumulate 2
     on 3 training clips: step 1 is batches 0 and 1 (rank 0 and rank 1), step 2 batch 2 alone (rank 1 pads with a
     zero-weight batch). Each batch's augmentation and dropout are seeded by its index, so the runs differ only in
     float rounding: DDP sums the two gradients in another order than accumulation does (and each rank runs 1
     thread), ~1e-7 relative. The logged losses keep that (rtol 1e-5; another clip order or step weighting moves
-    them by > 1e-3). The weights get atol 1e-4, a tenth of one step at lr 1e-3: Adam divides each gradient by its
-    own RMS, so a weight whose gradient is near 0 moves by up to lr per step on rounding alone (4e-5 seen here).
-    The heads' input statistics are held fixed: under DDP they follow rank 0's batches only."""
+    them by > 1e-3). The weights: Adam divides each gradient by its own RMS, so a weight whose gradient is near 0
+    moves by up to lr per step on rounding alone (1.1e-4 seen in one of ~10^4 weights), while 99 % of them agree
+    to 1e-6. So every weight stays within the 4 steps x lr that rounding can reach, and the 99th percentile within
+    1e-6 (a wrong gradient moves most weights by about lr a step). The heads' input statistics are held fixed:
+    under DDP they follow rank 0's batches only."""
     init = tmp_path / "init"
     shutil.copytree(init_run, init)
     config = json.loads((init / "config.json").read_text())
@@ -261,8 +264,9 @@ def test_two_ranks_train_as_one_process_accumulating_two(store, init_run, tmp_pa
     for weights in ("last.safetensors", "vision/model.safetensors", "audio/model.safetensors"):
         mine, theirs = load_file(str(one / weights)), load_file(str(two / weights))
         assert mine.keys() == theirs.keys()
-        for key in mine:
-            torch.testing.assert_close(theirs[key], mine[key], rtol=0, atol=1e-4, msg=f"{weights} {key}")
+        gaps = torch.cat([(theirs[key].float() - mine[key].float()).abs().flatten() for key in mine])
+        assert gaps.max() <= 4 * 1e-3, weights  # 2 epochs x 2 steps at lr 1e-3
+        assert torch.quantile(gaps, 0.99) <= 1e-6, weights
 
 
 def test_a_cross_validation_fine_tunes_fold_by_fold(tmp_path):

@@ -108,6 +108,7 @@ def test_fold_all_reports_mean_and_std(store, tmp_path):
         assert (tmp_path / "run" / name).exists(), name
 
 
+@pytest.mark.slow  # several processes (CI runs the slow tests after the default suite)
 def test_torchrun_spreads_the_folds_and_gathers_one_summary(store, tmp_path):
     """`torchrun --nproc_per_node 2 -m dfer train --fold all`: folds 1 and 3 train on rank 0, fold 2 on rank 1, and
     rank 0's summary.json (and the probe's beside it) equal one process's exactly: each fold is seeded on its own
