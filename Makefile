@@ -40,7 +40,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 # The docs site (mkdocs.yml, docs/) into site/, strict: a broken link, include or reference fails the build.
 DOCS_STAMP := $(VENV)/.dfer-docs-installed
 docs: $(DOCS_STAMP)
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 $(DOCS_STAMP): requirements-docs.txt $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-docs.txt
