@@ -54,6 +54,12 @@ def test_every_link_resolves():
             assert target.endswith(".md"), target
 
 
+def test_every_make_target_exists():
+    targets = set(re.findall(r"^([\w-]+):", (REPO / "Makefile").read_text(), re.M))
+    named = [shlex.split(line)[1] for line in shell_lines(README.read_text()) if line.startswith("make ")]
+    assert {"demo", "test"} <= set(named) <= targets, named
+
+
 def test_shell_lines_parse():
     lines = shell_lines("```bash\ndfer predict my.mp4 --model runs/demo   # a comment\n\nmake demo\n```\n")
     assert lines == ["dfer predict my.mp4 --model runs/demo", "make demo"]
