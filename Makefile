@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install test test-all test-slow demo extract train finetune ravdess-speech models faceapi-weights clean
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech models faceapi-weights clean
 
 install: $(STAMP)
 
@@ -36,6 +36,15 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The docs site (mkdocs.yml, docs/) into site/, strict: a broken link, include or reference fails the build.
+DOCS_STAMP := $(VENV)/.dfer-docs-installed
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+$(DOCS_STAMP): requirements-docs.txt $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-docs.txt
+	touch $(DOCS_STAMP)
 
 # Tests build their own stores in temporary folders, so they run side by side: one worker per core, at most four.
 test: install
@@ -137,4 +146,4 @@ faceapi-weights:
 	@echo "$(FACEAPI_WEIGHTS): identical to @vladmandic/face-api 1.7.15"
 
 clean:
-	rm -rf cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache
+	rm -rf cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site
