@@ -1,7 +1,8 @@
 """The recording page in headless Chromium: a fake camera and microphone play a sample clip, the page records 3 s
 with MediaRecorder, uploads the WebM, and draws the bars, the attention strip and the three modality bar sets. Also
-the file picker, the timeline chart of a long file, and an audio-only run's answer stubbed. Skips when Chromium, its driver or Selenium is absent
-(CI installs Debian's `chromium` and `chromium-driver`)."""
+the file picker, the timeline chart of a long file, an audio-only run's answer stubbed, and the API docs drawn from
+this server alone. Skips when Chromium, its driver or Selenium is absent (CI installs Debian's `chromium` and
+`chromium-driver`)."""
 
 from __future__ import annotations
 
@@ -241,6 +242,19 @@ def test_stubbed_audio_only_answer_with_a_timeline(server, browser, tmp_path):
         word for label in labels for word in ("\u25a0", label)]
     assert browser.find_element("id", "timeline-notes").text == "a note"
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_api_docs_render_from_this_server_alone(server, browser):
+    """Swagger UI draws the API's operations, and every resource the page fetched came from this server."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    url, _, _ = server
+    browser.get(url + "docs")
+    WebDriverWait(browser, 20).until(lambda driver: driver.find_elements("css selector", ".opblock-summary-path"))
+    paths = {element.text for element in browser.find_elements("css selector", ".opblock-summary-path")}
+    assert {"/predict", "/health", "/labels"} <= paths, paths
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map((entry) => entry.name)")
+    assert fetched and all(name.startswith(url) for name in fetched), fetched
 
 
 def test_the_fused_pair_shows_each_member_beside_the_fused_bars(fused_server, browser, tmp_path):

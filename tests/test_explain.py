@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
@@ -17,7 +18,8 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.heads import FUSIONS, DferHeads, HeadConfig
-from dfer.predict.explain import explain_batch, explain_file
+from dfer.predict.explain import HEAT, ZEROSHOT_HEAT, Explanation, explain_batch, explain_file
+from dfer.predict.explain_figure import CROP_LABEL, PER_ROW, explanation_figure
 from dfer.predict.predictor import OutputStems, Predictor
 from dfer.predict.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
@@ -199,6 +201,80 @@ def test_dfer_explain_writes_png_and_json(predictor, tmp_path):
     facts = json.loads(record.read_text())["explain"]
     assert {"av", "audio", "video"} <= set(facts) and set(facts["av"]) == set(predictor.labels)
     assert len(facts["steps"]) == predictor.frames and len(facts["attention"]["frames"]) == predictor.frames
+    width, height = Image.open(png).size  # one row of crops (sample_run: 4 frames), each at least 112 px
+    assert width >= 112 * min(predictor.frames, PER_ROW) and height >= 112
+
+
+MIN_CROP = 112  # pixels a face crop is drawn at, at least: landmarks and patch cells stay readable
+
+
+def drawn(explanation: Explanation):
+    """The explanation's figure, laid out as its PNG is (so axes have their pixel sizes), and its crop axes."""
+    figure = explanation_figure(explanation)
+    figure.canvas.draw()
+    return figure, [ax for ax in figure.get_axes() if ax.get_label() == CROP_LABEL]
+
+
+def colour_bar_label(figure) -> str:
+    return next(ax.get_ylabel() for ax in figure.get_axes() if ax.get_label() == "<colorbar>")
+
+
+def legend_texts(figure) -> list[str]:
+    return [text.get_text() for sub in figure.subfigs for legend in sub.legends for text in legend.get_texts()]
+
+
+def test_the_picture_names_the_class_and_keys_its_marks(predictor):
+    """The sample run's picture: every crop at least 112 px square, a title with the predicted class's probability
+    from each input by name, a colour bar saying the heat is the ROI attention, a legend for the prior and the
+    landmarks."""
+    explanation = explain_file(predictor, CLIP)
+    record = explanation.record
+    top, info = record["top1"], record["explain"]
+    figure, crops = drawn(explanation)
+    assert len(crops) == predictor.frames and top in predictor.labels  # the display name, not the store's code
+    assert all(min(ax.get_window_extent().width, ax.get_window_extent().height) >= MIN_CROP for ax in crops)
+    assert figure.get_suptitle() == (f"p({top}): audio + video {info['av'][top]:.2f} · audio only "
+                                     f"{info['audio'][top]:.2f} · video only {info['video'][top]:.2f}")
+    assert colour_bar_label(figure) == HEAT
+    legend = legend_texts(figure)
+    assert len(legend) == 2 and legend[0].startswith("landmark prior") and legend[1].startswith("landmarks")
+
+
+def synthetic(steps: int, available: list[str], faces: bool = True, zero_shot: bool = False) -> Explanation:
+    """An explanation of `steps` steps as `explain_file` returns it, with random crops and heat: layouts the sample
+    run (4 frames, two streams, heads) does not reach."""
+    rng = np.random.default_rng(0)
+    labels = ["angry", "fearful", "happy"]
+    answer = {label: 1 / 3 for label in labels}
+    info = {**{key: answer if key in available else None for key in ("av", "audio", "video")},
+            "available": available, "steps": [{"time": 0.1 * t, "top1_drop": 0.0, "shift": 0.1} for t in range(steps)]}
+    record = {"path": "clip.mp4", "top1": "fearful", "explain": info}
+    if not faces:
+        return Explanation(record, None, None, None, None)
+    heat = rng.dirichlet(np.ones(GRID * GRID), steps).reshape(steps, GRID, GRID)  # (T, g, g), each frame sums to 1
+    return Explanation(record, rng.integers(0, 256, (steps, 3, SIZE, SIZE), dtype=np.uint8),
+                       LANDMARKS.expand(steps, 5, 2).numpy(), heat, np.zeros_like(heat) if zero_shot else heat,
+                       ZEROSHOT_HEAT if zero_shot else HEAT)
+
+
+def test_sixteen_crops_are_two_rows_of_eight():
+    figure, crops = drawn(synthetic(16, ["av", "audio", "video"]))
+    rows = sorted({round(ax.get_window_extent().y0) for ax in crops})
+    assert len(crops) == 16 and len(rows) == 2
+    assert all(min(ax.get_window_extent().width, ax.get_window_extent().height) >= MIN_CROP for ax in crops)
+
+
+def test_a_zero_shot_picture_says_its_heat_is_evidence_and_has_no_prior():
+    figure, _ = drawn(synthetic(4, ["video"], zero_shot=True))
+    assert figure.get_suptitle() == "p(fearful): video only 0.33"
+    assert colour_bar_label(figure) == ZEROSHOT_HEAT
+    assert legend_texts(figure) == ["landmarks (eyes, nose, mouth corners)"]  # the prior's contours are not drawn
+
+
+def test_an_audio_only_picture_has_no_crops_and_no_video_answer():
+    figure, crops = drawn(synthetic(4, ["audio"], faces=False))
+    assert not crops and figure.get_suptitle() == "p(fearful): audio only 0.33"
+    assert not any(ax.get_label() == "<colorbar>" for ax in figure.get_axes())
 
 
 def test_predict_explain_adds_the_explanation_to_each_line(predictor, tmp_path):

@@ -17,7 +17,7 @@ from dfer.extract.pipeline import ExtractConfig, run as extract
 from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
 from dfer.params import parameter_table
-from dfer.predict.explain import explain_file
+from dfer.predict.explain import ZEROSHOT_HEAT, explain_file
 from dfer.serve.app import create_app
 from dfer.predict.predictor import Predictor
 from dfer.store.reader import open_cache
@@ -104,3 +104,4 @@ def faceapi_runs_everywhere(store: Path, run: Path, tmp_path: Path) -> None:
     explained = explain_file(predictor, clip)
     assert explained.attention.shape == (4, 7, 7) and np.allclose(explained.attention.sum((1, 2)), 1, atol=1e-4)
     assert "zero-shot run" in " ".join(explained.record["explain"]["notes"])
+    assert explained.heat == ZEROSHOT_HEAT  # the PNG's colour bar calls the heat class evidence, not attention

@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from html.parser import HTMLParser
 from pathlib import Path
 
 import av
@@ -92,8 +93,37 @@ def test_health_labels_page_and_docs(client, predictor):
     # the page names its bars and its top emotion from the answers' `labels`, the words
     assert 'drawBars($("bars"), "bar-", body.labels, body.classes' in page.text
     assert "body.labels.indexOf(body.top1)" in page.text and 'fetch("predict?explain=true"' in page.text
-    assert client.get("/docs").status_code == 200
     assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+class Assets(HTMLParser):
+    """The URLs a page loads: every script's src and every link's href."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attrs = dict(attrs)
+        if tag == "script" and attrs.get("src") or tag == "link" and attrs.get("href"):
+            self.urls.append(attrs.get("src") or attrs["href"])
+
+
+def test_api_docs_load_nothing_from_another_host(client):
+    """Swagger UI comes from this server (fastapi-offline's copy), so /docs works offline; ReDoc, which fetches its
+    logo from a CDN even when bundled, is off."""
+    response = client.get("/docs")
+    assert response.status_code == 200 and "/openapi.json" in response.text
+    parser = Assets()
+    parser.feed(response.text)
+    assert parser.urls and all(url.startswith("/") and not url.startswith("//") for url in parser.urls), parser.urls
+    assert "cdn" not in response.text.lower() and "://" not in response.text
+    kinds = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+    for url in parser.urls:
+        asset = client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 1000, url
+        assert kinds[Path(url).suffix] in asset.headers["content-type"], (url, asset.headers["content-type"])
+    assert client.get("/redoc").status_code == 404
 
 
 def test_predicts_the_sample_like_the_cli(client, predictor):

@@ -29,6 +29,9 @@ from dfer.predict.predictor import OutputStems, Predictor
 from dfer.train.loop import autocast
 
 DIGITS = 6  # probabilities and attention are rounded to this many decimals in the JSON
+# What a crop's heat is, in the colour bar's two short lines (they fit beside one row of crops)
+HEAT = "ROI attention per patch\n(each frame sums to 1)"
+ZEROSHOT_HEAT = "class evidence per patch\n(zero-shot CAM; sums to 1)"
 ZEROSHOT_NOTE = ("a zero-shot run: the heat on each crop is where the encoder's own classifier found evidence for "
                  "the answer (its class activation map), not an attention")
 
@@ -42,6 +45,7 @@ class Explanation:
     landmarks: np.ndarray | None  # (T, 5, 2) crop pixels, NaN without a face
     attention: np.ndarray | None  # (T, g, g) mean attention over heads and queries, each frame sums to 1
     prior: np.ndarray | None  # (T, g, g) mean landmark prior logit bonus over queries
+    heat: str = HEAT  # what `attention` is, in words: the ROI attention, or a zero-shot run's class evidence
 
 
 def variants(streams: tuple[str, ...], T: int) -> tuple[list[str], dict[str, torch.Tensor], torch.Tensor]:
@@ -137,7 +141,8 @@ def explain_file(predictor: Predictor, path: Path | str) -> Explanation:
     record = predictor.record(encoded, arrays.pop("probs"))
     track = encoded.track
     return Explanation({**record, "explain": explanation}, None if track is None else track.faces,
-                       None if track is None else track.landmarks, arrays.get("attention"), arrays.get("prior"))
+                       None if track is None else track.landmarks, arrays.get("attention"), arrays.get("prior"),
+                       ZEROSHOT_HEAT if isinstance(predictor.heads, ZeroShot) else HEAT)
 
 
 def write_explanation(explanation: Explanation, out: Path | str, stem: str) -> dict[str, str]:

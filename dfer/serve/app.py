@@ -8,7 +8,8 @@
                    --json` prints, plus `timing`; with `?explain=true` also `explain` (`dfer.predict.explain`, and
                    `faces`: the crops the attention lies over, for the page); an upload longer than one window of the
                    run also gets `timeline`, the windows `dfer predict --timeline` writes to its .jsonl
-    GET  /docs     OpenAPI (FastAPI)
+    GET  /docs     the OpenAPI page (Swagger UI), its script and style served by this app (fastapi-offline's copies), so
+                   it works with no network; there is no /redoc (ReDoc's bundle fetches its logo from a CDN)
 
 Why this shape:
 - One Predictor holds the model, loaded before the first request. Predictions run on a ThreadPoolExecutor of
@@ -39,6 +40,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel
 
@@ -163,8 +165,13 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
         yield
         executor.shutdown(wait=True, cancel_futures=True)
 
-    app = FastAPI(title="dfer", version=dfer.__version__, lifespan=lifespan,
-                  description="Audio-visual dynamic facial expression recognition: emotion probabilities for a clip.")
+    # FastAPI's own /docs loads Swagger UI from a CDN, so it is blank offline. fastapi-offline serves the same page with
+    # the script and style its wheel ships (under /static-offline-docs): it is released along with FastAPI, where
+    # swagger-ui-bundle (last released 2023) ships an older Swagger UI and leaves the routes to write by hand. ReDoc is
+    # off: even its offline bundle fetches a logo from cdn.redoc.ly, and /docs shows the same API.
+    app = FastAPIOffline(
+        title="dfer", version=dfer.__version__, lifespan=lifespan, redoc_url=None,
+        description="Audio-visual dynamic facial expression recognition: emotion probabilities for a clip.")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
