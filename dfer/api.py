@@ -54,7 +54,7 @@ def extract(dataset: str, root: PathLike, out: PathLike, recipe: PathLike | None
             device: str | None = None, limit: int | None = None, keep_media: bool | None = None,
             workers: int | None = None, seed: int | None = None, max_seconds: float | None = None,
             face_track: str | None = None, token_dtype: str | None = None, classes: str | list[str] | None = None,
-            face_frames: str | None = None, **settings) -> ExtractSummary:
+            face_frames: str | None = None, **settings: object) -> ExtractSummary:
     """Decode, crop faces and run the frozen encoders once per clip, into a resumable Zarr cache (`dfer extract`).
 
     Args:
@@ -63,7 +63,8 @@ def extract(dataset: str, root: PathLike, out: PathLike, recipe: PathLike | None
         out: the Zarr store to create or resume.
         recipe: YAML of extraction settings; the arguments below override it.
         preset: encoder preset (tiny, lite, small, base, large, ...).
-        vision, audio: encoder specs in place of the preset's (`dfer.encoders.build`).
+        vision: a vision encoder spec in place of the preset's (`dfer.encoders.build`).
+        audio: an audio encoder spec in place of the preset's.
         frames: frames sampled uniformly per clip.
         batch: clips per encoder call.
         device: "cpu" or "cuda".
@@ -97,7 +98,7 @@ def train(store: PathLike, out: PathLike, recipe: PathLike | None = None, fusion
           modalities: str | None = None, fold: str | int | None = None, epochs: int | None = None,
           batch_size: int | None = None, lr: float | None = None, seed: int | None = None, balance: str | None = None,
           device: str | None = None, workers: int | None = None, in_memory: bool | None = None, resume: bool = False,
-          show: bool = True, **settings) -> ProtocolResult:
+          show: bool = True, **settings: object) -> ProtocolResult:
     """Train the heads on a cache over the dataset's folds, with the zero-shot and probe rows beside (`dfer train`).
 
     Args:
@@ -107,7 +108,10 @@ def train(store: PathLike, out: PathLike, recipe: PathLike | None = None, fusion
         fusion: liquid, late, concat, gated or xattn.
         modalities: av, audio or video.
         fold: a fold number, "all" (the default) or "none" (train on every clip).
-        epochs, batch_size, lr, seed: the optimisation's settings.
+        epochs: passes over the training clips.
+        batch_size: clips per step.
+        lr: the peak learning rate.
+        seed: seeds the heads, the batches and the validation speakers.
         balance: none, sampler or loss.
         device: "cpu" or "cuda".
         workers: DataLoader workers reading the cache.
@@ -135,7 +139,8 @@ def train(store: PathLike, out: PathLike, recipe: PathLike | None = None, fusion
 
 
 def probe(store: PathLike, out: PathLike, recipe: PathLike | None = None, modalities: str | None = None,
-          fold: str | int | None = None, seed: int | None = None, show: bool = True, **settings) -> ProtocolResult:
+          fold: str | int | None = None, seed: int | None = None, show: bool = True,
+          **settings: object) -> ProtocolResult:
     """The linear-probe baseline: logistic regression on each clip's pooled tokens, on `train`'s splits (`dfer probe`).
 
     Args:
@@ -163,7 +168,7 @@ def probe(store: PathLike, out: PathLike, recipe: PathLike | None = None, modali
 
 
 def zeroshot(store: PathLike, out: PathLike, recipe: PathLike | None = None, fold: str | int | None = None,
-             seed: int | None = None, show: bool = True, **settings) -> ProtocolResult:
+             seed: int | None = None, show: bool = True, **settings: object) -> ProtocolResult:
     """What the pretrained face network knows: its own expression classifier on `train`'s splits (`dfer zeroshot`).
 
     Args:
@@ -196,7 +201,9 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
     Args:
         runs: a run folder or bundled model's name, or a list of them (scored on the same clips).
         store: a cache made with the runs' encoders; or else `dataset` and `root`.
-        dataset, root: extract this folder with the first run's encoders first (kept under cache/ for next time).
+        dataset: with `root`: extract this dataset folder with the first run's encoders first (kept under cache/
+            for next time).
+        root: the dataset's folder.
         device: "cpu" or "cuda".
         out: write metrics.json, predictions.csv and the confusion, recall and reliability PNGs here (with several
             runs: into OUT/<run folder name>).

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dfer.predict.explain import explain_file, explain_to
 from dfer.predict.predictor import OutputStems, Predictor, find_media, predict_paths
 from dfer.predict.timeline import file_timeline, window_and_hop
 from dfer.predict.timeline_files import PROB, window_record
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PathLike = str | Path
 
@@ -55,7 +59,7 @@ class Model:
         return (f"Model({str(self.predictor.run)!r}, {self.predictor.modalities}, {len(self.labels)} classes: "
                 f"{', '.join(self.labels)}; on {self.predictor.device})")
 
-    def predict(self, paths: PathLike | list[PathLike], as_frame: bool = False):
+    def predict(self, paths: PathLike | list[PathLike], as_frame: bool = False) -> list[dict] | pd.DataFrame:
         """Class probabilities for each file, as `dfer predict PATHS --json` prints them.
 
         Args:
@@ -65,18 +69,18 @@ class Model:
                 records.
 
         Returns:
-            One record per file: path, labels, classes, probs, top1, face_found_ratio, has_video, has_audio, notes and
-            seconds (`Predictor.predict_file`); fused runs add members. A file that cannot be read is
-            {"path", "error"}.
+            One record per file, with path, labels, classes, probs, top1, face_found_ratio, has_video, has_audio,
+                notes and seconds (`Predictor.predict_file`); fused runs add members. A file that cannot be read is
+                {"path", "error"}.
 
-        Example:
+        Examples:
             >>> dfer.load("runs/demo").predict(["samples/cremad/VideoFlash/1001_DFA_HAP_XX.flv"])[0]["top1"]
         """
         records = list(predict_paths(self.predictor, _listed(paths)))
         return to_frame(records) if as_frame else records
 
     def timeline(self, path: PathLike, window: float | None = None, hop: float | None = None,
-                 out: PathLike | None = None, as_frame: bool = False):
+                 out: PathLike | None = None, as_frame: bool = False) -> dict | pd.DataFrame:
         """A whole file read in sliding windows, as `dfer predict PATH --timeline OUT --json` reads it.
 
         Args:
@@ -87,10 +91,10 @@ class Model:
             as_frame: return the windows as a pandas DataFrame (a row per window, a `p_<label>` column per label).
 
         Returns:
-            The CLI's record ({"path", "windows" (how many), "files" (with `out`), "notes"}) plus "rows": one dict per
-            window, the lines of the CLI's .jsonl (start, end, top, top_prob, face_found_ratio, has_audio, and probs
-            as {label: probability}). A file that cannot be read is {"path", "error"}; with `as_frame`, a ValueError
-            naming the file and the reason.
+            The CLI's record ({"path", "windows" (how many), "files" (with `out`), "notes"}) plus "rows", one dict
+                per window, the lines of the CLI's .jsonl (start, end, top, top_prob, face_found_ratio, has_audio,
+                and probs as {label: probability}). A file that cannot be read is {"path", "error"}; with
+                `as_frame`, a ValueError naming the file and the reason.
         """
         window, hop, _ = window_and_hop(self.predictor.config, window, hop)
         target = self._one(path)
@@ -112,9 +116,9 @@ class Model:
             out: a folder for <stem>.explain.png and <stem>.explain.json; nothing is written without it.
 
         Returns:
-            The `predict` record with `explain`: each modality alone, the ROI attention per frame and the effect of
-            each step (`dfer.predict.explain.explain_batch`); with `out` also `explain_files`, exactly the line of
-            `dfer predict PATH --explain OUT --json`. A file that cannot be read is {"path", "error"}.
+            The `predict` record with `explain` (each modality alone, the ROI attention per frame and the effect of
+                each step, `dfer.predict.explain.explain_batch`); with `out` also `explain_files`, exactly the line
+                of `dfer predict PATH --explain OUT --json`. A file that cannot be read is {"path", "error"}.
 
         Raises:
             ValueError: the model fuses several runs (an explanation reads one run's heads).
@@ -140,7 +144,7 @@ def _listed(paths: PathLike | list[PathLike]) -> list[Path]:
     return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
 
 
-def to_frame(records: list[dict]):
+def to_frame(records: list[dict]) -> pd.DataFrame:
     """Records (of `Model.predict`, or timeline rows) as a pandas DataFrame: one row each, their fields as columns,
     `probs` spread into a column per label named `p_<label>` (as in predictions.csv and the timeline CSV); `labels`
     and `classes` (the same in every row) left out."""

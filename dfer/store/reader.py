@@ -179,7 +179,7 @@ class H5Reader(CacheReader):
 def open_cache(path: Path | str) -> CacheReader:
     """The reader of a cache: a Zarr store folder (made by `dfer extract`) or its `.h5` export (`dfer export-h5`).
 
-    Example:
+    Examples:
         >>> cache = dfer.open_cache("cache/demo")
         >>> cache.clips()["name"]  # each clip's class, in words
         >>> cache.tokens("video", 0).shape  # (T, N, D) float32, int8 stores decoded
