@@ -23,14 +23,13 @@ import numpy as np
 from dfer.store.info import store_info
 from dfer.store.reader import open_cache
 from dfer.store.schema import TOKEN_ARRAYS, decode_tokens, encode_tokens
-from dfer.train.data import read_tokens
 
 
 def valid_tokens(reader, stream: str, index: int) -> np.ndarray | None:
     """The clip's tokens the heads read, (L, D) float32, or None without the stream."""
     if not reader.read("has_" + stream, index):
         return None
-    tokens = read_tokens(reader, stream, index)
+    tokens = reader.tokens(stream, index)
     if stream == "audio":
         return tokens[: int(reader.read("audio/length", index))]  # (Ta, Da)
     found = reader.read("video/face_found", index).astype(bool)

@@ -23,7 +23,7 @@ from dfer.store.reader import open_cache
 from dfer.testing.synth import write_audio, write_clip
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, ResidentClips, collate, read_tokens, to_device
+from dfer.train.data import CachedClips, ResidentClips, collate, to_device
 from dfer.train.evaluate import evaluate_run
 from dfer.train.predictions import read_predictions
 from dfer.train.probe import make_probe_config, probe
@@ -78,8 +78,8 @@ def test_extracted_int8_tokens_are_within_the_bound(extracted):
         reference, decoded = [], []
         for index in held:
             length = int(half.read("audio/length", index)) if stream == "audio" else None
-            reference.append(read_tokens(half, stream, index)[:length])
-            decoded.append(read_tokens(codes, stream, index)[:length])
+            reference.append(half.tokens(stream, index)[:length])
+            decoded.append(codes.tokens(stream, index)[:length])
         D = reference[0].shape[-1]
         rms = _standardised_rms(np.concatenate(decoded).reshape(-1, D), np.concatenate(reference).reshape(-1, D))
         assert rms < 0.02, stream
@@ -117,7 +117,7 @@ def test_the_loader_hands_codes_and_the_device_decodes_them(stores):
     assert batch["video_tokens_scale"].shape == (3, 1, 1, 8)  # (B, 1, 1, D): broadcasts over (B, T, N, D)
     on_device = to_device(batch, torch.device("cpu"))
     assert on_device["video_tokens"].dtype == torch.float32 and "video_tokens_scale" not in on_device
-    expected = np.stack([read_tokens(reader, "video", i) for i in range(3)])  # (B, T, N, D)
+    expected = np.stack([reader.tokens("video", i) for i in range(3)])  # (B, T, N, D)
     np.testing.assert_allclose(on_device["video_tokens"].numpy(), expected, atol=1e-6)
     resident = ResidentClips(reader, [0, 1, 2], "av", "cpu").batch(torch.arange(3))  # codes and scales, as stored
     assert resident.keys() == batch.keys() and all(torch.equal(resident[key], batch[key]) for key in batch)

@@ -60,8 +60,18 @@ def test_war_uar_by_hand_and_absent_class():
     m3 = classification_metrics(labels, one_hot([0, 0, 0, 0, 0, 1], 3), ["a", "b", "c"])
     assert m3["UAR"] == pytest.approx(3 / 4)
     assert m3["macro_f1"] == pytest.approx(m["macro_f1"])
-    assert m3["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m3["per_class"]["c"] == {"code": "c", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert m3["confusion"] == [[4, 0, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_per_class_is_keyed_by_display_name_with_the_code_beside():
+    labels = np.array([0, 0, 1, 1])
+    m = classification_metrics(labels, one_hot([0, 1, 1, 1], 2), ["FEA", "HAP"], ["fearful", "happy"])
+    assert list(m["per_class"]) == ["fearful", "happy"]  # class order kept
+    assert m["per_class"]["fearful"] == {"code": "FEA", "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
+                                         "support": 2}
+    with pytest.raises(ValueError, match="names"):
+        classification_metrics(labels, one_hot([0, 1, 1, 1], 2), ["FEA", "HAP"], ["fearful"])
 
 
 def test_ece():

@@ -83,7 +83,7 @@ def test_zeroshot_command_writes_probe_s_run_files_and_names_what_it_cannot_pred
     model, _ = load_run(out / "fold1")
     assert isinstance(model, ZeroShot)
     scored = evaluate_run(out / "fold1", store)  # a zero-shot run is evaluated like any other
-    assert scored["per_class"]["calm"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 4}
+    assert scored["per_class"]["calm"] == {"code": "calm", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 4}
 
 
 def test_train_prints_zero_shot_probe_and_heads_rows(store, tmp_path):

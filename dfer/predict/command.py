@@ -86,15 +86,14 @@ def predict_timelines(predictor, paths: list[Path], folder: Path, window: float 
                       as_json: bool) -> int:
     """`dfer predict --timeline`: a progress bar per file on stderr, a line (or JSON object) per file; the exit
     code."""
-    from dfer.predict.timeline import HOP_FRACTION, default_window, timeline_paths
+    from dfer.predict.timeline import timeline_paths, window_and_hop
 
-    if window is None:
-        window, source = default_window(predictor.config)
+    window, hop, source = window_and_hop(predictor.config, window, hop)
+    if source is not None:
         errors.print(f"window {window:g} s ({source})")
     if window > predictor.max_seconds:
         raise typer.BadParameter(f"{window} s is longer than the {predictor.max_seconds} s this run's encoders take",
                                  param_hint="--window")
-    hop = window * HOP_FRACTION if hop is None else hop
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                   TimeRemainingColumn(), console=errors) as progress:

@@ -40,6 +40,17 @@ def default_window(config: dict) -> tuple[float, str]:
         return float(config["fingerprint"]["max_seconds"]), "the store's max_seconds (the run predates clip_seconds)"
 
 
+def window_and_hop(config: dict, window: float | None = None,
+                   hop: float | None = None) -> tuple[float, float, str | None]:
+    """(window, hop, where a default window came from) of a timeline: `window` seconds, or the run's training clip
+    length (`default_window` of its config.json); `hop`, or a third of the window (HOP_FRACTION). The last item is
+    None when `window` was given."""
+    source = None
+    if window is None:
+        window, source = default_window(config)
+    return window, window * HOP_FRACTION if hop is None else hop, source
+
+
 def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float, float]]:
     """(start, end) seconds of windows every `hop` seconds over [0, duration]; the last one ends at the file's end,
     so the whole file is covered; a file shorter than a window is one window."""
@@ -103,29 +114,39 @@ def window_row(span: tuple[float, float], result: dict) -> dict:
             "face_found_ratio": result["face_found_ratio"], "has_audio": result["has_audio"]}
 
 
+def file_timeline(predictor: Predictor, path: Path, window: float, hop: float, folder: Path | None = None,
+                  stem: str | None = None,
+                  on_window: Callable[[Path, float, float], None] | None = None) -> tuple[dict, list[dict]]:
+    """One file's timeline: (its record, as `dfer predict --timeline --json` prints it, and its window rows).
+
+    The record is {"path", "windows" (how many), "files" (suffix -> path), "notes"}, or {"path", "error"} with no rows
+    for a file that cannot be read. With `folder`, the four timeline files are written there as `<stem>.*` (by default
+    the file's own stem) once the timeline is complete; without it there are none and the record has no "files".
+    `on_window(path, end, duration)` is called after each window (the CLI's progress bar)."""
+    timeline, rows = FileTimeline(predictor, path, window, hop), []
+    try:
+        for row in timeline:
+            rows.append(row)
+            if on_window is not None:
+                on_window(path, row["end"], timeline.duration)
+    except ClipError as error:
+        return {"path": str(path), "error": error.reason}, []
+    record = {"path": str(path), "windows": len(rows)}
+    if folder is not None:
+        written = write_timeline(Path(folder), stem or Path(path).stem, rows, f"{Path(path).name}: {predictor.run}")
+        record["files"] = {k: str(v) for k, v in written.items()}
+    return {**record, "notes": timeline.notes}, rows
+
+
 def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window: float, hop: float,
                    on_window: Callable[[Path, float, float], None] | None = None) -> Iterator[dict]:
-    """Write the timeline files of each file named (folders expanded) into `folder`; one record per file,
-    {"path", "windows", "files" (suffix -> path), "notes"} or {"path", "error"}. A bad file never stops the others,
-    and a file's outputs appear only once its timeline is complete. Two files with the same stem get `stem`,
-    `stem-2`, ... (`OutputStems`)."""
+    """Write the timeline files of each file named (folders expanded) into `folder`; one `file_timeline` record per
+    file. A bad file never stops the others. Two files with the same stem get `stem`, `stem-2`, ... (`OutputStems`)."""
     files, errors = find_media(paths, predictor.suffixes)
     yield from errors
     stems = OutputStems()
     for path in files:
-        stem = stems(path)
-        timeline, rows = FileTimeline(predictor, path, window, hop), []
-        try:
-            for row in timeline:
-                rows.append(row)
-                if on_window is not None:
-                    on_window(path, row["end"], timeline.duration)
-        except ClipError as error:
-            yield {"path": str(path), "error": error.reason}
-            continue
-        written = write_timeline(folder, stem, rows, f"{path.name}: {predictor.run}")
-        yield {"path": str(path), "windows": len(rows), "files": {k: str(v) for k, v in written.items()},
-               "notes": timeline.notes}
+        yield file_timeline(predictor, path, window, hop, folder, stems(path), on_window)[0]
 
 
 def segment_top(rows: list[dict], span: tuple[float, float]) -> str | None:

@@ -2,6 +2,10 @@
 
 Training reads one clip at a time from DataLoader workers. Each process opens the file once (lazily, on
 first use, because open handles must not cross a fork) and keeps it, instead of reopening per item.
+
+`open_cache` is also the notebook's way into a cache (`dfer.open_cache`): `tokens` decodes a clip's encoder tokens to
+float32 whatever the store holds (float16, or int8 codes with their scales), and `clips` / `clip` give the per-clip
+listing (ids, labels as codes and words, speaker, fold, split) beside the extraction's outcome.
 """
 
 from __future__ import annotations
@@ -41,6 +45,57 @@ class CacheReader:
 
     def read_all(self, name: str) -> np.ndarray:
         return np.asarray(self.handle[name][:])
+
+    def has(self, name: str) -> bool:
+        """Whether the cache holds the array `name` (stores of older formats lack some, e.g. `split`)."""
+        return name in self.handle
+
+    def members(self, group: str) -> list[str]:
+        """The names of the arrays directly under `group` (e.g. "info"), sorted; none when there is no such group."""
+        raise NotImplementedError
+
+    def tokens(self, stream: str, index: int) -> np.ndarray:
+        """One clip's `stream` ("video" or "audio") encoder tokens as float32, decoded as the heads read them:
+        (T, N, D) video, (Ta_max, Da) audio, whose first `audio/length` rows hold tokens (the rest is padding)."""
+        # schema pulls in torch and zarr's codecs: only a reader of tokens pays for them, not `dfer info`
+        from dfer.store.schema import SCALE_SUFFIXES, TOKEN_ARRAYS, decode_tokens
+
+        name = TOKEN_ARRAYS[stream]
+        scales = [self.read(name + suffix, index) for suffix in SCALE_SUFFIXES] if self.token_dtype == "int8" else []
+        return decode_tokens(self.read(name, index), *scales)
+
+    def clips(self) -> dict[str, np.ndarray]:
+        """The per-clip table, one (C,) column per key, in store order; `pandas.DataFrame(reader.clips())` shows it.
+
+        Listing columns as the dataset adapter gave them: clip_id, label (the class index), speaker, fold, split and
+        the adapter's `info/<key>` extras; then `class` (the label's code, as `classes` holds it), `name` (its display
+        name) and the extraction's outcome: done, error, note, has_video, has_audio, duration (seconds)."""
+        listing = [name for name in ("clip_id", "label", "speaker", "fold", "split") if self.has(name)]
+        columns = {name: self.read_all(name) for name in listing + [f"info/{key}" for key in self.members("info")]}
+        labels = columns["label"].astype(int)
+        known = (labels >= 0) & (labels < len(self.classes))
+        for key, words in (("class", self.classes), ("name", self.display_names)):
+            columns[key] = np.where(known, np.array(words, dtype=str)[np.where(known, labels, 0)], "")
+        for name in ("done", "error", "note", "has_video", "has_audio", "duration"):
+            columns[name] = self.read_all(name)
+        return columns
+
+    def clip(self, index: int) -> dict:
+        """Clip `index`: its row of `clips` (plain Python values) and its decoded tokens, "video/tokens" (T, N, D)
+        and "audio/tokens" (Ta, Da) cut to `audio/length`; None for a stream the clip does not have."""
+        row = {key: column[index].item() for key, column in self.clips().items()}
+        row["video/tokens"] = self.tokens("video", index) if row["has_video"] else None
+        length = int(self.read("audio/length", index))
+        row["audio/tokens"] = self.tokens("audio", index)[:length] if row["has_audio"] else None
+        return row
+
+    def __len__(self) -> int:
+        """The clips in the cache, done or not."""
+        return len(self.read_all("done"))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}: {self.attrs['dataset']}, {len(self)} clips, "
+                f"classes {', '.join(self.display_names)}, {self.token_dtype} tokens)")
 
     def __getstate__(self) -> dict:  # workers reopen the file themselves
         return {**self.__dict__, "_handle": None, "_pid": None, "_arrays": {}}
@@ -84,6 +139,9 @@ class ZarrReader(CacheReader):
         values = self._array(name)[:]
         return np.array(values.tolist(), dtype=str) if values.dtype.kind == "T" else values  # zarr's StringDType
 
+    def members(self, group: str) -> list[str]:
+        return sorted(self.handle[group].array_keys()) if group in self.handle else []
+
     def _array(self, name: str):
         """Array handles are kept: looking one up re-reads its metadata from disk."""
         arrays = self.__dict__.setdefault("_arrays", {})
@@ -110,13 +168,22 @@ class H5Reader(CacheReader):
         values = self.handle[name][:]
         return values.astype(str) if values.dtype.kind in "OS" else values
 
+    def members(self, group: str) -> list[str]:
+        return sorted(self.handle[group].keys()) if group in self.handle else []
+
     def read(self, name: str, index: int) -> np.ndarray:
         value = self.handle[name][index]
         return value.decode() if isinstance(value, bytes) else np.asarray(value)
 
 
-def open_cache(path: Path) -> CacheReader:
-    """A Zarr store folder or an `.h5` export."""
+def open_cache(path: Path | str) -> CacheReader:
+    """The reader of a cache: a Zarr store folder (made by `dfer extract`) or its `.h5` export (`dfer export-h5`).
+
+    Examples:
+        >>> cache = dfer.open_cache("cache/demo")
+        >>> cache.clips()["name"]  # each clip's class, in words
+        >>> cache.tokens("video", 0).shape  # (T, N, D) float32, int8 stores decoded
+    """
     path = Path(path)
     if path.is_dir() and (path / "zarr.json").exists():
         return ZarrReader(path)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dfer.distributed import ALONE, Ranks
 from dfer.heads.fusion import STREAMS
 from dfer.store.reader import CacheReader
-from dfer.store.schema import SCALE_SUFFIXES, TOKEN_ARRAYS, TOKEN_KEYS, batch_arrays, decode_tokens
+from dfer.store.schema import SCALE_SUFFIXES, TOKEN_KEYS, batch_arrays, decode_tokens
 from dfer.train.splits import Split
 
 RESIDENT_SHARE = 0.8  # of the device's free memory a resident split may take: the rest is the heads' activations
@@ -267,13 +267,6 @@ def check_fits(needed: int, device: torch.device) -> None:
             f"train with --from-disk to read them from the store")
 
 
-def read_tokens(reader: CacheReader, stream: str, index: int) -> np.ndarray:
-    """One clip's `stream` tokens, decoded to float32: (T, N, D) video, (Ta_max, Da) audio."""
-    name = TOKEN_ARRAYS[stream]
-    scales = [reader.read(name + suffix, index) for suffix in SCALE_SUFFIXES] if reader.token_dtype == "int8" else []
-    return decode_tokens(reader.read(name, index), *scales)
-
-
 def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
                      max_clips: int = 256) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per-dimension mean and std of each stream's valid tokens over (an evenly spaced subset of) the training clips:
@@ -285,10 +278,10 @@ def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
         rows = {}
         if "audio" in streams and reader.read("has_audio", index):
             length = int(reader.read("audio/length", index))
-            rows["audio"] = read_tokens(reader, "audio", index)[:length]  # (Ta, Da)
+            rows["audio"] = reader.tokens("audio", index)[:length]  # (Ta, Da)
         if "video" in streams and reader.read("has_video", index):
             found = reader.read("video/face_found", index).astype(bool)
-            tokens = read_tokens(reader, "video", index)[found]  # (T_found, N, D)
+            tokens = reader.tokens("video", index)[found]  # (T_found, N, D)
             rows["video"] = tokens.reshape(-1, reader.layout["vision_dim"])  # (T_found*N, D)
         for stream, x in rows.items():
             x = x.astype(np.float64)

@@ -36,8 +36,9 @@ TOKEN_BATCH, MEDIA_BATCH = 32, 8  # clips per batch: tokens are small; media go 
 
 
 def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None = None) -> dict:
-    """The run's best model on `store`: `classification_metrics` plus run, store, subset (which clips, see
-    `clips_to_score`) and display_names (the classes' words, in the order of per_class and the confusion rows).
+    """The run's best model on `store`: `classification_metrics` (per_class keyed by the classes' words, each with
+    its code) plus run, store, subset (which clips, see `clips_to_score`) and display_names (the words, in the order
+    of per_class and the confusion rows).
     With `out`, also OUT/metrics.json (these) and the clip files (`dfer.train.protocol.write_clip_files`)."""
     run = resolve_run(run)
     reader = open_cache(store)
@@ -55,7 +56,7 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
     cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
     labels, probs = predict(model, loader_for(clips(reader, indices, modalities), cfg), torch.device(device))
     names = checkpoint.run_display_names(config)
-    metrics = classification_metrics(labels, probs, reader.classes)
+    metrics = classification_metrics(labels, probs, reader.classes, names)
     metrics.update(run=str(run), store=str(store), subset=subset, display_names=names)
     if out is not None:
         out = Path(out)

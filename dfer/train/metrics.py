@@ -41,22 +41,28 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: in
     return float(np.sum(share * np.abs(bins["accuracy"][filled] - bins["confidence"][filled])))
 
 
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str],
+                           names: list[str] | None = None) -> dict:
     """WAR, UAR, F1s, ECE, NLL, per-class scores and the confusion matrix of one evaluation.
 
     labels: (n,) int class indices; probs: (n, C) class probabilities (softmax outputs), C == len(classes).
+    classes: the store's codes; names: their display names (`dfer.data.names`), the same order, by default the codes.
 
     WAR (weighted average recall) is plain accuracy. UAR (unweighted average recall) is the mean of the per-class
     recalls over the classes present in `labels`, the DFER literature's definition: a class with no test samples
     (e.g. in a small fold) has no recall to average, so it must not count as 0. macro_f1 is averaged over the same
     present classes for the same reason; weighted_f1 weights by support, so absent classes weigh nothing anyway.
     `per_class` and `confusion` cover all C classes (absent ones get support 0 and zero_division=0 scores).
+    `per_class` is keyed by the display names, the words every table and plot shows, with each class's code beside
+    its scores ({"fearful": {"code": "FEA", "precision": ...}}), in class order.
     """
     labels = np.asarray(labels).astype(int)
     probs = np.asarray(probs, dtype=np.float64)
     n, n_classes = probs.shape
-    if labels.shape != (n,) or n_classes != len(classes):
-        raise ValueError(f"labels {labels.shape} / probs {probs.shape} / {len(classes)} classes do not match")
+    names = list(classes) if names is None else list(names)
+    if labels.shape != (n,) or n_classes != len(classes) or len(names) != len(classes):
+        raise ValueError(f"labels {labels.shape} / probs {probs.shape} / {len(classes)} classes / {len(names)} names "
+                         "do not match")
     preds = probs.argmax(axis=1)  # (n,)
     present = np.unique(labels).tolist()
     everything = list(range(n_classes))
@@ -73,9 +79,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[
         "ece": expected_calibration_error(labels, probs),
         "nll": float(-np.log(p_true).mean()),
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+            name: {"code": code, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                    "support": int(support[i])}
-            for i, name in enumerate(classes)
+            for i, (code, name) in enumerate(zip(classes, names))
         },
         "confusion": confusion_matrix(labels, preds, labels=everything).astype(int).tolist(),  # (C, C), rows = true
         "n": int(n),

@@ -107,7 +107,7 @@ def write_test_results(run: Path, reader: CacheReader, split: str, indices: Sequ
     """The test metrics of `probs` (n, C) against `labels` (n,) of the store rows `indices` (n,), plus `extra`
     (e.g. best_epoch), into RUN/results.json and the clip files (titled `title`); printed as a table when `show`.
     Returns the metrics."""
-    metrics = {**classification_metrics(labels, probs, reader.classes), **extra}
+    metrics = {**classification_metrics(labels, probs, reader.classes, reader.display_names), **extra}
     write_json(run / "results.json", {"test": metrics, "split": split})
     write_clip_files(run, scored_clips(reader, indices, labels, probs, reader.display_names), metrics, title)
     if show:

@@ -23,7 +23,7 @@ def _pct(x: float) -> str:
 
 def metrics_table(metrics: dict, labels: Sequence[str] | None = None) -> Table:
     """One run's metrics: the headline numbers (WAR, UAR, F1s, ECE, NLL, n), then a row per class, named by
-    `labels` (the display names, in the order of metrics["per_class"]; by default its keys, the codes)."""
+    `labels` (the display names, in the order of metrics["per_class"]; by default its keys, the same words)."""
     table = Table("metric", title="evaluation (rates in %)")
     for column in ("value", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")

@@ -1,0 +1,162 @@
+"""`dfer.load(...)` returns a `Model`: `dfer predict`, `--timeline` and `dfer explain` as methods, for notebooks and
+scripts.
+
+A Model holds what `--model` loads (one run's `Predictor`, or an `Ensemble` of several), so the encoders are built
+once and every call after the first costs only the file's own work. Each method returns the records the command
+prints with `--json`, made by the same functions (`predict_paths`, `file_timeline`, `explain_to`), so a script and
+the command line cannot disagree; a file that cannot be read is the same {"path", "error"} record, never an
+exception, and the other files go on. `as_frame=True` turns records into a pandas DataFrame, one row per record and
+one `p_<label>` column per class probability.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dfer.predict.explain import explain_file, explain_to
+from dfer.predict.predictor import OutputStems, Predictor, find_media, predict_paths
+from dfer.predict.timeline import file_timeline, window_and_hop
+from dfer.predict.timeline_files import PROB, window_record
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PathLike = str | Path
+
+
+class Model:
+    """A loaded model (`dfer.load`): one run, or several fused, ready to score any number of files.
+
+    Attributes:
+        labels: the classes' display names ("angry", "fearful", ...), the order of every record's `probs`.
+        classes: their codes as the training store keeps them ("ANG", "FEA", ...); for fused runs, the words.
+        predictor: the underlying `dfer.predict.predictor.Predictor` (or `dfer.predict.ensemble.Ensemble`).
+    """
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.predictor.labels)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.predictor.classes)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What loading found worth saying, e.g. an encoder revision other than the run's."""
+        return list(self.predictor.warnings)
+
+    def describe(self) -> dict:
+        """The run(s), classes, modalities, encoders, frames and device, as `dfer serve`'s /health reports them."""
+        return self.predictor.describe()
+
+    def __repr__(self) -> str:
+        return (f"Model({str(self.predictor.run)!r}, {self.predictor.modalities}, {len(self.labels)} classes: "
+                f"{', '.join(self.labels)}; on {self.predictor.device})")
+
+    def predict(self, paths: PathLike | list[PathLike], as_frame: bool = False) -> list[dict] | pd.DataFrame:
+        """Class probabilities for each file, as `dfer predict PATHS --json` prints them.
+
+        Args:
+            paths: a video or audio file, a folder (searched recursively for the files this model reads), or a list
+                of them.
+            as_frame: return a pandas DataFrame (one row per file, a `p_<label>` column per label) instead of the
+                records.
+
+        Returns:
+            One record per file, with path, labels, classes, probs, top1, face_found_ratio, has_video, has_audio,
+                notes and seconds (`Predictor.predict_file`); fused runs add members. A file that cannot be read is
+                {"path", "error"}.
+
+        Examples:
+            >>> dfer.load("runs/demo").predict(["samples/cremad/VideoFlash/1001_DFA_HAP_XX.flv"])[0]["top1"]
+        """
+        records = list(predict_paths(self.predictor, _listed(paths)))
+        return to_frame(records) if as_frame else records
+
+    def timeline(self, path: PathLike, window: float | None = None, hop: float | None = None,
+                 out: PathLike | None = None, as_frame: bool = False) -> dict | pd.DataFrame:
+        """A whole file read in sliding windows, as `dfer predict PATH --timeline OUT --json` reads it.
+
+        Args:
+            path: one video or audio file.
+            window: window length in seconds; by default the run's training clip length.
+            hop: seconds between window starts; by default a third of the window.
+            out: a folder for the CLI's four files (<stem>.csv, .jsonl, .vtt, .png); none are written without it.
+            as_frame: return the windows as a pandas DataFrame (a row per window, a `p_<label>` column per label).
+
+        Returns:
+            The CLI's record ({"path", "windows" (how many), "files" (with `out`), "notes"}) plus "rows", one dict
+                per window, the lines of the CLI's .jsonl (start, end, top, top_prob, face_found_ratio, has_audio,
+                and probs as {label: probability}). A file that cannot be read is {"path", "error"}; with
+                `as_frame`, a ValueError naming the file and the reason.
+        """
+        window, hop, _ = window_and_hop(self.predictor.config, window, hop)
+        target = self._one(path)
+        if isinstance(target, dict):
+            record, rows = target, []
+        else:
+            record, rows = file_timeline(self.predictor, target, window, hop, None if out is None else Path(out))
+        if as_frame:
+            if "error" in record:
+                raise ValueError(f"{record['path']}: {record['error']}")
+            return to_frame([window_record(row) for row in rows])
+        return record if "error" in record else {**record, "rows": [window_record(row) for row in rows]}
+
+    def explain(self, path: PathLike, out: PathLike | None = None) -> dict:
+        """Why the model predicts what it does for one file, as `dfer explain` and `dfer predict --explain` say it.
+
+        Args:
+            path: one video or audio file.
+            out: a folder for <stem>.explain.png and <stem>.explain.json; nothing is written without it.
+
+        Returns:
+            The `predict` record with `explain` (each modality alone, the ROI attention per frame and the effect of
+                each step, `dfer.predict.explain.explain_batch`); with `out` also `explain_files`, exactly the line
+                of `dfer predict PATH --explain OUT --json`. A file that cannot be read is {"path", "error"}.
+
+        Raises:
+            ValueError: the model fuses several runs (an explanation reads one run's heads).
+        """
+        if not isinstance(self.predictor, Predictor):
+            raise ValueError("explains one run's model; load one run, not several")
+        target = self._one(path)
+        if isinstance(target, dict):
+            return target
+        score = (partial(explain_to, self.predictor, out=out, stems=OutputStems()) if out is not None else
+                 lambda file: explain_file(self.predictor, file).record)
+        return next(predict_paths(self.predictor, [target], score))
+
+    def _one(self, path: PathLike) -> Path | dict:
+        """The one file `path` names, or the CLI's error record for a path that is not there; a folder is refused."""
+        if Path(path).is_dir():
+            raise ValueError(f"{path}: a folder; this reads one file (predict takes folders)")
+        files, errors = find_media([Path(path)], self.predictor.suffixes)
+        return errors[0] if errors else files[0]
+
+
+def _listed(paths: PathLike | list[PathLike]) -> list[Path]:
+    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+
+
+def to_frame(records: list[dict]) -> pd.DataFrame:
+    """Records (of `Model.predict`, or timeline rows) as a pandas DataFrame: one row each, their fields as columns,
+    `probs` spread into a column per label named `p_<label>` (as in predictions.csv and the timeline CSV); `labels`
+    and `classes` (the same in every row) left out."""
+    try:
+        import pandas as pd  # optional: only this needs it
+    except ImportError as error:
+        raise ImportError("as_frame=True needs pandas (pip install pandas)") from error
+    rows = []
+    for record in records:
+        row = {key: value for key, value in record.items() if key not in ("labels", "classes", "probs")}
+        probs = record.get("probs")
+        pairs = probs.items() if isinstance(probs, dict) else zip(record.get("labels", []), probs or [])
+        row.update((PROB + label, p) for label, p in pairs)
+        rows.append(row)
+    return pd.DataFrame(rows)
