@@ -40,7 +40,7 @@ def test_every_nav_page_exists_and_every_page_is_in_the_nav():
     for page in pages:
         assert (DOCS / page).is_file(), f"mkdocs.yml's nav names docs/{page}, which does not exist"
     on_disk = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
-    assert on_disk - set(pages) <= {"python-api.md", "tutorial.md"}, "pages missing from the nav"
+    assert on_disk <= set(pages), "pages missing from the nav"
 
 
 def test_every_included_file_exists():
