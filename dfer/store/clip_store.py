@@ -35,6 +35,7 @@ import numpy as np
 import zarr
 
 from dfer.data.clip import DatasetListing
+from dfer.errors import DferError
 from dfer.store import fingerprint as fp
 from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, READABLE_FORMATS, Layout, array_specs
 
@@ -43,7 +44,7 @@ FORMAT_1_DEFAULTS = {"token_dtype": "float16"}  # what a store of format 1 holds
 FILES_FIXED, FILES_PER_CLIP = 100, 0.5  # a store of C clips holds at most 100 + C/2 files (issue #12)
 
 
-class StoreLocked(RuntimeError):
+class StoreLocked(DferError, RuntimeError):
     """Another process holds the store's lock: it is extracting into this store now."""
 
 
