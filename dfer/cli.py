@@ -75,7 +75,8 @@ def extract(
     audio: Optional[str] = typer.Option(None, show_default="the preset's",
                                         help="audio encoder spec: ge2e, mel, random:<arch>, hf:<id or path>[,layer=N], "
                                         "a NeMo hub id, a .nemo file or a folder"),
-    frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16), help="frames sampled uniformly per clip"),
+    frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16),
+                                         help="frames sampled uniformly per clip"),
     batch: Optional[int] = typer.Option(None, show_default=RECIPE.format(8), help="clips per encoder call"),
     device: Optional[str] = typer.Option(None, show_default=RECIPE.format("cpu"), help="cpu or cuda"),
     limit: Optional[int] = typer.Option(None, show_default="every clip",
@@ -214,7 +215,7 @@ def train(
         help="keep the training and validation clips on --device, as stored (int8 or float16); refused if too big"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
-    """Train the heads on cached tokens over the dataset's folds and report WAR/UAR (mean ± std); torchrun spreads the folds."""
+    """Train the heads on cached tokens over the dataset's folds, report WAR/UAR (mean ± std); torchrun spreads folds."""
     checks.cache(store)
     checks.existing_file(recipe, "recipe")
     from dfer import distributed

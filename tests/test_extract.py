@@ -172,7 +172,8 @@ def _cli(*args: str) -> list[str]:
 
 def test_resume_after_kill_equals_clean_run(reference_store, good_dataset, tmp_path):
     out = tmp_path / "store"
-    args = ["extract", "manifest", str(good_dataset), "--out", str(out), "--frames", "4", "--batch", "1"]
+    args = ["extract", "manifest", str(good_dataset), "--out", str(out), "--preset", "tiny", "--frames", "4",
+            "--batch", "1"]
     process = subprocess.Popen(_cli(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:  # kill -9 once some, but not all, clips are done
@@ -239,7 +240,7 @@ def test_a_second_extraction_is_refused_while_one_runs(good_dataset, tmp_path):
 
 def test_two_ranks_equal_one(reference_store, good_dataset, tmp_path):
     out = tmp_path / "store"
-    torchrun(["extract", "manifest", good_dataset, "--out", out, "--frames", "4", "--batch", "3"])
+    torchrun(["extract", "manifest", good_dataset, "--out", out, "--preset", "tiny", "--frames", "4", "--batch", "3"])
     assert_stores_equal(reference_store, out)
 
 
@@ -261,6 +262,7 @@ def test_extract_exit_code_lists_failures(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     write_clip(tmp_path / "ok.mp4", seconds=1.0)
     csv = _manifest(tmp_path, [("empty.mp4", "a", "s", "train"), ("ok.mp4", "b", "s", "test")])
-    result = CliRunner().invoke(app, ["extract", "manifest", str(csv), "--out", str(tmp_path / "s"), "--frames", "2"])
+    result = CliRunner().invoke(app, ["extract", "manifest", str(csv), "--out", str(tmp_path / "s"), "--preset", "tiny",
+                                      "--frames", "2"])
     assert result.exit_code == 1
     assert "empty.mp4" in result.output and "1/2 clips done" in result.output

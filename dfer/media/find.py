@@ -10,7 +10,8 @@ from pathlib import Path
 # What `dfer predict FOLDER` picks up (and AUDIO_SUFFIXES for a run that hears); a file named explicitly is always
 # tried, whatever its suffix.
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus"}  # audio-only files (a manifest's, a predict folder's)
+# Audio-only files (a manifest's, a predict folder's).
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus"}
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES
 
 

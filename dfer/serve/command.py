@@ -31,7 +31,7 @@ def serve(
                                          "3840x2160); 0: no limit"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
-    """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at /."""
+    """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, a recording page at /."""
     checks.model_inputs(model)
     weights = parse_weights(weights)
     import uvicorn
