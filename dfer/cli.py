@@ -43,8 +43,9 @@ def show_version(value: bool) -> None:
 
 APP_HELP = (
     "Audio-visual dynamic facial expression recognition: extract a cache once, train heads on it, predict.\n\n"
-    "Commands are listed in stage order. What a command acts on is positional (files, caches, runs); the model is "
-    "always --model/-m (a run folder or a bundled model: dfer models); what it writes is always --out/-o. The encoder "
+    "Commands are listed in stage order. What a command acts on is positional: files, caches, and the runs that "
+    "evaluate and card act on; the model a command runs on files is always --model/-m (a run folder or a bundled "
+    "model: dfer models); what it writes is always --out/-o. The encoder "
     f"preset is {DEFAULT_PRESET} (pretrained, offline, on a CPU) unless --preset or a recipe says otherwise."
 )
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import dfer
 from dfer.cli import app
+from dfer.cli_help import RECIPE
 from dfer.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +101,38 @@ def test_an_unreachable_hub_is_one_line_naming_the_spec(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: vision encoder {spec}: could not get its weights from the Hugging Face hub")
     assert line.endswith("--vision /path/to/it")
+
+
+def _settings_classes() -> dict:
+    from dfer.extract.pipeline import ExtractConfig
+    from dfer.finetune.config import FinetuneConfig
+    from dfer.train.config import TrainConfig
+    from dfer.train.probe import ProbeConfig
+    from dfer.train.zeroshot import ZeroShotConfig
+
+    return {"extract": ExtractConfig, "train": TrainConfig, "probe": ProbeConfig, "zeroshot": ZeroShotConfig,
+            "finetune": FinetuneConfig}
+
+
+@pytest.mark.parametrize("name", ["extract", "train", "probe", "zeroshot", "finetune"])
+def test_the_recipe_defaults_the_help_shows_are_the_stage_s_own(name):
+    """`[default: (from the recipe, else 16)]` is written in the option; it must say what the stage really does."""
+    import dataclasses
+
+    fields = {field.name: field.default for field in dataclasses.fields(_settings_classes()[name])}
+    prefix = RECIPE.format("")
+    shown = {param.name: param for param in typer.main.get_command(app).commands[name].params
+             if isinstance(param.show_default, str) and param.show_default.startswith(prefix)}
+    checked = 0
+    for option, param in shown.items():
+        if option not in fields:  # a dataset option (--face-frames), not a field of the stage's settings
+            continue
+        value, default = param.show_default[len(prefix):], fields[option]
+        if isinstance(default, bool):
+            assert value == (param.opts if default else param.secondary_opts)[0], option
+        elif isinstance(default, (int, float)):
+            assert float(value) == default, option
+        else:
+            assert value == default, option
+        checked += 1
+    assert checked  # at least one option of each stage is checked
