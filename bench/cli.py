@@ -45,7 +45,7 @@ def timed(checkout: Path, arguments: list[str]) -> dict:
     result = subprocess.run([sys.executable, "-m", "dfer", *arguments], cwd=checkout, env=env, capture_output=True,
                             text=True, timeout=600)
     seconds = time.perf_counter() - started
-    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip(" │╭╰─")]
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip(" │╭╮╰╯─")]
     return {"seconds": seconds, "exit_code": result.returncode, "last_line": lines[-1] if lines else ""}
 
 
