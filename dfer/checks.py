@@ -2,8 +2,9 @@
 
 Loading torch, the encoders and the heads takes seconds; a mistyped path should not wait for them. Every `dfer`
 command checks its inputs here first: files and folders exist and are what the command reads (a media file's
-header is opened with PyAV, nothing is decoded), runs and caches are runs and caches, dataset and preset names are
-known. A failed check raises `InputError` naming the input and the reason, which `dfer` prints as one line.
+header is opened with PyAV, nothing is decoded), runs and caches are runs and caches. A failed check raises
+`InputError` naming the input and the reason, which `dfer` prints as one line. Names are checked where their tables
+live, as cheaply: `dfer.data.check_dataset` and `dfer.encoders.presets.resolve_preset`.
 
 Importing this module loads neither torch nor zarr: only PyAV, numpy and the pure-Python tables it checks names
 against.

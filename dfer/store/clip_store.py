@@ -69,8 +69,11 @@ def writer_lock(path: Path) -> Iterator[Path]:
             handle.close()
             raise StoreLocked(f"{path}: another extraction is writing this store (it holds {lock}); let it "
                               "finish, or stop it, before running this one again") from None
-        if lock.exists() and os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
-            break
+        try:
+            if os.path.samestat(os.stat(lock), os.fstat(handle.fileno())):
+                break
+        except FileNotFoundError:
+            pass
         handle.close()  # the holder removed this file as we opened it
     try:
         yield lock
