@@ -7,7 +7,7 @@ STAMP := $(VENV)/.dfer-installed
 
 DATASET ?= cremad
 ROOT ?=
-PRESET ?= base
+PRESET ?= lite
 DEVICE ?=
 FUSION ?=
 MODALITIES ?=
@@ -66,7 +66,7 @@ demo: install
 	$(DFER) train cache/demo --out runs/demo --recipe recipes/demo/train.yaml
 	$(DFER) evaluate runs/demo-zeroshot runs/demo-probe runs/demo --store cache/demo
 
-# make extract DATASET=ravdess ROOT=/data/RAVDESS [PRESET=base] [DEVICE=cuda]
+# make extract DATASET=ravdess ROOT=/data/RAVDESS [PRESET=base] [DEVICE=cuda]    (PRESET: lite, as dfer extract)
 extract: install
 	@test -n "$(ROOT)" || (echo "make extract needs ROOT=/path/to/$(DATASET)"; exit 2)
 	$(DFER) extract $(DATASET) $(ROOT) --out $(STORE) $(if $(EXTRACT_RECIPE),--recipe $(EXTRACT_RECIPE)) \

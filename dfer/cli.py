@@ -1,53 +1,116 @@
-"""The `dfer` command line: parse arguments, call the library, print. No logic lives here."""
+"""The `dfer` command line: check the inputs, parse, call the library, print. No logic lives here.
+
+Every command checks what it is given (`dfer.checks`) before it imports anything heavy, and imports torch and the
+stages inside its body, so `dfer --help` and a mistyped path answer at once.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+import dfer
+from dfer import checks
+from dfer.cli_help import RECIPE, DferCommand, DferGroup
+from dfer.encoders.presets import DEFAULT_PRESET
+from dfer.errors import DferError
 from dfer.finetune.command import finetune
 from dfer.predict.command import predict
 from dfer.serve.command import serve
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio-visual dynamic facial expression recognition.")
+
+app = typer.Typer(
+    cls=DferGroup, add_completion=False, no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+command = partial(app.command, cls=DferCommand)
 console = Console()
 errors = Console(stderr=True)
 
 
-@app.command()
+def show_version(value: bool) -> None:
+    if value:
+        print(f"dfer {dfer.__version__}")
+        raise typer.Exit()
+
+
+APP_HELP = (
+    "Audio-visual dynamic facial expression recognition: extract a cache once, train heads on it, predict.\n\n"
+    "Commands are listed in stage order. What a command acts on is positional: files, caches, and the runs that "
+    "evaluate and card act on; the model a command runs on files is always --model/-m (a run folder or a bundled "
+    "model: dfer models); what it writes is always --out/-o. The encoder "
+    f"preset is {DEFAULT_PRESET} (pretrained, offline, on a CPU) unless --preset or a recipe says otherwise."
+)
+
+
+@app.callback(help=APP_HELP)  # a help string, not a docstring: typer's Rich help keeps a docstring's line breaks
+def dfer_app(
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                 help="Print dfer's version and exit."),
+) -> None:
+    pass
+
+
+# Stage 1: the cache.
+
+
+@command()
 def extract(
     dataset: str = typer.Argument(..., help="ravdess, cremad, dfew, mafw, meld or manifest"),
     root: Path = typer.Argument(..., help="the dataset's folder (for manifest: the CSV file)"),
-    out: Path = typer.Option(..., "--out", help="the Zarr store to create or resume"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML of extraction settings (flags below override it)"),
-    preset: Optional[str] = typer.Option(None, help="encoder preset: tiny (default), lite, small, base, large, base-random, large-random"),
-    vision: Optional[str] = typer.Option(None, help="vision encoder spec: random:<arch>, hf:<id or path>, a SigLIP2 "
-                                         "hub id or folder"),
-    audio: Optional[str] = typer.Option(None, help="audio encoder spec: ge2e, mel, random:<arch>, "
-                                        "hf:<id or path>[,layer=N], a NeMo hub id, .nemo file or folder"),
-    frames: Optional[int] = typer.Option(None, help="frames sampled uniformly per clip (16)"),
-    batch: Optional[int] = typer.Option(None, help="clips per encoder call (8)"),
-    device: Optional[str] = typer.Option(None, help="cpu (default) or cuda"),
-    limit: Optional[int] = typer.Option(None, help="only the first N clips of the sorted listing"),
-    keep_media: Optional[bool] = typer.Option(None, "--keep-media/--no-keep-media", help="store face crops and waveforms for fine-tuning (on)"),
-    workers: Optional[int] = typer.Option(None, help="decoding worker processes (0)"),
-    seed: Optional[int] = typer.Option(None, help="seed of random-init encoders, part of the fingerprint (0)"),
-    max_seconds: Optional[float] = typer.Option(None, help="longer clips are analysed over their central window (16)"),
-    face_track: Optional[str] = typer.Option(None, "--face-track", help="largest (default) or speaker: the face "
-                                             "whose mouth moves while the audio is voiced (MELD's recipe)"),
-    token_dtype: Optional[str] = typer.Option(None, "--token-dtype", help="float16 (default) or int8: per-dimension "
-                                              "codes, a quarter of float32 (cache/README.md)"),
-    classes: Optional[str] = typer.Option(None, help="manifest only: comma-separated class order"),
-    face_frames: Optional[str] = typer.Option(None, "--face-frames", help="dfew only: original (default) clips "
-                                              "through our face pipeline, or precropped: the release's clip_224x224"),
+    out: Path = typer.Option(..., "--out", "-o", help="the Zarr store to create or resume"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of extraction settings (the options below override it)"),
+    preset: Optional[str] = typer.Option(None, show_default=RECIPE.format(DEFAULT_PRESET),
+                                         help="encoder preset: tiny, lite, small, base, large, base-random, "
+                                         "large-random"),
+    vision: Optional[str] = typer.Option(None, show_default="the preset's",
+                                         help="vision encoder spec: random:<arch>, hf:<id or path>, faceapi, a SigLIP2 "
+                                         "hub id or a local folder (offline: a folder you downloaded)"),
+    audio: Optional[str] = typer.Option(None, show_default="the preset's",
+                                        help="audio encoder spec: ge2e, mel, random:<arch>, hf:<id or path>[,layer=N], "
+                                        "a NeMo hub id, a .nemo file or a folder"),
+    frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16),
+                                         help="frames sampled uniformly per clip"),
+    batch: Optional[int] = typer.Option(None, show_default=RECIPE.format(8), help="clips per encoder call"),
+    device: Optional[str] = typer.Option(None, show_default=RECIPE.format("cpu"), help="cpu or cuda"),
+    limit: Optional[int] = typer.Option(None, show_default="every clip",
+                                        help="only the first N clips of the sorted listing"),
+    keep_media: Optional[bool] = typer.Option(None, "--keep-media/--no-keep-media",
+                                              show_default=RECIPE.format("--keep-media"),
+                                              help="store face crops and waveforms for fine-tuning"),
+    workers: Optional[int] = typer.Option(None, show_default=RECIPE.format(0), help="decoding worker processes"),
+    seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
+                                       help="seed of random-init encoders, part of the fingerprint"),
+    max_seconds: Optional[float] = typer.Option(None, show_default=RECIPE.format(16),
+                                                help="longer clips are analysed over their central window of this "
+                                                "many seconds"),
+    face_track: Optional[str] = typer.Option(None, "--face-track", show_default=RECIPE.format("largest"),
+                                             help="largest, or speaker: the face whose mouth moves while the audio "
+                                             "is voiced (MELD's recipe)"),
+    token_dtype: Optional[str] = typer.Option(None, "--token-dtype", show_default=RECIPE.format("float16"),
+                                              help="float16, or int8: per-dimension codes, a quarter of float32 "
+                                              "(cache/README.md)"),
+    classes: Optional[str] = typer.Option(None, show_default="in order of appearance",
+                                          help="manifest only: comma-separated class order"),
+    face_frames: Optional[str] = typer.Option(None, "--face-frames", show_default=RECIPE.format("original"),
+                                              help="dfew only: original clips through our face pipeline, or "
+                                              "precropped: the release's clip_224x224"),
 ) -> None:
     """Decode, crop faces and run the frozen encoders once per clip, into a resumable Zarr cache."""
+    from dfer.data import check_dataset
+    from dfer.encoders.presets import resolve_preset
+
+    check_dataset(dataset, root)
+    checks.existing_file(recipe, "recipe")
+    if preset is not None:
+        resolve_preset(preset)
     from dfer.extract.pipeline import extract_config, run
 
     options = {"classes": classes.split(",") if classes else None, "frames": face_frames}
@@ -68,12 +131,15 @@ def extract(
     raise typer.Exit(1 if summary.failures else 0)
 
 
-@app.command()
+@command()
 def info(
     store: Path = typer.Argument(..., help="a dfer Zarr store"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Summarise a cache: clips, failures, classes, face detection rate, fingerprint, arrays, size."""
+    checks.cache(store)
+    from rich.table import Table
+
     from dfer.store.info import store_info
 
     facts = store_info(store)
@@ -104,28 +170,55 @@ def info(
         console.print(f"[red]failed[/] {failure['clip_id']}: {failure['error']}", soft_wrap=True)
 
 
-@app.command()
+@command("export-h5")
+def export_h5(
+    store: Path = typer.Argument(..., help="a dfer Zarr store"),
+    legacy_out: Optional[Path] = typer.Argument(None, hidden=True),  # the older `export-h5 STORE OUT`
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="STORE.h5", help="the HDF5 file to write"),
+) -> None:
+    """Copy a Zarr cache into one HDF5 file (same arrays and attributes); dfer train reads either."""
+    checks.cache(store)
+    if legacy_out is not None:
+        if out is not None:
+            raise typer.BadParameter("give the output once, as --out", param_hint="--out")
+        errors.print("[yellow]note:[/] `dfer export-h5 STORE OUT` is deprecated; use `dfer export-h5 STORE --out OUT`")
+        out = legacy_out
+    from dfer.store.h5 import export_h5 as export
+
+    console.print(f"wrote {export(store, out or Path(store).with_suffix('.h5'))}")
+
+
+# Stage 2: heads on the cache.
+
+
+@command()
 def train(
     store: Path = typer.Argument(..., help="a dfer cache (Zarr store or .h5 export)"),
-    out: Path = typer.Option(..., "--out", help="run folder"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML of training settings (flags below override it)"),
-    fusion: Optional[str] = typer.Option(None, help="liquid, late, concat, gated or xattn"),
-    modalities: Optional[str] = typer.Option(None, help="av, audio or video"),
-    fold: Optional[str] = typer.Option(None, help="a fold number, all (default), or none (train on every clip)"),
-    epochs: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None),
-    seed: Optional[int] = typer.Option(None),
-    balance: Optional[str] = typer.Option(None, help="none, sampler or loss"),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda"),
-    workers: Optional[int] = typer.Option(None, help="DataLoader workers reading the cache"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of training settings (the options below override it)"),
+    fusion: Optional[str] = typer.Option(None, show_default=RECIPE.format("liquid"),
+                                         help="liquid, late, concat, gated or xattn"),
+    modalities: Optional[str] = typer.Option(None, show_default=RECIPE.format("av"), help="av, audio or video"),
+    fold: Optional[str] = typer.Option(None, show_default=RECIPE.format("all"),
+                                       help="a fold number, all, or none (train on every clip)"),
+    epochs: Optional[int] = typer.Option(None, show_default=RECIPE.format(40), help="passes over the training clips"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", show_default=RECIPE.format(32),
+                                             help="clips per step"),
+    lr: Optional[float] = typer.Option(None, show_default=RECIPE.format("1e-3"), help="AdamW's peak learning rate"),
+    seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
+                                       help="initialisation, sampling and the validation speakers"),
+    balance: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"), help="none, sampler or loss"),
+    device: Optional[str] = typer.Option(None, show_default=RECIPE.format("cpu"), help="cpu or cuda"),
+    workers: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
+                                          help="DataLoader workers reading the cache"),
     in_memory: Optional[bool] = typer.Option(
-        None, "--in-memory/--from-disk",
+        None, "--in-memory/--from-disk", show_default=RECIPE.format("--from-disk"),
         help="keep the training and validation clips on --device, as stored (int8 or float16); refused if too big"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
-    """Train the heads on cached tokens, over the dataset's folds, and report WAR/UAR (mean ± std); under torchrun
-    the folds are spread over the ranks."""
+    """Train the heads on cached tokens over the dataset's folds, report WAR/UAR (mean ± std); torchrun spreads folds."""
+    checks.cache(store)
+    checks.existing_file(recipe, "recipe")
     from dfer import distributed
     from dfer.train.config import make_config
     from dfer.train.run import train as run_training
@@ -139,22 +232,25 @@ def train(
         distributed.shutdown()
 
 
-@app.command()
+@command()
 def probe(
     store: Path = typer.Argument(..., help="a dfer cache (Zarr store or .h5 export)"),
-    out: Path = typer.Option(..., "--out", help="run folder"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML of probe settings (flags below override it)"),
-    modalities: Optional[str] = typer.Option(None, help="av, audio or video"),
-    fold: Optional[str] = typer.Option(None, help="a fold number, all (default), or none (fit on every clip)"),
-    seed: Optional[int] = typer.Option(None, help="picks the validation speakers, as in dfer train"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of probe settings (the options below override it)"),
+    modalities: Optional[str] = typer.Option(None, show_default=RECIPE.format("av"), help="av, audio or video"),
+    fold: Optional[str] = typer.Option(None, show_default=RECIPE.format("all"),
+                                       help="a fold number, all, or none (fit on every clip)"),
+    seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
+                                       help="picks the validation speakers, as in dfer train"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
-    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits; under
-    torchrun the folds are spread over the ranks."""
+    """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits."""
+    checks.cache(store)
+    checks.existing_file(recipe, "recipe")
     from dfer import distributed
     from dfer.train.probe import make_probe_config, probe as run_probe
 
-    ranks = distributed.init()
+    ranks = distributed.init()  # under torchrun the folds are spread over the ranks
     try:
         result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
                            show=not as_json)
@@ -164,44 +260,24 @@ def probe(
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
 
-@app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="print one JSON list")) -> None:
-    """The models that ship with dfer: pass a name as --model (predict, serve, explain) or RUN (evaluate, card)."""
-    from dfer.models import bundled, model_facts
-
-    facts = [model_facts(name) for name in bundled()]
-    if as_json:
-        print(json.dumps(facts))
-        return
-    for model in facts:
-        table = Table(title=f"{model['name']}: {model['modalities']}", show_header=False)
-        for key in ("folder", "classes", "encoders", "description", "training_data", "training_data_licence",
-                    "headline", "scored", "protocol", "limitations"):
-            if key in model:
-                value = model[key]
-                if key == "scored":
-                    value = (f"WAR {100 * value['WAR']:.1f} %, UAR {100 * value['UAR']:.1f} % over {value['n']} clips: "
-                             f"{value['subset']}")
-                table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
-        console.print(table)
-
-
-@app.command()
+@command()
 def zeroshot(
     store: Path = typer.Argument(..., help="a dfer cache whose vision encoder has its own classifier (--preset lite)"),
-    out: Path = typer.Option(..., "--out", help="run folder"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML of zero-shot settings (flags below override it)"),
-    fold: Optional[str] = typer.Option(None, help="a fold number, all (default), or none (every clip sets the "
-                                       "class prior)"),
-    seed: Optional[int] = typer.Option(None, help="picks the validation speakers, as in dfer train"),
+    out: Path = typer.Option(..., "--out", "-o", help="run folder"),
+    recipe: Optional[Path] = typer.Option(None, help="YAML of zero-shot settings (the options below override it)"),
+    fold: Optional[str] = typer.Option(None, show_default=RECIPE.format("all"),
+                                       help="a fold number, all, or none (every clip sets the class prior)"),
+    seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
+                                       help="picks the validation speakers, as in dfer train"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
-    """What the pretrained face network knows: its own expression classifier over each clip's face frames, on dfer
-    train's splits, as a run folder evaluate, predict, serve and explain take."""
+    """What the pretrained face network knows: its own expression classifier on dfer train's splits, as a run folder."""
+    checks.cache(store)
+    checks.existing_file(recipe, "recipe")
     from dfer import distributed
     from dfer.train.zeroshot import make_zeroshot_config, zeroshot as run_zeroshot
 
-    ranks = distributed.init()
+    ranks = distributed.init()  # under torchrun the folds are spread over the ranks
     try:
         result = run_zeroshot(store, out, make_zeroshot_config(recipe, fold=fold, seed=seed), show=not as_json)
     finally:
@@ -210,27 +286,34 @@ def zeroshot(
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
 
-@app.command()
+@command()
 def evaluate(
-    runs: list[Path] = typer.Argument(..., help="run folders (config.json + best.safetensors); several are scored "
-                                      "on the same clips and printed side by side"),
+    runs: list[Path] = typer.Argument(..., metavar="RUN", help="run folders (config.json + best.safetensors) or "
+                                      "bundled models; several are scored on the same clips, side by side"),
     store: Optional[Path] = typer.Option(None, help="a cache made with the runs' encoders"),
-    dataset: Optional[str] = typer.Option(None, help="with --root: extract this folder with the run's encoders first"),
-    root: Optional[Path] = typer.Option(None),
-    device: str = typer.Option("cpu"),
-    out: Optional[Path] = typer.Option(None, "--out", help="write metrics.json, predictions.csv (one row per clip) "
-                                       "and the confusion, recall and reliability PNGs into this folder (with "
-                                       "several runs: into OUT/<run folder name>)"),
+    dataset: Optional[str] = typer.Option(None, help="with --root: extract this dataset with the run's encoders first"),
+    root: Optional[Path] = typer.Option(None, help="with --dataset: the dataset's folder (for manifest: the CSV)"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="print only",
+                                       help="write metrics.json, predictions.csv (one row per clip) and the confusion, "
+                                       "recall and reliability PNGs into this folder (several runs: OUT/<run name>)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object (with several runs: run -> metrics)"),
 ) -> None:
     """Score runs' best checkpoints: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
+    if (store is None) == (dataset is None or root is None):
+        raise typer.BadParameter("give either --store STORE or --dataset NAME --root DIR", param_hint="--store")
+    for run in runs:
+        checks.run_folder(run)
+    if store is not None:
+        checks.cache(store)
+    else:
+        from dfer.data import check_dataset
+
+        check_dataset(dataset, root)
     from dfer.train.checkpoint import load_run
     from dfer.train.evaluate import cache_for_folder, evaluate_run, extract_like_run
     from dfer.train.report import comparison_table, metrics_table
 
-    if (store is None) == (dataset is None or root is None):
-        errors.print("give either --store STORE or --dataset NAME --root DIR")
-        raise typer.Exit(2)
     if store is None:
         _, config = load_run(runs[0])
         store = extract_like_run(config, dataset, root, cache_for_folder(config, dataset, root), device)
@@ -250,58 +333,31 @@ def evaluate(
         console.print(f"per-clip predictions and plots in {out}")
 
 
-@app.command()
-def card(run: str = typer.Argument(..., help="a run folder (or cross-validation folder), or a bundled model: voice, "
-                                   "face")) -> None:
-    """Write RUN/README.md again: the run's model card in the Hugging Face format (metadata, results, usage)."""
-    from dfer.models import resolve_run
-    from dfer.train.card import write_card
-
-    console.print(f"wrote {write_card(resolve_run(run))}", soft_wrap=True)
+# Stage 3, then use: registered from the modules beside the stages they drive.
+command()(finetune)
+command()(predict)
 
 
-@app.command()
-def params(
-    preset: str = typer.Option("base", help="encoder preset"),
-    fusion: str = typer.Option("liquid"),
-    modalities: str = typer.Option("av"),
-    vision: Optional[str] = typer.Option(None, help="a vision encoder spec in place of the preset's"),
-    audio: Optional[str] = typer.Option(None, help="an audio encoder spec in place of the preset's"),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Parameter counts per module (frozen encoders, trainable heads) and the total against the 800M budget."""
-    from dfer.params import parameter_table
-
-    facts = parameter_table(preset, fusion, modalities, vision=vision, audio=audio)
-    if as_json:
-        print(json.dumps(facts))
-        return
-    table = Table(title=f"{preset} / {fusion} / {modalities}")
-    for column in ("module", "parameters", "trainable in stage 2"):
-        table.add_column(column)
-    for name, row in facts["modules"].items():
-        table.add_row(name, f"{row['parameters']:,}", "yes" if row["trainable"] else "frozen")
-    table.add_row("total", f"{facts['total']:,}", f"{facts['trainable']:,} trainable")
-    console.print(table)
-    console.print(f"budget {facts['budget']:,}: {'within' if facts['within_budget'] else 'OVER'}")
-
-
-@app.command("export-h5")
-def export_h5(store: Path = typer.Argument(...), out: Path = typer.Argument(...)) -> None:
-    """Copy a Zarr cache into one HDF5 file (same arrays and attributes); `dfer train` reads either."""
-    from dfer.store.h5 import export_h5 as export
-
-    console.print(f"wrote {export(store, out)}")
-
-
-@app.command()
+@command()
 def explain(
-    run: Path = typer.Argument(..., help="a run folder (config.json + best.safetensors), e.g. runs/demo, or a bundled model: voice, face"),
     file: Path = typer.Argument(..., help="a video file"),
-    out: Path = typer.Option(..., "--out", help="folder for FILE's <stem>.explain.png and <stem>.explain.json"),
+    legacy_file: Optional[Path] = typer.Argument(None, hidden=True),  # the older `explain RUN FILE`
+    model: Optional[str] = typer.Option(None, "--model", "-m", show_default=False,
+                                        help="the run that explains FILE: a run folder (e.g. runs/demo) or a bundled "
+                                        "model (dfer models)"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for FILE's <stem>.explain.png and <stem>.explain.json"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
-    """Why the run predicts what it does for FILE: ROI attention on the face crops, each modality alone, each step."""
+    """Why a run predicts what it does for FILE: ROI attention on the face crops, each modality alone, each step."""
+    if legacy_file is not None:
+        if model is not None:
+            raise typer.BadParameter("give one FILE with --model", param_hint="FILE")
+        errors.print("[yellow]note:[/] `dfer explain RUN FILE` is deprecated; use `dfer explain FILE --model RUN`")
+        model, file = str(file), legacy_file
+    if model is None:
+        raise typer.BadParameter("which run explains FILE? e.g. --model runs/demo", param_hint="--model")
+    checks.media_inputs([file])
+    run = checks.run_folder(model)
     from dfer.media.decode import ClipError
     from dfer.predict.explain import explain_to
     from dfer.predict.predictor import Predictor
@@ -319,19 +375,82 @@ def explain(
     console.print(f"wrote {record['explain_files']['png']} and {record['explain_files']['json']}", soft_wrap=True)
 
 
-app.command()(predict)
-app.command()(serve)
-app.command()(finetune)
+command()(serve)
+
+
+# Models and runs.
+
+
+@command()
+def models(as_json: bool = typer.Option(False, "--json", help="print one JSON list")) -> None:
+    """The models that ship with dfer: pass a name as --model (predict, explain, serve) or RUN (evaluate, card)."""
+    from rich.table import Table
+
+    from dfer.models import bundled, model_facts
+
+    facts = [model_facts(name) for name in bundled()]
+    if as_json:
+        print(json.dumps(facts))
+        return
+    for model in facts:
+        table = Table(title=f"{model['name']}: {model['modalities']}", show_header=False)
+        for key in ("folder", "classes", "encoders", "description", "training_data", "training_data_licence",
+                    "headline", "scored", "protocol", "limitations"):
+            if key in model:
+                value = model[key]
+                if key == "scored":
+                    value = (f"WAR {100 * value['WAR']:.1f} %, UAR {100 * value['UAR']:.1f} % over {value['n']} clips: "
+                             f"{value['subset']}")
+                table.add_row(key.replace("_", " "), ", ".join(value) if isinstance(value, list) else str(value))
+        console.print(table)
+
+
+@command()
+def card(run: str = typer.Argument(..., help="a run folder (or cross-validation folder), or a bundled model: voice, "
+                                   "face")) -> None:
+    """Write RUN/README.md again: the run's model card in the Hugging Face format (metadata, results, usage)."""
+    folder = checks.run_folder(run, cross_validation=True)
+    from dfer.train.card import write_card
+
+    console.print(f"wrote {write_card(folder)}", soft_wrap=True)
+
+
+@command()
+def params(
+    preset: str = typer.Option(DEFAULT_PRESET, help="encoder preset (see dfer extract --help)"),
+    fusion: str = typer.Option("liquid", help="liquid, late, concat, gated or xattn"),
+    modalities: str = typer.Option("av", help="av, audio or video"),
+    vision: Optional[str] = typer.Option(None, show_default="the preset's", help="a vision encoder spec"),
+    audio: Optional[str] = typer.Option(None, show_default="the preset's", help="an audio encoder spec"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object: modules, total, trainable, budget"),
+) -> None:
+    """Parameter counts per module (frozen encoders, trainable heads) and the total against the 800M budget."""
+    from dfer.encoders.presets import resolve_preset
+
+    resolve_preset(preset)
+    from rich.table import Table
+
+    from dfer.params import parameter_table
+
+    facts = parameter_table(preset, fusion, modalities, vision=vision, audio=audio)
+    if as_json:
+        print(json.dumps(facts))
+        return
+    table = Table(title=f"{preset} / {fusion} / {modalities}")
+    for column in ("module", "parameters", "trainable in stage 2"):
+        table.add_column(column)
+    for name, row in facts["modules"].items():
+        table.add_row(name, f"{row['parameters']:,}", "yes" if row["trainable"] else "frozen")
+    table.add_row("total", f"{facts['total']:,}", f"{facts['trainable']:,} trainable")
+    console.print(table)
+    console.print(f"budget {facts['budget']:,}: {'within' if facts['within_budget'] else 'OVER'}")
 
 
 def main() -> None:
     """The console script: a user's mistake (bad path, mismatched cache, unknown option value, a store another
-    extraction is writing) is one red line."""
-    from dfer.store.clip_store import StoreLocked
-    from dfer.store.fingerprint import FingerprintMismatch
-
+    extraction is writing, an encoder the hub cannot give) is one red line and exit code 2."""
     try:
         app()
-    except (FileNotFoundError, FingerprintMismatch, ValueError, StoreLocked) as error:
-        errors.print(f"[red]error:[/] {error}")
+    except (FileNotFoundError, ValueError, DferError) as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(2)

@@ -194,7 +194,7 @@ def test_every_fusion_hides_a_stream_completely(fusion):
 
 
 def test_dfer_explain_writes_png_and_json(predictor, tmp_path):
-    result = CliRunner().invoke(app, ["explain", str(predictor.run), str(CLIP), "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["explain", str(CLIP), "--model", str(predictor.run), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     png, record = tmp_path / f"{CLIP.stem}.explain.png", tmp_path / f"{CLIP.stem}.explain.json"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -180,8 +180,8 @@ def test_evaluate_from_media_and_reextract_with_the_saved_encoders(tuned, store,
     assert metrics["WAR"] == json.loads((tuned / "results.json").read_text())["test"]["WAR"]
 
     again = tmp_path / "again"
-    summary = extract(ExtractConfig(dataset="cremad", root=SAMPLE, out=again, vision=str(tuned / "vision"),
-                                    audio=str(tuned / "audio"), frames=4, limit=2, progress=False))
+    summary = extract(ExtractConfig(dataset="cremad", root=SAMPLE, out=again, preset="tiny",
+                                    vision=str(tuned / "vision"), audio=str(tuned / "audio"), frames=4, limit=2, progress=False))
     assert (summary.done, summary.failures) == (2, [])
     # The heads on the re-extracted tokens score like the whole model on the media (float16 cache aside).
     model, config = load_end_to_end(tuned)

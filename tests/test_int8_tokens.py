@@ -61,7 +61,8 @@ def extracted(tmp_path_factory) -> dict[str, Path]:
     for dtype in ("float16", "int8"):
         stores[dtype] = folder / dtype
         result = CliRunner().invoke(app, ["extract", "manifest", str(folder / "manifest.csv"), "--out",
-                                          str(stores[dtype]), "--frames", "4", "--token-dtype", dtype])
+                                          str(stores[dtype]), "--preset", "tiny", "--frames", "4", "--token-dtype",
+                                          dtype])
         assert result.exit_code == 0, result.output
     return stores
 
@@ -102,7 +103,7 @@ def test_info_reports_the_dtype_and_a_smaller_store(extracted):
 def test_a_store_refuses_another_token_dtype(extracted):
     store = extracted["float16"]
     result = CliRunner().invoke(app, ["extract", "manifest", str(store.parent / "manifest.csv"), "--out", str(store),
-                                      "--frames", "4", "--token-dtype", "int8"])
+                                      "--preset", "tiny", "--frames", "4", "--token-dtype", "int8"])
     assert result.exit_code != 0
     assert isinstance(result.exception, FingerprintMismatch)
     message = str(result.exception)

@@ -26,20 +26,24 @@ COMMANDS = {  # name -> (arguments, with {store} {run} {root} {clip} filled in; 
     "params": (["params", "--preset", "tiny", "--json"], 0),
     "evaluate --store": (["evaluate", "{run}", "--store", "{store}", "--json"], 0),
     "evaluate --dataset --root": (["evaluate", "{run}", "--dataset", "cremad", "--root", "{root}", "--json"], 0),
-    "predict": (["predict", "{clip}", "gone.mp4", "--model", "{run}", "--json"], 1),  # 1: gone.mp4 failed
-    "predict --explain": (["predict", "{clip}", "gone.mp4", "--model", "{run}", "--json", "--explain", "{cwd}/why"], 1),
+    "predict": (["predict", "{mixed}", "--model", "{run}", "--json"], 1),  # 1: mixed/broken.mp4 failed
+    "predict --explain": (["predict", "{mixed}", "--model", "{run}", "--json", "--explain", "{cwd}/why"], 1),
 }
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> dict[str, Path]:
-    """The tiny sample run (shared with test_predict), a one-clip CREMA-D folder, and a folder to run in: `evaluate
-    --dataset --root` extracts into ./cache, which must not be the repository's."""
+    """The tiny sample run (shared with test_predict), a one-clip CREMA-D folder, a folder of a clip and a broken file
+    (its error is a JSON line too), and a folder to run in: `evaluate --dataset --root` extracts into ./cache, which
+    must not be the repository's."""
     folder = tmp_path_factory.getbasetemp() / "sample-run"
     made = {"store": folder / "store", "run": sample_run(folder), "clip": CLIP, "cwd": tmp_path_factory.mktemp("cwd")}
     made["root"] = tmp_path_factory.mktemp("one-clip")
     (made["root"] / "VideoFlash").mkdir()
     shutil.copy(CLIP, made["root"] / "VideoFlash")
+    made["mixed"] = tmp_path_factory.mktemp("mixed")
+    shutil.copy(CLIP, made["mixed"])
+    (made["mixed"] / "broken.mp4").write_text("not a video")
     return made
 
 
@@ -53,7 +57,8 @@ def test_json_stdout_is_only_json(made, name):
     assert result.returncode == exit_code, result.stderr[-3000:]
     if name.startswith("predict"):  # JSON lines, one per file as it finishes
         records = [json.loads(line) for line in result.stdout.splitlines()]
-        assert {r["path"]: "error" in r for r in records} == {str(CLIP): False, "gone.mp4": True}, records
+        expected = {str(made["mixed"] / "broken.mp4"): True, str(made["mixed"] / CLIP.name): False}
+        assert {r["path"]: "error" in r for r in records} == expected, records
         assert all(("explain" in r) == name.endswith("--explain") for r in records if "error" not in r)
     else:
         assert isinstance(json.loads(result.stdout), dict)

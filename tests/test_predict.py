@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
+from dfer.errors import InputError
 from dfer.predict.command import predict
 from dfer.predict.predictor import Predictor, UnusableClip
 from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
@@ -64,22 +65,32 @@ def test_raw_file_gives_what_the_cache_gives(made, predictor):
 
 
 def test_json_lines_with_per_file_errors_and_exit_1(made, tmp_path):
+    """A bad file found in a folder is that file's failure: the others are still scored."""
     folder = tmp_path / "clips" / "nested"
     folder.mkdir(parents=True)
     shutil.copy(CLIPS[0], folder / CLIPS[0].name)
     (folder / "empty.mp4").write_bytes(b"")
+    (folder / "text.mp4").write_text("not a video either")
     (folder / "notes.txt").write_text("not a video, and not picked up from a folder")
-    (tmp_path / "text.mp4").write_text("not a video either")
-    result = CliRunner().invoke(cli(), [str(tmp_path / "clips"), str(tmp_path / "text.mp4"), str(tmp_path / "gone.mp4"),
-                                        "--model", str(made[1]), "--json"])
+    result = CliRunner().invoke(cli(), [str(tmp_path / "clips"), "--model", str(made[1]), "--json"])
     assert result.exit_code == 1, result.output
     records = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
-    assert set(records) == {CLIPS[0].name, "empty.mp4", "text.mp4", "gone.mp4"}
+    assert set(records) == {CLIPS[0].name, "empty.mp4", "text.mp4"}
     good = records[CLIPS[0].name]
     assert abs(sum(good["probs"]) - 1) < 1e-4 and good["top1"] in good["labels"]
     assert "empty" in records["empty.mp4"]["error"]
     assert "not a decodable" in records["text.mp4"]["error"]
-    assert records["gone.mp4"]["error"] == "file not found"
+
+
+@pytest.mark.parametrize("name, reason", [("gone.mp4", "file not found"), ("text.mp4", "not a decodable media file"),
+                                          ("empty", "no video or audio files")])
+def test_a_bad_named_input_stops_before_any_model_loads(made, tmp_path, name, reason):
+    """A path named on the command line is checked first: one bad one is the user's mistake, not a file's failure."""
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli(), [str(CLIPS[0]), str(tmp_path / name), "--model", str(made[1]), "--json"])
+    assert isinstance(result.exception, InputError) and not result.stdout
+    assert str(result.exception).startswith(f"{tmp_path / name}: {reason}")
 
 
 def test_table_shows_top_k(made):
@@ -110,7 +121,9 @@ def test_labels_are_words_and_classes_the_store_s_codes(made, predictor, tmp_pat
 
 def test_missing_model_is_an_error(tmp_path):
     result = CliRunner().invoke(cli(), [str(CLIPS[0]), "--model", str(tmp_path)])
-    assert result.exit_code != 0 and isinstance(result.exception, FileNotFoundError)
+    assert isinstance(result.exception, InputError) and "not a dfer run (no config.json)" in str(result.exception)
+    result = CliRunner().invoke(cli(), [str(CLIPS[0]), "--model", "vocie"])
+    assert isinstance(result.exception, FileNotFoundError) and "not a bundled model" in str(result.exception)
 
 
 def test_fine_tuned_encoders_in_the_run_folder_are_preferred(made, predictor, tmp_path):

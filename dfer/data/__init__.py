@@ -21,14 +21,19 @@ ADAPTERS: dict[str, Callable[..., DatasetListing]] = {
     "manifest": manifest.list_clips,
 }
 
-__all__ = ["ADAPTERS", "Clip", "DatasetListing", "list_dataset"]
+__all__ = ["ADAPTERS", "Clip", "DatasetListing", "check_dataset", "list_dataset"]
+
+
+def check_dataset(name: str, root: Path) -> None:
+    """What `list_dataset` needs before it lists: a known dataset name and a root that exists. Cheap, so the CLI
+    calls it before anything heavy loads."""
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(ADAPTERS))}")
+    if not Path(root).exists():
+        raise FileNotFoundError(f"{name} root {root} does not exist")
 
 
 def list_dataset(name: str, root: Path, **options) -> DatasetListing:
     """The clips of dataset `name` found at `root` (a folder, or the CSV for `manifest`)."""
-    if name not in ADAPTERS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(ADAPTERS))}")
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"{name} root {root} does not exist")
-    return ADAPTERS[name](root, **options)
+    check_dataset(name, root)
+    return ADAPTERS[name](Path(root), **options)

@@ -19,7 +19,7 @@ import csv
 from pathlib import Path, PurePosixPath
 
 from dfer.data.clip import Clip, DatasetListing
-from dfer.media.decode import AUDIO_SUFFIXES
+from dfer.media.find import AUDIO_SUFFIXES
 
 HEADER = ["path", "label", "speaker", "split"]
 SPLITS = ("train", "val", "test")

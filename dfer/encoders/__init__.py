@@ -2,12 +2,22 @@
 
 Defaults: SigLIP2 for face crops, NeMo FastConformer for audio; beside them `ge2e` (a pretrained speaker LSTM a
 wheel ships), `mel` (no encoder) and `hf:` transformers backbones. Presets pair specs; `describe()` gives what the
-cache fingerprint records. Importing this package loads neither transformers nor NeMo: they are imported when an
-encoder is built.
+cache fingerprint records. Importing this package loads neither torch, transformers nor NeMo: `build`'s names are
+imported on first use (PEP 562), so the CLI checks a preset name before anything heavy loads.
 """
 
-from dfer.encoders.build import SHAPE_FIELDS, build_encoder, extraction_seed, rebuild_encoder, seed_of
 from dfer.encoders.presets import AUDIO_ARCHS, PRESETS, VISION_ARCHS, EncoderPair, resolve_preset
+
+_BUILD = {"SHAPE_FIELDS", "build_encoder", "extraction_seed", "rebuild_encoder", "seed_of"}
+
+
+def __getattr__(name: str):
+    if name in _BUILD:
+        from dfer.encoders import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AUDIO_ARCHS",

@@ -26,10 +26,12 @@ from pathlib import Path
 import torch
 
 from dfer.encoders.presets import RANDOM_PREFIX
+from dfer.errors import EncoderUnavailable
 
 HF_PREFIX = "hf:"
 GE2E = "ge2e"
 FACEAPI = "faceapi"
+MEL = "mel"
 KINDS = ("vision", "audio")
 # The encoder fields that fix the shapes of the tokens heads are built for.
 SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
@@ -37,7 +39,31 @@ SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": 
 
 def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.device = "cpu", meta: bool = False):
     """The `kind` ("vision" or "audio") encoder a spec names, in eval mode. `seed` only matters for `random:`;
-    `meta=True` builds on the meta device from configs alone (parameter counts)."""
+    `meta=True` builds on the meta device from configs alone (parameter counts).
+
+    Weights that must come from the hub and cannot (no network: transformers' "We couldn't connect to
+    'https://huggingface.co'", NeMo's own OSError) raise `EncoderUnavailable`, one line naming the spec and how to
+    pass a local copy, in place of a long traceback from inside the libraries."""
+    try:
+        return _build(kind, spec, seed, device, meta)
+    except OSError as error:
+        if not _from_hub(spec):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        local = "a local model folder" if kind == "vision" else "a local .nemo file or model folder"
+        raise EncoderUnavailable(f"{kind} encoder {spec}: could not get its weights from the Hugging Face hub "
+                                 f"({reason}); download them where the hub can be reached and pass {local} "
+                                 f"instead: --{kind} /path/to/it") from error
+
+
+def _from_hub(spec: str) -> bool:
+    """Whether a spec names weights to download: a hub id, not a local path nor a family dfer builds itself."""
+    source = spec[len(HF_PREFIX):].split(",")[0] if spec.startswith(HF_PREFIX) else spec
+    own = spec.startswith(RANDOM_PREFIX) or spec.split(",")[0] in (GE2E, MEL, FACEAPI)
+    return not own and not Path(source).exists()
+
+
+def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bool):
     if kind not in KINDS:
         raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
     if spec.startswith(HF_PREFIX):
@@ -53,7 +79,7 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
         return load_hf_audio(source, layer=options.get("layer"), device=device, meta=meta, spec=spec)
     folder_family = _saved_family(spec)
     if folder_family == "hf":
-        return build_encoder(kind, HF_PREFIX + spec, seed, device, meta)
+        return _build(kind, HF_PREFIX + spec, seed, device, meta)
     if FACEAPI in (spec, folder_family):
         if kind != "vision":
             raise ValueError(f"{spec}: the faceapi family is a vision encoder, not an audio one")
@@ -72,7 +98,7 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
         from dfer.encoders.ge2e import load_ge2e
 
         return load_ge2e(_options(spec, GE2E)[1].get("layer"), device=device, meta=meta)
-    if spec == "mel":
+    if spec == MEL:
         from dfer.encoders.audio import load_mel
 
         return load_mel(meta=meta, device=device)

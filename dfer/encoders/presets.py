@@ -103,6 +103,12 @@ PRESETS: dict[str, EncoderPair] = {
 }
 
 
+# The preset every command defaults to (extract, params, the Makefile's PRESET): pretrained weights that pip
+# installs (face-api.js's FaceExpressionNet, vendored; resemblyzer's GE2E), so it works offline and on a CPU, and
+# its tokens are real ones, unlike tiny's random encoders; base and large need the hub and a GPU to be quick.
+DEFAULT_PRESET = "lite"
+
+
 def resolve_preset(name: str) -> EncoderPair:
     """The (vision spec, audio spec) a preset names."""
     if name not in PRESETS:

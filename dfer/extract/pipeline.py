@@ -24,6 +24,7 @@ from dfer.recipe import settings_from
 from dfer.data import list_dataset
 from dfer.data.clip import Clip
 from dfer.encoders import build_encoder, resolve_preset
+from dfer.encoders.presets import DEFAULT_PRESET
 from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
@@ -41,7 +42,7 @@ class ExtractConfig:
     dataset: str
     root: Path
     out: Path
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET
     vision: str | None = None  # overrides the preset's vision encoder (a spec: dfer.encoders.build)
     audio: str | None = None  # overrides the preset's audio encoder (a spec: dfer.encoders.build)
     frames: int = 16

@@ -36,7 +36,6 @@ import soundfile as sf
 import soxr
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus"}  # audio-only files (a manifest's, a predict folder's)
 SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
 TRUNCATION_SLACK = 0.25  # seconds the media may end short of its stated duration before we re-plan on what is there
 MIN_READABLE = 0.5  # a truncated file is kept if its readable part is at least this share of its stated duration
@@ -397,15 +396,25 @@ def video_stream(container: av.container.InputContainer, path: Path) -> av.Video
     return streams[0]
 
 
-def is_audio_only(path: Path) -> bool:
-    """The file holds sound and no video (a voice recording, whatever its suffix): read as an audio-only clip."""
+def media_streams(path: Path) -> tuple[bool, bool]:
+    """(has video, has audio), from the file's header (nothing decoded); ClipError for a file that is missing, empty,
+    not a media file, or holds neither."""
     with as_clip_error(path):
         check_file(path)
         container = open_media(path)
         try:
-            return bool(container.streams.audio) and not moving_pictures(container)
+            video, audio = bool(moving_pictures(container)), bool(container.streams.audio)
         finally:
             container.close()
+    if not (video or audio):
+        raise ClipError(path, "no video or audio stream")
+    return video, audio
+
+
+def is_audio_only(path: Path) -> bool:
+    """The file holds sound and no video (a voice recording, whatever its suffix): read as an audio-only clip."""
+    video, audio = media_streams(path)
+    return audio and not video
 
 
 def stated_duration(path: Path) -> float:

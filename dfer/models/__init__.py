@@ -15,9 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dfer.heads.fusion import STREAMS
-
 BUNDLED_ROOT = Path(__file__).resolve().parent
+DEFAULT_MODELS = ("voice", "face")  # what `dfer predict` and `dfer serve` fuse with no --model
 MODEL_FILE = "model.json"
 
 
@@ -41,6 +40,8 @@ def resolve_run(run: str | Path) -> Path:
 def model_facts(name: str) -> dict:
     """What `dfer models` shows of one bundled model: its model.json, its folder, and from its config.json the
     modalities, classes (display names) and encoders."""
+    from dfer.heads.fusion import STREAMS  # torch: imported here, so resolving a name stays cheap for the CLI's checks
+
     folder = bundled()[name]
     facts = json.loads((folder / MODEL_FILE).read_text())
     config = json.loads((folder / "config.json").read_text())

@@ -8,19 +8,22 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+
+from dfer import checks
+from dfer.models import DEFAULT_MODELS
 
 console = Console()
 errors = Console(stderr=True)
 
 
 def predict(
-    paths: list[Path] = typer.Argument(..., help="video or audio files, or folders searched recursively for them"),
-    model: list[str] | None = typer.Option(None, "--model", help="a run folder (e.g. runs/demo) or a bundled model "
-                                           "(dfer models); repeat to fuse several [default: voice + face]"),
-    weights: str | None = typer.Option(None, "--weights", help="comma-separated weights of the fused --model runs "
-                                       "[default: equal]"),
+    paths: list[Path] = typer.Argument(..., metavar="FILE", help="video or audio files, or folders searched "
+                                       "recursively for them"),
+    model: list[str] | None = typer.Option(None, "--model", "-m", show_default=" + ".join(DEFAULT_MODELS),
+                                           help="a run folder (e.g. runs/demo) or a bundled model (dfer models); "
+                                           "repeat to fuse several"),
+    weights: str | None = typer.Option(None, "--weights", show_default="equal",
+                                       help="comma-separated weights of the fused --model runs"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per file (errors too), as each finishes"),
     top: int = typer.Option(3, "--top", min=1, help="emotions shown per file in the table"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -29,22 +32,31 @@ def predict(
                                         "gain `explain`"),
     timeline: Path | None = typer.Option(None, "--timeline", help="analyse whole files in sliding windows; write "
                                          "DIR/<stem>.csv, .jsonl, .vtt and .png (a repeated stem: <stem>-2, ...)"),
-    window: float | None = typer.Option(None, "--window", min=0.1, help="timeline window in seconds "
-                                        "[default: the run's training clip length]"),
-    hop: float | None = typer.Option(None, "--hop", min=0.01, help="timeline hop in seconds [default: window / 3]"),
+    window: float | None = typer.Option(None, "--window", min=0.1, show_default="the run's training clip length",
+                                        help="timeline window in seconds"),
+    hop: float | None = typer.Option(None, "--hop", min=0.01, show_default="window / 3",
+                                     help="timeline hop in seconds"),
 ) -> None:
-    """Emotion probabilities for video (and audio) files through a run's whole pipeline, or several runs' fused;
-    exit code 1 if any file failed."""
+    """Emotion probabilities for video and audio files through a run's whole pipeline, or several runs' fused.
+
+    Exit code 1 if a file failed (the others are still scored), 2 if an input is wrong: a missing file, an empty
+    folder, a file that is no video, an unknown model; those are found before any model loads.
+    """
+    if timeline is not None and explain is not None:
+        raise typer.BadParameter("explains one clip per file; not with --timeline", param_hint="--explain")
+    checks.media_inputs(paths)
+    checks.model_inputs(model)
+    weights = parse_weights(weights)
     from dfer.predict.ensemble import load_model
     from dfer.predict.predictor import predict_paths, top_k
 
-    predictor = load_model(model, device, parse_weights(weights))
+    predictor = load_model(model, device, weights)
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     if timeline is not None:
-        if explain is not None:
-            raise typer.BadParameter("explains one clip per file; not with --timeline", param_hint="--explain")
         raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json))
+    from rich.table import Table
+
     failed = 0
     table = Table(title=f"{predictor.run} ({predictor.modalities})")
     table.add_column("file", overflow="fold")
@@ -86,6 +98,8 @@ def predict_timelines(predictor, paths: list[Path], folder: Path, window: float 
                       as_json: bool) -> int:
     """`dfer predict --timeline`: a progress bar per file on stderr, a line (or JSON object) per file; the exit
     code."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     from dfer.predict.timeline import timeline_paths, window_and_hop
 
     window, hop, source = window_and_hop(predictor.config, window, hop)

@@ -29,9 +29,9 @@ import numpy as np
 from dfer.faces import FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import DecodedClip, is_audio_only
+from dfer.models import DEFAULT_MODELS
 from dfer.predict.predictor import Predictor, UnusableClip, decode_file
 
-DEFAULT_MODELS = ("voice", "face")  # what `dfer predict` and `dfer serve` fuse with no --model
 # What the members must share to decode a file once
 DECODING = ("frames", "sample_rate", "max_seconds", "frame_short_side")
 

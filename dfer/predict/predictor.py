@@ -35,15 +35,12 @@ from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
 from dfer.heads.fusion import STREAMS
 from dfer.models import resolve_run
-from dfer.media.decode import AUDIO_SUFFIXES, ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
+from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
+from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.store.schema import Layout, blank_row
 from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
 from dfer.train.loop import predict as run_heads
-
-# What `dfer predict FOLDER` picks up (and audio files, AUDIO_SUFFIXES, for a run that hears); a file named explicitly
-# is always tried, whatever its suffix.
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
 
 
 @dataclass
@@ -255,24 +252,6 @@ def top_k(result: dict, k: int) -> list[tuple[str, float]]:
     """The k most probable (label, probability) pairs of a `predict_file` result, best first."""
     order = np.argsort(result["probs"])[::-1][:k]
     return [(result["labels"][i], result["probs"][i]) for i in order]
-
-
-def find_media(paths: list[Path], suffixes: set[str] = VIDEO_SUFFIXES) -> tuple[list[Path], list[dict]]:
-    """Files named, and files with one of `suffixes` found recursively in folders named, in order; plus error records
-    ({"path", "error"}) for paths that do not exist or folders without any such file."""
-    files, errors = [], []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-            files.extend(found)
-            if not found:
-                kind = "video or audio" if suffixes & AUDIO_SUFFIXES else "video"
-                errors.append({"path": str(path), "error": f"no {kind} files ({', '.join(sorted(suffixes))})"})
-        elif path.exists():
-            files.append(path)
-        else:
-            errors.append({"path": str(path), "error": "file not found"})
-    return files, errors
 
 
 class OutputStems:

@@ -18,7 +18,8 @@ import numpy as np
 from dfer.host_memory import release_freed_memory
 from dfer.media.decode import ClipError, as_clip_error, stated_duration
 from dfer.media.stream import AudioWindows, WindowReader
-from dfer.predict.predictor import OutputStems, Predictor, find_media
+from dfer.media.find import find_media
+from dfer.predict.predictor import OutputStems, Predictor
 from dfer.predict.timeline_files import write_timeline
 from dfer.store.reader import open_cache
 

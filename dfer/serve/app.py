@@ -45,10 +45,11 @@ from PIL import Image
 from pydantic import BaseModel
 
 import dfer
-from dfer.media.decode import AUDIO_SUFFIXES, ClipError, frame_pixels, stated_duration
+from dfer.media.decode import ClipError, frame_pixels, stated_duration
+from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from dfer.predict.ensemble import Ensemble
 from dfer.predict.explain import explain_file
-from dfer.predict.predictor import VIDEO_SUFFIXES, UnusableClip
+from dfer.predict.predictor import UnusableClip
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
 from dfer.serve import MAX_VIDEO_PIXELS

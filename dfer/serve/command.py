@@ -5,37 +5,41 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from dfer import checks
+from dfer.models import DEFAULT_MODELS
+from dfer.predict.command import parse_weights
 from dfer.serve import MAX_VIDEO_PIXELS
 
 errors = Console(stderr=True)
 
 
 def serve(
-    model: list[str] | None = typer.Option(None, "--model", help="a run folder (e.g. runs/demo) or a bundled model "
-                                           "(dfer models); repeat to fuse several [default: voice + face]"),
-    weights: str | None = typer.Option(None, "--weights", help="comma-separated weights of the fused --model runs "
-                                       "[default: equal]"),
+    model: list[str] | None = typer.Option(None, "--model", "-m", show_default=" + ".join(DEFAULT_MODELS),
+                                           help="a run folder (e.g. runs/demo) or a bundled model (dfer models); "
+                                           "repeat to fuse several"),
+    weights: str | None = typer.Option(None, "--weights", show_default="equal",
+                                       help="comma-separated weights of the fused --model runs"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(8000),
+    port: int = typer.Option(8000, help="TCP port to listen on"),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="predictions run at once (threads sharing the loaded model)"),
     queue: int = typer.Option(4, min=0, help="requests that may wait for a worker; more get 503"),
     max_timeline_seconds: float = typer.Option(120.0, "--max-timeline-seconds", min=0, help="uploads longer than "
                                                "one window, up to this long, also get a timeline (0: never)"),
     max_video_pixels: int = typer.Option(MAX_VIDEO_PIXELS, "--max-video-pixels", min=0, help="videos whose frames "
-                                         "have more pixels (width x height) get 413; the default is 4K UHD "
-                                         "(3840x2160); 0: no limit"),
+                                         "have more pixels (width x height) get 413 (the default: 4K UHD, "
+                                         "3840x2160); 0: no limit"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
-    """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, and a recording page at
-    /."""
+    """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, a recording page at /."""
+    checks.model_inputs(model)
+    weights = parse_weights(weights)
     import uvicorn
 
-    from dfer.predict.command import parse_weights
     from dfer.predict.ensemble import load_model
     from dfer.serve.app import create_app
 
-    predictor = load_model(model, device, parse_weights(weights))
+    predictor = load_model(model, device, weights)
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     app = create_app(predictor, max_upload_mb=max_upload_mb, workers=workers, queue=queue,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 import zarr
 
 from dfer.data.clip import DatasetListing
+from dfer.errors import DferError
 from dfer.store import fingerprint as fp
 from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, READABLE_FORMATS, Layout, array_specs
 
@@ -43,26 +45,41 @@ FORMAT_1_DEFAULTS = {"token_dtype": "float16"}  # what a store of format 1 holds
 FILES_FIXED, FILES_PER_CLIP = 100, 0.5  # a store of C clips holds at most 100 + C/2 files (issue #12)
 
 
-class StoreLocked(RuntimeError):
+class StoreLocked(DferError, RuntimeError):
     """Another process holds the store's lock: it is extracting into this store now."""
 
 
 @contextmanager
 def writer_lock(path: Path) -> Iterator[Path]:
-    """Hold `<store>.lock` (beside the store, so zarr never sees it) for as long as the block runs.
+    """Hold `<store>.lock` (beside the store, so zarr never sees it) for as long as the block runs, then remove it.
 
     `fcntl.flock` belongs to the open file: a process that ends, even by kill -9, releases it, so a lock file left
-    behind never blocks a re-run. The lock only guards against a second extraction; readers never take it."""
+    behind never blocks a re-run. The file is removed, while still locked, when the block ends, however it ends, so
+    an extraction that stops on its arguments leaves nothing beside the store. A process that opened the file just
+    before that finds, once it holds the lock, that the path no longer names its file, and opens the new one. The
+    lock only guards against a second extraction; readers never take it."""
     path = Path(path)
     lock = path.with_name(path.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
+    while True:
+        handle = open(lock, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             raise StoreLocked(f"{path}: another extraction is writing this store (it holds {lock}); let it "
                               "finish, or stop it, before running this one again") from None
+        try:
+            if os.path.samestat(os.stat(lock), os.fstat(handle.fileno())):
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()  # the holder removed this file as we opened it
+    try:
         yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
 
 
 def shard_clips(clips: int, sharded_arrays: int, other_files: int) -> int:

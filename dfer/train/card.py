@@ -26,6 +26,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from dfer.checks import fold_runs
 from dfer.heads.fusion import STREAMS
 from dfer.models import MODEL_FILE, bundled
 from dfer.train.report import BASELINES, markdown_header, markdown_row
@@ -129,8 +130,7 @@ def _config(run: Path) -> tuple[dict, list[str]]:
     if (run / "config.json").exists():
         return _read(run / "config.json"), []
     summary = _read(run / "summary.json")
-    folds = list(summary.get("folds", [])) or sorted(
-        folder.name for folder in run.glob("fold*") if (folder / "config.json").exists())
+    folds = list(summary.get("folds", [])) or fold_runs(run)
     if not folds:
         raise FileNotFoundError(f"{run}: not a dfer run (no config.json, and no fold runs with one)")
     return _read(run / folds[0] / "config.json"), folds

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from dfer.checks import run_folder
 from dfer.data.names import display_names
 from dfer.heads import DferHeads, HeadConfig, LinearProbe, ZeroShot
-from dfer.models import resolve_run
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -45,13 +45,8 @@ MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe"
 def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe | ZeroShot, dict]:
     """Rebuild the model of a run folder or bundled model (the heads, a linear probe or a zero-shot classifier) from
     its JSON config and weights."""
-    run = resolve_run(run)
-    config_path = run / "config.json"
-    if not config_path.exists():
-        folds = sorted(p.name for p in run.glob("fold*") if (p / "config.json").exists())
-        hint = f" It holds fold runs {folds}: pass one, e.g. {run / folds[0]}." if folds else ""
-        raise FileNotFoundError(f"{run}: not a dfer run (no config.json).{hint}")
-    config = json.loads(config_path.read_text())
+    run = run_folder(run)
+    config = json.loads((run / "config.json").read_text())
     kind = config.get("model", "heads")
     if kind not in MODELS:
         raise ValueError(f"{run}: unknown model {kind!r} in config.json; known: {sorted(MODELS)}")
