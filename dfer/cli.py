@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import dfer
-from dfer import checks
+from dfer import api, checks
 from dfer.cli_help import RECIPE, DferCommand, DferGroup
 from dfer.encoders.presets import DEFAULT_PRESET
 from dfer.errors import DferError
@@ -111,15 +111,10 @@ def extract(
     checks.existing_file(recipe, "recipe")
     if preset is not None:
         resolve_preset(preset)
-    from dfer.extract.pipeline import extract_config, run
-
-    options = {"classes": classes.split(",") if classes else None, "frames": face_frames}
-    summary = run(extract_config(
-        recipe, dataset=dataset, root=root, out=out, preset=preset, vision=vision, audio=audio, frames=frames,
-        batch=batch, device=device, limit=limit, keep_media=keep_media, workers=workers, seed=seed,
-        max_seconds=max_seconds, face_track=face_track, token_dtype=token_dtype,
-        dataset_options={k: v for k, v in options.items() if v is not None} or None,
-    ))
+    summary = api.extract(dataset, root, out, recipe=recipe, preset=preset, vision=vision, audio=audio,
+                          frames=frames, batch=batch, device=device, limit=limit, keep_media=keep_media,
+                          workers=workers, seed=seed, max_seconds=max_seconds, face_track=face_track,
+                          token_dtype=token_dtype, classes=classes, face_frames=face_frames)
     if not summary.is_main:  # under torchrun only rank 0 reports
         raise typer.Exit(1 if summary.failures else 0)
     for problem in summary.problems:
@@ -219,17 +214,9 @@ def train(
     """Train the heads on cached tokens over the dataset's folds, report WAR/UAR (mean ± std); torchrun spreads folds."""
     checks.cache(store)
     checks.existing_file(recipe, "recipe")
-    from dfer import distributed
-    from dfer.train.config import make_config
-    from dfer.train.run import train as run_training
-
-    cfg = make_config(recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs, batch_size=batch_size,
-                      lr=lr, seed=seed, balance=balance, device=device, workers=workers, in_memory=in_memory)
-    distributed.init()  # gloo: the ranks exchange only their folds' metrics
-    try:
-        run_training(store, out, cfg, resume=resume)
-    finally:
-        distributed.shutdown()
+    api.train(store, out, recipe=recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs,
+              batch_size=batch_size, lr=lr, seed=seed, balance=balance, device=device, workers=workers,
+              in_memory=in_memory, resume=resume)
 
 
 @command()
@@ -248,14 +235,9 @@ def probe(
     checks.cache(store)
     checks.existing_file(recipe, "recipe")
     from dfer import distributed
-    from dfer.train.probe import make_probe_config, probe as run_probe
 
-    ranks = distributed.init()  # under torchrun the folds are spread over the ranks
-    try:
-        result = run_probe(store, out, make_probe_config(recipe, modalities=modalities, fold=fold, seed=seed),
-                           show=not as_json)
-    finally:
-        distributed.shutdown()
+    ranks = distributed.init()  # under torchrun the folds are spread over the ranks; the API's init is then a no-op
+    result = api.probe(store, out, recipe=recipe, modalities=modalities, fold=fold, seed=seed, show=not as_json)
     if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
@@ -275,13 +257,9 @@ def zeroshot(
     checks.cache(store)
     checks.existing_file(recipe, "recipe")
     from dfer import distributed
-    from dfer.train.zeroshot import make_zeroshot_config, zeroshot as run_zeroshot
 
-    ranks = distributed.init()  # under torchrun the folds are spread over the ranks
-    try:
-        result = run_zeroshot(store, out, make_zeroshot_config(recipe, fold=fold, seed=seed), show=not as_json)
-    finally:
-        distributed.shutdown()
+    ranks = distributed.init()  # under torchrun the folds are spread over the ranks; the API's init is then a no-op
+    result = api.zeroshot(store, out, recipe=recipe, fold=fold, seed=seed, show=not as_json)
     if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
@@ -310,25 +288,21 @@ def evaluate(
         from dfer.data import check_dataset
 
         check_dataset(dataset, root)
-    from dfer.train.checkpoint import load_run
-    from dfer.train.evaluate import cache_for_folder, evaluate_run, extract_like_run
     from dfer.train.report import comparison_table, metrics_table
 
-    if store is None:
-        _, config = load_run(runs[0])
-        store = extract_like_run(config, dataset, root, cache_for_folder(config, dataset, root), device)
-    several = len(runs) > 1
-    scored = {run: evaluate_run(run, store, device, out / run.name if several and out else out) for run in runs}
+    result = api.evaluate(runs, store=store, dataset=dataset, root=root, device=device, out=out)
     if as_json:
-        print(json.dumps({str(run): metrics for run, metrics in scored.items()} if several else scored[runs[0]]))
+        print(json.dumps(result))
         return
+    several = len(runs) > 1
+    scored = result if several else {str(runs[0]): result}
     for run, metrics in scored.items():
-        console.print(f"{run} on {store}: {metrics['subset']}")
+        console.print(f"{run} on {metrics['store']}: {metrics['subset']}")
         if not several:
             console.print(metrics_table(metrics, metrics["display_names"]))
     if several:
-        console.print(comparison_table({str(run): metrics for run, metrics in scored.items()},
-                                       ["WAR", "UAR", "macro_f1"], f"on {store} (%)"))
+        store = next(iter(scored.values()))["store"]
+        console.print(comparison_table(scored, ["WAR", "UAR", "macro_f1"], f"on {store} (%)"))
     if out is not None:
         console.print(f"per-clip predictions and plots in {out}")
 
@@ -358,14 +332,9 @@ def explain(
         raise typer.BadParameter("which run explains FILE? e.g. --model runs/demo", param_hint="--model")
     checks.media_inputs([file])
     run = checks.run_folder(model)
-    from dfer.media.decode import ClipError
-    from dfer.predict.explain import explain_to
-    from dfer.predict.predictor import Predictor
-
-    try:
-        record = explain_to(Predictor(run, device), file, out)
-    except ClipError as error:
-        errors.print(f"[red]failed[/] {file}: {error.reason}")
+    record = api.load(run, device).explain(file, out)
+    if "error" in record:
+        errors.print(f"[red]failed[/] {file}: {escape(record['error'])}")
         raise typer.Exit(1)
     facts = record["explain"]
     answers = ", ".join(f"{key} {facts[key][record['top1']]:.0%}" for key in facts["available"])

@@ -4,6 +4,7 @@ for the same input, because both call the same functions."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 import dfer
 from dfer.cli import app
+from dfer.errors import InputError
 from dfer.predict.command import predict as predict_command
 from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.store.h5 import export_h5
@@ -70,22 +72,40 @@ def test_stage_functions_are_not_replaced_by_their_subpackages():
 
 
 def test_predict_gives_the_cli_records(made, model, tmp_path):
-    (tmp_path / "text.mp4").write_text("not a video")
-    paths = [str(CLIP), str(tmp_path / "text.mp4"), str(tmp_path / "gone.mp4")]
-    expected = cli_lines(*paths, "--model", str(made[1]))
-    records = model.predict(paths)
+    """A folder holding a clip and a text file named .mp4: one record each, the text file's an error record."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    shutil.copy(CLIP, folder)
+    (folder / "text.mp4").write_text("not a video")
+    expected = cli_lines(str(folder), "--model", str(made[1]))
+    records = model.predict(folder)
     assert [untimed(r) for r in records] == [untimed(r) for r in expected]
-    assert {r["path"] for r in records if "error" in r} == set(paths[1:])
-    (good,) = (r for r in records if r["path"] == str(CLIP))
-    assert model.predict(CLIP)[0]["probs"] == good["probs"]  # one path: the same answer
+    assert [r["path"] for r in records if "error" in r] == [str(folder / "text.mp4")]
+    (good,) = (r for r in records if "error" not in r)
+    assert model.predict(CLIP)[0]["probs"] == good["probs"]  # the same clip named alone: the same answer
 
 
-def test_predict_as_frame(model):
-    frame = model.predict([CLIP, CLIP.parent / "gone.flv"], as_frame=True)
+def test_named_bad_inputs_are_refused_before_any_file_runs(model, tmp_path):
+    """As `dfer predict` refuses them (exit 2): a missing file, a text file named .mp4, an empty folder."""
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "empty").mkdir()
+    for bad in ("gone.mp4", "text.mp4", "empty"):
+        with pytest.raises(InputError, match=bad):
+            model.predict([CLIP, tmp_path / bad])
+        if bad != "empty":
+            for method in (model.timeline, model.explain):
+                with pytest.raises(InputError, match=bad):
+                    method(tmp_path / bad)
+
+
+def test_predict_as_frame(model, tmp_path):
+    shutil.copy(CLIP, tmp_path)
+    (tmp_path / "text.flv").write_text("not a video")
+    frame = model.predict(tmp_path, as_frame=True)
     assert len(frame) == 2 and {"path", "top1", "error"} <= set(frame.columns)
     probs = frame.set_index("path")[[f"p_{label}" for label in model.labels]]  # (2, C)
-    assert probs.loc[str(CLIP)].sum() == pytest.approx(1, abs=1e-4)
-    assert probs.loc[str(CLIP.parent / "gone.flv")].isna().all()  # the error row has no probabilities
+    assert probs.loc[str(tmp_path / CLIP.name)].sum() == pytest.approx(1, abs=1e-4)
+    assert probs.loc[str(tmp_path / "text.flv")].isna().all()  # the error row has no probabilities
 
 
 def test_model_names_its_classes(made, model):
@@ -117,18 +137,10 @@ def test_explain_is_the_cli_record(made, model, tmp_path):
     assert untimed(model.explain(CLIP)) == untimed(written)  # without `out`: the record the .explain.json holds
 
 
-def test_unreadable_files_are_the_cli_error_records(made, model, tmp_path):
-    gone, text = tmp_path / "gone.mp4", tmp_path / "text.mp4"
-    text.write_text("not a video")
-    assert model.explain(gone) == {"path": str(gone), "error": "file not found"}
-    assert model.timeline(gone) == {"path": str(gone), "error": "file not found"}
-    for method, arguments in ((model.explain, ["--explain", str(tmp_path / "why")]),
-                              (model.timeline, ["--timeline", str(tmp_path / "lines")])):
-        assert method(text) == cli_lines(str(text), "--model", str(made[1]), *arguments)[0]
-    with pytest.raises(ValueError, match="text.mp4"):
-        model.timeline(text, as_frame=True)
-    with pytest.raises(ValueError, match="a folder"):
-        model.explain(tmp_path)
+def test_one_file_methods_refuse_a_folder(model, tmp_path):
+    for method in (model.timeline, model.explain):
+        with pytest.raises(InputError, match="a folder"):
+            method(tmp_path)
 
 
 def test_evaluate_gives_the_cli_metrics_with_words(made):

@@ -42,7 +42,7 @@ def test_the_tutorial_runs(tmp_path_factory, tmp_path, monkeypatch, capsys):
         except Exception as error:
             pytest.fail(f"{TUTORIAL.name} block {number} failed: {type(error).__name__}: {error}\n{block}")
     printed = capsys.readouterr().out
-    assert "1001_DFA_HAP_XX.flv" in printed and "no-such-file.mp4 file not found" in printed
+    assert "1001_DFA_HAP_XX.flv" in printed and "no-such-file.mp4: file not found" in printed
     assert (tmp_path / "why" / "1001_DFA_HAP_XX.explain.png").exists()
     assert (tmp_path / "timelines" / "1001_DFA_HAP_XX.csv").exists()
     assert (tmp_path / "runs" / "tutorial" / "best.safetensors").exists()

@@ -15,8 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dfer import checks
+from dfer.errors import InputError
+from dfer.media.find import find_media
 from dfer.predict.explain import explain_file, explain_to
-from dfer.predict.predictor import OutputStems, Predictor, find_media, predict_paths
+from dfer.predict.predictor import OutputStems, Predictor, predict_paths
 from dfer.predict.timeline import file_timeline, window_and_hop
 from dfer.predict.timeline_files import PROB, window_record
 
@@ -70,13 +73,19 @@ class Model:
 
         Returns:
             One record per file, with path, labels, classes, probs, top1, face_found_ratio, has_video, has_audio,
-                notes and seconds (`Predictor.predict_file`); fused runs add members. A file that cannot be read is
-                {"path", "error"}.
+                notes and seconds (`Predictor.predict_file`); fused runs add members. A file found in a folder that
+                cannot be read is {"path", "error"}, and the others go on.
+
+        Raises:
+            dfer.errors.InputError: a path named in `paths` is missing, an empty folder or not a media file, checked
+                before any file is predicted (as `dfer predict` refuses it).
 
         Examples:
             >>> dfer.load("runs/demo").predict(["samples/cremad/VideoFlash/1001_DFA_HAP_XX.flv"])[0]["top1"]
         """
-        records = list(predict_paths(self.predictor, _listed(paths)))
+        listed = _listed(paths)
+        checks.media_inputs(listed)
+        records = list(predict_paths(self.predictor, listed))
         return to_frame(records) if as_frame else records
 
     def timeline(self, path: PathLike, window: float | None = None, hop: float | None = None,
@@ -133,9 +142,11 @@ class Model:
         return next(predict_paths(self.predictor, [target], score))
 
     def _one(self, path: PathLike) -> Path | dict:
-        """The one file `path` names, or the CLI's error record for a path that is not there; a folder is refused."""
+        """The one file `path` names, checked as the CLI checks it (an InputError for a missing file or one that is
+        not a media file), or the CLI's error record for a file this model does not read; a folder is refused."""
         if Path(path).is_dir():
-            raise ValueError(f"{path}: a folder; this reads one file (predict takes folders)")
+            raise InputError(path, "a folder; this reads one file (predict takes folders)")
+        checks.media_inputs([Path(path)])
         files, errors = find_media([Path(path)], self.predictor.suffixes)
         return errors[0] if errors else files[0]
 
