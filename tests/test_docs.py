@@ -66,7 +66,7 @@ def test_cli_reference_is_generated_from_the_app():
         assert f"## `dfer {name}`" in reference
         for parameter in command.params:
             if parameter.param_type_name == "option":
-                assert all(f"`{option}" in reference or f"/ {option}" in reference for option in parameter.opts), \
+                assert all(any(f"{before}{option}" in reference for before in ("`", "/ ", ", ")) for option in parameter.opts), \
                     (name, parameter.opts)
 
 
