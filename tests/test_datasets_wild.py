@@ -306,6 +306,7 @@ def extract_and_train(dataset: str, root: Path, tmp: Path, expected_runs: list[s
     return ClipStore.open(tmp / "store", mode="r")
 
 
+@pytest.mark.slow  # trains every fold end to end (CI runs the slow tests after the default suite)
 def test_dfew_extracts_and_trains_every_fold(clip_bank, tmp_path: Path) -> None:
     root = tmp_path / "DFEW"
     for n, source in enumerate(clip_bank, start=1):
@@ -319,6 +320,7 @@ def test_dfew_extracts_and_trains_every_fold(clip_bank, tmp_path: Path) -> None:
     assert str(store.array("info/file")[0]) == "Clip/original/part_1/00001.mp4"
 
 
+@pytest.mark.slow  # trains every fold end to end (CI runs the slow tests after the default suite)
 def test_mafw_extracts_and_trains_every_fold(clip_bank, tmp_path: Path) -> None:
     root = tmp_path / "MAFW"
     (root / "data/clips").mkdir(parents=True)

@@ -131,6 +131,7 @@ def test_av_probe_reads_a_clip_without_video_from_its_audio(weak):
     assert features[0, :16].abs().sum() > 0  # the audio still speaks
 
 
+@pytest.mark.slow  # trains every fold end to end (CI runs the slow tests after the default suite)
 def test_train_fold_all_runs_the_probe_beside_the_heads(store, tmp_path):
     recipe = tmp_path / "train.yaml"
     recipe.write_text("# dfer train STORE --out RUN --recipe train.yaml\nepochs: 1\nbatch_size: 16\nfusion: concat\n"
