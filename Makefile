@@ -48,7 +48,7 @@ $(DOCS_STAMP): requirements-docs.txt $(STAMP)
 
 # Tests build their own stores in temporary folders, so they run side by side: one worker per core, at most four.
 test: install
-	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses 4
+	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses 4 --dist worksteal
 
 test-all: install
 	$(PY) -m pytest -q -n auto --maxprocesses 4

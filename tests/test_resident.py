@@ -69,7 +69,7 @@ def test_an_epoch_order_is_fixed_by_its_seed():
     assert sorted(shuffled.tolist()) == list(range(6))
 
 
-@pytest.mark.parametrize("balance", ["none", "sampler"])
+@pytest.mark.parametrize("balance", ["none", pytest.param("sampler", marks=pytest.mark.slow)])  # CI runs both
 def test_a_resident_run_is_the_run_from_disk(stores, tmp_path, balance):
     store = stores["int8"]
     from_disk = train(store, tmp_path / "disk", quick(balance=balance), show=False).runs["fold1"]

@@ -47,7 +47,8 @@ def store(tmp_path_factory) -> Path:
     return make_synthetic_store(tmp_path_factory.mktemp("syn") / "store")
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+# the default fusion in the default suite, the others with the slow tests (CI runs both)
+@pytest.mark.parametrize("fusion", [f if f == "liquid" else pytest.param(f, marks=pytest.mark.slow) for f in FUSIONS])
 def test_every_fusion_learns_av(store, tmp_path, fusion):
     result = train(store, tmp_path / "run", quick(fusion=fusion), show=False)
     assert result.runs["fold1"]["UAR"] > 0.7  # chance is 1/3
