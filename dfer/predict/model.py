@@ -4,9 +4,11 @@ scripts.
 A Model holds what `--model` loads (one run's `Predictor`, or an `Ensemble` of several), so the encoders are built
 once and every call after the first costs only the file's own work. Each method returns the records the command
 prints with `--json`, made by the same functions (`predict_paths`, `file_timeline`, `explain_to`), so a script and
-the command line cannot disagree; a file that cannot be read is the same {"path", "error"} record, never an
-exception, and the other files go on. `as_frame=True` turns records into a pandas DataFrame, one row per record and
-one `p_<label>` column per class probability.
+the command line cannot disagree. A path named that is missing, an empty folder or not a media file raises
+`InputError` before anything runs, as the command refuses it; a file that passes that check and still cannot be
+decoded (or one found in a folder that cannot) is the same {"path", "error"} record, and the other files go on.
+`as_frame=True` turns records into a pandas DataFrame, one row per record and one `p_<label>` column per class
+probability.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from dfer import checks
 from dfer.errors import InputError
-from dfer.media.find import find_media
 from dfer.predict.explain import explain_file, explain_to
 from dfer.predict.predictor import OutputStems, Predictor, predict_paths
 from dfer.predict.timeline import file_timeline, window_and_hop
@@ -102,15 +103,14 @@ class Model:
         Returns:
             The CLI's record ({"path", "windows" (how many), "files" (with `out`), "notes"}) plus "rows", one dict
                 per window, the lines of the CLI's .jsonl (start, end, top, top_prob, face_found_ratio, has_audio,
-                and probs as {label: probability}). A file that cannot be read is {"path", "error"}; with
+                and probs as {label: probability}). A file that fails to decode is {"path", "error"}; with
                 `as_frame`, a ValueError naming the file and the reason.
+
+        Raises:
+            dfer.errors.InputError: `path` is a folder, missing, or not a media file (`dfer.checks.media_inputs`).
         """
         window, hop, _ = window_and_hop(self.predictor.config, window, hop)
-        target = self._one(path)
-        if isinstance(target, dict):
-            record, rows = target, []
-        else:
-            record, rows = file_timeline(self.predictor, target, window, hop, None if out is None else Path(out))
+        record, rows = file_timeline(self.predictor, self._one(path), window, hop, None if out is None else Path(out))
         if as_frame:
             if "error" in record:
                 raise ValueError(f"{record['path']}: {record['error']}")
@@ -127,28 +127,26 @@ class Model:
         Returns:
             The `predict` record with `explain` (each modality alone, the ROI attention per frame and the effect of
                 each step, `dfer.predict.explain.explain_batch`); with `out` also `explain_files`, exactly the line
-                of `dfer predict PATH --explain OUT --json`. A file that cannot be read is {"path", "error"}.
+                of `dfer predict PATH --explain OUT --json`. A file that fails to decode is {"path", "error"}.
 
         Raises:
+            dfer.errors.InputError: `path` is a folder, missing, or not a media file (`dfer.checks.media_inputs`).
             ValueError: the model fuses several runs (an explanation reads one run's heads).
         """
         if not isinstance(self.predictor, Predictor):
             raise ValueError("explains one run's model; load one run, not several")
         target = self._one(path)
-        if isinstance(target, dict):
-            return target
         score = (partial(explain_to, self.predictor, out=out, stems=OutputStems()) if out is not None else
                  lambda file: explain_file(self.predictor, file).record)
         return next(predict_paths(self.predictor, [target], score))
 
-    def _one(self, path: PathLike) -> Path | dict:
-        """The one file `path` names, checked as the CLI checks it (an InputError for a missing file or one that is
-        not a media file), or the CLI's error record for a file this model does not read; a folder is refused."""
+    def _one(self, path: PathLike) -> Path:
+        """The one file `path` names, checked as the CLI checks it: an InputError for a folder, a missing file or
+        one that is not a media file (a file named is read whatever its suffix, so nothing else can be wrong yet)."""
         if Path(path).is_dir():
             raise InputError(path, "a folder; this reads one file (predict takes folders)")
         checks.media_inputs([Path(path)])
-        files, errors = find_media([Path(path)], self.predictor.suffixes)
-        return errors[0] if errors else files[0]
+        return Path(path)
 
 
 def _listed(paths: PathLike | list[PathLike]) -> list[Path]:
