@@ -194,6 +194,10 @@ def test_open_cache_lists_each_clip(stores):
     assert first["clip_id"] == "s0/clip00" and first["speaker"] == "s0" and first["fold"] == 1
     assert isinstance(first["label"], int) and first["audio/tokens"].shape[0] < cache.layout["audio_frames"]
     assert "int8 tokens" in repr(cache) and "24 clips" in repr(cache)
+    for reader in (cache, dfer.open_cache(stores["float16"])):  # a row read alone is the table's row
+        table = reader.clips()
+        row = {key: value for key, value in reader.clip(5).items() if not key.endswith("/tokens")}
+        assert row == {key: column[5].item() for key, column in table.items()}
 
 
 def test_probe_and_train_return_what_the_cli_writes(stores, tmp_path):

@@ -18,6 +18,8 @@ import numpy as np
 
 from dfer.data.names import display_names
 
+CLIP_OUTCOME = ("done", "error", "note", "has_video", "has_audio", "duration")  # per clip, from extraction
+
 
 class CacheReader:
     """The arrays and root attributes of a cache; `read(name, index)` returns one clip's row."""
@@ -68,22 +70,29 @@ class CacheReader:
         """The per-clip table, one (C,) column per key, in store order; `pandas.DataFrame(reader.clips())` shows it.
 
         Listing columns as the dataset adapter gave them: clip_id, label (the class index), speaker, fold, split and
-        the adapter's `info/<key>` extras; then `class` (the label's code, as `classes` holds it), `name` (its display
-        name) and the extraction's outcome: done, error, note, has_video, has_audio, duration (seconds)."""
-        listing = [name for name in ("clip_id", "label", "speaker", "fold", "split") if self.has(name)]
-        columns = {name: self.read_all(name) for name in listing + [f"info/{key}" for key in self.members("info")]}
+        the adapter's `info/<key>` extras; the extraction's outcome: done, error, note, has_video, has_audio, duration
+        (seconds); then `class` (the label's code, as `classes` holds it) and `name` (its display name)."""
+        columns = {name: self.read_all(name) for name in self.listed_arrays()}
         labels = columns["label"].astype(int)
         known = (labels >= 0) & (labels < len(self.classes))
         for key, words in (("class", self.classes), ("name", self.display_names)):
             columns[key] = np.where(known, np.array(words, dtype=str)[np.where(known, labels, 0)], "")
-        for name in ("done", "error", "note", "has_video", "has_audio", "duration"):
-            columns[name] = self.read_all(name)
         return columns
 
+    def listed_arrays(self) -> list[str]:
+        """The (C,) arrays `clips` and `clip` read: the listing's that this store has, its `info/` extras and the
+        extraction's outcome."""
+        listing = [name for name in ("clip_id", "label", "speaker", "fold", "split") if self.has(name)]
+        return [*listing, *(f"info/{key}" for key in self.members("info")), *CLIP_OUTCOME]
+
     def clip(self, index: int) -> dict:
-        """Clip `index`: its row of `clips` (plain Python values) and its decoded tokens, "video/tokens" (T, N, D)
-        and "audio/tokens" (Ta, Da) cut to `audio/length`; None for a stream the clip does not have."""
-        row = {key: column[index].item() for key, column in self.clips().items()}
+        """Clip `index`: its row of `clips` (plain Python values, read for this clip alone) and its decoded tokens,
+        "video/tokens" (T, N, D) and "audio/tokens" (Ta, Da) cut to `audio/length`; None for a stream the clip does
+        not have."""
+        row = {name: np.asarray(self.read(name, index)).item() for name in self.listed_arrays()}
+        label = int(row["label"])
+        known = 0 <= label < len(self.classes)
+        row["class"], row["name"] = (self.classes[label], self.display_names[label]) if known else ("", "")
         row["video/tokens"] = self.tokens("video", index) if row["has_video"] else None
         length = int(self.read("audio/length", index))
         row["audio/tokens"] = self.tokens("audio", index)[:length] if row["has_audio"] else None
@@ -91,7 +100,7 @@ class CacheReader:
 
     def __len__(self) -> int:
         """The clips in the cache, done or not."""
-        return len(self.read_all("done"))
+        return self.handle["done"].shape[0]
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}: {self.attrs['dataset']}, {len(self)} clips, "
