@@ -50,7 +50,7 @@ from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from dfer.predict.ensemble import Ensemble
 from dfer.predict.explain import explain_file
 from dfer.predict.predictor import UnusableClip
-from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
+from dfer.predict.timeline import FileTimeline, window_and_hop
 from dfer.predict.timeline_files import window_record
 from dfer.serve import MAX_VIDEO_PIXELS
 from dfer.serve.page import PAGE
@@ -152,11 +152,11 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in [
 def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4,
                max_timeline_seconds: float = 120, max_video_pixels: int = MAX_VIDEO_PIXELS) -> FastAPI:
     """The app around a loaded `dfer.predict.Predictor` (or, with `max_timeline_seconds=0`, anything with
-    `predict_file`, `classes`, `labels`, `describe`). Timelines use the window `dfer predict --timeline` defaults to,
-    the run's training clip length (`dfer.predict.timeline.default_window`). Videos whose frames have more than
-    `max_video_pixels` pixels are refused (0: no limit)."""
+    `predict_file`, `classes`, `labels`, `describe`). Timelines use the window and hop `dfer predict --timeline`
+    defaults to: the run's training clip length and a third of it (`dfer.predict.timeline.window_and_hop`). Videos
+    whose frames have more than `max_video_pixels` pixels are refused (0: no limit)."""
     limit = int(max_upload_mb * 2**20)
-    window = default_window(predictor.config)[0] if max_timeline_seconds > 0 else None
+    window = window_and_hop(predictor.config)[0] if max_timeline_seconds > 0 else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
     capacity = workers + queue
     busy = 0  # touched only on the event loop's thread, so a plain counter is race-free
@@ -308,7 +308,7 @@ def _timeline(predictor, path: Path, window: float, longest: float) -> dict:
             return {"timeline": None, "timeline_notes": [
                 f"no timeline: {duration:.1f} s is longer than the {longest:g} s this server makes timelines of "
                 f"(dfer serve --max-timeline-seconds); the answer is of its central {predictor.max_seconds:g} s"]}
-        timeline = FileTimeline(predictor, path, window, window * HOP_FRACTION)
+        timeline = FileTimeline(predictor, path, *window_and_hop(predictor.config, window)[:2])
         rows = [window_record(row) for row in timeline]
     except ClipError as error:
         return {"timeline": None, "timeline_notes": [f"no timeline: {error.reason}"]}
