@@ -138,7 +138,7 @@ def child(spec: dict) -> dict:
         return result
 
     class TimedCropper(pipeline.FaceCropper):
-        __call__ = timed("faces", pipeline.FaceCropper.__call__)
+        many = timed("faces", pipeline.FaceCropper.many)
 
     pipeline._load_encoders = load_and_mark
     extract_clips = timed("extract", pipeline._extract_clips)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dfer.faces import FaceCropper
+from dfer.faces.area import AreaTable
 from dfer.faces.detect import LEGACY_DETECT, DetectSettings, FaceDetector
 from dfer.faces.settings import FRAME_SHORT_SIDE, LEGACY_FACES, FaceSettings
 from dfer.media.decode import decode_clip
@@ -84,6 +85,26 @@ def test_two_faces_are_both_found_in_one_pass(detectors, head):
     assert detectors["large-first"].last_fallback_frames == 0
 
 
+def test_clips_detected_together_find_what_each_finds_alone(head):
+    """`detect_clips` (one call for a batch of clips on CUDA) groups neighbouring clips of one frame size up to
+    `batch_frames` frames, and every clip gets the detections it gets alone."""
+
+    class Counting(FaceDetector):
+        def __call__(self, frames):
+            self.calls.append(len(frames))
+            return super().__call__(frames)
+
+    detector = Counting(batch_frames=12)
+    detector.calls = []
+    clips = [_scene([(head, 40 + 60 * k, 40)]) for k in range(3)] + [_scene([(head, 40, 20)], size=(300, 500))]
+    together = detector.detect_clips(clips)
+    assert detector.calls == [12, 4]  # three 360 x 640 clips of 4 frames in one call, the 300 x 500 clip apart
+    for clip, found in zip(clips, together):
+        alone = detector(clip)
+        assert len(found) == len(clip) and all(len(d.boxes) == 1 for d in found)
+        assert_same_faces(found, alone, tolerance=0.999)
+
+
 def test_no_face_gives_no_detection(detectors):
     frames = _scene([])
     assert all(len(d.boxes) == 0 for d in detectors["large-first"](frames))
@@ -128,6 +149,32 @@ def test_the_full_method_is_facenet_pytorchs_detect():
         keep = np.asarray(p, np.float32) >= 0.9
         np.testing.assert_allclose(d.boxes, np.asarray(b, np.float32)[keep] / scale, atol=0.05)
         np.testing.assert_allclose(d.points, np.asarray(q, np.float32)[keep] / scale, atol=0.05)
+
+
+def test_the_area_table_resamples_as_adaptive_pooling_does():
+    """MTCNN's pyramid levels and its RNet/ONet crops, read from the summed-area table, against PyTorch's pooling
+    (what facenet-pytorch calls): whole images to small sizes (table lookups) and large ones (pooled), rectangles of
+    any frame, and frames larger than the detection size shrunk as F.interpolate shrinks them."""
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(3, 37, 53, 3, generator=generator) * 255  # (T, H, W, C)
+    images = frames.permute(0, 3, 1, 2)  # (T, C, H, W)
+    table = AreaTable(frames.numpy(), 360, torch.device("cpu"))
+    assert table.scale == 1.0 and table.shape == (3, 37, 53, 3)
+    for size in [(9, 13), (5, 7), (30, 40), (37, 53)]:  # the first two by lookups, the others pooled
+        torch.testing.assert_close(table.resized(size), F.adaptive_avg_pool2d(images, size))
+    top, left = torch.tensor([0, 3, 10, 20]), torch.tensor([0, 7, 2, 30])
+    bottom, right = top + torch.tensor([37, 5, 27, 17]), left + torch.tensor([53, 31, 9, 23])
+    which = torch.tensor([0, 2, 1, 2])
+    crops = table.crops(top, bottom, left, right, which, 24)  # (4, 3, 24, 24): smaller and larger than 24 px
+    for k in range(4):
+        region = images[which[k], :, top[k]:bottom[k], left[k]:right[k]][None]
+        torch.testing.assert_close(crops[k:k + 1], F.adaptive_avg_pool2d(region, 24))
+    big = (torch.rand(2, 100, 150, 3, generator=generator) * 255).to(torch.uint8)
+    shrunk = AreaTable(big.numpy(), 50, torch.device("cpu"))
+    assert shrunk.scale == 0.5 and shrunk.shape == (2, 50, 75, 3)
+    expected = F.interpolate(big.permute(0, 3, 1, 2).float(), scale_factor=0.5, mode="bilinear", antialias=True)
+    torch.testing.assert_close(shrunk.images(), expected)
+    torch.testing.assert_close(shrunk.select([1]).resized((10, 15)), F.adaptive_avg_pool2d(expected[1:], (10, 15)))
 
 
 def test_settings_round_trip_through_a_fingerprint():

@@ -202,28 +202,37 @@ def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, pr
         _DecodeClips(listing.clips, todo, cfg.frames, cfg.sample_rate, cfg.max_seconds, short_side),
         batch_size=None, num_workers=cfg.workers, collate_fn=lambda item: item,
     )
-    pending: list[ClipInput] = []
+    pending: list[tuple[int, DecodedClip]] = []
     for index, result in decoded:
         if isinstance(result, str):
             store.write_failure(index, result)
             progress.advance(failed=True)
             continue
-        track = _face_track(cropper, listing.clips[index], result, cfg.sample_rate)
-        pending.append(ClipInput(index, result, track, expects_audio=listing.clips[index].audio is not None))
+        pending.append((index, result))
         if len(pending) == cfg.batch:
-            _flush(pending, store, vision, audio, device, progress, cfg.keep_media)
+            _flush(_with_faces(pending, listing.clips, cropper, cfg.sample_rate), store, vision, audio, device,
+                   progress, cfg.keep_media)
             pending = []
     if pending:
-        _flush(pending, store, vision, audio, device, progress, cfg.keep_media)
+        _flush(_with_faces(pending, listing.clips, cropper, cfg.sample_rate), store, vision, audio, device, progress,
+               cfg.keep_media)
 
 
-def _face_track(cropper: FaceCropper, clip: Clip, decoded: DecodedClip, sample_rate: int) -> FaceTrack | None:
-    """A dataset's own face crops are the face already; any other frames go through detection and the track choice."""
-    if decoded.frames is None:
-        return None
-    if clip.precropped:
-        return whole_frame_track(decoded.frames, cropper.image_size, cropper.device)
-    return cropper(decoded.frames, decoded.waveform, decoded.frame_time, sample_rate)
+def _with_faces(pending: list[tuple[int, DecodedClip]], clips: list[Clip], cropper: FaceCropper,
+                sample_rate: int) -> list[ClipInput]:
+    """A batch of decoded clips with their face tracks: a dataset's own face crops are the face already; any other
+    frames go through detection (batched across the clips, `FaceCropper.many`) and the track choice."""
+    tracks: dict[int, FaceTrack] = {}
+    searched = []
+    for index, decoded in pending:
+        if decoded.frames is not None and clips[index].precropped:
+            tracks[index] = whole_frame_track(decoded.frames, cropper.image_size, cropper.device)
+        elif decoded.frames is not None:
+            searched.append((index, decoded))
+    found = cropper.many([(d.frames, d.waveform, d.frame_time) for _, d in searched], sample_rate)
+    tracks.update((index, track) for (index, _), track in zip(searched, found))
+    return [ClipInput(index, decoded, tracks.get(index), expects_audio=clips[index].audio is not None)
+            for index, decoded in pending]
 
 
 def _flush(pending, store, vision, audio, device, progress, keep_media) -> None:

@@ -16,7 +16,7 @@ import torch
 from dfer.faces.crop import crop
 from dfer.faces.detect import DetectSettings, FaceDetector
 from dfer.faces.speaker import TrackChoice, choose_speaker, voiced_steps
-from dfer.faces.track import FaceTrace, candidate_tracks, continuing_track, face_trace, plan_track
+from dfer.faces.track import Detections, FaceTrace, candidate_tracks, continuing_track, face_trace, plan_track
 
 FACE_TRACKS = ("largest", "speaker")  # which face of a clip is cropped
 
@@ -74,7 +74,27 @@ class FaceCropper:
         from a previous window: its track is chosen when one continues it, and a window without any face is cropped
         where it was last seen.
         """
-        detections = self.detect(frames)
+        return self.track(frames, self.detect(frames), waveform, frame_time, sample_rate, follow)
+
+    def many(self, clips: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
+             sample_rate: int = 16000) -> list[FaceTrack]:
+        """The FaceTrack of each clip (frames, waveform, frame_time), as `__call__` makes it, with detection batched
+        across the clips (`FaceDetector.detect_clips`: one call for several clips on CUDA)."""
+        found = self.detect.detect_clips([frames for frames, _, _ in clips])
+        return [self.track(frames, detections, waveform, frame_time, sample_rate)
+                for (frames, waveform, frame_time), detections in zip(clips, found)]
+
+    def track(
+        self,
+        frames: np.ndarray,
+        detections: list[Detections],
+        waveform: np.ndarray | None = None,
+        frame_time: np.ndarray | None = None,
+        sample_rate: int = 16000,
+        follow: FaceTrace | None = None,
+    ) -> FaceTrack:
+        """The FaceTrack of frames (T, H, W, 3) whose faces were detected already (T Detections); the other
+        arguments as in `__call__`."""
         tracks = candidate_tracks(detections)
         times = np.arange(len(frames), dtype=np.float32) if frame_time is None else frame_time  # (T,)
         continued = -1 if follow is None else continuing_track(detections, tracks, times, follow)
