@@ -84,8 +84,6 @@ def test_json_lines_with_per_file_errors_and_exit_1(made, tmp_path):
     assert "not a decodable" in records["text.mp4"]["error"]
 
 
-@pytest.mark.parametrize("name, reason", [("gone.mp4", "file not found"), ("text.mp4", "not a decodable media file"),
-                                          ("empty", "no video or audio files")])
 class Decoding(FilePredictor):
     """A stand-in model over files named 0.mp4, 1.mp4, ...: `decode` marks when it starts on file k (and fails on
     the files in `bad`); the prediction of file k waits until file k + 1's decoding has started."""
@@ -125,6 +123,8 @@ def test_files_decode_ahead_and_a_bad_one_is_its_own_record_in_order(tmp_path):
     assert model.overlapped == [0, 1, 3]
 
 
+@pytest.mark.parametrize("name, reason", [("gone.mp4", "file not found"), ("text.mp4", "not a decodable media file"),
+                                          ("empty", "no video or audio files")])
 def test_a_bad_named_input_stops_before_any_model_loads(made, tmp_path, name, reason):
     """A path named on the command line is checked first: one bad one is the user's mistake, not a file's failure."""
     (tmp_path / "text.mp4").write_text("not a video")

@@ -11,7 +11,8 @@ The encoders are rebuilt from the run's fingerprint (same specs, random seed, fr
 window), or taken from `RUN/vision` and `RUN/audio` when a fine-tune saved its encoders there. Only the streams the
 heads read are built: an audio-only run never loads the vision encoder nor runs face detection. Everything heavy is
 built once in `__init__`; `predict_file` may then be called for any number of files, and `predict_clip` for clips
-decoded elsewhere (the windows of `dfer.predict.timeline`).
+decoded elsewhere (the windows of `dfer.predict.timeline`). `predict_file` is `decode` then `predict_decoded`, two
+calls so that a caller can decode the next file while this one is predicted (`predict_paths`, `dfer serve`).
 
 Bad input raises `ClipError` (the file cannot be decoded) or its subclass `UnusableClip` (it decodes, but gives the
 model nothing to work with, e.g. a silent clip for an audio-only model), so callers can report it per file.
