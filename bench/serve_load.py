@@ -13,8 +13,8 @@ What is measured:
   `--seconds` have passed; a request started before then is waited for.
 - latency = client-side, from sending the upload to having the JSON (so it includes the wait in the server's
   queue); throughput = successful requests / (last answer - first request); errors = anything but a 200 with a
-  prediction (status, timeout, refused connection). The server's own per-request split (queue, predict) comes
-  from the `timing` of its answers.
+  prediction (status, timeout, refused connection). The server's own per-request split (queue, decode, predict)
+  comes from the `timing` of its answers; decode runs on its own thread, overlapping the previous request's predict.
 - `other_load_cores`: CPU cores that processes other than this bench and its server kept busy meanwhile
   (Linux /proc): on a shared machine, a figure taken while other work ran is slower than the server is.
 
@@ -156,6 +156,7 @@ def summarise(records: list[tuple], elapsed: float, args, health: dict, other_lo
         if status != 200:
             failures[str(status)] = failures.get(str(status), 0) + 1
     ms = lambda values, q: round(float(np.percentile(values, q)) * 1000, 1) if values else None  # noqa: E731
+    server_ms = lambda step: round(float(np.mean([t[step] for t in timings])) * 1000, 1) if timings else None  # noqa
     return {
         "bench": "serve_load",
         "run": health["run"], "device": health["device"], "workers": health["workers"],
@@ -163,8 +164,8 @@ def summarise(records: list[tuple], elapsed: float, args, health: dict, other_lo
         "requests": len(records), "ok": len(ok), "errors": len(records) - len(ok), "error_kinds": failures,
         "p50_ms": ms(ok, 50), "p95_ms": ms(ok, 95), "max_ms": ms(ok, 100),
         "throughput_rps": round(len(ok) / elapsed, 3),
-        "server_queue_ms_mean": round(1000 * float(np.mean([t["queue"] for t in timings])), 1) if timings else None,
-        "server_predict_ms_mean": round(1000 * float(np.mean([t["predict"] for t in timings])), 1) if timings else None,
+        "server_queue_ms_mean": server_ms("queue"), "server_decode_ms_mean": server_ms("decode"),
+        "server_predict_ms_mean": server_ms("predict"),
         "cpu_count": os.cpu_count(),
         "other_load_cores": None if np.isnan(other_load) else round(other_load, 2),
     }
@@ -174,8 +175,9 @@ def print_table(figures: dict) -> None:
     rows = [("requests (ok / errors)", f"{figures['requests']} ({figures['ok']} / {figures['errors']})"),
             ("latency p50 / p95 / max", f"{figures['p50_ms']} / {figures['p95_ms']} / {figures['max_ms']} ms"),
             ("throughput", f"{figures['throughput_rps']} requests/s"),
-            ("server: queue / predict (mean)",
-             f"{figures['server_queue_ms_mean']} / {figures['server_predict_ms_mean']} ms"),
+            ("server: queue / decode / predict (mean)",
+             f"{figures['server_queue_ms_mean']} / {figures['server_decode_ms_mean']} / "
+             f"{figures['server_predict_ms_mean']} ms"),
             ("other load", f"{figures['other_load_cores']} of {figures['cpu_count']} cores")]
     if figures["error_kinds"]:
         rows.append(("error kinds", json.dumps(figures["error_kinds"])))

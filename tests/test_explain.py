@@ -166,7 +166,7 @@ def test_a_one_stream_run_says_what_is_available():
 def test_removing_the_face_moves_video_only_and_not_audio_only(predictor):
     """The sample run's AV checkpoint: `av` is what predict says; with no face frames the video-only answer changes
     and the audio-only one does not (the video is hidden there exactly as modality dropout hides it)."""
-    encoded = predictor.encode_file(CLIP)
+    encoded = predictor.encode_clip(CLIP, predictor.decode(CLIP)[0])
     batch = predictor.batch_of(encoded.row)
     with_face, _ = explain_batch(predictor.heads, batch, predictor.labels)
     without, _ = explain_batch(predictor.heads, {**batch, "face_found": torch.zeros_like(batch["face_found"])},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.errors import InputError
 from dfer.predict.command import predict
-from dfer.predict.predictor import Predictor, UnusableClip
+from dfer.media.decode import ClipError
+from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
 from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.store.reader import open_cache
 from dfer.testing.synth import write_clip
@@ -80,6 +82,45 @@ def test_json_lines_with_per_file_errors_and_exit_1(made, tmp_path):
     assert abs(sum(good["probs"]) - 1) < 1e-4 and good["top1"] in good["labels"]
     assert "empty" in records["empty.mp4"]["error"]
     assert "not a decodable" in records["text.mp4"]["error"]
+
+
+class Decoding(FilePredictor):
+    """A stand-in model over files named 0.mp4, 1.mp4, ...: `decode` marks when it starts on file k (and fails on
+    the files in `bad`); the prediction of file k waits until file k + 1's decoding has started."""
+
+    suffixes = {".mp4"}
+
+    def __init__(self, n: int, bad: set[int]):
+        self.n, self.bad = n, bad
+        self.decoding = [threading.Event() for _ in range(n)]
+        self.overlapped: list[int] = []  # files whose prediction saw the next file's decoding begin
+
+    def decode(self, path: Path) -> tuple[int, float]:
+        k = int(path.stem)
+        self.decoding[k].set()
+        if k in self.bad:
+            raise ClipError(path, f"file {k} is bad")
+        return k, 0.5
+
+    def predict_decoded(self, path: Path, decoded: int, decode_seconds: float) -> dict:
+        if decoded + 1 < self.n and self.decoding[decoded + 1].wait(10):
+            self.overlapped.append(decoded)
+        return {"path": str(path), "top1": decoded, "seconds": {"decode": decode_seconds}}
+
+
+def test_files_decode_ahead_and_a_bad_one_is_its_own_record_in_order(tmp_path):
+    """predict_paths over 0..4.mp4, 2 undecodable: every record in file order, 2's the error; each good file's
+    prediction ran while the next file was decoding, and reports its own decode time."""
+    for k in range(5):
+        (tmp_path / f"{k}.mp4").write_bytes(b"x")
+    model = Decoding(5, bad={2})
+    records = list(predict_paths(model, [tmp_path, tmp_path / "gone.mp4"]))
+    assert records[0] == {"path": str(tmp_path / "gone.mp4"), "error": "file not found"}
+    assert [Path(r["path"]).name for r in records[1:]] == [f"{k}.mp4" for k in range(5)]
+    assert records[3] == {"path": str(tmp_path / "2.mp4"), "error": "file 2 is bad"}
+    assert [r["top1"] for r in records[1:] if "error" not in r] == [0, 1, 3, 4]
+    assert all(r["seconds"] == {"decode": 0.5} for r in records[1:] if "error" not in r)
+    assert model.overlapped == [0, 1, 3]
 
 
 @pytest.mark.parametrize("name, reason", [("gone.mp4", "file not found"), ("text.mp4", "not a decodable media file"),

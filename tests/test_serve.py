@@ -134,7 +134,8 @@ def test_predicts_the_sample_like_the_cli(client, predictor):
     assert body["path"] == CLIP.name and body["labels"] == direct["labels"] == WORDS and body["top1"] == direct["top1"]
     assert body["classes"] == predictor.classes and body["top1"] in WORDS
     np.testing.assert_allclose(body["probs"], direct["probs"], atol=1e-6)
-    assert set(body["timing"]) == {"upload", "queue", "predict", "total"} and body["timing"]["total"] > 0
+    assert set(body["timing"]) == {"upload", "queue", "decode", "predict", "total"} and body["timing"]["total"] > 0
+    assert body["timing"]["decode"] > 0 and body["seconds"]["decode"] <= body["timing"]["decode"]
     assert body["timeline"] is None and body["timeline_notes"] == []  # no longer than one window: no timeline
 
 
@@ -216,7 +217,10 @@ class Blocking:
         return {"run": "stub", "classes": self.classes, "labels": self.labels, "modalities": "av", "encoders": {},
                 "device": "cpu", "warnings": []}
 
-    def predict_file(self, path: Path) -> dict:
+    def decode(self, path: Path) -> tuple[None, float]:
+        return None, 0.0
+
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
         assert self.release.wait(20)
         return {"path": str(path), "labels": self.labels, "classes": self.classes, "probs": [0.25, 0.75],
                 "top1": "angry",
@@ -237,6 +241,40 @@ def test_full_queue_answers_503_then_recovers(uploads):
         stub.release.set()
         assert [f.result().status_code for f in accepted] == [200, 200]
         assert post(client, "d.mp4", b"x").status_code == 200
+    assert not list(uploads.iterdir())
+
+
+class Overlapping(Blocking):
+    """A stand-in whose first prediction finishes only once the second upload has started decoding."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoding = [threading.Event(), threading.Event()]
+        self.overlapped = False
+
+    def decode(self, path: Path) -> tuple[None, float]:
+        self.decoding[sum(event.is_set() for event in self.decoding)].set()
+        return None, 0.0
+
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+        if not self.release.is_set():  # the first prediction
+            self.overlapped = self.decoding[1].wait(20)
+            self.release.set()
+        return super().predict_decoded(path, decoded, decode_seconds)
+
+
+def test_the_next_upload_decodes_while_this_one_is_predicted(uploads):
+    """One predict worker: upload 2 is decoded while upload 1 is still being predicted (with decoding on the predict
+    worker, prediction 1 would wait for a decode that waits for it)."""
+    stub = Overlapping()
+    with TestClient(create_app(stub, workers=1, queue=4, max_timeline_seconds=0)) as client, \
+            ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, client, "a.mp4", b"x")
+        assert stub.decoding[0].wait(10)  # upload 1 is in before upload 2
+        second = pool.submit(post, client, "b.mp4", b"x")
+        assert [first.result().status_code, second.result().status_code] == [200, 200]
+        assert set(first.result().json()["timing"]) == {"upload", "queue", "decode", "predict", "total"}
+    assert stub.overlapped
     assert not list(uploads.iterdir())
 
 

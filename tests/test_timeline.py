@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from dfer.faces.track import Detections, FaceTrace, continuing_track, plan_track
 from dfer.media.stream import WindowReader
 from dfer.predict.command import predict
 from dfer.predict.sample import sample_run
-from dfer.predict.timeline import default_window, plan_windows, segment_top
+from dfer.predict.timeline import FileTimeline, default_window, plan_windows, segment_top
 from dfer.predict.timeline_files import FIXED, PROB
 from dfer.store.reader import open_cache
 from dfer.testing.synth import write_clip
@@ -147,6 +148,34 @@ def test_timeline_files_and_per_file_errors(run, tmp_path):
     texts = [lines[lines.index(line) + 1] for line in lines if "-->" in line]
     assert all(re.fullmatch(rf"({'|'.join(labels)}) [01]\.\d\d", text) for text in texts)
     assert (out / "talk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class Constant:
+    """A stand-in model for `FileTimeline` that sees only: the same answer for every window, noting whether a
+    reading thread was alive while it answered."""
+
+    max_seconds, frames, sample_rate, audio, frame_short_side = 8.0, 2, 16000, None, None
+
+    def __init__(self):
+        self.reading: list[bool] = []
+
+    def check_readable(self, path: Path) -> bool:
+        return False
+
+    def predict_clip(self, path, clip, follow=None) -> tuple[dict, None]:
+        self.reading.append(any(thread.name == "dfer-prefetch" for thread in threading.enumerate()))
+        return {"labels": ["calm", "angry"], "probs": [0.4, 0.6], "face_found_ratio": 1.0, "has_audio": False}, None
+
+
+def test_windows_are_read_in_the_background_and_stopping_early_leaves_no_thread(tmp_path):
+    clip = write_clip(tmp_path / "talk.mp4", seconds=4.0, size=(96, 72))
+    model = Constant()
+    rows = iter(FileTimeline(model, clip, 1.0, 0.5))
+    assert [next(rows)["top"] for _ in range(2)] == ["angry", "angry"]
+    rows.close()
+    assert model.reading == [True, True]
+    assert not [thread for thread in threading.enumerate() if thread.name == "dfer-prefetch"]
+    assert len(list(FileTimeline(model, clip, 1.0, 0.5))) == len(plan_windows(4.0, 1.0, 0.5))
 
 
 def test_window_and_hop_options(run, tmp_path):

@@ -30,7 +30,7 @@ from dfer.faces import FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import DecodedClip, is_audio_only
 from dfer.models import DEFAULT_MODELS
-from dfer.predict.predictor import Predictor, UnusableClip, decode_file
+from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip
 
 # What the members must share to decode a file once
 DECODING = ("frames", "sample_rate", "max_seconds", "frame_short_side")
@@ -66,7 +66,7 @@ def abstains(predictor: Predictor, record: dict) -> str | None:
     return None
 
 
-class Ensemble:
+class Ensemble(FilePredictor):
     """Runs fused into one model, with a Predictor's interface for `dfer predict`, `--timeline` and `dfer serve`."""
 
     def __init__(self, runs: list[str | Path], device: str = "cpu", weights: list[float] | None = None):
@@ -110,12 +110,6 @@ class Ensemble:
         if audio_only and self.audio is None:
             raise UnusableClip(path, "an audio file, and none of these runs hears: they need a video")
         return audio_only
-
-    def predict_file(self, path: Path | str) -> dict:
-        """The fused `Predictor.predict_file` record of one file, with `members`."""
-        path = Path(path)
-        decoded, seconds = decode_file(self, path)
-        return self.predict_clip(path, decoded, seconds={"decode": seconds})[0]
 
     def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
                      seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:

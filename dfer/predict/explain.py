@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dfer.heads import DferHeads, ZeroShot
+from dfer.media.decode import DecodedClip
 from dfer.predict.explain_figure import save_explanation_png
 from dfer.predict.predictor import OutputStems, Predictor
 from dfer.train.loop import autocast
@@ -133,7 +134,14 @@ def _step(t: int, batch: dict, out: dict, masked: np.ndarray, full: np.ndarray, 
 
 def explain_file(predictor: Predictor, path: Path | str) -> Explanation:
     """Predict one file and explain the prediction. Raises ClipError / UnusableClip for bad input, as predict does."""
-    encoded = predictor.encode_file(path)
+    path = Path(path)
+    return explain_clip(predictor, path, *predictor.decode(path))
+
+
+def explain_clip(predictor: Predictor, path: Path, decoded: DecodedClip, decode_seconds: float) -> Explanation:
+    """`explain_file` of a file decoded already (`Predictor.decode`: the clip, and the seconds that took), so that
+    decoding can run ahead (`dfer predict --explain` over several files, `dfer serve`)."""
+    encoded = predictor.encode_clip(path, decoded, seconds={"decode": decode_seconds})
     started = time.perf_counter()
     batch = {key: value.to(predictor.device) for key, value in predictor.batch_of(encoded.row).items()}
     explanation, arrays = explain_batch(predictor.heads, batch, predictor.labels)
@@ -155,10 +163,11 @@ def write_explanation(explanation: Explanation, out: Path | str, stem: str) -> d
     return files
 
 
-def explain_to(predictor: Predictor, path: Path | str, out: Path | str, stems: OutputStems | None = None) -> dict:
-    """Explain one file and write its PNG and JSON into `out`: the record with `explain` and `explain_files`. `stems`
-    names the files; pass one namer to every call writing into the same folder, so a/x.mp4 and b/x.mp4 get x and
-    x-2."""
-    explanation = explain_file(predictor, path)
+def explain_to(predictor: Predictor, path: Path, decoded: DecodedClip, decode_seconds: float, out: Path | str,
+               stems: OutputStems | None = None) -> dict:
+    """Explain one decoded file (as `explain_clip`) and write its PNG and JSON into `out`: the record with `explain`
+    and `explain_files`; a `predict_paths` score. `stems` names the files; pass one namer to every call writing into
+    the same folder, so a/x.mp4 and b/x.mp4 get x and x-2."""
+    explanation = explain_clip(predictor, path, decoded, decode_seconds)
     stem = (stems or OutputStems())(path)
     return {**explanation.record, "explain_files": write_explanation(explanation, out, stem)}

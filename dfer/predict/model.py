@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from dfer import checks
 from dfer.errors import InputError
-from dfer.predict.explain import explain_file, explain_to
+from dfer.predict.explain import explain_clip, explain_to
 from dfer.predict.predictor import OutputStems, Predictor, predict_paths
 from dfer.predict.timeline import file_timeline, window_and_hop
 from dfer.predict.timeline_files import PROB, window_record
@@ -137,7 +137,7 @@ class Model:
             raise ValueError("explains one run's model; load one run, not several")
         target = self._one(path)
         score = (partial(explain_to, self.predictor, out=out, stems=OutputStems()) if out is not None else
-                 lambda file: explain_file(self.predictor, file).record)
+                 lambda *decoded_file: explain_clip(self.predictor, *decoded_file).record)
         return next(predict_paths(self.predictor, [target], score))
 
     def _one(self, path: PathLike) -> Path:

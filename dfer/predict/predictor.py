@@ -11,7 +11,8 @@ The encoders are rebuilt from the run's fingerprint (same specs, random seed, fr
 window), or taken from `RUN/vision` and `RUN/audio` when a fine-tune saved its encoders there. Only the streams the
 heads read are built: an audio-only run never loads the vision encoder nor runs face detection. Everything heavy is
 built once in `__init__`; `predict_file` may then be called for any number of files, and `predict_clip` for clips
-decoded elsewhere (the windows of `dfer.predict.timeline`).
+decoded elsewhere (the windows of `dfer.predict.timeline`). `predict_file` is `decode` then `predict_decoded`, two
+calls so that a caller can decode the next file while this one is predicted (`predict_paths`, `dfer serve`).
 
 Bad input raises `ClipError` (the file cannot be decoded) or its subclass `UnusableClip` (it decodes, but gives the
 model nothing to work with, e.g. a silent clip for an audio-only model), so callers can report it per file.
@@ -37,6 +38,7 @@ from dfer.heads.fusion import STREAMS
 from dfer.models import resolve_run
 from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
+from dfer.media.prefetch import prefetched
 from dfer.store.schema import Layout, blank_row
 from dfer.train.checkpoint import load_run, run_display_names
 from dfer.train.data import collate, fields_for
@@ -57,7 +59,41 @@ class UnusableClip(ClipError):
     """The file decodes, but holds nothing this run's model can use (or the encoders reject what it holds)."""
 
 
-class Predictor:
+class FilePredictor:
+    """Whole files in, predictions out: what a Predictor and an Ensemble (`dfer.predict.ensemble`) share. A file is
+    decoded (`decode`), then predicted (`predict_decoded`); the two are apart so that the next file's decoding can run
+    while this one is predicted (`predict_paths`, `dfer serve`). A subclass has `check_readable`, `predict_clip`, the
+    decoding settings (frames, sample_rate, max_seconds, frame_short_side) and `audio` (None: it does not hear)."""
+
+    def predict_file(self, path: Path | str) -> dict:
+        """Class probabilities for one file (its central `max_seconds`), as a JSON-ready dict:
+
+        path, labels (the display names of the run's classes, in order), classes (their codes, as the store keeps
+        them), probs (aligned with both), top1 (the most probable label), face_found_ratio (share of the T sampled
+        frames with a detected face; None without video or for an audio-only model), has_video, has_audio, notes
+        and seconds (per stage); an Ensemble's also has `members`. Raises ClipError / UnusableClip for bad input.
+        """
+        path = Path(path)
+        return self.predict_decoded(path, *self.decode(path))
+
+    def decode(self, path: Path) -> tuple[DecodedClip, float]:
+        """The central window of a whole file as this model reads it: its frames, and its audio when the model hears
+        (`check_readable` refuses an audio file a model cannot hear); and the seconds it took. The frames are decoded
+        even for a model that only hears: their times cut its audio segments."""
+        started = time.perf_counter()
+        audio_only = self.check_readable(path)
+        with as_clip_error(path):
+            decoded = decode_clip(None if audio_only else path, path if self.audio is not None else None,
+                                  self.frames, self.sample_rate, self.max_seconds,
+                                  max_short_side=self.frame_short_side)
+        return decoded, time.perf_counter() - started
+
+    def predict_decoded(self, path: Path, decoded: DecodedClip, decode_seconds: float) -> dict:
+        """The `predict_file` result of a file decoded already (`decode`, and the seconds it took)."""
+        return self.predict_clip(path, decoded, seconds={"decode": decode_seconds})[0]
+
+
+class Predictor(FilePredictor):
     """A run's encoders and heads on one device, ready to score files one at a time.
 
     run: a run folder (config.json + best.safetensors), e.g. `runs/demo` or one fold of a k-fold run.
@@ -128,16 +164,6 @@ class Predictor:
             "encoders": self.encoders, "frames": self.frames, "device": str(self.device), "warnings": self.warnings,
         }
 
-    def predict_file(self, path: Path | str) -> dict:
-        """Class probabilities for one file (its central `max_seconds`), as a JSON-ready dict:
-
-        path, labels (the display names of the run's classes, in order), classes (their codes, as the store keeps
-        them), probs (aligned with both), top1 (the most probable label), face_found_ratio (share of the T sampled
-        frames with a detected face; None without video or for an audio-only model), has_video, has_audio, notes
-        and seconds (per stage). Raises ClipError / UnusableClip for bad input.
-        """
-        return self.score(self.encode_file(path))
-
     def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
                      seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:
         """The `predict_file` result of one decoded clip of `path` (the whole file's, or one window of a long
@@ -152,12 +178,6 @@ class Predictor:
         _, probs = run_heads(self.heads, [self.batch_of(encoded.row)], self.device)  # (1, C)
         encoded.seconds["heads"] = time.perf_counter() - started
         return self.record(encoded, probs[0])
-
-    def encode_file(self, path: Path | str) -> EncodedFile:
-        """Decode, faces and encoders for one file: everything before the heads. Raises ClipError / UnusableClip."""
-        path = Path(path)
-        decoded, seconds = decode_file(self, path)
-        return self.encode_clip(path, decoded, seconds={"decode": seconds})
 
     def check_readable(self, path: Path) -> bool:
         """Whether `path` is an audio-only file; raises UnusableClip when it is one and this run does not hear."""
@@ -235,19 +255,6 @@ class Predictor:
         }
 
 
-def decode_file(model, path: Path) -> tuple[DecodedClip, float]:
-    """The central window of a whole file as `model` (a Predictor, or an Ensemble of them) reads it: its frames, and
-    its audio when the model hears (`check_readable` refuses an audio file a model cannot hear); and the seconds
-    it took. The frames are decoded even for a model that only hears: their times cut its audio segments."""
-    started = time.perf_counter()
-    audio_only = model.check_readable(path)
-    with as_clip_error(path):
-        decoded = decode_clip(None if audio_only else path, path if model.audio is not None else None,
-                              model.frames, model.sample_rate, model.max_seconds,
-                              max_short_side=model.frame_short_side)
-    return decoded, time.perf_counter() - started
-
-
 def top_k(result: dict, k: int) -> list[tuple[str, float]]:
     """The k most probable (label, probability) pairs of a `predict_file` result, best first."""
     order = np.argsort(result["probs"])[::-1][:k]
@@ -272,14 +279,30 @@ class OutputStems:
         return stem
 
 
-def predict_paths(predictor: Predictor, paths: list[Path],
-                  score: Callable[[Path], dict] | None = None) -> Iterator[dict]:
-    """One record per file (a `predict_file` result, or {"path", "error"}), folders expanded; a bad file never
-    stops the others. `score` replaces `predictor.predict_file` (e.g. to explain each prediction too)."""
-    files, errors = find_media(paths, predictor.suffixes)
-    yield from errors
+def decode_files(model: FilePredictor,
+                 files: list[Path]) -> Iterator[tuple[Path, tuple[DecodedClip, float] | ClipError]]:
+    """Per file, in order: (path, `model.decode`'s answer, or the ClipError it raised). A file that fails is one answer,
+    not the end of the stream, so the files after it are still decoded."""
     for path in files:
         try:
-            yield (score or predictor.predict_file)(path)
+            yield path, model.decode(path)
+        except ClipError as error:
+            yield path, error
+
+
+def predict_paths(predictor: FilePredictor, paths: list[Path],
+                  score: Callable[[Path, DecodedClip, float], dict] | None = None) -> Iterator[dict]:
+    """One record per file, in order (a `predict_file` result, or {"path", "error"}), folders expanded; a bad file
+    never stops the others. File k + 1 is decoded in a background thread while file k is faced, encoded and scored
+    (`dfer.media.prefetch`). `score(path, decoded, decode_seconds)` replaces `predictor.predict_decoded` (e.g. to
+    explain each prediction too)."""
+    files, errors = find_media(paths, predictor.suffixes)
+    yield from errors
+    score = score or predictor.predict_decoded
+    for path, decoded in prefetched(decode_files(predictor, files)):
+        try:
+            if isinstance(decoded, ClipError):
+                raise decoded
+            yield score(path, *decoded)
         except ClipError as error:
             yield {"path": str(path), "error": error.reason}

@@ -5,12 +5,14 @@ its training clips, which `dfer.train.protocol.run_config` records) and T frames
 sampled the clips. The hop defaults to a third of the window, so every moment is seen by about three windows. The
 file is streamed (`dfer.media.stream.WindowReader`): memory is flat in its length. The face is followed from window
 to window (`dfer.faces.FaceTrace`), so a second face entering the frame does not take over the timeline. Each window
-then goes through the run's own `Predictor.predict_clip`, the same code `dfer predict` runs on a short file.
+then goes through the run's own `Predictor.predict_clip`, the same code `dfer predict` runs on a short file, while the
+next window is read in a background thread (`dfer.media.prefetch`): decoding overlaps faces and encoders.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from dfer.host_memory import release_freed_memory
 from dfer.media.decode import ClipError, as_clip_error, stated_duration
 from dfer.media.stream import AudioWindows, WindowReader
 from dfer.media.find import find_media
+from dfer.media.prefetch import prefetched
 from dfer.predict.predictor import OutputStems, Predictor
 from dfer.predict.timeline_files import write_timeline
 from dfer.store.reader import open_cache
@@ -89,21 +92,21 @@ class FileTimeline:
                                    want_audio=predictor.audio is not None,
                                    max_short_side=predictor.frame_short_side))
             self.notes = reader.notes
-            clips = iter(reader)
         trace = None  # where the followed face was last seen, on the file's clock
-        while True:
-            with as_clip_error(path):
-                clip = next(clips, None)
-                if clip is None:
-                    return
-                start = clip.span[0]
-                result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
-            if track is not None and track.trace is not None:
-                trace = track.trace.shifted(-start)
-            span = clip.span
-            del clip, track  # this window's frames and crops, before the memory they held is given back
-            release_freed_memory()
-            yield window_row(span, result)
+        with closing(prefetched(reader)) as clips:  # window k + 1 is read while window k is predicted
+            while True:
+                with as_clip_error(path):
+                    clip = next(clips, None)
+                    if clip is None:
+                        return
+                    start = clip.span[0]
+                    result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
+                if track is not None and track.trace is not None:
+                    trace = track.trace.shifted(-start)
+                span = clip.span
+                del clip, track  # this window's frames and crops, before the memory they held is given back
+                release_freed_memory()
+                yield window_row(span, result)
 
 
 def window_row(span: tuple[float, float], result: dict) -> dict:

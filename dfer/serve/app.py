@@ -17,6 +17,9 @@ Why this shape:
   shares the model), and at most `queue` more requests wait for a thread. Beyond that the answer is 503 at once,
   with Retry-After, so latency stays bounded under load instead of growing with the backlog.
 - An upload is copied to a temp file (PyAV reads paths), deleted when the request ends, whatever happens.
+- A request is decoded on a decode thread of its own, then faced, encoded and scored on a predict thread, so request
+  k + 1 decodes while request k is encoded (PyAV releases the GIL while it decodes). Decoding runs at most one
+  request ahead of the predict threads: a decoded clip can be tens of MB, so memory stays bounded under load.
 - A timeline costs about one whole-file prediction per hop (a third of a window) of the upload, all on the worker
   that took the request, so a long upload holds that worker (and the queue behind it) for as long. Timelines are
   therefore made only of uploads up to `max_timeline_seconds` (0: never); a longer one gets the whole-file answer
@@ -45,10 +48,10 @@ from PIL import Image
 from pydantic import BaseModel
 
 import dfer
-from dfer.media.decode import ClipError, frame_pixels, stated_duration
+from dfer.media.decode import ClipError, DecodedClip, frame_pixels, stated_duration
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from dfer.predict.ensemble import Ensemble
-from dfer.predict.explain import explain_file
+from dfer.predict.explain import explain_clip
 from dfer.predict.predictor import UnusableClip
 from dfer.predict.timeline import FileTimeline, window_and_hop
 from dfer.predict.timeline_files import window_record
@@ -130,7 +133,7 @@ class Prediction(BaseModel):
     has_audio: bool
     notes: str
     seconds: dict[str, float]  # per pipeline stage: decode, faces, encoders, heads
-    timing: dict[str, float]  # upload (copy to disk), queue (wait for a worker), predict, total
+    timing: dict[str, float]  # upload (copy to disk), queue (waits for a thread), decode, predict, total
     explain: Explain | None = None  # only when asked (`?explain=true`), and of one run (not a fused answer)
     members: list[Member] | None = None  # a fused answer's runs (`dfer.predict.ensemble`)
     timeline: list[Window] | None = None  # only for an upload longer than one window (`timeline_window` in /health)
@@ -151,20 +154,24 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in [
 
 def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4,
                max_timeline_seconds: float = 120, max_video_pixels: int = MAX_VIDEO_PIXELS) -> FastAPI:
-    """The app around a loaded `dfer.predict.Predictor` (or, with `max_timeline_seconds=0`, anything with
-    `predict_file`, `classes`, `labels`, `describe`). Timelines use the window and hop `dfer predict --timeline`
+    """The app around a loaded `dfer.predict.Predictor` (or, with `max_timeline_seconds=0`, anything with `decode`,
+    `predict_decoded`, `classes`, `labels`, `describe`). Timelines use the window and hop `dfer predict --timeline`
     defaults to: the run's training clip length and a third of it (`dfer.predict.timeline.window_and_hop`). Videos
     whose frames have more than `max_video_pixels` pixels are refused (0: no limit)."""
     limit = int(max_upload_mb * 2**20)
     window = window_and_hop(predictor.config)[0] if max_timeline_seconds > 0 else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
+    decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfer-decode")
+    # A request holds a slot from its decoding to the end of its prediction: `workers` predicting, one decoding ahead.
+    slots = asyncio.Semaphore(workers + 1)
     capacity = workers + queue
     busy = 0  # touched only on the event loop's thread, so a plain counter is race-free
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        executor.shutdown(wait=True, cancel_futures=True)
+        for pool in (decoder, executor):
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # FastAPI's own /docs loads Swagger UI from a CDN, so it is blank offline. fastapi-offline serves the same page with
     # the script and style its wheel ships (under /static-offline-docs): it is released along with FastAPI, where
@@ -210,8 +217,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             busy -= 1
             raise
         copied = time.perf_counter()
-        job = asyncio.get_running_loop().run_in_executor(executor, _timed, predictor, clip, explain, window,
-                                                         max_timeline_seconds, max_video_pixels)
+        job = asyncio.ensure_future(answer(clip, explain))
 
         def finished(_) -> None:  # on the event loop, when the prediction ends (even if the client has gone)
             nonlocal busy
@@ -220,7 +226,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
 
         job.add_done_callback(finished)
         try:
-            result, began = await asyncio.shield(job)  # a dropped request neither cancels nor frees a running job
+            result, stamps = await asyncio.shield(job)  # a dropped request neither cancels nor frees a running job
         except TooManyPixels as error:
             raise HTTPException(413, str(error)) from error
         except UnusableClip as error:
@@ -229,9 +235,22 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
             raise HTTPException(415, f"not a decodable video: {error.reason}") from error
         done = time.perf_counter()
         result["path"] = file.filename or "upload"
-        result["timing"] = {"upload": round(copied - started, 4), "queue": round(began - copied, 4),
-                            "predict": round(done - began, 4), "total": round(done - started, 4)}
+        waited = stamps["decode"] - copied + stamps["predict"] - stamps["decoded"]
+        result["timing"] = {"upload": round(copied - started, 4), "queue": round(waited, 4),
+                            "decode": round(stamps["decoded"] - stamps["decode"], 4),
+                            "predict": round(done - stamps["predict"], 4), "total": round(done - started, 4)}
         return result
+
+    async def answer(path: Path, explain: bool) -> tuple[dict, dict[str, float]]:
+        """Decode on the decode thread, then predict on a predict thread: (the result, when each step began and when
+        decoding ended, as perf_counter stamps "decode", "decoded", "predict")."""
+        loop = asyncio.get_running_loop()
+        async with slots:
+            (decoded, decode_seconds), stamps = await loop.run_in_executor(decoder, _decode, predictor, path,
+                                                                           max_video_pixels)
+            result, stamps["predict"] = await loop.run_in_executor(
+                executor, _timed, predictor, path, decoded, decode_seconds, explain, window, max_timeline_seconds)
+        return result, stamps
 
     return app
 
@@ -276,19 +295,26 @@ def check_pixels(path: Path, limit: int) -> None:
             "to raise it, or send a smaller video")
 
 
-def _timed(predictor, path: Path, explain: bool, window: float | None, longest: float,
-           max_pixels: int = 0) -> tuple[dict, float]:
-    """Runs on a worker thread: the prediction (explained if asked; with its timeline when the upload is longer than
-    `window`), and when this thread took it up (the end of its wait in the queue)."""
+def _decode(predictor, path: Path, max_pixels: int) -> tuple[tuple[DecodedClip, float], dict[str, float]]:
+    """Runs on the decode thread: the upload checked against the pixel budget, then decoded (`predictor.decode`: the
+    clip and the seconds it took); and when this thread took it up and finished, as perf_counter stamps."""
     began = time.perf_counter()
     check_pixels(path, max_pixels)
+    return predictor.decode(path), {"decode": began, "decoded": time.perf_counter()}
+
+
+def _timed(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool, window: float | None,
+           longest: float) -> tuple[dict, float]:
+    """Runs on a predict thread: the prediction of the decoded upload (explained if asked; with its timeline when the
+    upload is longer than `window`), and when this thread took it up (the end of its wait in the queue)."""
+    began = time.perf_counter()
     if explain and not isinstance(predictor, Ensemble):  # an explanation is of one model's computation
-        explanation = explain_file(predictor, path)
+        explanation = explain_clip(predictor, path, decoded, decode_seconds)
         result = explanation.record
         if explanation.faces is not None:
             result["explain"]["faces"] = [_jpeg_url(face) for face in explanation.faces]
     else:
-        result = predictor.predict_file(path)
+        result = predictor.predict_decoded(path, decoded, decode_seconds)
     if window is not None:
         started = time.perf_counter()
         result.update(_timeline(predictor, path, window, longest))
