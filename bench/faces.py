@@ -12,7 +12,8 @@ of at most 720 (dfer/faces/settings.py). Figures:
   RAVDESS AV), or the bundled CREMA-D sample when that folder is absent, and on two synthetic frames with real faces
   pasted in (one small face alone; a large and a smaller face); per clip the worst IoU between a new box and the old
   box of the same face, over every frame, the worst IoU of the crop boxes the tracker makes of them, and whether
-  `face_found` is identical on every frame.
+  `face_found` is identical on every frame; and the noise floor of those IoUs: the old detector against itself on
+  the same frames with each value moved by at most one grey level (`noise_floor_min_iou`).
 - predict: seconds per stage of `Predictor.predict_file` (what `dfer predict` runs) on a 3 s 1080p clip with a real
   face, for runs made here with the `lite` and `tiny` presets (6 sample clips, 16 frames, 1 epoch: the stage times do
   not depend on training), old and new; `timeline_video_s_per_s`: `predict --timeline` on the same clip.
@@ -20,8 +21,9 @@ of at most 720 (dfer/faces/settings.py). Figures:
 - rss: peak RSS of a fresh process predicting the 3 s 1080p clip (old and new) and a 4 s 7680x4320 grey H.264 file
   (new only: the old settings took 17.5 GB in the issue); and `dfer serve`'s answer to the 8K upload (413 at the
   default pixel budget, and the answer with the budget off) with the server's peak RSS.
-- serve: bench/serve_load.py at 1 and 4 clients for `--serve-seconds` each, the lite run as made (new) and the same
-  run with its fingerprint's face settings removed (old detection: the full pyramid, in the new implementation).
+- serve: bench/serve_load.py at 1 and 4 clients for `--serve-seconds` each against `dfer serve` on the lite run,
+  new (its defaults), and old: its Predictor detecting and decoding as before issue 21 (`as_old`), on one worker
+  with every core's thread (the default then). The old server decodes ahead too (that part is not undone).
 
 CPU only: no GPU was used or measured. Timings wait for a quiet machine (no `bench/train.py` running) but the machine
 is shared; `other_load_cores` says how busy it was. The last line of stdout is one JSON object.
@@ -33,7 +35,7 @@ import argparse
 import json
 import os
 import resource
-import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 SHARED = ROOT.parent / "shared" / "data"
 SAMPLE = ROOT / "samples" / "cremad" / "VideoFlash"
 FRAMES = 16
+NOISE = np.random.default_rng(0)
 
 
 class OriginalDetector:
@@ -173,11 +176,16 @@ def bench_detection() -> dict:
                 found = detector(frames)
                 best = min(best, time.perf_counter() - started)
             timings[label] = (best, found)
+        # the old detector against itself on the same frames with invisible noise (each value +-1 grey level): how
+        # far MTCNN's own boxes move when nothing that matters changes, the floor any IoU figure sits on
+        noisy = np.clip(frames + NOISE.integers(-1, 2, frames.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+        floor = agreement(timings["old"][1], old(noisy), frames.shape[1:3])
         clips[name] = {"frames": f"{frames.shape[2]}x{frames.shape[1]}", "old_ms": round(timings["old"][0] * 1e3),
                        "new_ms": round(timings["new"][0] * 1e3),
                        "speedup": round(timings["old"][0] / timings["new"][0], 2),
                        "fallback_frames": new.last_fallback_frames,
-                       **agreement(timings["old"][1], timings["new"][1], frames.shape[1:3])}
+                       **agreement(timings["old"][1], timings["new"][1], frames.shape[1:3]),
+                       "noise_floor_min_iou": floor["min_iou"], "noise_floor_min_crop_iou": floor["min_crop_iou"]}
         print(f"detection {name}: {clips[name]}", file=sys.stderr)
     torch.set_num_threads(threads)
     real = [c for n, c in clips.items() if not n.startswith("synthetic")]
@@ -188,6 +196,8 @@ def bench_detection() -> dict:
             "real_min_iou": min(c["min_iou"] for c in real),
             "real_min_crop_iou": min(c["min_crop_iou"] for c in real),
             "real_face_found_identical": all(c["face_found_identical"] for c in real),
+            "real_noise_floor_min_iou": min(c["noise_floor_min_iou"] for c in real),
+            "real_noise_floor_min_crop_iou": min(c["noise_floor_min_crop_iou"] for c in real),
             "small_face_found": clips["synthetic_small_face"]["faces_found"] >= FRAMES,
             "two_faces_found": clips["synthetic_two_faces"]["faces_found"] >= 2 * FRAMES}
 
@@ -353,30 +363,58 @@ def bench_rss(run: Path, clip_1080: Path, clip_8k: Path) -> dict:
     return out
 
 
-def legacy_copy(run: Path) -> Path:
-    """The run with its fingerprint's face settings removed: it predicts as a run from before issue 21 would."""
-    old = run.with_name(run.name + "-legacy")
-    shutil.copytree(run, old, dirs_exist_ok=True)
-    config = json.loads((old / "config.json").read_text())
-    for key in ("face_detect", "frame_short_side"):
-        config["fingerprint"].pop(key, None)
-    (old / "config.json").write_text(json.dumps(config))
-    return old
+SERVER_CHILD = """
+import sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+import dfer.predict.ensemble as ensemble
+from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
+from dfer.serve.command import serve
+if {old!r}:  # the run detecting and decoding as before issue 21, on one worker (the default then)
+    from faces import as_old
+    load = ensemble.load_model
+    def load_old(*args):
+        predictor = load(*args)
+        as_old(predictor)
+        return predictor
+    ensemble.load_model = load_old
+serve(model=[{run!r}], weights=None, host="127.0.0.1", port={port}, max_upload_mb=50.0,
+      workers=1 if {old!r} else DEFAULT_WORKERS, queue={queue}, max_timeline_seconds=120.0,
+      max_video_pixels=MAX_VIDEO_PIXELS, device="cpu")
+"""
 
 
 def bench_serve(run: Path, seconds: float) -> dict:
+    """bench/serve_load.py at 1 and 4 clients against `dfer serve` (its command, in a process of its own) on the lite
+    run: new, with its defaults, and old: the Predictor detecting and decoding as before issue 21 (`as_old`) on one
+    worker, the default then."""
     out = {}
-    for label, model in (("old", legacy_copy(run)), ("new", run)):
-        for clients in (1, 4):
-            done = subprocess.run([sys.executable, str(ROOT / "bench" / "serve_load.py"), "--model", str(model),
-                                   "--clients", str(clients), "--seconds", str(seconds)],
-                                  capture_output=True, text=True, cwd=ROOT, timeout=900)
-            lines = done.stdout.strip().splitlines()
-            figures = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {"error": done.stderr[-2000:]}
-            keep = ("throughput_rps", "p50_ms", "p95_ms", "errors", "requests", "server_predict_ms_mean",
-                    "other_load_cores")
-            out[f"{label}_{clients}_clients"] = {k: v for k, v in figures.items() if k in keep or k == "error"}
-            print(f"serve {label} {clients} clients: {out[f'{label}_{clients}_clients']}", file=sys.stderr)
+    for label in ("old", "new"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        code = SERVER_CHILD.format(root=str(ROOT), bench=str(ROOT / "bench"), run=str(run), old=label == "old",
+                                   queue=4, port=port)
+        log = tempfile.TemporaryFile()
+        server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for clients in (1, 4):
+                done = subprocess.run([sys.executable, str(ROOT / "bench" / "serve_load.py"),
+                                       "--url", f"http://127.0.0.1:{port}", "--clients", str(clients),
+                                       "--seconds", str(seconds)], capture_output=True, text=True, cwd=ROOT,
+                                      timeout=900)
+                lines = done.stdout.strip().splitlines()
+                if not (lines and lines[-1].startswith("{")):
+                    log.seek(0)
+                    figures = {"error": done.stderr[-2000:] + log.read().decode(errors="replace")[-2000:]}
+                else:
+                    figures = json.loads(lines[-1])
+                keep = ("throughput_rps", "p50_ms", "p95_ms", "errors", "requests", "server_predict_ms_mean")
+                out[f"{label}_{clients}_clients"] = {k: v for k, v in figures.items() if k in keep or k == "error"}
+                print(f"serve {label} {clients} clients: {out[f'{label}_{clients}_clients']}", file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait(30)
+            log.close()
     for clients in (1, 4):
         old, new = out[f"old_{clients}_clients"], out[f"new_{clients}_clients"]
         if "throughput_rps" in old and "throughput_rps" in new:

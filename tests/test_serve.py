@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from dfer.media.decode import decode_clip
@@ -21,6 +22,7 @@ from dfer.predict.predictor import Predictor
 from dfer.predict.sample import SAMPLE, sample_run
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
+from dfer.serve import torch_threads
 from dfer.serve.app import create_app
 from dfer.testing.synth import write_concatenation
 
@@ -30,6 +32,16 @@ CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Predictor:
     return Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
+
+
+@pytest.fixture(autouse=True)
+def server_threads():
+    """The test's own predictions on the thread count a one-worker server's thread runs on (`torch_threads(1)`),
+    so both sum in the same order and their answers can be compared to the last float digit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads(1))
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -159,7 +171,7 @@ def test_a_long_upload_gets_its_timeline(client, predictor, tmp_path):
         assert {**got, "probs": None} == {**want, "probs": None}
         assert got["probs"] == pytest.approx(want["probs"], abs=1e-6) and list(got["probs"]) == WORDS
 
-    with TestClient(create_app(predictor, max_timeline_seconds=5)) as capped:  # too long to wait for: no timeline
+    with TestClient(create_app(predictor, workers=1, max_timeline_seconds=5)) as capped:  # too long: no timeline
         body = post(capped, long.name, long.read_bytes()).json()
     assert body["timeline"] is None and "--max-timeline-seconds" in body["timeline_notes"][0]
     np.testing.assert_allclose(body["probs"], whole, atol=1e-6)
@@ -276,6 +288,28 @@ def test_the_next_upload_decodes_while_this_one_is_predicted(uploads):
         assert set(first.result().json()["timing"]) == {"upload", "queue", "decode", "predict", "total"}
     assert stub.overlapped
     assert not list(uploads.iterdir())
+
+
+class Counting(Blocking):
+    """A stand-in that records the PyTorch thread count each prediction ran with."""
+
+    def __init__(self):
+        super().__init__()
+        self.release.set()
+        self.threads = []
+
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+        self.threads.append(torch.get_num_threads())
+        return super().predict_decoded(path, decoded, decode_seconds)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_worker_runs_on_its_share_of_the_cores(uploads, workers):
+    stub = Counting()
+    torch.set_num_threads(3)  # the thread that makes the app holds another count: a worker sets its own
+    with TestClient(create_app(stub, workers=workers, max_timeline_seconds=0)) as client:
+        assert all(post(client, f"{k}.mp4", b"x").status_code == 200 for k in range(3))
+    assert stub.threads == [torch_threads(workers)] * 3
 
 
 def test_a_video_above_the_pixel_budget_is_413_naming_the_limit_and_flag(uploads):

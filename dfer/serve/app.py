@@ -13,8 +13,8 @@
 
 Why this shape:
 - One Predictor holds the model, loaded before the first request. Predictions run on a ThreadPoolExecutor of
-  `workers` threads (1 by default: on a small CPU two at once only slow each other down, and one thread never
-  shares the model), and at most `queue` more requests wait for a thread. Beyond that the answer is 503 at once,
+  `workers` threads (2 by default, each with half the cores: `dfer.serve.DEFAULT_WORKERS` says why), and at most
+  `queue` more requests wait for a thread. Beyond that the answer is 503 at once,
   with Retry-After, so latency stays bounded under load instead of growing with the backlog.
 - An upload is copied to a temp file (PyAV reads paths), deleted when the request ends, whatever happens.
 - A request is decoded on a decode thread of its own, then faced, encoded and scored on a predict thread, so request
@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
@@ -55,7 +56,7 @@ from dfer.predict.explain import explain_clip
 from dfer.predict.predictor import UnusableClip
 from dfer.predict.timeline import FileTimeline, window_and_hop
 from dfer.predict.timeline_files import window_record
-from dfer.serve import MAX_VIDEO_PIXELS
+from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS, torch_threads
 from dfer.serve.page import PAGE
 
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing (boundaries, part headers) allowed on top of the file
@@ -152,7 +153,7 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in [
 ]}
 
 
-def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: int = 4,
+def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORKERS, queue: int = 4,
                max_timeline_seconds: float = 120, max_video_pixels: int = MAX_VIDEO_PIXELS) -> FastAPI:
     """The app around a loaded `dfer.predict.Predictor` (or, with `max_timeline_seconds=0`, anything with `decode`,
     `predict_decoded`, `classes`, `labels`, `describe`). Timelines use the window and hop `dfer predict --timeline`
@@ -160,7 +161,10 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = 1, queue: in
     whose frames have more than `max_video_pixels` pixels are refused (0: no limit)."""
     limit = int(max_upload_mb * 2**20)
     window = window_and_hop(predictor.config)[0] if max_timeline_seconds > 0 else None
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
+    # Each worker sets its own share of the cores: PyTorch's thread count, set in one thread, is reported but not
+    # obeyed in threads started later (measured: a pool thread ran 2 threads after set_num_threads(1) in the main one).
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict",
+                                  initializer=torch.set_num_threads, initargs=(torch_threads(workers),))
     decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfer-decode")
     # A request holds a slot from its decoding to the end of its prediction: `workers` predicting, one decoding ahead.
     slots = asyncio.Semaphore(workers + 1)

@@ -8,7 +8,7 @@ from rich.console import Console
 from dfer import checks
 from dfer.models import DEFAULT_MODELS
 from dfer.predict.command import parse_weights
-from dfer.serve import MAX_VIDEO_PIXELS
+from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
 
 errors = Console(stderr=True)
 
@@ -22,7 +22,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, help="TCP port to listen on"),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),
-    workers: int = typer.Option(1, min=1, help="predictions run at once (threads sharing the loaded model)"),
+    workers: int = typer.Option(DEFAULT_WORKERS, min=1, show_default="2, or 1 on one core",
+                                help="predictions run at once (threads sharing the loaded model), each on an equal "
+                                "share of the cores"),
     queue: int = typer.Option(4, min=0, help="requests that may wait for a worker; more get 503"),
     max_timeline_seconds: float = typer.Option(120.0, "--max-timeline-seconds", min=0, help="uploads longer than "
                                                "one window, up to this long, also get a timeline (0: never)"),
