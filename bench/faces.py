@@ -225,7 +225,7 @@ def extraction_old(folder: Path) -> float:
 
     class Original(cropper_module.FaceDetector):  # the legacy settings, with the original code doing the detection
         def __init__(self, *args, **kwargs):
-            self.original = OriginalDetector()
+            self.original, self.batch_frames = OriginalDetector(), 0  # one clip a call, as before
 
         def __call__(self, frames):
             return self.original(frames)
