@@ -70,6 +70,7 @@ class OriginalDetector:
         from dfer.faces.track import Detections
 
         torch = self.torch
+        frames = np.asarray(frames)  # (T, H, W, 3): `detect_clips` passes a list of frames
         scale = min(1.0, self.detect_size / min(frames.shape[1:3]))
         x = torch.from_numpy(frames).float()  # (T, H, W, 3)
         if scale < 1.0:
