@@ -39,6 +39,8 @@ import httpx
 import numpy as np
 from machine import machine_busy_s  # bench/machine.py: shared machine facts
 
+from dfer.serve import DEFAULT_WORKERS
+
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = sorted((REPO / "samples" / "cremad" / "VideoFlash").glob("*.flv"))
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="load an already running server on loopback instead of starting one")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (4)")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long new requests are sent (30)")
-    parser.add_argument("--workers", type=int, default=1, help="the server's prediction threads (1)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"the server's prediction threads ({DEFAULT_WORKERS}: `dfer serve`'s default here)")
     parser.add_argument("--queue", type=int, help="the server's queue (default: --clients, so none is refused)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take (120)")
     args = parser.parse_args(argv)
