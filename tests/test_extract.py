@@ -222,6 +222,7 @@ with writer_lock(sys.argv[1]):
 """
 
 
+@pytest.mark.slow  # two processes; CI runs it
 def test_a_second_extraction_is_refused_while_one_runs(good_dataset, tmp_path):
     out = tmp_path / "store"
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(out)], cwd=REPO, stdout=subprocess.PIPE, text=True)

@@ -269,6 +269,7 @@ def test_two_ranks_train_as_one_process_accumulating_two(store, init_run, tmp_pa
         assert torch.quantile(gaps, 0.99) <= 1e-6, weights
 
 
+@pytest.mark.slow  # every fold; CI runs it
 def test_a_cross_validation_fine_tunes_fold_by_fold(tmp_path):
     """`--init` a `train --fold all` run: each fold starts from its own heads and split, and OUT/summary.json holds
     the fine-tuned cross-validation as stage 2's does. RAVDESS-named audio of actors 1-8 = folds 1 and 2."""

@@ -142,6 +142,7 @@ def test_heads_and_probe_on_int8_match_float16(stores, tmp_path):
     assert abs(scored["UAR"] - runs["float16"]["UAR"]) <= 100 / n
 
 
+@pytest.mark.slow  # 18 s; CI runs it, and test_train has its float16 twin in the default suite
 def test_int8_h5_export_and_in_memory_give_the_same_run(stores, tmp_path):
     store = stores["int8"]
     reference = train(store, tmp_path / "zarr", quick(), show=False).runs["fold1"]

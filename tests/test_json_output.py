@@ -47,7 +47,13 @@ def made(tmp_path_factory) -> dict[str, Path]:
     return made
 
 
-@pytest.mark.parametrize("name", COMMANDS)
+# Each is a process that imports torch, transformers and NeMo (~15 s of CPU): the default suite runs the ones with the
+# most to get wrong (the predict lines, a bad file's error line, evaluate's extraction progress), CI runs all of them.
+DEFAULT_SUITE = ("info", "evaluate --dataset --root", "predict")
+
+
+@pytest.mark.parametrize("name", [n if n in DEFAULT_SUITE else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in COMMANDS])
 def test_json_stdout_is_only_json(made, name):
     arguments, exit_code = COMMANDS[name]
     command = [sys.executable, "-m", "dfer", *(a.format(**made) for a in arguments)]

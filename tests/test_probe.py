@@ -187,6 +187,7 @@ def test_probe_settings_from_a_recipe(tmp_path):
         make_probe_config(recipe)
 
 
+@pytest.mark.slow  # every fold; CI runs it
 def test_a_cross_validation_pools_each_clip_once(weak, tmp_path, monkeypatch):
     """`dfer probe --fold all` reads a clip's tokens once, whichever folds it fits, validates or tests in, and
     scores each fold as one fold alone does (which pools its own clips)."""

@@ -36,7 +36,7 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("token_dtype", ["float16", "int8"])
+@pytest.mark.parametrize("token_dtype", ["float16", pytest.param("int8", marks=pytest.mark.slow)])  # CI runs both
 def test_the_speech_recipe_end_to_end(tmp_path, speech_root, token_dtype):
     out = tmp_path / "out"
     _run("extract", "ravdess", speech_root, "--out", out / "cache", "--recipe", RECIPE / "extract.yaml",

@@ -143,6 +143,7 @@ def test_missing_fold_is_skipped_with_a_note(tmp_path):
     assert skipped and "fold 3" in skipped[0]
 
 
+@pytest.mark.slow  # 17 s: two full runs; CI runs it
 def test_same_seed_same_metrics(store, tmp_path):
     a = train(store, tmp_path / "a", quick(epochs=1), show=False).runs["fold1"]
     b = train(store, tmp_path / "b", quick(epochs=1), show=False).runs["fold1"]
