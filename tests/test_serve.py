@@ -22,8 +22,8 @@ from dfer.predict.predictor import Predictor
 from dfer.predict.sample import SAMPLE, sample_run
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
-from dfer.serve import torch_threads
 from dfer.serve.app import create_app
+from dfer.serve.cores import CoreShares, cores_each
 from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
@@ -36,10 +36,10 @@ def predictor(tmp_path_factory) -> Predictor:
 
 @pytest.fixture(autouse=True)
 def server_threads():
-    """The test's own predictions on the thread count a one-worker server's thread runs on (`torch_threads(1)`),
+    """The test's own predictions on the thread count a lone prediction of the server runs on (`cores_each(1)`),
     so both sum in the same order and their answers can be compared to the last float digit."""
     before = torch.get_num_threads()
-    torch.set_num_threads(torch_threads(1))
+    torch.set_num_threads(cores_each(1))
     yield
     torch.set_num_threads(before)
 
@@ -304,12 +304,52 @@ class Counting(Blocking):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_each_worker_runs_on_its_share_of_the_cores(uploads, workers):
+def test_a_lone_prediction_runs_on_every_core(uploads, workers):
     stub = Counting()
     torch.set_num_threads(3)  # the thread that makes the app holds another count: a worker sets its own
     with TestClient(create_app(stub, workers=workers, max_timeline_seconds=0)) as client:
         assert all(post(client, f"{k}.mp4", b"x").status_code == 200 for k in range(3))
-    assert stub.threads == [torch_threads(workers)] * 3
+    assert stub.threads == [cores_each(1)] * 3
+
+
+class SideBySide(Counting):
+    """The first prediction waits for a second one to start beside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.second = threading.Event()
+
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+        first = not self.threads
+        self.threads.append(torch.get_num_threads())
+        if first:
+            assert self.second.wait(20)
+        else:
+            self.second.set()
+        return Blocking.predict_decoded(self, path, decoded, decode_seconds)
+
+
+def test_predictions_side_by_side_share_the_cores(uploads):
+    stub = SideBySide()
+    with TestClient(create_app(stub, workers=2, queue=2, max_timeline_seconds=0)) as client, \
+            ThreadPoolExecutor(2) as pool:
+        answers = [pool.submit(post, client, f"{k}.mp4", b"x") for k in range(2)]
+        assert [a.result().status_code for a in answers] == [200, 200]
+        assert post(client, "2.mp4", b"x").status_code == 200  # alone again
+    assert stub.threads == [cores_each(1), cores_each(2), cores_each(1)]
+
+
+def test_a_share_is_the_cores_over_the_predictions_running_when_it_starts():
+    shares = CoreShares(cores=4)
+    with shares.share() as first:
+        with shares.share() as second, shares.share() as third:
+            assert (first, second, third) == (4, 2, 1) and torch.get_num_threads() == 1
+        with shares.share() as fourth:
+            assert fourth == 2
+    assert shares.running == 0
+    one_core = CoreShares(cores=1)
+    with one_core.share() as alone, one_core.share() as beside:
+        assert alone == beside == 1  # never none
 
 
 def test_a_video_above_the_pixel_budget_is_413_naming_the_limit_and_flag(uploads):

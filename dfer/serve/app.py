@@ -13,9 +13,10 @@
 
 Why this shape:
 - One Predictor holds the model, loaded before the first request. Predictions run on a ThreadPoolExecutor of
-  `workers` threads (2 by default, each with half the cores: `dfer.serve.DEFAULT_WORKERS` says why), and at most
-  `queue` more requests wait for a thread. Beyond that the answer is 503 at once,
-  with Retry-After, so latency stays bounded under load instead of growing with the backlog.
+  `workers` threads (2 by default: `dfer.serve.DEFAULT_WORKERS` says why), each prediction on its share of the cores
+  (`dfer.serve.cores`: all of them when it runs alone), and at most `queue` more requests wait for a thread. Beyond
+  that the answer is 503 at once, with Retry-After, so latency stays bounded under load instead of growing with the
+  backlog.
 - An upload is copied to a temp file (PyAV reads paths), deleted when the request ends, whatever happens.
 - A request is decoded on a decode thread of its own, then faced, encoded and scored on a predict thread, so request
   k + 1 decodes while request k is encoded (PyAV releases the GIL while it decodes). Decoding runs at most one
@@ -41,7 +42,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
@@ -56,7 +56,8 @@ from dfer.predict.explain import explain_clip
 from dfer.predict.predictor import UnusableClip
 from dfer.predict.timeline import FileTimeline, window_and_hop
 from dfer.predict.timeline_files import window_record
-from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS, torch_threads
+from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
+from dfer.serve.cores import CoreShares
 from dfer.serve.page import PAGE
 
 MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing (boundaries, part headers) allowed on top of the file
@@ -161,10 +162,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
     whose frames have more than `max_video_pixels` pixels are refused (0: no limit)."""
     limit = int(max_upload_mb * 2**20)
     window = window_and_hop(predictor.config)[0] if max_timeline_seconds > 0 else None
-    # Each worker sets its own share of the cores: PyTorch's thread count, set in one thread, is reported but not
-    # obeyed in threads started later (measured: a pool thread ran 2 threads after set_num_threads(1) in the main one).
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict",
-                                  initializer=torch.set_num_threads, initargs=(torch_threads(workers),))
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dfer-predict")
+    shares = CoreShares()  # each prediction's PyTorch threads: the cores shared among those running when it starts
     decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfer-decode")
     # A request holds a slot from its decoding to the end of its prediction: `workers` predicting, one decoding ahead.
     slots = asyncio.Semaphore(workers + 1)
@@ -253,7 +252,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
             (decoded, decode_seconds), stamps = await loop.run_in_executor(decoder, _decode, predictor, path,
                                                                            max_video_pixels)
             result, stamps["predict"] = await loop.run_in_executor(
-                executor, _timed, predictor, path, decoded, decode_seconds, explain, window, max_timeline_seconds)
+                executor, _timed, predictor, path, decoded, decode_seconds, explain, window, max_timeline_seconds,
+                shares)
         return result, stamps
 
     return app
@@ -308,10 +308,17 @@ def _decode(predictor, path: Path, max_pixels: int) -> tuple[tuple[DecodedClip, 
 
 
 def _timed(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool, window: float | None,
-           longest: float) -> tuple[dict, float]:
-    """Runs on a predict thread: the prediction of the decoded upload (explained if asked; with its timeline when the
-    upload is longer than `window`), and when this thread took it up (the end of its wait in the queue)."""
+           longest: float, shares: CoreShares) -> tuple[dict, float]:
+    """Runs on a predict thread, on its share of the cores: the prediction of the decoded upload (explained if asked;
+    with its timeline when the upload is longer than `window`), and when this thread took it up (the end of its wait
+    in the queue)."""
     began = time.perf_counter()
+    with shares.share():
+        return _predicted(predictor, path, decoded, decode_seconds, explain, window, longest), began
+
+
+def _predicted(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool,
+               window: float | None, longest: float) -> dict:
     if explain and not isinstance(predictor, Ensemble):  # an explanation is of one model's computation
         explanation = explain_clip(predictor, path, decoded, decode_seconds)
         result = explanation.record
@@ -323,7 +330,7 @@ def _timed(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, e
         started = time.perf_counter()
         result.update(_timeline(predictor, path, window, longest))
         result["seconds"]["timeline"] = round(time.perf_counter() - started, 4)
-    return result, began
+    return result
 
 
 def _timeline(predictor, path: Path, window: float, longest: float) -> dict:
