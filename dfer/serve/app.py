@@ -309,9 +309,8 @@ def _decode(predictor, path: Path, max_pixels: int) -> tuple[tuple[DecodedClip, 
 
 def _timed(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool, window: float | None,
            longest: float, shares: CoreShares) -> tuple[dict, float]:
-    """Runs on a predict thread, on its share of the cores: the prediction of the decoded upload (explained if asked;
-    with its timeline when the upload is longer than `window`), and when this thread took it up (the end of its wait
-    in the queue)."""
+    """Runs on a predict thread, on its share of the cores: `_predicted`, and when this thread took it up (the end of
+    its wait in the queue)."""
     began = time.perf_counter()
     with shares.share():
         return _predicted(predictor, path, decoded, decode_seconds, explain, window, longest), began
@@ -319,6 +318,8 @@ def _timed(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, e
 
 def _predicted(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool,
                window: float | None, longest: float) -> dict:
+    """The prediction of the decoded upload: explained if asked, with its timeline when the upload is longer than
+    `window`."""
     if explain and not isinstance(predictor, Ensemble):  # an explanation is of one model's computation
         explanation = explain_clip(predictor, path, decoded, decode_seconds)
         result = explanation.record

@@ -23,8 +23,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port to listen on"),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="larger uploads get 413"),
     workers: int = typer.Option(DEFAULT_WORKERS, min=1, show_default="2, or 1 on one core",
-                                help="predictions run at once (threads sharing the loaded model), each on an equal "
-                                "share of the cores"),
+                                help="predictions run at once (threads sharing the loaded model), each on the cores "
+                                "shared among those running as it starts: all of them when alone"),
     queue: int = typer.Option(4, min=0, help="requests that may wait for a worker; more get 503"),
     max_timeline_seconds: float = typer.Option(120.0, "--max-timeline-seconds", min=0, help="uploads longer than "
                                                "one window, up to this long, also get a timeline (0: never)"),
