@@ -298,8 +298,9 @@ def bench_predict(run: Path, clip: Path) -> dict:
         for _ in range(PREDICT_REPEATS):  # the fastest, as one run on 2 shared cores swings by a third
             started = time.perf_counter()
             answer = predictor.predict_file(clip)
-            if time.perf_counter() - started < total:
-                total, result = time.perf_counter() - started, answer
+            elapsed = time.perf_counter() - started
+            if elapsed < total:
+                total, result = elapsed, answer
         window = default_window(predictor.config)[0]
         started = time.perf_counter()
         rows = list(FileTimeline(predictor, clip, window, window * HOP_FRACTION))

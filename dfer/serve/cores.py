@@ -22,17 +22,19 @@ from contextlib import contextmanager
 
 import torch
 
+CORES = os.cpu_count() or 1
 
-def cores_each(running: int, cores: int | None = None) -> int:
+
+def cores_each(running: int, cores: int = CORES) -> int:
     """PyTorch's intra-op threads for each of `running` predictions: the cores shared out, at least one each."""
-    return max(1, (cores or os.cpu_count() or 1) // running)
+    return max(1, cores // running)
 
 
 class CoreShares:
     """Counts the predictions running and sets each one's PyTorch threads as it starts (`share`)."""
 
-    def __init__(self, cores: int | None = None):
-        self.cores = cores or os.cpu_count() or 1
+    def __init__(self, cores: int = CORES):
+        self.cores = cores
         self.running = 0
         self._lock = threading.Lock()
 
