@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from dfer.faces import FaceCropper
-from dfer.faces.area import AreaTable
+from dfer.faces.area import AreaTable, fixed_point
 from dfer.faces.detect import LEGACY_DETECT, DetectSettings, FaceDetector
 from dfer.faces.settings import FRAME_SHORT_SIDE, LEGACY_FACES, FaceSettings
 from dfer.media.decode import decode_clip
@@ -154,27 +154,44 @@ def test_the_full_method_is_facenet_pytorchs_detect():
 def test_the_area_table_resamples_as_adaptive_pooling_does():
     """MTCNN's pyramid levels and its RNet/ONet crops, read from the summed-area table, against PyTorch's pooling
     (what facenet-pytorch calls): whole images to small sizes (table lookups) and large ones (pooled), rectangles of
-    any frame, and frames larger than the detection size shrunk as F.interpolate shrinks them."""
+    any frame, and frames larger than the detection size shrunk as F.interpolate shrinks them. Whole grey levels come
+    out to float32 rounding; fractions to the table's fixed point (half of 1/2^bits)."""
     generator = torch.Generator().manual_seed(0)
-    frames = torch.rand(3, 37, 53, 3, generator=generator) * 255  # (T, H, W, C)
-    images = frames.permute(0, 3, 1, 2)  # (T, C, H, W)
-    table = AreaTable(frames.numpy(), 360, torch.device("cpu"))
-    assert table.scale == 1.0 and table.shape == (3, 37, 53, 3)
-    for size in [(9, 13), (5, 7), (30, 40), (37, 53)]:  # the first two by lookups, the others pooled
-        torch.testing.assert_close(table.resized(size), F.adaptive_avg_pool2d(images, size))
+    grey = torch.randint(0, 256, (3, 37, 53, 3), generator=generator, dtype=torch.uint8)  # (T, H, W, C)
+    fractional = torch.rand(3, 37, 53, 3, generator=generator) * 255
     top, left = torch.tensor([0, 3, 10, 20]), torch.tensor([0, 7, 2, 30])
     bottom, right = top + torch.tensor([37, 5, 27, 17]), left + torch.tensor([53, 31, 9, 23])
     which = torch.tensor([0, 2, 1, 2])
-    crops = table.crops(top, bottom, left, right, which, 24)  # (4, 3, 24, 24): smaller and larger than 24 px
-    for k in range(4):
-        region = images[which[k], :, top[k]:bottom[k], left[k]:right[k]][None]
-        torch.testing.assert_close(crops[k:k + 1], F.adaptive_avg_pool2d(region, 24))
+    for frames in (grey, fractional):
+        images = frames.permute(0, 3, 1, 2).float()  # (T, C, H, W)
+        table = AreaTable(frames.numpy(), 360, torch.device("cpu"))
+        assert table.scale == 1.0 and table.shape == (3, 37, 53, 3) and table.bits == 8
+        tolerance = {} if frames is grey else {"atol": 0.5 / 2**table.bits, "rtol": 0}
+        torch.testing.assert_close(table.images(), images, **tolerance)
+        for size in [(9, 13), (5, 7), (30, 40), (37, 53)]:  # the first two by lookups, the others pooled
+            torch.testing.assert_close(table.resized(size), F.adaptive_avg_pool2d(images, size), **tolerance)
+        crops = table.crops(top, bottom, left, right, which, 24)  # (4, 3, 24, 24): smaller and larger than 24 px
+        for k in range(4):
+            region = images[which[k], :, top[k]:bottom[k], left[k]:right[k]][None]
+            torch.testing.assert_close(crops[k:k + 1], F.adaptive_avg_pool2d(region, 24), **tolerance)
     big = (torch.rand(2, 100, 150, 3, generator=generator) * 255).to(torch.uint8)
     shrunk = AreaTable(big.numpy(), 50, torch.device("cpu"))
     assert shrunk.scale == 0.5 and shrunk.shape == (2, 50, 75, 3)
     expected = F.interpolate(big.permute(0, 3, 1, 2).float(), scale_factor=0.5, mode="bilinear", antialias=True)
-    torch.testing.assert_close(shrunk.images(), expected)
-    torch.testing.assert_close(shrunk.select([1]).resized((10, 15)), F.adaptive_avg_pool2d(expected[1:], (10, 15)))
+    tolerance = {"atol": 0.5 / 2**shrunk.bits, "rtol": 0}
+    torch.testing.assert_close(shrunk.images(), expected, **tolerance)
+    torch.testing.assert_close(shrunk.select([1]).resized((10, 15)), F.adaptive_avg_pool2d(expected[1:], (10, 15)),
+                               **tolerance)
+
+
+def test_the_table_is_int32_while_its_sums_leave_room_for_fractions():
+    """int32 with 5 fraction bits at the default 360 x 640; int64 once a frame's sum leaves fewer than 4 bits."""
+    assert fixed_point(360, 640) == (torch.int32, 5) and fixed_point(37, 53) == (torch.int32, 8)
+    assert fixed_point(1080, 1920) == (torch.int64, 8)
+    frames = np.full((1, 1080, 1920, 3), 255, np.uint8)  # the largest sums an int64 table must hold exactly
+    table = AreaTable(frames, 1080, torch.device("cpu"))
+    assert table.table.dtype == torch.int64 and int(table.table[:, 0, -1, -1].max()) == 1080 * 1920 * 255 << 8
+    torch.testing.assert_close(table.resized((27, 48)), torch.full((1, 3, 27, 48), 255.0))
 
 
 def test_settings_round_trip_through_a_fingerprint():
