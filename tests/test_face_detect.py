@@ -19,7 +19,7 @@ from dfer.media.decode import decode_clip
 REPO = Path(__file__).resolve().parents[1]
 CREMAD = REPO / "samples" / "cremad" / "VideoFlash"
 SHARED = REPO.parent / "shared" / "data"
-IOU = 0.9  # the stated tolerance; on every real clip tried the boxes are identical
+IOU = 0.9  # the stated tolerance; on the 8 real clips 126 of 128 boxes are identical, the others within 0.94
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +73,28 @@ def test_a_small_face_alone_is_still_found(detectors, head):
     assert all(len(d.boxes) == 1 for d in full), "the full pyramid itself should find the small face"
     assert_same_faces(fast, full)
     side = fast[0].boxes[0, 2] - fast[0].boxes[0, 0]
-    assert side < 360 / 16  # the first pass finds faces down to about half of its nominal 1/8
-    assert detectors["large-first"].last_fallback_frames == len(frames)  # found by the second search
+    assert side < 360 / 16  # the passes find faces down to about half of their nominal 1/6 and 1/8
+    assert detectors["large-first"].last_fallback_frames == len(frames)  # found by the full search
+
+
+def test_a_face_of_a_thirteenth_of_the_frame_is_found_by_the_second_pass(detectors, head):
+    """A face too small for the first pass (1/6, finding down to about 1/10) and large enough for the second (1/8,
+    down to about 1/15): found on every frame without the full pyramid. Its box is near the full pyramid's, not on
+    it: a face near the smallest a pass finds is placed from coarser levels than the full pyramid's finest (IoU 0.85
+    to 1 for faces of 26 to 35 px)."""
+    frames = _scene([(_resized(head, 0.3), 300, 150)])  # face about 28 px in a 360-pixel frame
+    full, fast = detectors["full"](frames), detectors["large-first"](frames)
+    assert all(len(d.boxes) == 1 for d in full)
+    assert_same_faces(fast, full, tolerance=0.85)
+    assert detectors["large-first"].last_fallback_frames == 0
+    first_pass_only = FaceDetector(settings=DetectSettings(large_face=6))
+    first_pass_only(frames)
+    assert first_pass_only.last_fallback_frames > 0  # the first pass alone misses it (on 3 of the 4 frames)
 
 
 def test_two_faces_are_both_found_in_one_pass(detectors, head):
-    frames = _scene([(head, 40, 40), (_resized(head[:, ::-1].copy(), 0.7), 380, 120)])  # faces of about 92 and 64 px
+    # faces of about 92 and 37 px: the smaller one about 1/10 of the frame, the smallest the first pass finds
+    frames = _scene([(head, 40, 40), (_resized(head[:, ::-1].copy(), 0.4), 380, 120)])
     full, fast = detectors["full"](frames), detectors["large-first"](frames)
     assert all(len(d.boxes) == 2 for d in full)
     assert_same_faces(fast, full)
@@ -200,7 +216,10 @@ def test_settings_round_trip_through_a_fingerprint():
     new = FaceSettings()
     assert FaceSettings.of(new.record()) == new and new.name == "large-first"
     assert new.record() == {"face_detect": {"method": "large-first", "detect_size": 360, "min_face": 20,
-                                            "large_face": 8}, "frame_short_side": FRAME_SHORT_SIDE}
+                                            "large_face": [6, 8]}, "frame_short_side": FRAME_SHORT_SIDE}
+    one_pass = {"face_detect": {"method": "large-first", "detect_size": 360, "min_face": 20, "large_face": 8},
+                "frame_short_side": FRAME_SHORT_SIDE}  # what stores of a single first pass recorded
+    assert FaceSettings.of(one_pass).detect.large_face == (8,) and FaceSettings.of(one_pass).record() == one_pass
     full = FaceSettings.named("full")
     assert FaceSettings.of(full.record()) == full and "large_face" not in full.record()["face_detect"]
     assert FaceSettings.named("legacy") == LEGACY_FACES

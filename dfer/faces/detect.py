@@ -12,13 +12,18 @@ to a shorter side of `detect_size` (360) first. Two methods (`DetectSettings.met
   the shorter side. The levels for small faces are the large images, so they are most of PNet's cost and most of the
   proposals RNet and ONet then read; emotion datasets and webcams are close-ups, whose faces fill a quarter of the
   frame.
-- `"large-first"` (the default): the same pyramid without the levels for faces under 1/`large_face` (1/8) of the
-  shorter side; only the frames where that finds no face are searched again with the full method. The levels kept
-  are the full method's own (same scales, same crops, same thresholds), so a large face comes out with the full
-  method's box and landmarks: on the 8 real sample clips every box is identical (IoU 1.000, `bench/faces.py`). PNet
-  proposes faces down to about half its window, so the first pass finds faces down to about 1/15 of the shorter side
-  (24 of 360 pixels; `tests/test_face_detect.py`). A smaller face is still found when no larger one is in its frame;
-  beside a larger face it is not (so `--face-track speaker` weighs only the faces the first pass finds there).
+- `"large-first"` (the default): the same pyramid without the levels for faces under 1/6 of the shorter side; the
+  frames where that finds no face are searched again without the levels for faces under 1/8, and only the frames
+  still without one with the full method (`large_face`, the passes). The levels kept are the full method's own
+  (same scales, same crops, same thresholds), so a large face comes out with the full method's box and landmarks,
+  or close to it: on the 8 real sample clips 126 of 128 boxes are identical and the other two within IoU 0.94
+  (`bench/faces.py`; one grey level of noise moves the full method's own boxes further). PNet proposes faces down
+  to about half its window, so the first pass finds faces down to about 1/10 of the shorter side (37 of 360
+  pixels), the second down to about 1/15 (24 pixels; `tests/test_face_detect.py`). A smaller face is still found
+  when no larger one is in its frame; beside a larger face it is not (so `--face-track speaker` weighs only the
+  faces the passes find there). Why two passes: the level the second adds is the largest image a pass reads, and
+  its proposals are most of what RNet and ONet then score, so close-ups, whose faces the first pass finds, take a
+  sixth less time, and a face of 1/10 to 1/15 of the frame is found by the second pass on the frames left.
 
 Both run the networks on channels-last tensors and read every pyramid level and every RNet and ONet crop from one
 summed-area table of the clip (`dfer.faces.area`) instead of pooling each box in its own call: the same boxes as
@@ -52,17 +57,22 @@ class DetectSettings:
     method: str = "large-first"  # or "full": the whole pyramid on every frame (what stores before issue 21 used)
     detect_size: int = 360  # frames are shrunk to this shorter side for detection
     min_face: int = 20  # smallest face searched for, in detect_size pixels (5.6 % of the shorter side)
-    large_face: float = 8  # large-first: the first pass looks for faces of at least 1/large_face of the shorter side
+    # large-first: its passes look for faces of at least 1/6, then 1/8, of the shorter side (one number: one pass)
+    large_face: float | tuple[float, ...] = (6, 8)
 
     def __post_init__(self):
         if self.method not in DETECT_METHODS:
             raise ValueError(f"face detection method {self.method!r} is not one of {', '.join(DETECT_METHODS)}")
+        passes = tuple(self.large_face) if isinstance(self.large_face, (tuple, list)) else (self.large_face,)
+        object.__setattr__(self, "large_face", passes)
 
     def record(self) -> dict:
-        """The fingerprint's `face_detect` value."""
+        """The fingerprint's `face_detect` value (one pass as the number stores of a single pass recorded)."""
         fields = asdict(self)
         if self.method == "full":  # the coarse fields play no part
             fields.pop("large_face")
+        else:
+            fields["large_face"] = self.large_face[0] if len(self.large_face) == 1 else list(self.large_face)
         return fields
 
     @classmethod
@@ -142,13 +152,22 @@ class FaceDetector:
         return _refine(area, *_proposals(area, scales, self.nets), self.nets)
 
     def _large_first(self, area: AreaTable) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The full method's pyramid without its levels for faces under 1/large_face of the shorter side; the frames
-        where that finds no face get the full method."""
+        """Pass after pass, the full method's pyramid without its levels for faces under 1/large_face of the shorter
+        side, each on the frames where the passes before found no face; the frames still without one get the full
+        method."""
         s, m = self.settings, self.nets
-        large = min(area.shape[1:3]) / s.large_face  # pixels
-        scales = [x for x in _grid(s.min_face, area.shape[1:3], m.factor) if 12 / x >= large]  # 12 px window >= large
-        found = _refine(area, *_proposals(area, scales, m), m)
-        missed = [t for t, (b, _) in enumerate(found) if not (b[:, 4] >= self.min_prob).any()]
+        grid = _grid(s.min_face, area.shape[1:3], m.factor)
+        found: list = [None] * len(area)
+        missed = list(range(len(area)))
+        for large_face in s.large_face:
+            large = min(area.shape[1:3]) / large_face  # pixels
+            scales = [x for x in grid if 12 / x >= large]  # levels whose 12-pixel window is a face of `large` or more
+            frames = area.select(missed)
+            for t, result in zip(missed, _refine(frames, *_proposals(frames, scales, m), m)):
+                found[t] = result
+            missed = [t for t in missed if not (found[t][0][:, 4] >= self.min_prob).any()]
+            if not missed:
+                break
         self.last_fallback_frames = len(missed)
         if missed:  # no large face there: search it as before, for smaller ones
             for t, result in zip(missed, self._full(area.select(missed))):
