@@ -289,3 +289,14 @@ def test_a_long_file_streams_bounded_frames_too(large_clip):
     windows = list(WindowReader(large_clip, [(0.0, 0.6), (0.4, 1.0)], frames=4, max_short_side=360))
     assert [w.frames.shape for w in windows] == [(4, 360, 640, 3)] * 2
     assert decode.frame_pixels(large_clip) == (2560, 1440)
+
+
+@pytest.mark.parametrize("size, threading", [((1920, 1080), ("AUTO", None)), ((7680, 4320), ("SLICE", 2))])
+def test_frames_above_4k_get_two_slice_threads_and_no_frame_threads(size, threading):
+    """Frame threading holds a few whole frames a thread (50 MB each at 8K); above 4K the decoder gets slice threads
+    only, 2 of them. Below, FFmpeg's own choice (AUTO, a thread per core)."""
+    from types import SimpleNamespace
+
+    context = SimpleNamespace(width=size[0], height=size[1], thread_type=None, thread_count=None)
+    decode.bounded_threads(SimpleNamespace(codec_context=context))
+    assert (context.thread_type, context.thread_count) == threading

@@ -118,12 +118,14 @@ class AreaTable:
                            right[None, None, :])
 
     def images(self) -> torch.Tensor:
-        """The images, (T, C, h, w) float32, read back from the table the first time only
-        the full pyramid's finest levels need them."""
-        if self._images is None:
-            t = self.table
-            values = t[..., 1:, 1:] - t[..., :-1, 1:] - t[..., 1:, :-1] + t[..., :-1, :-1]  # (C, T, h, w)
-            self._images = (values.float() / 2.0**self.bits).transpose(0, 1)
+        """The images, (T, C, h, w) float32, read back from the table the first time the full pyramid's finest levels
+        need them (valid, like the table, until this thread makes its next)."""
+        if self._images is None:  # frame by frame, into this thread's workspace: no transient copy of the clip
+            T, h, w, C = self.shape
+            self._images = _buffer("images", T * C * h * w, torch.float32, self.table.device).view(T, C, h, w)
+            for frame, t in zip(self._images, self.table.unbind(1)):  # (C, h, w), (C, h+1, w+1)
+                values = t[:, 1:, 1:] - t[:, :-1, 1:] - t[:, 1:, :-1] + t[:, :-1, :-1]  # (C, h, w)
+                torch.div(values, 2.0**self.bits, out=frame)
         return self._images
 
     def crops(self, top: torch.Tensor, bottom: torch.Tensor, left: torch.Tensor, right: torch.Tensor,

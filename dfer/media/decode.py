@@ -372,14 +372,17 @@ def moving_pictures(container: av.container.InputContainer) -> list[av.VideoStre
     return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
 
 
-FRAME_THREAD_PIXELS = 4096 * 2160  # above this many pixels a frame, the decoder gets 2 threads, not one per core
+FRAME_THREAD_PIXELS = 4096 * 2160  # above this many pixels a frame, the decoder gets 2 slice threads, no frame threads
 
 
 def bounded_threads(vstream: av.VideoStream) -> None:
-    """Let FFmpeg pick its threading, but for frames larger than 4K at most 2 threads: frame threading keeps a few
-    frames per thread, each 50 MB of YUV at 8K, so one thread per core of a large server would hold gigabytes."""
+    """Let FFmpeg pick its threading, but for frames larger than 4K only slice threading, on at most 2 threads: frame
+    threading keeps a few frames per thread, each 50 MB of YUV at 8K, so one thread per core of a large server would
+    hold gigabytes, and even 2 frame threads held 200-250 MB more in `predict` and `dfer serve` (the 8K file of
+    `bench/faces.py`, whose timeline decodes its next window while it reads this one), for a tenth less time."""
     vstream.codec_context.thread_type = "AUTO"
     if vstream.codec_context.width * vstream.codec_context.height > FRAME_THREAD_PIXELS:
+        vstream.codec_context.thread_type = "SLICE"
         vstream.codec_context.thread_count = 2
 
 
