@@ -128,6 +128,7 @@ def _test_probs(run: Path) -> np.ndarray:
     return read_predictions(run / "predictions.csv").probs
 
 
+@pytest.mark.slow  # four runs: 21 s; CI runs it
 def test_heads_and_probe_on_int8_match_float16(stores, tmp_path):
     runs = {dtype: train(store, tmp_path / dtype, quick(), show=False).runs["fold1"] for dtype, store in stores.items()}
     n = runs["float16"]["n"]

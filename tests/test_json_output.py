@@ -48,8 +48,8 @@ def made(tmp_path_factory) -> dict[str, Path]:
 
 
 # Each is a process that imports torch, transformers and NeMo (~15 s of CPU): the default suite runs the ones with the
-# most to get wrong (the predict lines, a bad file's error line, evaluate's extraction progress), CI runs all of them.
-DEFAULT_SUITE = ("info", "evaluate --dataset --root", "predict")
+# most to get wrong (the predict lines, a bad file's error line), CI runs all of them (evaluate's extraction progress too).
+DEFAULT_SUITE = ("info", "predict")
 
 
 @pytest.mark.parametrize("name", [n if n in DEFAULT_SUITE else pytest.param(n, marks=pytest.mark.slow)

@@ -84,6 +84,7 @@ def test_official_split_protocol(tmp_path):
     assert split.name == "official" and split.val and split.test
 
 
+@pytest.mark.slow  # every fold trained: 22 s; CI runs it
 def test_fold_all_reports_mean_and_std(store, tmp_path):
     result = CliRunner().invoke(app, ["train", str(store), "--out", str(tmp_path / "run"), "--epochs", "2",
                                       "--batch-size", "16", "--fusion", "concat"])
@@ -209,6 +210,7 @@ class _Context:
         return False
 
 
+@pytest.mark.slow  # three runs: 18 s; CI runs it
 def test_h5_export_and_in_memory_give_the_same_run(store, tmp_path):
     reference = train(store, tmp_path / "zarr", quick(epochs=2), show=False).runs["fold1"]
     h5 = export_h5(store, tmp_path / "store.h5")

@@ -86,6 +86,7 @@ def test_zeroshot_command_writes_probe_s_run_files_and_names_what_it_cannot_pred
     assert scored["per_class"]["calm"] == {"code": "calm", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 4}
 
 
+@pytest.mark.slow  # a whole training run: 18 s; CI runs it
 def test_train_prints_zero_shot_probe_and_heads_rows(store, tmp_path):
     recipe = tmp_path / "train.yaml"
     recipe.write_text("# dfer train STORE --out RUN --recipe train.yaml\nepochs: 1\nbatch_size: 16\nfusion: concat\n"

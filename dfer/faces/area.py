@@ -12,10 +12,10 @@ floor(i n / m) to ceil((i + 1) n / m) - 1.
 The table holds integers, fixed point: each value times 2^bits, rounded (`fixed_point`), one plane per channel. Its
 sums are exact, where a float32 table would lose whole grey levels in a 360 x 480 frame's sums; int32 planes rather
 than a float64 table, because building it and reading it are memory-bound: half the bytes, and single values rather
-than rows of three to gather, make face detection a third faster. Frames that are not shrunk are whole grey levels,
+than rows of three to gather, make face detection 1.33x faster. Frames that are not shrunk are whole grey levels,
 so they are exact; shrunk frames keep their fractions to within 1/64 of a grey level (5 fraction bits at 360 x 640),
-far below the one grey level of noise that moves MTCNN's boxes (`bench/faces.py`); on the real clips the boxes are
-identical.
+far below the one grey level of noise that moves MTCNN's boxes (`bench/faces.py`): on the real clips no box moved by
+more than 0.003 pixels.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class AreaTable:
         `scale` is the factor applied."""
         T, (H, W, C) = len(frames), frames[0].shape
         self.scale = min(1.0, size / min(H, W))
-        # the size F.interpolate gives; one plane per channel, as PyTorch gathers single values 3x faster than rows
+        # the size F.interpolate gives; one plane per channel, as PyTorch gathers single values several times faster
+        # than rows of C
         h, w = (math.floor(H * self.scale), math.floor(W * self.scale)) if self.scale < 1.0 else (H, W)
         dtype, self.bits = fixed_point(h, w)
         self.table = _buffer("table", C * T * (h + 1) * (w + 1), dtype, device).view(C, T, h + 1, w + 1)

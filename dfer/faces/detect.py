@@ -26,8 +26,8 @@ to a shorter side of `detect_size` (360) first. Two methods (`DetectSettings.met
   sixth less time, and a face of 1/10 to 1/15 of the frame is found by the second pass on the frames left.
 
 Both run the networks on channels-last tensors and read every pyramid level and every RNet and ONet crop from one
-summed-area table of the clip (`dfer.faces.area`) instead of pooling each box in its own call: the same boxes as
-facenet-pytorch's `detect_face`, 4x faster with the large-first method. Frames are shrunk one at a time into that
+summed-area table of the clip (`dfer.faces.area`) instead of pooling each box in its own call: the full method gives
+facenet-pytorch's `detect_face` boxes, and large-first is 5x faster than it (`bench/faces.py`). Frames are shrunk one at a time into that
 table, so no float copy of a clip at its decoded size is made. Boxes and landmarks come back in the pixels of the
 frames given.
 """
