@@ -27,9 +27,9 @@ to a shorter side of `detect_size` (360) first. Two methods (`DetectSettings.met
 
 Both run the networks on channels-last tensors and read every pyramid level and every RNet and ONet crop from one
 summed-area table of the clip (`dfer.faces.area`) instead of pooling each box in its own call: the full method gives
-facenet-pytorch's `detect_face` boxes, and large-first is 5x faster than it (`bench/faces.py`). Frames are shrunk one at a time into that
-table, so no float copy of a clip at its decoded size is made. Boxes and landmarks come back in the pixels of the
-frames given.
+facenet-pytorch's `detect_face` boxes, and large-first is 5x faster than it (`bench/faces.py`). Frames are shrunk one
+at a time into that table, so no float copy of a clip at its decoded size is made. Boxes and landmarks come back in
+the pixels of the frames given.
 """
 
 from __future__ import annotations
@@ -153,25 +153,25 @@ class FaceDetector:
 
     def _large_first(self, area: AreaTable) -> list[tuple[np.ndarray, np.ndarray]]:
         """Pass after pass, the full method's pyramid without its levels for faces under 1/large_face of the shorter
-        side, each on the frames where the passes before found no face; the frames still without one get the full
-        method."""
+        side, each on the frames where the stages before found no face; last, the whole pyramid (the full method) on
+        the frames still without one."""
         s, m = self.settings, self.nets
         grid = _grid(s.min_face, area.shape[1:3], m.factor)
+        side = min(area.shape[1:3])  # pixels
+        # each pass's levels: those whose 12-pixel window is a face of at least 1/large_face of the shorter side
+        passes = [[x for x in grid if 12 / x >= side / large_face] for large_face in s.large_face]
         found: list = [None] * len(area)
         missed = list(range(len(area)))
-        for large_face in s.large_face:
-            large = min(area.shape[1:3]) / large_face  # pixels
-            scales = [x for x in grid if 12 / x >= large]  # levels whose 12-pixel window is a face of `large` or more
+        self.last_fallback_frames = 0
+        for stage, scales in enumerate([*passes, grid]):
+            if not missed:
+                break
+            if stage == len(passes):  # no large face there: search it as before, for smaller ones
+                self.last_fallback_frames = len(missed)
             frames = area.select(missed)
             for t, result in zip(missed, _refine(frames, *_proposals(frames, scales, m), m)):
                 found[t] = result
             missed = [t for t in missed if not (found[t][0][:, 4] >= self.min_prob).any()]
-            if not missed:
-                break
-        self.last_fallback_frames = len(missed)
-        if missed:  # no large face there: search it as before, for smaller ones
-            for t, result in zip(missed, self._full(area.select(missed))):
-                found[t] = result
         return found
 
 
