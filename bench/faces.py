@@ -11,8 +11,8 @@ of at most 720 (dfer/faces/settings.py). Figures:
 - detection: ms per clip (16 frames, one thread, the best of 2) on the real clips in ../shared/data (6 CREMA-D, 2
   RAVDESS AV), or the bundled CREMA-D sample when that folder is absent, and on two synthetic frames with real faces
   pasted in (one small face alone; a large and a smaller face); per clip the worst IoU between a new box and the old
-  box of the same face, over every frame, the worst IoU of the crop boxes the tracker makes of them, and whether
-  `face_found` is identical on every frame; and the noise floor of those IoUs: the old detector against itself on
+  box of the same face, over every frame, the frames whose boxes did not move (by under 0.01 pixels), the worst IoU
+  of the crop boxes the tracker makes of them, and whether `face_found` is identical on every frame; and the noise floor of those IoUs: the old detector against itself on
   the same frames with each value moved by at most one grey level (`noise_floor_min_iou`).
 - predict: seconds per stage of the fastest of 3 `Predictor.predict_file` calls (what `dfer predict` runs) on a 3 s
   1080p clip with a real face, for runs made here with the `lite` and `tiny` presets (6 sample clips, 16 frames, 1
@@ -144,6 +144,8 @@ def agreement(old, new, shape) -> dict:
 
     worst = 1.0
     same_counts = all(len(a.boxes) == len(b.boxes) for a, b in zip(old, new))
+    unmoved = sum(len(a.boxes) == len(b.boxes) and bool(np.allclose(a.boxes, b.boxes, rtol=0, atol=0.01))
+                  for a, b in zip(old, new))  # frames whose every box moved by under 0.01 pixels
     for a, b in zip(old, new):
         for box in a.boxes:
             worst = min(worst, max((iou(box, other) for other in b.boxes), default=0.0))
@@ -155,7 +157,8 @@ def agreement(old, new, shape) -> dict:
     return {"min_iou": round(worst, 4), "min_crop_iou": round(min(iou(a, b) for a, b in zip(plans[0].box,
                                                                                           plans[1].box)), 4),
             "face_found_identical": bool(np.array_equal(plans[0].face_found, plans[1].face_found)),
-            "face_counts_identical": same_counts, "faces_found": int(sum(len(b.boxes) for b in new))}
+            "face_counts_identical": same_counts, "faces_found": int(sum(len(b.boxes) for b in new)),
+            "frames_unmoved": int(unmoved)}
 
 
 def bench_detection() -> dict:
@@ -197,6 +200,7 @@ def bench_detection() -> dict:
             "real_new_ms_per_clip": round(np.mean([c["new_ms"] for c in real])),
             "real_speedup": round(sum(c["old_ms"] for c in real) / sum(c["new_ms"] for c in real), 2),
             "real_min_iou": min(c["min_iou"] for c in real),
+            "real_frames_unmoved": f"{sum(c['frames_unmoved'] for c in real)} of {FRAMES * len(real)}",
             "real_min_crop_iou": min(c["min_crop_iou"] for c in real),
             "real_face_found_identical": all(c["face_found_identical"] for c in real),
             "real_noise_floor_min_iou": min(c["noise_floor_min_iou"] for c in real),

@@ -291,6 +291,43 @@ def test_a_long_file_streams_bounded_frames_too(large_clip):
     assert decode.frame_pixels(large_clip) == (2560, 1440)
 
 
+def _segment(path: Path, size: tuple[int, int], first_pts: int, frames: int = 10) -> bytes:
+    """MPEG-TS bytes of `frames` H.264 frames of `size` from pts `first_pts`, a bar growing across them."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(frames):
+            image = np.full((size[1], size[0], 3), 40 * i % 256, np.uint8)
+            image[:, : 9 * i, 1] = 200
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = first_pts + i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path.read_bytes()
+
+
+def test_a_stream_that_changes_size_comes_out_at_one_size_in_pyavs_own_pixels(tmp_path):
+    """A stream whose frames change size part-way (two MPEG-TS segments, 640x480 then 800x400) comes out at the
+    first frame's shrunk size, each frame exactly as PyAV's own `VideoFrame.reformat` converts it: one swscale
+    context serves the whole pass, and it follows the change."""
+    path = tmp_path / "two-sizes.ts"
+    path.write_bytes(_segment(tmp_path / "a.ts", (640, 480), 0) + _segment(tmp_path / "b.ts", (800, 400), 10))
+    clip = decode_clip(path, None, frames=8, max_short_side=240)
+    assert clip.frames.shape == (8, 240, 320, 3)
+    with av.open(str(path)) as container:
+        origin = container.start_time / av.time_base
+        frames = {round(float(f.pts * f.time_base) - origin, 3): f for f in container.decode(video=0)}
+    assert {f.width for f in frames.values()} == {640, 800}
+    for t, rgb in zip(clip.frame_time, clip.frames):
+        expected = frames[round(float(t), 3)].reformat(width=320, height=240, format="rgb24",
+                                                       interpolation=decode.SHRINK_INTERPOLATION).to_ndarray()
+        np.testing.assert_array_equal(rgb, expected, err_msg=f"frame at {t:.2f} s")
+    assert clip.frame_time[-1] > 0.4  # frames of the second size are among them
+
+
 @pytest.mark.parametrize("size, threading", [((1920, 1080), ("AUTO", None)), ((7680, 4320), ("SLICE", 2))])
 def test_frames_above_4k_get_two_slice_threads_and_no_frame_threads(size, threading):
     """Frame threading holds a few whole frames a thread (50 MB each at 8K); above 4K the decoder gets slice threads

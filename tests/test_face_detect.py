@@ -135,20 +135,21 @@ def _real_clips() -> list[Path]:
 
 def test_real_clips_keep_their_boxes_and_face_found():
     """A bundled CREMA-D clip and the two RAVDESS clips of ../shared/data (when present): every detection and every
-    crop box within the stated IoU of the full pyramid's, and face_found the same (bench/faces.py does all 8)."""
+    crop box of the default settings within the stated IoU of those of the settings before issue 21 (the full
+    pyramid, frames shrunk bilinear), and face_found the same (bench/faces.py does all 8)."""
     found = {}
     croppers = {}
-    for name in ("full", "large-first"):
-        croppers[name] = FaceCropper(image_size=112, detect=DetectSettings(method=name))
+    for name, settings in (("before", LEGACY_DETECT), ("default", DetectSettings())):
+        croppers[name] = FaceCropper(image_size=112, detect=settings)
         detect = croppers[name].detect
         croppers[name].detect = lambda frames, detect=detect, name=name: found.setdefault(name, detect(frames))
     for path in _real_clips():
         found.clear()
         frames = decode_clip(path, None, frames=8, max_short_side=FRAME_SHORT_SIDE).frames
-        full, fast = (croppers[name](frames) for name in ("full", "large-first"))
-        np.testing.assert_array_equal(fast.face_found, full.face_found, err_msg=path.name)
-        assert min(iou(a, b) for a, b in zip(fast.box, full.box)) >= IOU, path.name
-        assert_same_faces(found["large-first"], found["full"])
+        before, now = (croppers[name](frames) for name in ("before", "default"))
+        np.testing.assert_array_equal(now.face_found, before.face_found, err_msg=path.name)
+        assert min(iou(a, b) for a, b in zip(now.box, before.box)) >= IOU, path.name
+        assert_same_faces(found["default"], found["before"])
 
 
 def test_the_full_method_is_facenet_pytorchs_detect():
@@ -190,14 +191,26 @@ def test_the_area_table_resamples_as_adaptive_pooling_does():
         for k in range(4):
             region = images[which[k], :, top[k]:bottom[k], left[k]:right[k]][None]
             torch.testing.assert_close(crops[k:k + 1], F.adaptive_avg_pool2d(region, 24), **tolerance)
-    big = (torch.rand(2, 100, 150, 3, generator=generator) * 255).to(torch.uint8)
-    shrunk = AreaTable(big.numpy(), 50, torch.device("cpu"))
-    assert shrunk.scale == 0.5 and shrunk.shape == (2, 50, 75, 3)
-    expected = F.interpolate(big.permute(0, 3, 1, 2).float(), scale_factor=0.5, mode="bilinear", antialias=True)
-    tolerance = {"atol": 0.5 / 2**shrunk.bits, "rtol": 0}
-    torch.testing.assert_close(shrunk.images(), expected, **tolerance)
-    torch.testing.assert_close(shrunk.select([1]).resized((10, 15)), F.adaptive_avg_pool2d(expected[1:], (10, 15)),
-                               **tolerance)
+    big = (torch.rand(2, 120, 180, 3, generator=generator) * 255).to(torch.uint8)
+    planes = big.permute(0, 3, 1, 2).float()  # (T, C, H, W)
+    bilinear = {size: F.interpolate(planes, scale_factor=size / 120, mode="bilinear", antialias=True)
+                for size in (60, 40, 90)}
+    expected = {  # (shrink, detection size) -> the frames the table should hold
+        ("bilinear", 60): bilinear[60],
+        ("area", 60): F.adaptive_avg_pool2d(planes, (60, 90)),  # by 2: the mean of each 2 x 2 block, in integers
+        ("area", 40): F.adaptive_avg_pool2d(planes, (40, 60)),  # by 3: 9 does not divide 2^bits, pooled in float
+        ("area", 90): bilinear[90],  # by 4/3: not a whole number, so bilinear
+    }
+    for (shrink, size), frames in expected.items():
+        for given in (big.numpy(), planes.permute(0, 2, 3, 1).numpy()):  # whole grey levels, and floats
+            shrunk = AreaTable(given, size, torch.device("cpu"), shrink)
+            assert shrunk.scale == size / 120 and shrunk.shape == (2, size, size * 3 // 2, 3)
+            tolerance = {"atol": 0.5 / 2**shrunk.bits, "rtol": 0}
+            torch.testing.assert_close(shrunk.images(), frames, **tolerance)
+            torch.testing.assert_close(shrunk.select([1]).resized((10, 15)),
+                                       F.adaptive_avg_pool2d(frames[1:], (10, 15)), **tolerance)
+    with pytest.raises(ValueError, match="bilinear"):
+        AreaTable(big.numpy(), 60, torch.device("cpu"), "nearest")
 
 
 def test_the_table_is_int32_while_its_sums_leave_room_for_fractions():
@@ -216,10 +229,16 @@ def test_settings_round_trip_through_a_fingerprint():
     new = FaceSettings()
     assert FaceSettings.of(new.record()) == new and new.name == "large-first"
     assert new.record() == {"face_detect": {"method": "large-first", "detect_size": 360, "min_face": 20,
-                                            "large_face": [6, 8]}, "frame_short_side": FRAME_SHORT_SIDE}
+                                            "large_face": [6, 8], "shrink": "area"},
+                            "frame_short_side": FRAME_SHORT_SIDE}
+    # what stores of a single first pass recorded, before `shrink` was: their frames were shrunk bilinear
     one_pass = {"face_detect": {"method": "large-first", "detect_size": 360, "min_face": 20, "large_face": 8},
-                "frame_short_side": FRAME_SHORT_SIDE}  # what stores of a single first pass recorded
-    assert FaceSettings.of(one_pass).detect.large_face == (8,) and FaceSettings.of(one_pass).record() == one_pass
+                "frame_short_side": FRAME_SHORT_SIDE}
+    old = FaceSettings.of(one_pass).detect
+    assert old.large_face == (8,) and old.shrink == "bilinear"
+    assert FaceSettings.of(one_pass).record() == {**one_pass, "face_detect": {**one_pass["face_detect"],
+                                                                              "shrink": "bilinear"}}
+    assert LEGACY_DETECT.shrink == "bilinear" and FaceSettings.named("full").detect.shrink == "area"
     full = FaceSettings.named("full")
     assert FaceSettings.of(full.record()) == full and "large_face" not in full.record()["face_detect"]
     assert FaceSettings.named("legacy") == LEGACY_FACES

@@ -6,7 +6,10 @@ through in one call: they share a size, and MTCNN batches its image pyramid acro
 
 MTCNN is three networks: PNet slides a 12-pixel window over an image pyramid and proposes boxes, RNet (24-pixel
 crops) rejects most, ONet (48-pixel crops) scores the rest and places the final box and landmarks. Frames are shrunk
-to a shorter side of `detect_size` (360) first. Two methods (`DetectSettings.method`, in the store's fingerprint):
+to a shorter side of `detect_size` (360) first: by a whole number (720-pixel frames, the size larger videos are
+decoded to) as the means of blocks, the area resampling MTCNN reads its pyramid with, else bilinear, antialiased
+(`DetectSettings.shrink`: stores made before it shrank every frame bilinear, 4x slower at 720). Two methods
+(`DetectSettings.method`, in the store's fingerprint):
 
 - `"full"` (every store made before issue 21): the whole pyramid, for faces down to `min_face` (20) pixels, 5.6 % of
   the shorter side. The levels for small faces are the large images, so they are most of PNet's cost and most of the
@@ -16,7 +19,8 @@ to a shorter side of `detect_size` (360) first. Two methods (`DetectSettings.met
   frames where that finds no face are searched again without the levels for faces under 1/8, and only the frames
   still without one with the full method (`large_face`, the passes). The levels kept are the full method's own
   (same scales, same crops, same thresholds), so a large face comes out with the full method's box and landmarks,
-  or close to it: on the 8 real sample clips 126 of 128 boxes are identical and the other two within IoU 0.94
+  or close to it: on the 8 real sample clips 110 of 128 frames' boxes are the old full method's (bilinear) exactly,
+  two CREMA-D frames' within IoU 0.94 and the 720-pixel RAVDESS clip's 16, shrunk by area, within 0.985
   (`bench/faces.py`; one grey level of noise moves the full method's own boxes further). PNet proposes faces down
   to about half its window, so the first pass finds faces down to about 1/10 of the shorter side (37 of 360
   pixels), the second down to about 1/15 (24 pixels; `tests/test_face_detect.py`). A smaller face is still found
@@ -43,7 +47,7 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils.detect_face import (batched_nms, batched_nms_numpy, bbreg,
                                                       fixed_batch_process, generateBoundingBox, pad, rerec)
 
-from dfer.faces.area import AreaTable
+from dfer.faces.area import SHRINKS, AreaTable
 from dfer.faces.track import Detections
 
 DETECT_METHODS = ("large-first", "full")
@@ -59,10 +63,13 @@ class DetectSettings:
     min_face: int = 20  # smallest face searched for, in detect_size pixels (5.6 % of the shorter side)
     # large-first: its passes look for faces of at least 1/6, then 1/8, of the shorter side (one number: one pass)
     large_face: float | tuple[float, ...] = (6, 8)
+    shrink: str = "area"  # how frames are shrunk to detect_size (`dfer.faces.area.SHRINKS`)
 
     def __post_init__(self):
         if self.method not in DETECT_METHODS:
             raise ValueError(f"face detection method {self.method!r} is not one of {', '.join(DETECT_METHODS)}")
+        if self.shrink not in SHRINKS:
+            raise ValueError(f"face detection shrink {self.shrink!r} is not one of {', '.join(SHRINKS)}")
         passes = tuple(self.large_face) if isinstance(self.large_face, (tuple, list)) else (self.large_face,)
         object.__setattr__(self, "large_face", passes)
 
@@ -77,11 +84,13 @@ class DetectSettings:
 
     @classmethod
     def from_record(cls, record: dict | None) -> DetectSettings:
-        """Settings from a fingerprint's `face_detect`; None (a store made before it was recorded): the full method."""
-        return LEGACY_DETECT if record is None else cls(**record)
+        """Settings from a fingerprint's `face_detect`; None (a store made before it was recorded): the full method.
+        A record without `shrink` is from before it was recorded: its frames were shrunk bilinear."""
+        return LEGACY_DETECT if record is None else cls(**{"shrink": "bilinear", **record})
 
 
-LEGACY_DETECT = DetectSettings(method="full")  # what every store made before `face_detect` was recorded used
+# what every store made before `face_detect` was recorded used
+LEGACY_DETECT = DetectSettings(method="full", shrink="bilinear")
 
 
 class FaceDetector:
@@ -108,7 +117,7 @@ class FaceDetector:
     def __call__(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
         """frames (T, H, W, 3) uint8 RGB (or T such frames (H, W, 3) of one size) -> T Detections in frame pixels."""
         s = self.settings
-        area = AreaTable(frames, s.detect_size, self.device)  # shorter side detect_size at most
+        area = AreaTable(frames, s.detect_size, self.device, s.shrink)  # shorter side detect_size at most
         scale = area.scale
         with torch.no_grad():
             if s.method == "full":

@@ -11,7 +11,9 @@ about containers, codecs, timestamps and broken files. Choices and why:
   sits in memory; the pass stops as soon as no later frame can win. Video and audio of one file are demuxed together.
 - A frame is converted to RGB, and shrunk to `max_short_side` (swscale, as it converts), as soon as no later frame can
   replace it, so at most two frames are ever held at the stream's own size, and none as RGB or float at that size:
-  16 frames of 8K video would be 1.6 GB of RGB (`dfer.faces.settings` says why 720 keeps the crops sharp).
+  16 frames of 8K video would be 1.6 GB of RGB (`dfer.faces.settings` says why 720 keeps the crops sharp). One
+  swscale context converts every frame of a pass: a fresh one per frame, as `VideoFrame.reformat` makes, spends a
+  third of each conversion setting up its filters.
 - Clips longer than `max_seconds` are analysed on their central window (expressions rarely sit at the edges, and the
   encoders' cost grows with length). Seeking to it is tried, and on files that refuse seeks (CREMA-D's FLVs) the file
   is simply read from the start.
@@ -34,6 +36,7 @@ import av
 import numpy as np
 import soundfile as sf
 import soxr
+from av.video.reformatter import VideoReformatter
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
 SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
@@ -194,6 +197,7 @@ class RGBFrames:
         self.path, self.max_short_side = path, max_short_side
         self.size: tuple[int, int] | None = None  # (width, height) of every array
         self._last: tuple[av.VideoFrame, np.ndarray] | None = None
+        self._swscale = VideoReformatter()  # its context is built on the first frame and reused while nothing changes
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         if self._last is not None and self._last[0] is frame:
@@ -201,8 +205,8 @@ class RGBFrames:
         if self.size is None:
             self.size = shrunk_size(frame.width, frame.height, self.max_short_side)
         try:
-            rgb = frame.reformat(width=self.size[0], height=self.size[1], format="rgb24",
-                                 interpolation=SHRINK_INTERPOLATION).to_ndarray()  # (H, W, 3)
+            rgb = self._swscale.reformat(frame, width=self.size[0], height=self.size[1], format="rgb24",
+                                         interpolation=SHRINK_INTERPOLATION).to_ndarray()  # (H, W, 3)
         except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
             raise ClipError(self.path, f"cannot convert frames to RGB ({error_reason(e)})") from e
         self._last = (frame, rgb)
