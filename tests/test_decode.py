@@ -265,11 +265,14 @@ def large_clip(tmp_path_factory) -> Path:
     return write_clip(tmp_path_factory.mktemp("large") / "large.mp4", seconds=1.0, fps=8, size=(2560, 1440))
 
 
-def test_large_frames_are_shrunk_as_they_are_decoded(large_clip):
+def test_large_frames_are_shrunk_as_they_are_decoded(large_clip, monkeypatch):
     """Frames come out at the bounded size, and no RGB copy at full size is ever made: numpy's allocations (which
-    tracemalloc sees) peak below a single full-size RGB frame (2560 x 1440 x 3 = 11 MB) for 8 frames."""
+    tracemalloc sees) peak below a single full-size RGB frame (2560 x 1440 x 3 = 11 MB) for 8 frames. The decoder's
+    full-size frames, freed with the pass, are given back to the system then (only when frames were shrunk)."""
     import tracemalloc
 
+    released = []
+    monkeypatch.setattr(decode, "release_freed_memory", lambda: released.append(True))
     tracemalloc.start()
     try:
         clip = decode_clip(large_clip, large_clip, frames=8, max_short_side=360)
@@ -278,6 +281,9 @@ def test_large_frames_are_shrunk_as_they_are_decoded(large_clip):
         tracemalloc.stop()
     assert clip.frames.shape == (8, 360, 640, 3)
     assert peak < 2560 * 1440 * 3, f"{peak / 2**20:.1f} MB held at once"
+    assert released == [True]
+    decode_clip(large_clip, large_clip, frames=8, max_short_side=1440)  # already that small: nothing to give back
+    assert released == [True]
     full = decode_clip(large_clip, None, frames=2)  # unbounded, as stores made before issue 21 decode
     assert full.frames.shape == (2, 1440, 2560, 3)
     np.testing.assert_allclose(clip.frame_time[[0, -1]], decode_clip(large_clip, None, 8).frame_time[[0, -1]])

@@ -152,6 +152,21 @@ def test_real_clips_keep_their_boxes_and_face_found():
         assert_same_faces(found["default"], found["before"])
 
 
+def test_pnet_in_chunks_of_frames_gives_the_same_detections(monkeypatch):
+    """PNet reads a level a few frames a call (`PNET_PIXELS`, bounding its activations' memory): one frame a call
+    gives the detections of all the frames in one call, to float rounding (convolutions of another batch size may
+    sum in another order)."""
+    from dfer.faces import detect
+
+    frames = decode_clip(_real_clips()[0], None, frames=4).frames
+    full = FaceDetector(settings=DetectSettings(method="full"))
+    whole = full(frames)
+    monkeypatch.setattr(detect, "PNET_PIXELS", 1)
+    for a, b in zip(full(frames), whole):
+        np.testing.assert_allclose(a.boxes, b.boxes, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(a.points, b.points, rtol=0, atol=1e-3)
+
+
 def test_the_full_method_is_facenet_pytorchs_detect():
     """The full method, with its faster crops and channels-last networks, gives facenet-pytorch's own boxes."""
     from facenet_pytorch import MTCNN

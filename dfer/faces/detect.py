@@ -52,6 +52,9 @@ from dfer.faces.track import Detections
 
 DETECT_METHODS = ("large-first", "full")
 CUDA_BATCH_FRAMES = 128  # frames one detection call takes on CUDA (8 clips of 16): 0.7 GB of tables at 360 x 640
+# pixels PNet reads a call: 6 frames of the full pyramid's largest level at 360 x 640, whose activations for all 16
+# frames of a clip at once took 116 MB more at their peak (a grey 8K upload to `dfer serve` searches all of them)
+PNET_PIXELS = 2**19
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,8 @@ def _proposals(area: AreaTable, scales: list[float], m: _Nets) -> tuple[torch.Te
     boxes, image_inds = [], []
     for scale in scales:
         x = (area.resized((int(h * scale + 1), int(w * scale + 1))) - 127.5) * 0.0078125  # (T, 3, h', w')
-        reg, probs = m.pnet(x)
+        chunks = x.split(max(1, PNET_PIXELS // (x.shape[2] * x.shape[3])))  # one call's numbers, to float rounding
+        reg, probs = (torch.cat(outputs) for outputs in zip(*(m.pnet(chunk) for chunk in chunks)))
         b, i = generateBoundingBox(reg, probs[:, 1], scale, m.thresholds[0])
         pick = batched_nms(b[:, :4], b[:, 4], i, 0.5)
         boxes.append(b[pick]), image_inds.append(i[pick])

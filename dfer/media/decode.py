@@ -38,6 +38,8 @@ import soundfile as sf
 import soxr
 from av.video.reformatter import VideoReformatter
 
+from dfer.host_memory import release_freed_memory
+
 SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
 SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
 TRUNCATION_SLACK = 0.25  # seconds the media may end short of its stated duration before we re-plan on what is there
@@ -170,6 +172,8 @@ def _decode_pyav(
         duration = result.end
         span = central_span(duration, max_seconds)
         result = _pyav_pass(path, span, target_times(span, frames), want_video, want_audio, max_short_side)
+    if result.shrunk:  # the decoder's frames (50 MB each at 8K), freed with the pass, stay in the heap: give them back
+        release_freed_memory()
 
     if want_video:
         rgb = np.stack(result.picks)  # (T, H, W, 3)
@@ -191,25 +195,28 @@ def read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.nd
 class RGBFrames:
     """Converts decoded frames to RGB arrays of one size: the first frame's, shrunk to a shorter side of at most
     `max_short_side` (a mid-stream size change is scaled to it). Converting the same frame again (it can be the
-    nearest to several targets, or windows) returns the same array."""
+    nearest to several targets, or windows) returns the same array; the frame is known by its pts, so it is not kept
+    alive for that (50 MB at 8K)."""
 
     def __init__(self, path: Path, max_short_side: int | None = None):
         self.path, self.max_short_side = path, max_short_side
         self.size: tuple[int, int] | None = None  # (width, height) of every array
-        self._last: tuple[av.VideoFrame, np.ndarray] | None = None
+        self.shrinks = False  # whether the stream's frames are larger than the arrays
+        self._last: tuple[int, np.ndarray] | None = None  # the last frame converted: its pts, its array
         self._swscale = VideoReformatter()  # its context is built on the first frame and reused while nothing changes
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        if self._last is not None and self._last[0] is frame:
+        if self._last is not None and self._last[0] == frame.pts:
             return self._last[1]
         if self.size is None:
             self.size = shrunk_size(frame.width, frame.height, self.max_short_side)
+            self.shrinks = self.size != (frame.width, frame.height)
         try:
             rgb = self._swscale.reformat(frame, width=self.size[0], height=self.size[1], format="rgb24",
                                          interpolation=SHRINK_INTERPOLATION).to_ndarray()  # (H, W, 3)
         except (av.error.FFmpegError, ValueError) as e:  # e.g. a pixel format swscale cannot convert
             raise ClipError(self.path, f"cannot convert frames to RGB ({error_reason(e)})") from e
-        self._last = (frame, rgb)
+        self._last = (frame.pts, rgb)
         return rgb
 
     def settle(self, picks: list, current: av.VideoFrame) -> None:
@@ -234,6 +241,7 @@ class _PassResult:
     audio_rate: int
     end: float  # seconds where the decoded media ended (video when wanted, else audio)
     stop_reason: str | None  # why reading stopped early, if an error stopped it
+    shrunk: bool = False  # the stream's frames were larger than the picks
 
 
 def _pyav_pass(
@@ -284,9 +292,8 @@ def _pyav_pass(
     end = video_end if vstream is not None else (audio.end if audio is not None else -np.inf)
     if not video_done and stop_reason is None and vstream is not None:
         stop_reason = "stream ended early"
-    return _PassResult(
-        picks, pick_time, None if audio is None else audio.samples, 0 if audio is None else audio.rate, end, stop_reason
-    )
+    return _PassResult(picks, pick_time, None if audio is None else audio.samples, 0 if audio is None else audio.rate,
+                       end, stop_reason, rgb.shrinks)
 
 
 class AudioSpan:
