@@ -14,10 +14,10 @@ of at most 720 (dfer/faces/settings.py). Figures:
   box of the same face, over every frame, the frames whose boxes did not move (by under 0.01 pixels), the worst IoU
   of the crop boxes the tracker makes of them, and whether `face_found` is identical on every frame; and the noise floor of those IoUs: the old detector against itself on
   the same frames with each value moved by at most one grey level (`noise_floor_min_iou`).
-- predict: seconds per stage of the fastest of 3 `Predictor.predict_file` calls (what `dfer predict` runs) on a 3 s
+- predict: seconds per stage of the fastest of 5 `Predictor.predict_file` calls (what `dfer predict` runs) on a 3 s
   1080p clip with a real face, for runs made here with the `lite` and `tiny` presets (6 sample clips, 16 frames, 1
-  epoch: the stage times do not depend on training), old and new; `timeline_video_s_per_s`: `predict --timeline` on
-  the same clip.
+  epoch: the stage times do not depend on training), old and new, their calls alternating; `timeline_video_s_per_s`:
+  `predict --timeline` on the same clip.
 - extract: AV extraction clips/s of the 6 sample clips with the tiny preset, old (`face_detect: legacy`) and new,
   and with `lite` (new), each into a fresh store after the runs are made, so none pays the process's first calls.
 - rss: peak RSS of a fresh process predicting the 3 s 1080p clip (old and new) and a 4 s 7680x4320 grey H.264 file
@@ -284,27 +284,31 @@ def write_8k(path: Path) -> Path:
     return path
 
 
-PREDICT_REPEATS = 3
+PREDICT_REPEATS = 5
 
 
 def bench_predict(run: Path, clip: Path) -> dict:
+    """Old and new side by side: their calls alternate, so a slow spell of the shared machine falls on both, and each
+    keeps its fastest of PREDICT_REPEATS (one call on 2 shared cores swings by a third)."""
     from dfer.media.decode import stated_duration
     from dfer.predict.predictor import Predictor
     from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 
-    out = {}
-    for label in ("old", "new"):
-        predictor = Predictor(run)
-        if label == "old":
-            as_old(predictor)
+    predictors = {"old": Predictor(run), "new": Predictor(run)}
+    as_old(predictors["old"])
+    fastest = {label: (np.inf, None) for label in predictors}
+    for predictor in predictors.values():
         predictor.predict_file(clip)  # warm-up: first-call costs
-        total, result = np.inf, None
-        for _ in range(PREDICT_REPEATS):  # the fastest, as one run on 2 shared cores swings by a third
+    for _ in range(PREDICT_REPEATS):
+        for label, predictor in predictors.items():
             started = time.perf_counter()
             answer = predictor.predict_file(clip)
             elapsed = time.perf_counter() - started
-            if elapsed < total:
-                total, result = elapsed, answer
+            if elapsed < fastest[label][0]:
+                fastest[label] = (elapsed, answer)
+    out = {}
+    for label, predictor in predictors.items():
+        total, result = fastest[label]
         window = default_window(predictor.config)[0]
         started = time.perf_counter()
         rows = list(FileTimeline(predictor, clip, window, window * HOP_FRACTION))
