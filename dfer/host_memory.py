@@ -1,4 +1,4 @@
-"""glibc's malloc, tuned for the two patterns of host memory dfer has; both are no-ops where the C library is not glibc
+"""glibc's malloc, tuned for the patterns of host memory dfer has; both are no-ops where the C library is not glibc
 (macOS, musl).
 
 - Training on a CPU allocates and frees the same few very large blocks every batch: a batch of 32 base-size clips
@@ -7,7 +7,9 @@
   for the next batch instead; measured on a 2-core CPU, decoding int8 tokens took 14.5 ms a clip without it and
   1.4 ms with it (`bench/train.py`'s loader shows the same on whole batches).
 - A timeline allocates and frees some tens of MB of varying sizes per window; kept in glibc's heaps they fragment,
-  so `release_freed_memory` gives them back after each window.
+  so `release_freed_memory` gives them back after each window. Decoding a video larger than the frames kept
+  (`dfer.media.decode`) frees its decoder's frames, 50 MB each at 8K, when the pass ends; they are given back then
+  too, or the next thread to decode (`dfer serve` decodes on one thread and predicts on others) takes its own.
 """
 
 from __future__ import annotations
