@@ -12,8 +12,9 @@ of at most 720 (dfer/faces/settings.py). Figures:
   RAVDESS AV), or the bundled CREMA-D sample when that folder is absent, and on two synthetic frames with real faces
   pasted in (one small face alone; a large and a smaller face); per clip the worst IoU between a new box and the old
   box of the same face, over every frame, the frames whose boxes did not move (by under 0.01 pixels), the worst IoU
-  of the crop boxes the tracker makes of them, and whether `face_found` is identical on every frame; and the noise floor of those IoUs: the old detector against itself on
-  the same frames with each value moved by at most one grey level (`noise_floor_min_iou`).
+  of the crop boxes the tracker makes of them, and whether `face_found` is identical on every frame; and the noise
+  floor of those IoUs: the old detector against itself on the same frames with each value moved by at most one grey
+  level (`noise_floor_min_iou`).
 - predict: seconds per stage of the fastest of 5 `Predictor.predict_file` calls (what `dfer predict` runs) on a 3 s
   1080p clip with a real face, for runs made here with the `lite` and `tiny` presets (6 sample clips, 16 frames, 1
   epoch: the stage times do not depend on training), old and new, their calls alternating; `timeline_video_s_per_s`:

@@ -13,9 +13,9 @@ The table holds integers, fixed point: each value times 2^bits, rounded (`fixed_
 sums are exact, where a float32 table would lose whole grey levels in a 360 x 480 frame's sums; int32 planes rather
 than a float64 table, because building it and reading it are memory-bound: half the bytes, and single values rather
 than rows of three to gather, make face detection 1.33x faster. Frames that are not shrunk are whole grey levels,
-and those shrunk by area by 2 quarters of them, so they are exact; other shrunk frames keep their fractions to within 1/64 of a grey level (5 fraction bits at 360 x 640),
-far below the one grey level of noise that moves MTCNN's boxes (`bench/faces.py`): on the real clips no box moved by
-more than 0.003 pixels.
+and frames shrunk by 2 into block means are quarters of them, so both are exact; frames shrunk bilinear keep their
+fractions to within 1/64 of a grey level (5 fraction bits at 360 x 640), far below the one grey level of noise that
+moves MTCNN's boxes (`bench/faces.py`): on the real clips no box moved by more than 0.003 pixels.
 """
 
 from __future__ import annotations

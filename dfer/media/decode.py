@@ -12,8 +12,8 @@ about containers, codecs, timestamps and broken files. Choices and why:
 - A frame is converted to RGB, and shrunk to `max_short_side` (swscale, as it converts), as soon as no later frame can
   replace it, so at most two frames are ever held at the stream's own size, and none as RGB or float at that size:
   16 frames of 8K video would be 1.6 GB of RGB (`dfer.faces.settings` says why 720 keeps the crops sharp). One
-  swscale context converts every frame of a pass: a fresh one per frame, as `VideoFrame.reformat` makes, spends a
-  third of each conversion setting up its filters.
+  swscale context converts every frame of a pass: a fresh one per frame, as `VideoFrame.reformat` makes, spends
+  about a quarter of each conversion setting up its filters.
 - Clips longer than `max_seconds` are analysed on their central window (expressions rarely sit at the edges, and the
   encoders' cost grows with length). Seeking to it is tried, and on files that refuse seeks (CREMA-D's FLVs) the file
   is simply read from the start.
