@@ -153,6 +153,36 @@ def test_a_store_from_before_face_settings_still_opens_resumes_and_keeps_its_fin
         run(_config(good_dataset, old, face_detect="large-first"))
 
 
+def test_a_store_from_before_the_shrink_was_recorded_resumes_shrinking_bilinear(reference_store, good_dataset,
+                                                                                   tmp_path):
+    """A store made with large-first before `shrink` was recorded shrank its frames bilinear: it reads so, resumes
+    without a fingerprint error and keeps its record; asking for today's settings on it is refused naming the field."""
+    old = tmp_path / "old"
+    shutil.copytree(reference_store, old)
+    meta = json.loads((old / "zarr.json").read_text())
+    assert meta["attributes"]["fingerprint"]["face_detect"].pop("shrink") == "area"  # what new stores record
+    (old / "zarr.json").write_text(json.dumps(meta))
+    assert face_settings(_config(good_dataset, old)).detect.shrink == "bilinear"
+    summary = run(_config(good_dataset, old))
+    assert (summary.done, summary.failures) == (8, [])
+    assert "shrink" not in open_cache(old).fingerprint["face_detect"]
+    with pytest.raises(FingerprintMismatch, match="face_detect.shrink"):
+        run(_config(good_dataset, old, face_detect="large-first"))
+
+
+def test_evaluating_a_run_on_a_folder_extracts_with_its_stores_exact_face_settings(reference_store, good_dataset,
+                                                                                      tmp_path):
+    """`dfer evaluate --root` extracts a folder as the run's store was made: a run from a store of one large-first
+    pass, shrinking bilinear (settings no name stands for today), gets those, not today's `large-first`."""
+    from dfer.train.evaluate import extract_like_run
+
+    fingerprint = open_cache(reference_store).fingerprint
+    fingerprint["face_detect"] = {"method": "large-first", "detect_size": 360, "min_face": 20, "large_face": 8}
+    store = extract_like_run({"fingerprint": fingerprint, "dataset": "manifest"}, "manifest", good_dataset,
+                             tmp_path / "eval")
+    assert open_cache(store).fingerprint["face_detect"] == fingerprint["face_detect"]
+
+
 def test_other_listing_is_refused(reference_store, good_dataset):
     with pytest.raises(ValueError, match="--limit"):
         run(_config(good_dataset, reference_store, limit=3))

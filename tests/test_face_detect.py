@@ -250,9 +250,7 @@ def test_settings_round_trip_through_a_fingerprint():
     one_pass = {"face_detect": {"method": "large-first", "detect_size": 360, "min_face": 20, "large_face": 8},
                 "frame_short_side": FRAME_SHORT_SIDE}
     old = FaceSettings.of(one_pass).detect
-    assert old.large_face == (8,) and old.shrink == "bilinear"
-    assert FaceSettings.of(one_pass).record() == {**one_pass, "face_detect": {**one_pass["face_detect"],
-                                                                              "shrink": "bilinear"}}
+    assert old.large_face == (8,) and old.shrink == "bilinear" and FaceSettings.of(one_pass).record() == one_pass
     assert LEGACY_DETECT.shrink == "bilinear" and FaceSettings.named("full").detect.shrink == "area"
     full = FaceSettings.named("full")
     assert FaceSettings.of(full.record()) == full and "large_face" not in full.record()["face_detect"]

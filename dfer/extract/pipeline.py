@@ -57,6 +57,7 @@ class ExtractConfig:
     # "large-first", "full" or "legacy" (dfer.faces.settings); None: the store's own settings when it exists (one made
     # before issue 21: "legacy", the full method on frames decoded at full size), else "large-first"
     face_detect: str | None = None
+    faces: FaceSettings | None = None  # exact settings, overriding face_detect: a run's own, to extract as it was
     max_seconds: float = 16.0  # longer clips are analysed over their central window
     sample_rate: int = 16000
     workers: int = 0  # decoding processes
@@ -148,8 +149,10 @@ def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, au
 
 
 def face_settings(cfg: ExtractConfig) -> FaceSettings:
-    """The face settings to extract with: `cfg.face_detect`'s, or without one the existing store's own (so a store
-    made before issue 21 resumes as it began), or for a new store the current default."""
+    """The face settings to extract with: `cfg.faces`, or `cfg.face_detect`'s, or without either the existing store's
+    own (so a store made before issue 21 resumes as it began), or for a new store the current default."""
+    if cfg.faces is not None:
+        return cfg.faces
     if cfg.face_detect is not None:
         return FaceSettings.named(cfg.face_detect)
     if (Path(cfg.out) / "zarr.json").exists():

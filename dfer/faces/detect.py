@@ -77,12 +77,16 @@ class DetectSettings:
         object.__setattr__(self, "large_face", passes)
 
     def record(self) -> dict:
-        """The fingerprint's `face_detect` value (one pass as the number stores of a single pass recorded)."""
+        """The fingerprint's `face_detect` value (one pass as the number stores of a single pass recorded; bilinear
+        shrinking left out, as every record before `shrink` meant it), so a store's own record reads back unchanged
+        and it resumes."""
         fields = asdict(self)
         if self.method == "full":  # the coarse fields play no part
             fields.pop("large_face")
         else:
             fields["large_face"] = self.large_face[0] if len(self.large_face) == 1 else list(self.large_face)
+        if self.shrink == "bilinear":
+            fields.pop("shrink")
         return fields
 
     @classmethod

@@ -106,7 +106,7 @@ def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: 
         frames=fingerprint["frames"], sample_rate=fingerprint["sample_rate"], crop_margin=fingerprint["crop_margin"],
         max_seconds=fingerprint["max_seconds"], keep_media=fingerprint["keep_media"], seed=seed, device=device,
         face_track=fingerprint.get("face_track", "largest"),
-        face_detect=FaceSettings.of(fingerprint).name,  # a run from before issue 21: "legacy"
+        faces=FaceSettings.of(fingerprint),  # exactly its store's: a run from before issue 21 gets the legacy ones
         # the same adapter's options (DFEW's frames) carry over; another dataset's adapter would not know them
         dataset_options=fingerprint.get("dataset_options", {}) if dataset == config["dataset"] else {},
     ))
