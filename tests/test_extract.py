@@ -173,7 +173,8 @@ def test_a_store_from_before_the_shrink_was_recorded_resumes_shrinking_bilinear(
 def test_evaluating_a_run_on_a_folder_extracts_with_its_stores_exact_face_settings(reference_store, good_dataset,
                                                                                       tmp_path):
     """`dfer evaluate --root` extracts a folder as the run's store was made: a run from a store of one large-first
-    pass, shrinking bilinear (settings no name stands for today), gets those, not today's `large-first`."""
+    pass, shrinking bilinear (settings no name stands for today), gets those, not today's `large-first`. Exact
+    settings are a FaceSettings, which no recipe can give."""
     from dfer.train.evaluate import extract_like_run
 
     fingerprint = open_cache(reference_store).fingerprint
@@ -181,6 +182,8 @@ def test_evaluating_a_run_on_a_folder_extracts_with_its_stores_exact_face_settin
     store = extract_like_run({"fingerprint": fingerprint, "dataset": "manifest"}, "manifest", good_dataset,
                              tmp_path / "eval")
     assert open_cache(store).fingerprint["face_detect"] == fingerprint["face_detect"]
+    with pytest.raises(ValueError, match="a recipe names its settings: face_detect"):  # e.g. `faces:` in a recipe
+        _config(good_dataset, tmp_path / "other", faces=fingerprint["face_detect"])
 
 
 def test_other_listing_is_refused(reference_store, good_dataset):

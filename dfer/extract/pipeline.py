@@ -69,6 +69,8 @@ class ExtractConfig:
             raise ValueError(f"face_track {self.face_track!r} is not one of {', '.join(FACE_TRACKS)}")
         if self.face_detect is not None and self.face_detect not in FACE_DETECT_CHOICES:
             raise ValueError(f"face_detect {self.face_detect!r} is not one of {', '.join(FACE_DETECT_CHOICES)}")
+        if self.faces is not None and not isinstance(self.faces, FaceSettings):
+            raise ValueError(f"faces {self.faces!r} is not a FaceSettings (a recipe names its settings: face_detect)")
         if self.token_dtype not in TOKEN_DTYPES:
             raise ValueError(f"token_dtype {self.token_dtype!r} is not one of {', '.join(TOKEN_DTYPES)}")
 
