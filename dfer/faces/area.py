@@ -101,17 +101,17 @@ class AreaTable:
         exact = by_blocks and 2**self.bits % (k * k) == 0  # whole grey levels' means, in integers (720 to 360)
         for t, frame in enumerate(frames):
             x = torch.as_tensor(frame, device=device).permute(2, 0, 1)  # (C, H, W)
+            summed = 1  # integer x: each value the sum of this many grey levels, which divides 2^bits
             if exact and not x.is_floating_point():
-                inner[:, t].copy_(block_sums(x, k)).mul_(2**self.bits // (k * k))  # the means in fixed point
-                continue
-            if self.scale < 1.0:  # planar float first, in one copy: PyTorch resizes planes 1.7x faster
+                x, summed = block_sums(x, k), k * k
+            elif self.scale < 1.0:  # planar float first, in one copy: PyTorch resizes planes 1.7x faster
                 planar = _buffer("frame", C * H * W, torch.float32, device).view(1, C, H, W).copy_(x)
                 x = (F.avg_pool2d(planar, k) if by_blocks else
                      F.interpolate(planar, scale_factor=self.scale, mode="bilinear", antialias=True))[0]
             if x.is_floating_point():
                 inner[:, t].copy_(x.mul(2.0**self.bits).round_())
-            else:
-                inner[:, t].copy_(x).bitwise_left_shift_(self.bits)
+            else:  # the means in fixed point, exact
+                inner[:, t].copy_(x).mul_(2**self.bits // summed)
         for row in range(1, h):  # PyTorch's cumsum along a middle dimension is 2x slower than adding the rows
             inner[:, :, row] += inner[:, :, row - 1]
         inner.cumsum_(3)
