@@ -195,7 +195,8 @@ def zeroshot(store: PathLike, out: PathLike, recipe: PathLike | None = None, fol
 
 
 def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dataset: str | None = None,
-             root: PathLike | None = None, device: str = "cpu", out: PathLike | None = None) -> dict:
+             root: PathLike | None = None, device: str = "cpu", out: PathLike | None = None,
+             adapt: str = "none") -> dict:
     """Score runs' best checkpoints on a cache, or on a dataset folder extracted like the first run (`dfer evaluate`).
 
     Args:
@@ -205,6 +206,8 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
             for next time).
         root: the dataset's folder.
         device: "cpu" or "cuda".
+        adapt: "none" (every clip standardised with the training set's statistics) or "speaker" (each speaker's
+            clips with their own statistics; refused for a dataset without speaker ids).
         out: write metrics.json, predictions.csv and the confusion, recall and reliability PNGs here (with several
             runs: into OUT/<run folder name>).
 
@@ -227,6 +230,6 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
         store = extract_like_run(config, dataset, Path(root), cache_for_folder(config, dataset, Path(root)), device)
     several = len(runs) > 1
     out = None if out is None else Path(out)
-    scored = {str(run): evaluate_run(run, Path(store), device, out / run.name if several and out else out)
+    scored = {str(run): evaluate_run(run, Path(store), device, out / run.name if several and out else out, adapt)
               for run in runs}
     return scored if several else scored[str(runs[0])]

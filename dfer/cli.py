@@ -209,6 +209,8 @@ def train(
     in_memory: Optional[bool] = typer.Option(
         None, "--in-memory/--from-disk", show_default=RECIPE.format("--from-disk"),
         help="keep the training and validation clips on --device, as stored (int8 or float16); refused if too big"),
+    adapt: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"),
+                                        help="speaker: standardise each clip with its speaker's statistics (dfer.adapt)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
     """Train the heads on cached tokens over the dataset's folds, report WAR/UAR (mean ± std); torchrun spreads folds."""
@@ -216,7 +218,7 @@ def train(
     checks.existing_file(recipe, "recipe")
     api.train(store, out, recipe=recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs,
               batch_size=batch_size, lr=lr, seed=seed, balance=balance, device=device, workers=workers,
-              in_memory=in_memory, resume=resume)
+              in_memory=in_memory, resume=resume, adapt=adapt)
 
 
 @command()
@@ -229,6 +231,8 @@ def probe(
                                        help="a fold number, all, or none (fit on every clip)"),
     seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
                                        help="picks the validation speakers, as in dfer train"),
+    adapt: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"),
+                                        help="speaker: standardise each clip with its speaker's statistics (dfer.adapt)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
     """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits."""
@@ -237,7 +241,8 @@ def probe(
     from dfer import distributed
 
     ranks = distributed.init()  # under torchrun the folds are spread over the ranks; the API's init is then a no-op
-    result = api.probe(store, out, recipe=recipe, modalities=modalities, fold=fold, seed=seed, show=not as_json)
+    result = api.probe(store, out, recipe=recipe, modalities=modalities, fold=fold, seed=seed, show=not as_json,
+                       adapt=adapt)
     if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 
@@ -275,6 +280,8 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default="print only",
                                        help="write metrics.json, predictions.csv (one row per clip) and the confusion, "
                                        "recall and reliability PNGs into this folder (several runs: OUT/<run name>)"),
+    adapt: str = typer.Option("none", help="speaker: standardise each speaker's clips with their own statistics "
+                                           "(unlabelled; needs the dataset's speaker ids)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object (with several runs: run -> metrics)"),
 ) -> None:
     """Score runs' best checkpoints: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
@@ -290,14 +297,14 @@ def evaluate(
         check_dataset(dataset, root)
     from dfer.train.report import comparison_table, metrics_table
 
-    result = api.evaluate(runs, store=store, dataset=dataset, root=root, device=device, out=out)
+    result = api.evaluate(runs, store=store, dataset=dataset, root=root, device=device, out=out, adapt=adapt)
     if as_json:
         print(json.dumps(result))
         return
     several = len(runs) > 1
     scored = result if several else {str(runs[0]): result}
     for run, metrics in scored.items():
-        console.print(f"{run} on {metrics['store']}: {metrics['subset']}")
+        console.print(f"{run} on {metrics['store']}: {metrics['subset']}; {metrics['protocol']}")
         if not several:
             console.print(metrics_table(metrics, metrics["display_names"]))
     if several:

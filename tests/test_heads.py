@@ -356,7 +356,7 @@ def test_video_statistics_reuse_the_compressors_projection():
 
     # The summary is the statistics of the compressor's projection of the standardised tokens, valid frames only.
     mask = batch["has_video"][:, None] & batch["face_found"]  # (B, T)
-    projected = model.roi.project(model._standardise("video", batch["video_tokens"], mask))  # (B, T, N, d)
+    projected = model.roi.project(model.standardise("video", batch, mask))  # (B, T, N, d)
     expected = model.statistics["video"](projected.flatten(1, 2), mask.repeat_interleave(N, 1))
     torch.testing.assert_close(summary, expected)
 
@@ -430,7 +430,7 @@ def test_old_runs_pool_video_statistics_of_the_raw_tokens(tmp_path):
         torch.testing.assert_close(loaded(batch)["logits"], saved(batch)["logits"], rtol=0, atol=0)
         # ... and its video summary is of the standardised raw tokens, as it was trained.
         mask = batch["has_video"][:, None] & batch["face_found"]  # (B, T)
-        video = loaded._standardise("video", batch["video_tokens"], mask)  # (B, T, N, D)
+        video = loaded.standardise("video", batch, mask)  # (B, T, N, D)
         expected = loaded.statistics["video"](video.flatten(1, 2), mask.repeat_interleave(N, 1))
         torch.testing.assert_close(video_summary(loaded, batch), expected)
     with pytest.raises(RuntimeError, match="size mismatch"):  # the new layout cannot hold the old weights

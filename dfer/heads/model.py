@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -142,7 +143,7 @@ class DferHeads(nn.Module):
             has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
             face_found = batch["face_found"].bool()  # (B, T)
             masks["video"] = has_video.bool()[:, None] & face_found & inside(frame_time, window) & kept  # (B, T)
-            video = self._standardise("video", batch["video_tokens"], masks["video"])  # (B, T, N, D)
+            video = self.standardise("video", batch, masks["video"])  # (B, T, N, D)
             projected = self.roi.project(video)  # (B, T, N, d)
             rois = self.roi.compress(projected, batch["landmarks"], face_found)  # (B, T, K, d)
             feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
@@ -160,7 +161,7 @@ class DferHeads(nn.Module):
             if keep_steps is not None:
                 segment = segment_index(frame_time, audio_tokens.shape[1], self.config.audio_frame_seconds)  # (B, Ta)
                 valid = valid & kept.gather(1, segment)  # (B, Ta)
-            audio = self._standardise("audio", audio_tokens, valid)  # (B, Ta, Da)
+            audio = self.standardise("audio", batch, valid)  # (B, Ta, Da)
             if self.config.statistics_width:
                 summary["audio"] = self.statistics["audio"](audio, valid)  # (B, 2W)
             feats["audio"], segment_mask = self.audio_pool(audio, valid, frame_time)
@@ -171,19 +172,26 @@ class DferHeads(nn.Module):
 
     def roi_attention(self, batch: dict[str, torch.Tensor]) -> RoiAttention:
         """The ROI compressor's attention on this batch's frames, from the standardised tokens `forward` gives it."""
-        video = self._standardise("video", batch["video_tokens"], batch["face_found"].bool())  # (B, T, N, D)
+        video = self.standardise("video", batch, batch["face_found"].bool())  # (B, T, N, D)
         return self.roi.attention(video, batch["landmarks"], batch["face_found"])
 
-    def _standardise(self, stream: str, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """tokens (B, S, ..., D) with valid (B, S) bool -> standardised per dimension with the stream's statistics,
-        which first move towards this batch's (valid tokens only) when training with `statistics_momentum` > 0."""
-        mean, std = getattr(self, f"{stream}_mean"), getattr(self, f"{stream}_std")
-        if self.training and self.statistics_momentum > 0:
-            with torch.no_grad():
-                rows = tokens[valid].reshape(-1, tokens.shape[-1]).float()  # (M, D)
-                if len(rows) > 1:
-                    mean.lerp_(rows.mean(0), self.statistics_momentum)
-                    std.lerp_(rows.std(0).clamp(min=1e-3), self.statistics_momentum)
+    def standardise(self, stream: str, batch: dict[str, torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+        """The batch's `{stream}_tokens` (B, S, ..., D), valid (B, S) bool -> standardised per dimension: with the
+        batch's own `{stream}_mean` / `{stream}_std` (B, D) when it has them (adaptation statistics of each clip's
+        speaker: `dfer.adapt`), else with the run's training-set statistics, which first move towards this batch's
+        (valid tokens only) when training with `statistics_momentum` > 0."""
+        tokens = batch[f"{stream}_tokens"]
+        if f"{stream}_mean" in batch:
+            shape = (tokens.shape[0], *(1,) * (tokens.dim() - 2), tokens.shape[-1])  # (B, 1, ..., D)
+            mean, std = batch[f"{stream}_mean"].view(shape), batch[f"{stream}_std"].view(shape)
+        else:
+            mean, std = getattr(self, f"{stream}_mean"), getattr(self, f"{stream}_std")
+            if self.training and self.statistics_momentum > 0:
+                with torch.no_grad():
+                    rows = tokens[valid].reshape(-1, tokens.shape[-1]).float()  # (M, D)
+                    if len(rows) > 1:
+                        mean.lerp_(rows.mean(0), self.statistics_momentum)
+                        std.lerp_(rows.std(0).clamp(min=1e-3), self.statistics_momentum)
         # A float32 copy standardised in place: `(tokens - mean) / std` on float16 tokens cast every element on the fly,
         # twice, 2.5x slower than this at base size (T x N x D = 2.4 M values a clip)
         return tokens.to(mean.dtype, copy=True).sub_(mean).div_(std)
@@ -201,6 +209,12 @@ class DferHeads(nn.Module):
         """Per-dimension mean and std of a stream's tokens over the training clips (std floored to stay finite)."""
         getattr(self, f"{stream}_mean").copy_(mean)
         getattr(self, f"{stream}_std").copy_(std.clamp(min=1e-3))
+
+    def input_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """stream -> the training set's (mean (D,), std (D,)): what a lone clip is standardised with, and the prior
+        a small group's statistics shrink toward (`dfer.adapt.moments.Moments.standardiser`)."""
+        return {stream: (getattr(self, f"{stream}_mean").double().cpu().numpy(),
+                         getattr(self, f"{stream}_std").double().cpu().numpy()) for stream in self.streams}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

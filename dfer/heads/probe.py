@@ -9,6 +9,11 @@ A clip without a stream (no video, no face found, no audio) has no statistics fo
 are 0 after standardisation, i.e. the fitting clips' mean, so the classifier's decision rests on the streams it has
 (and the statistics are computed over the clips that have the stream, so a missing stream does not drag them).
 
+An adapted probe (`dfer probe --adapt speaker`) standardises each stream's tokens as the heads do before pooling:
+with the batch's adaptation statistics (`{stream}_mean` / `{stream}_std`, `dfer.adapt`) or, for a lone clip, with
+the training set's token statistics, kept as buffers. A per-dimension affine map of the tokens maps their mean and
+std the same way, so the pooled features of raw tokens are standardised after pooling (`adapt_features`), exactly.
+
 The Linear layer holds a fitted scikit-learn LogisticRegression (`set_classifier`) and the statistics are buffers
 (`set_statistics`), both saved with the weights, so a probe run loads without pickle. The fit is computed on
 `pooled` and `standardise` of this very module (`dfer.train.probe`), so fitting and inference cannot disagree.
@@ -32,16 +37,30 @@ def mean_and_std(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, var.sqrt()], -1)  # (B, 2D)
 
 
+def adapt_features(pooled: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A stream's pooled [mean, std] of raw tokens (B, 2D) -> those of the tokens standardised with `mean` / `std`
+    ((D,) or (B, D)): (mean - m) / s and std / s."""
+    D = pooled.shape[-1] // 2
+    return torch.cat([(pooled[..., :D] - mean) / std, pooled[..., D:] / std], -1)  # (B, 2D)
+
+
 class LinearProbe(nn.Module):
     """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.train.data.collate`)."""
 
-    def __init__(self, modalities: str, vision_dim: int, audio_dim: int, num_classes: int):
+    def __init__(self, modalities: str, vision_dim: int, audio_dim: int, num_classes: int, adapt: bool = False):
         super().__init__()
-        # the constructor's arguments: a run's config.json "heads", as HeadConfig is for DferHeads
+        # the constructor's arguments: a run's config.json "heads", as HeadConfig is for DferHeads (runs saved before
+        # adaptation have no "adapt")
         self.config = {"modalities": modalities, "vision_dim": vision_dim, "audio_dim": audio_dim,
-                       "num_classes": num_classes}
+                       "num_classes": num_classes, **({"adapt": True} if adapt else {})}
         self.streams = STREAMS[modalities]
-        self.widths = {"video": 2 * vision_dim, "audio": 2 * audio_dim}  # [mean, std] per stream
+        self.adapts = adapt
+        dims = {"video": vision_dim, "audio": audio_dim}
+        self.widths = {stream: 2 * dim for stream, dim in dims.items()}  # [mean, std] per stream
+        if adapt:  # the training set's token statistics: a lone clip's standardisation
+            for stream in self.streams:
+                self.register_buffer(f"{stream}_mean", torch.zeros(dims[stream]))
+                self.register_buffer(f"{stream}_std", torch.ones(dims[stream]))
         width = sum(self.widths[s] for s in self.streams)  # F
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
@@ -61,9 +80,24 @@ class LinearProbe(nn.Module):
                 tokens = batch["audio_tokens"]  # (B, Ta, Da)
                 inside = torch.arange(tokens.shape[1], device=tokens.device) < batch["audio_length"][:, None]
                 valid = inside & batch["has_audio"].bool()[:, None]  # (B, Ta)
-            features.append(mean_and_std(tokens.float(), valid))  # (B, 2D)
+            pooled = mean_and_std(tokens.float(), valid)  # (B, 2D)
+            if self.adapts:
+                own = f"{stream}_mean" in batch
+                pooled = adapt_features(pooled, batch[f"{stream}_mean"] if own else getattr(self, f"{stream}_mean"),
+                                        batch[f"{stream}_std"] if own else getattr(self, f"{stream}_std"))
+            features.append(pooled)
             present.append(valid.any(1, keepdim=True).expand(-1, self.widths[stream]))  # (B, 2D)
         return torch.cat(features, -1), torch.cat(present, -1)  # (B, F), (B, F)
+
+    def input_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """As `DferHeads.input_statistics`: stream -> the training set's token (mean (D,), std (D,)); adapted only."""
+        return {stream: (getattr(self, f"{stream}_mean").double().numpy(), getattr(self, f"{stream}_std").double().numpy())
+                for stream in self.streams} if self.adapts else {}
+
+    @torch.no_grad()
+    def set_input_statistics(self, stream: str, mean: torch.Tensor, std: torch.Tensor) -> None:
+        getattr(self, f"{stream}_mean").copy_(mean)
+        getattr(self, f"{stream}_std").copy_(std)
 
     def standardise(self, features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """(B, F) -> (B, F) with the buffers' statistics; 0 (the fitting clips' mean) where the stream is missing."""

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dfer.adapt.settings import LONE, SHRINK, check_adapt
 from dfer.heads import FUSIONS, MODALITIES, HeadConfig
 from dfer.recipe import settings_from
 
@@ -37,6 +38,9 @@ class TrainConfig:
     threads: int = 1  # CPU threads for the heads: they are small, and OpenMP threads spinning beside loader
     # workers or another job slow each tiny op down by orders of magnitude
     heads: dict = field(default_factory=dict)  # HeadConfig fields: d_model, roi_queries, temporal_layers, ...
+    adapt: str = "none"  # "speaker": each clip standardised with its speaker's statistics (dfer.adapt)
+    adapt_shrink: float = SHRINK  # a group's weight against the training set's statistics: clips / (clips + this)
+    adapt_lone: float = LONE  # the share of training clips standardised as lone clips (so lone clips answer well)
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -47,6 +51,7 @@ class TrainConfig:
             raise ValueError(f"balance must be none, sampler or loss, not {self.balance!r}")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
+        check_adapt(self.adapt, self.adapt_shrink, self.adapt_lone)
         self.fold = str(self.fold)
         known = {f.name for f in dataclasses.fields(HeadConfig)}
         if set(self.heads) - known:

@@ -21,7 +21,7 @@ and a resident split takes a quarter of float32's memory. float16 tokens are dec
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from dfer.store.reader import CacheReader
 from dfer.store.schema import SCALE_SUFFIXES, TOKEN_KEYS, batch_arrays, decode_tokens
 from dfer.train.splits import Split
 
+Statistics = Callable[[dict], dict] | None  # a batch -> the batch with its clips' adaptation statistics
 RESIDENT_SHARE = 0.8  # of the device's free memory a resident split may take: the rest is the heads' activations
 
 
@@ -123,10 +124,12 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 class CachedClips(Dataset):
-    """Clip rows `indices` of a cache, read one clip at a time (in DataLoader workers)."""
+    """Clip rows `indices` of a cache, read one clip at a time (in DataLoader workers). Each row carries its
+    `clip_row` (its index in the store), by which `statistics` (adaptation, `dfer.adapt.batches`; None: none) gives
+    each batch its clips' statistics, in the main process, after collation."""
 
-    def __init__(self, reader: CacheReader, indices: list[int], modalities: str):
-        self.reader, self.indices = reader, list(indices)
+    def __init__(self, reader: CacheReader, indices: list[int], modalities: str, statistics: Statistics = None):
+        self.reader, self.indices, self.statistics = reader, list(indices), statistics
         self.fields = fields_for(modalities, reader.token_dtype)
 
     def __len__(self) -> int:
@@ -134,7 +137,7 @@ class CachedClips(Dataset):
 
     def __getitem__(self, position: int) -> dict[str, np.ndarray]:
         index = self.indices[position]
-        return {key: self.reader.read(array, index) for key, array in self.fields.items()}
+        return {"clip_row": np.int64(index), **{key: self.reader.read(array, index) for key, array in self.fields.items()}}
 
     @property
     def labels(self) -> np.ndarray:
@@ -161,7 +164,8 @@ class DiskBatches:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         generator = self.plan.order.generator
         self.seeds.manual_seed(generator.initial_seed() if generator is not None else 0)
-        return iter(self.loader)
+        statistics = self.loader.dataset.statistics
+        return iter(self.loader) if statistics is None else map(statistics, self.loader)
 
 
 class ResidentClips:
@@ -174,8 +178,10 @@ class ResidentClips:
     whole (`CacheReader.read_all`) and keeps these rows, one array at a time: the host briefly holds one array of
     the whole store."""
 
-    def __init__(self, reader: CacheReader, indices: list[int], modalities: str, device: torch.device | str):
+    def __init__(self, reader: CacheReader, indices: list[int], modalities: str, device: torch.device | str,
+                 statistics: Statistics = None):
         self.reader, self.indices, self.device = reader, list(indices), torch.device(device)
+        self.statistics = statistics
         fields = fields_for(modalities, reader.token_dtype)
         check_fits(resident_bytes(reader, self.indices, modalities), self.device)
         rows = np.asarray(self.indices, dtype=np.int64)
@@ -186,6 +192,7 @@ class ResidentClips:
             if key == "audio_tokens":
                 values = values[:, :longest]  # (n, Ta_split, Da)
             self.arrays[key] = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
+        self.arrays["clip_row"] = torch.from_numpy(rows).to(self.device)
         self.labels = self.arrays["label"].cpu().numpy().astype(np.int64)  # (n,)
 
     def __len__(self) -> int:
@@ -195,7 +202,8 @@ class ResidentClips:
         """The clips at `positions` (B,), gathered on the device, as `collate` would give them from the store."""
         positions = positions.to(self.device, non_blocking=True)
         # index_select: on a CPU ~5x faster than `values[positions]` on int8 (B, T, N, D) rows
-        return finish({key: values.index_select(0, positions) for key, values in self.arrays.items()})
+        batch = finish({key: values.index_select(0, positions) for key, values in self.arrays.items()})
+        return batch if self.statistics is None else self.statistics(batch)
 
     def batches(self, order: EpochOrder, batch_size: int, workers: int = 0, ranks: Ranks = ALONE) -> ResidentBatches:
         return ResidentBatches(self, EpochBatches(order, batch_size, ranks))
@@ -215,15 +223,20 @@ class ResidentBatches:
             yield self.clips.batch(positions)
 
 
-def clip_sets(reader: CacheReader, split: Split, modalities: str, resident: bool, device: torch.device | str) -> dict:
+def clip_sets(reader: CacheReader, split: Split, modalities: str, resident: bool, device: torch.device | str,
+              statistics: dict[str, Statistics] | None = None) -> dict:
     """A split's "train", "val" and "test" clips; with `resident` the training and validation clips on `device`
-    (the test clips are read once: from the store). The two resident parts must fit together."""
+    (the test clips are read once: from the store). The two resident parts must fit together. `statistics`: part ->
+    its batches' adaptation statistics (`dfer.adapt.batches.split_statistics`), for an adapted run."""
     parts = {part: getattr(split, part) for part in ("train", "val", "test")}
+    statistics = statistics or {}
     if not resident:
-        return {part: CachedClips(reader, indices, modalities) for part, indices in parts.items()}
+        return {part: CachedClips(reader, indices, modalities, statistics.get(part))
+                for part, indices in parts.items()}
     check_fits(sum(resident_bytes(reader, parts[part], modalities) for part in ("train", "val")), torch.device(device))
-    return {part: ResidentClips(reader, indices, modalities, device) if part != "test" and indices
-            else CachedClips(reader, indices, modalities) for part, indices in parts.items()}
+    return {part: ResidentClips(reader, indices, modalities, device, statistics.get(part))
+            if part != "test" and indices else CachedClips(reader, indices, modalities, statistics.get(part))
+            for part, indices in parts.items()}
 
 
 def audio_span(reader: CacheReader, rows: np.ndarray) -> int:

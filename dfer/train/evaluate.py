@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.adapt.batches import GroupStatistics
+from dfer.adapt.settings import TRAIN_MODES, run_adaptation
+from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
 from dfer.encoders import extraction_seed
 from dfer.finetune.data import MediaClips
 from dfer.finetune.evaluate import end_to_end_for, is_end_to_end
@@ -35,10 +38,10 @@ TOKEN_FIELDS = ("vision", "audio", "frames", "sample_rate", "crop_margin")  # wh
 TOKEN_BATCH, MEDIA_BATCH = 32, 8  # clips per batch: tokens are small; media go through the encoders too
 
 
-def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None = None) -> dict:
+def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None = None, adapt: str = "none") -> dict:
     """The run's best model on `store`: `classification_metrics` (per_class keyed by the classes' words, each with
-    its code) plus run, store, subset (which clips, see `clips_to_score`) and display_names (the words, in the order
-    of per_class and the confusion rows).
+    its code) plus run, store, subset (which clips, see `clips_to_score`), display_names (the words, in the order
+    of per_class and the confusion rows) and protocol (how clips were standardised: `adapt`, see `adaptation`).
     With `out`, also OUT/metrics.json (these) and the clip files (`dfer.train.protocol.write_clip_files`)."""
     run = resolve_run(run)
     reader = open_cache(store)
@@ -54,16 +57,38 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
     modalities = config["heads"]["modalities"]
     indices, subset = clips_to_score(reader, config, modalities)
     cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
-    labels, probs = predict(model, loader_for(clips(reader, indices, modalities), cfg), torch.device(device))
+    statistics, protocol = adaptation(reader, indices, model, config, adapt, is_end_to_end(run))
+    dataset = CachedClips(reader, indices, modalities, statistics) if statistics else clips(reader, indices, modalities)
+    loader = loader_for(dataset, cfg)
+    labels, probs = predict(model, loader, torch.device(device))
     names = checkpoint.run_display_names(config)
     metrics = classification_metrics(labels, probs, reader.classes, names)
-    metrics.update(run=str(run), store=str(store), subset=subset, display_names=names)
+    metrics.update(run=str(run), store=str(store), subset=subset, display_names=names, protocol=protocol)
     if out is not None:
         out = Path(out)
         write_clip_files(out, scored_clips(reader, indices, labels, probs, names), metrics,
                          f"{config['dataset']} {Path(run).name} on {Path(store).name}")
         checkpoint.write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def adaptation(reader: CacheReader, indices: list[int], model: torch.nn.Module, config: dict, adapt: str,
+               end_to_end: bool) -> tuple[GroupStatistics | None, str]:
+    """The batches' statistics for `--adapt` (None: the run's own) and the protocol in words. `speaker`: each speaker's
+    clips standardised with their own clips' statistics (unlabelled), shrunk toward the run's training set's; a clip
+    without a speaker id keeps the training set's."""
+    trained = run_adaptation(config)["mode"]
+    if adapt == "none":
+        return None, f"unadapted: every clip standardised with the training set's statistics (run trained: {trained})"
+    if adapt not in TRAIN_MODES:
+        raise ValueError(f"--adapt must be one of {TRAIN_MODES}, not {adapt!r}")
+    check_has_speakers(reader, indices, str(reader.path))
+    prior = model.input_statistics() if not end_to_end else {}
+    if not prior:
+        return None, f"unadapted: a {config.get('model', 'fine-tuned')} run reads its tokens as they are"
+    moments = ClipMoments(reader, tuple(prior), indices)
+    statistics = GroupStatistics(moments, speaker_groups(reader, indices), prior, run_adaptation(config)["shrink"])
+    return statistics, f"adapted per speaker: each speaker's clips standardised with their own (run trained: {trained})"
 
 
 def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[list[int], str]:

@@ -31,7 +31,11 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import DataLoader
 
 from dfer import distributed
+from dfer.adapt.batches import GroupStatistics, prior_of
+from dfer.adapt.settings import LONE, SHRINK, check_adapt
+from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
 from dfer.heads import MODALITIES, LinearProbe
+from dfer.heads.probe import adapt_features
 from dfer.recipe import settings_from
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
@@ -55,6 +59,9 @@ class ProbeConfig:
     c_grid: list[float] = field(default_factory=lambda: np.logspace(-4, 1, 11).tolist())  # 1e-4 ... 10, x 10^0.5
     c_default: float = 1.0  # C without validation clips: scikit-learn's default
     max_iter: int = 2000  # lbfgs iterations; standardised features converge in a few hundred
+    adapt: str = "none"  # "speaker": tokens standardised with each clip's speaker's statistics (dfer.adapt)
+    adapt_shrink: float = SHRINK  # as TrainConfig's
+    adapt_lone: float = LONE  # > 0: every fitting clip is fitted twice, as its speaker's and as a lone clip
 
     def __post_init__(self):
         if self.modalities not in MODALITIES:
@@ -63,6 +70,7 @@ class ProbeConfig:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         if not self.c_grid or min(self.c_grid) <= 0:
             raise ValueError(f"c_grid must hold positive values, not {self.c_grid!r}")
+        check_adapt(self.adapt, self.adapt_shrink, self.adapt_lone)
         self.fold = str(self.fold)
         self.c_grid = sorted(float(c) for c in self.c_grid)  # increasing, so a tie goes to the smaller C
 
@@ -81,7 +89,8 @@ def probe_config_for(train: TrainConfig) -> ProbeConfig:
     speakers; refitted on training + validation, it ends up fitted on exactly the heads' training clips."""
     val_fraction = train.val_fraction or ProbeConfig.val_fraction
     return ProbeConfig(modalities=train.modalities, fold=train.fold, seed=train.seed, val_fraction=val_fraction,
-                       select_metric=train.select_metric)
+                       select_metric=train.select_metric, adapt=train.adapt, adapt_shrink=train.adapt_shrink,
+                       adapt_lone=train.adapt_lone)
 
 
 @dataclass
@@ -90,6 +99,7 @@ class ProbeFit:
     classifier: LogisticRegression  # its scikit-learn fit (on the training + validation clips)
     C: float
     validation: list[dict]  # {"C", select_metric} per value of the grid; empty without validation clips
+    adapted: AdaptedPools | None  # the split's adaptation statistics, for an adapted probe
 
 
 def pooled_features(model: LinearProbe, reader: CacheReader, indices: list[int]) -> tuple[torch.Tensor, ...]:
@@ -129,14 +139,18 @@ class PooledClips:
 
 def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig, pooled: PooledClips | None = None) -> ProbeFit:
     """Choose C on the split's validation clips, then fit the probe on its training + validation clips; `pooled`:
-    the store's clips pooled so far (by the other splits of a protocol)."""
+    the store's clips pooled so far (by the other splits of a protocol). Adapted (`cfg.adapt`), each clip's pooled
+    features are standardised with its speaker's statistics (`adapted`), and with `adapt_lone` > 0 every fitting clip
+    is fitted a second time as a lone clip, with the training set's: the probe's mixture, as the heads'."""
     pooled = pooled or PooledClips(reader, cfg.modalities)
     vision, audio = reader.fingerprint["vision"], reader.fingerprint["audio"]
-    model = LinearProbe(cfg.modalities, vision["dim"], audio["dim"], len(reader.classes))
-    fitting = pooled(split.train)
+    model = LinearProbe(cfg.modalities, vision["dim"], audio["dim"], len(reader.classes), adapt=cfg.adapt != "none")
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    adapted = AdaptedPools(reader, model, parts, cfg) if model.adapts else None
+    fitting = adapted.fitting("train", pooled) if adapted else pooled(split.train)
     validation, C = [], cfg.c_default
     if split.val:
-        held = pooled(split.val)
+        held = adapted("val", pooled) if adapted else pooled(split.val)
         model.set_statistics(*fitting[:2])
         x_train, x_val = (model.standardise(x, p).numpy() for x, p, _ in (fitting, held))  # (n, F) each
         for c in cfg.c_grid:
@@ -147,12 +161,53 @@ def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig, pooled: Poole
             score = classification_metrics(held[2].numpy(), probs, reader.classes)[cfg.select_metric]
             validation.append({"C": c, cfg.select_metric: score})
         C = max(validation, key=lambda row: row[cfg.select_metric])["C"]  # the first best: the smallest such C
+        held = adapted.fitting("val", pooled) if adapted else held
         fitting = tuple(torch.cat(parts) for parts in zip(fitting, held))
     features, present, labels = fitting
     model.set_statistics(features, present)
     classifier = _logistic(C, cfg).fit(model.standardise(features, present).numpy(), labels.numpy())
     model.set_classifier(classifier.coef_, classifier.intercept_, classifier.classes_)
-    return ProbeFit(model.eval(), classifier, C, validation)
+    return ProbeFit(model.eval(), classifier, C, validation, adapted)
+
+
+class AdaptedPools:
+    """The pooled features of an adapted probe's split: each part's clips standardised with their speaker's
+    statistics (a held-out speaker with their own clips alone), shrunk toward the prior, the fitting (training +
+    validation) clips' token statistics, which the probe keeps for lone clips (`LinearProbe.set_input_statistics`)."""
+
+    def __init__(self, reader: CacheReader, model: LinearProbe, parts: dict[str, list[int]], cfg: ProbeConfig):
+        check_has_speakers(reader, parts["train"], str(reader.path))
+        moments = ClipMoments(reader, model.streams, sorted({row for rows in parts.values() for row in rows}))
+        self.prior = prior_of(moments.of(parts["train"] + parts["val"]))
+        self.groups = {part: GroupStatistics(moments, speaker_groups(reader, rows), self.prior, cfg.adapt_shrink)
+                       for part, rows in parts.items() if rows}
+        self.model, self.parts, self.lone = model, parts, cfg.adapt_lone
+        for stream, (mean, std) in self.prior.items():
+            model.set_input_statistics(stream, torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+
+    def __call__(self, part: str, pooled: PooledClips) -> tuple[torch.Tensor, ...]:
+        """features (n, F), present (n, F), labels (n,) of `part`'s clips, each with its speaker group's statistics."""
+        rows = self.parts[part]
+        return self._standardised(pooled(rows), [self.groups[part].table[row] for row in rows])
+
+    def fitting(self, part: str, pooled: PooledClips) -> tuple[torch.Tensor, ...]:
+        """A fitting part's clips with their speaker's statistics, and again as lone clips when `lone` > 0 (the whole
+        group and the prior, not random groups as the heads draw: the fit stays deterministic)."""
+        own = self(part, pooled)
+        if not self.lone:
+            return own
+        lone = self._standardised(pooled(self.parts[part]), [self.prior] * len(self.parts[part]))
+        return tuple(torch.cat(halves) for halves in zip(own, lone))
+
+    def _standardised(self, pooled: tuple[torch.Tensor, ...], statistics: list[dict]) -> tuple[torch.Tensor, ...]:
+        features, present, labels = pooled  # (n, F), (n, F), (n,)
+        chunks, start = [], 0
+        for stream in self.model.streams:  # the features are the streams' [mean, std] in this order
+            width = self.model.widths[stream]
+            mean, std = (torch.from_numpy(np.stack([s[stream][k] for s in statistics])).float() for k in (0, 1))
+            chunks.append(adapt_features(features[:, start:start + width], mean, std))  # (n, 2D)
+            start += width
+        return torch.cat(chunks, -1), present, labels
 
 
 def _logistic(C: float, cfg: ProbeConfig) -> LogisticRegression:
@@ -193,7 +248,7 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
             console.print(f"  {note}")
     if not split.test:
         return {}
-    features, present, labels = pooled(split.test)  # (n, F), (n, F), (n,)
+    features, present, labels = fitted.adapted("test", pooled) if fitted.adapted else pooled(split.test)  # (n, F) ...
     with torch.no_grad():
         probs = fitted.model.linear(fitted.model.standardise(features, present)).softmax(-1)  # its forward, pooled
     return write_test_results(run, reader, split.name, split.test, labels.numpy(), probs.numpy(),

@@ -15,7 +15,9 @@ import torch
 from rich.console import Console
 
 from dfer import distributed
+from dfer.adapt.batches import speaker_split
 from dfer.heads import DferHeads
+from dfer.heads.fusion import STREAMS
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.card import write_card
@@ -60,9 +62,16 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
 
     torch.manual_seed(cfg.seed)  # the same seed builds the same initial heads
     model = DferHeads(heads_config)
-    for stream, (mean, std) in token_statistics(reader, split.train, cfg.modalities).items():
+    statistics = None
+    if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
+        parts = {part: getattr(split, part) for part in ("train", "val", "test")}
+        prior, statistics = speaker_split(reader, STREAMS[cfg.modalities], parts, cfg.adapt_shrink, cfg.adapt_lone)
+        prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in prior.items()}
+    else:
+        prior = token_statistics(reader, split.train, cfg.modalities)
+    for stream, (mean, std) in prior.items():
         model.set_input_statistics(stream, mean, std)
-    datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device)
+    datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device, statistics)
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
     with TrainProgress(split.name, steps, enabled=show) as progress:
         state = fit(model, datasets["train"], datasets["val"], cfg, run, classes, resume, progress)

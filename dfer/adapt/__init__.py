@@ -1,0 +1,16 @@
+"""Adaptation statistics: the per-dimension mean and std a run standardises a stream's tokens with.
+
+A run's heads standardise every token dimension before anything else. With the training set's statistics a new
+voice, microphone or corpus shifts every feature, and the classifier reads that shift as emotion. Standardising
+with the statistics of a group of clips known to share a speaker (a dataset's speaker id, a folder, a video's own
+windows, a server session) removes the speaker's own baseline; emotion is a deviation from it. The statistics never
+use labels. A small group's statistics are shrunk toward the training set's (`Moments.standardiser`), and a lone
+clip keeps the training set's.
+
+- `moments`: the sufficient statistics (token count, sums, sums of squares per dimension) of a clip or a group;
+- `store_moments`: every clip's moments of a store, once, for training, the probe and evaluation;
+- `groups`: which clips share a speaker (`--adapt speaker`, `together`, `folder`, `file`);
+- `mixture`: how adapted training draws its groups, so one run answers groups and lone clips alike;
+- `saved`: a speaker's statistics saved once and reused for later clips;
+- `sessions`: `dfer serve`'s per-session running statistics, in memory only.
+"""

@@ -1,0 +1,22 @@
+"""How a run adapts, as its training settings record it (`TrainConfig` and `ProbeConfig` share these fields)."""
+
+from __future__ import annotations
+
+TRAIN_MODES = ("none", "speaker")  # `dfer train / probe / evaluate --adapt`
+PREDICT_MODES = ("none", "together", "folder")  # `dfer predict --adapt`; a timeline also has "file"
+SHRINK = 2.0  # a group's statistics weigh clips / (clips + SHRINK) against the training set's (Moments.standardiser)
+LONE = 0.25  # the share of adapted training clips standardised as lone clips (dfer.adapt.batches.MixedStatistics)
+
+
+def check_adapt(mode: str, shrink: float, lone: float) -> None:
+    if mode not in TRAIN_MODES:
+        raise ValueError(f"adapt must be one of {TRAIN_MODES}, not {mode!r}")
+    if shrink < 0 or not 0 <= lone <= 1:
+        raise ValueError(f"adapt_shrink must be >= 0 and adapt_lone within [0, 1], not {shrink} and {lone}")
+
+
+def run_adaptation(config: dict) -> dict:
+    """A run's config.json -> {"mode", "shrink"}: how it was trained to adapt ("none" for runs saved before
+    adaptation existed, and for zero-shot runs)."""
+    settings = config.get("train") or config.get("probe") or {}
+    return {"mode": settings.get("adapt", "none"), "shrink": settings.get("adapt_shrink", SHRINK)}
