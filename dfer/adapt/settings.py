@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 TRAIN_MODES = ("none", "speaker")  # `dfer train / probe / evaluate --adapt`
-PREDICT_MODES = ("none", "together", "folder")  # `dfer predict --adapt`; a timeline also has "file"
+PREDICT_MODES = ("none", "together", "folder")  # `dfer predict --adapt`
+TIMELINE_ADAPT = ("none", "file")  # `dfer predict --timeline --adapt`: a file's own windows are one speaker
 SHRINK = 2.0  # a group's statistics weigh clips / (clips + SHRINK) against the training set's (Moments.standardiser)
 LONE = 0.25  # the share of adapted training clips standardised as lone clips (dfer.adapt.batches.MixedStatistics)
 

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from dfer import checks
+from dfer.adapt.settings import PREDICT_MODES, TIMELINE_ADAPT
 from dfer.models import DEFAULT_MODELS
 
 console = Console()
@@ -36,6 +37,15 @@ def predict(
                                         help="timeline window in seconds"),
     hop: float | None = typer.Option(None, "--hop", min=0.01, show_default="window / 3",
                                      help="timeline hop in seconds"),
+    adapt: str | None = typer.Option(None, "--adapt", show_default="none; a timeline of a run trained with "
+                                     "--adapt speaker: file",
+                                     help="standardise with the speaker's own statistics: together (every input is "
+                                     "one speaker), folder (the files of a folder are one speaker); with --timeline, "
+                                     "file (each file's windows so far)"),
+    statistics: Path | None = typer.Option(None, "--statistics", help="a speaker's saved statistics "
+                                           "(--save-statistics) that every file joins"),
+    save_statistics: Path | None = typer.Option(None, "--save-statistics", help="with --adapt together: save the "
+                                                "inputs' statistics here, for later --statistics"),
 ) -> None:
     """Emotion probabilities for video and audio files through a run's whole pipeline, or several runs' fused.
 
@@ -44,17 +54,29 @@ def predict(
     """
     if timeline is not None and explain is not None:
         raise typer.BadParameter("explains one clip per file; not with --timeline", param_hint="--explain")
+    modes = TIMELINE_ADAPT if timeline is not None else PREDICT_MODES
+    if adapt is not None and adapt not in modes:
+        raise typer.BadParameter(f"{adapt!r} is not one of {', '.join(modes)}", param_hint="--adapt")
+    if explain is not None and (adapt not in (None, "none") or statistics is not None):
+        raise typer.BadParameter("explains one clip's unadapted answer; not with --adapt or --statistics",
+                                 param_hint="--explain")
+    if save_statistics is not None and adapt != "together":
+        raise typer.BadParameter("saves one speaker's statistics: give --adapt together", param_hint="--save-statistics")
+    checks.existing_file(statistics, "statistics")
     checks.media_inputs(paths)
     checks.model_inputs(model)
     weights = parse_weights(weights)
+    from dfer.adapt.saved import load_statistics
+    from dfer.predict.adapted import predict_adapted
     from dfer.predict.ensemble import load_model
     from dfer.predict.predictor import predict_paths, top_k
 
     predictor = load_model(model, device, weights)
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
+    saved = load_statistics(statistics) if statistics is not None else None
     if timeline is not None:
-        raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json))
+        raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json, adapt, saved))
     from rich.table import Table
 
     failed = 0
@@ -71,7 +93,10 @@ def predict(
         from dfer.predict.predictor import OutputStems
 
         score = partial(explain_to, predictor, out=explain, stems=OutputStems())
-    for record in predict_paths(predictor, paths, score):
+    records = (predict_paths(predictor, paths, score) if score is not None else
+               predict_adapted(predictor, paths, adapt or "none", saved,
+                               None if save_statistics is None else partial(keep_statistics, predictor, save_statistics)))
+    for record in records:
         failed += "error" in record
         if as_json:
             print(json.dumps(record), flush=True)
@@ -83,7 +108,16 @@ def predict(
                           "-" if ratio is None else f"{ratio:.0%}")
     if not as_json and table.row_count:
         console.print(table)
+    if save_statistics is not None and not as_json:
+        console.print(f"statistics saved to {save_statistics} (a voice's statistics are close to a voiceprint)")
     raise typer.Exit(1 if failed else 0)
+
+
+def keep_statistics(predictor, path: Path, moments: dict) -> None:
+    """Save a group's moments (`--save-statistics`) with the encoder records that key them."""
+    from dfer.adapt.saved import save_statistics
+
+    save_statistics(path, moments, predictor.encoder_records)
 
 
 def parse_weights(weights: str | None) -> list[float] | None:
@@ -95,7 +129,7 @@ def parse_weights(weights: str | None) -> list[float] | None:
 
 
 def predict_timelines(predictor, paths: list[Path], folder: Path, window: float | None, hop: float | None,
-                      as_json: bool) -> int:
+                      as_json: bool, adapt: str | None = None, saved: dict | None = None) -> int:
     """`dfer predict --timeline`: a progress bar per file on stderr, a line (or JSON object) per file; the exit
     code."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -118,7 +152,7 @@ def predict_timelines(predictor, paths: list[Path], folder: Path, window: float 
                 tasks[path] = progress.add_task(path.name, total=total)
             progress.update(tasks[path], completed=end)
 
-        for record in timeline_paths(predictor, paths, folder, window, hop, advance):
+        for record in timeline_paths(predictor, paths, folder, window, hop, advance, adapt, saved):
             failed += "error" in record
             if as_json:
                 print(json.dumps(record), flush=True)

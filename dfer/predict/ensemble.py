@@ -22,15 +22,17 @@ fingerprints name the same encoder share the one built.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dfer.adapt.moments import Moments
 from dfer.faces import FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import DecodedClip, is_audio_only
 from dfer.models import DEFAULT_MODELS
-from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip
+from dfer.predict.predictor import EncodedFile, FilePredictor, Predictor, UnusableClip
 
 # What the members must share to decode a file once
 DECODING = ("frames", "sample_rate", "max_seconds", "frame_short_side")
@@ -97,6 +99,8 @@ class Ensemble(FilePredictor):
         hearing = [member.audio for member in self.members if member.audio is not None]
         self.audio = hearing[0] if hearing else None  # what decoding asks: read the sound when any member hears
         self.suffixes = set().union(*(member.suffixes for member in self.members))
+        self.trained_adapt = any(member.trained_adapt for member in self.members)
+        self.encoder_records = {key: record for member in self.members for key, record in member.encoder_records.items()}
 
     def describe(self) -> dict:
         return {"run": self.run, "classes": self.classes, "labels": self.labels, "modalities": self.modalities,
@@ -114,44 +118,80 @@ class Ensemble(FilePredictor):
     def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
                      seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:
         """As `Predictor.predict_clip`: every member on the one decoded clip, one face track per crop setting."""
+        encoded = self.encode_clip(path, decoded, follow, seconds)
+        return self.score(encoded), encoded.track
+
+    def encode_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
+                    seconds: dict | None = None) -> EncodedMembers:
+        """Faces (once per crop setting) and each member's encoders on one decoded clip; a member that cannot read
+        it abstains here, with its reason."""
         seconds = dict(seconds or {})
         tracks: dict[tuple, FaceTrack | None] = {}
-        records, answers = [], []
-        for member, weight in zip(self.members, self.weights):
-            name = member.run.name
+        members: list[EncodedFile | str] = []
+        for member in self.members:
             try:
                 key = member.crop_settings
                 if key is not None and key not in tracks:
                     started = time.perf_counter()
                     tracks[key] = member.face_track(path, decoded, follow)
                     seconds["faces"] = seconds.get("faces", 0.0) + time.perf_counter() - started
-                record = member.score(member.encode_track(path, decoded, tracks.get(key), {}))
+                members.append(member.encode_track(path, decoded, tracks.get(key), {}))
             except UnusableClip as error:
-                records.append({"run": name, "abstained": error.reason})
-                continue
-            reason = abstains(member, record)
+                members.append(error.reason)
+        track = next((track for track in tracks.values() if track is not None), None)
+        return EncodedMembers(path, decoded, members, track, seconds)
+
+    def moments(self, encoded: EncodedMembers) -> dict[str, Moments]:
+        """Adaptation key -> moments of the clip's tokens, over the members that adapt (members sharing an encoder
+        share its key: its tokens count once)."""
+        found: dict[str, Moments] = {}
+        for member, one in zip(self.members, encoded.members):
+            if not isinstance(one, str):
+                found.update(member.moments(one))
+        return found
+
+    def score(self, encoded: EncodedMembers, group: dict[str, Moments] | None = None) -> dict:
+        """Every member's answer on an encoded clip (`encode_clip`), fused; `group` as in `Predictor.score`."""
+        seconds = dict(encoded.seconds)
+        records, answers, notes = [], [], list(encoded.decoded.notes)
+        for member, weight, one in zip(self.members, self.weights, encoded.members):
+            name = member.run.name
+            record = one if isinstance(one, str) else member.score(one, group)
+            reason = record if isinstance(record, str) else abstains(member, record)
             if reason is not None:
                 records.append({"run": name, "abstained": reason})
+                notes.append(f"{name} abstained: {reason}")
                 continue
             for stage, value in record["seconds"].items():
                 seconds[stage] = seconds.get(stage, 0.0) + value
             records.append({"run": name, "weight": weight, **{key: record[key] for key in ("labels", "probs", "top1")}})
             answers.append((record["labels"], np.asarray(record["probs"]), weight))
+            if group is not None:
+                notes.append(f"{name}: {member.adaptation(group)[1]}")
         if not answers:
             why = "; ".join(f"{r['run']}: {r['abstained']}" for r in records)
-            raise UnusableClip(path, f"every member abstained ({why})")
+            raise UnusableClip(encoded.path, f"every member abstained ({why})")
         names, probs = fuse(answers)
-        notes = [*decoded.notes, *(f"{r['run']} abstained: {r['abstained']}" for r in records if "abstained" in r)]
-        track = next((track for track in tracks.values() if track is not None), None)
-        fused = {
-            "path": str(path), "labels": names, "classes": names, "probs": [round(p, 6) for p in probs.tolist()],
-            "top1": names[int(probs.argmax())], "members": records,
+        track, decoded = encoded.track, encoded.decoded
+        return {
+            "path": str(encoded.path), "labels": names, "classes": names,
+            "probs": [round(p, 6) for p in probs.tolist()], "top1": names[int(probs.argmax())], "members": records,
             "face_found_ratio": None if track is None else round(float(np.mean(track.face_found)), 4),
             "has_video": decoded.frames is not None,
             "has_audio": decoded.waveform is not None and decoded.waveform.size > 0,
             "notes": "; ".join(notes), "seconds": {stage: round(value, 4) for stage, value in seconds.items()},
         }
-        return fused, track
+
+
+@dataclass
+class EncodedMembers:
+    """One clip after faces and every member's encoders: each member's EncodedFile, or why it abstains."""
+
+    path: Path
+    decoded: DecodedClip
+    members: list[EncodedFile | str]
+    track: FaceTrack | None
+    seconds: dict[str, float]
 
 
 def load_model(models: list[str | Path] | None, device: str = "cpu", weights: list[float] | None = None):

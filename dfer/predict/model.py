@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dfer import checks
+from dfer.adapt.saved import load_statistics, save_statistics
 from dfer.errors import InputError
+from dfer.predict.adapted import predict_adapted
 from dfer.predict.explain import explain_clip, explain_to
 from dfer.predict.predictor import OutputStems, Predictor, predict_paths
 from dfer.predict.timeline import file_timeline, window_and_hop
@@ -63,12 +65,17 @@ class Model:
         return (f"Model({str(self.predictor.run)!r}, {self.predictor.modalities}, {len(self.labels)} classes: "
                 f"{', '.join(self.labels)}; on {self.predictor.device})")
 
-    def predict(self, paths: PathLike | list[PathLike], as_frame: bool = False) -> list[dict] | pd.DataFrame:
+    def predict(self, paths: PathLike | list[PathLike], as_frame: bool = False, adapt: str = "none",
+                statistics: PathLike | None = None) -> list[dict] | pd.DataFrame:
         """Class probabilities for each file, as `dfer predict PATHS --json` prints them.
 
         Args:
             paths: a video or audio file, a folder (searched recursively for the files this model reads), or a list
                 of them.
+            adapt: "none" (each file standardised with the training set's statistics), "together" (all the files
+                are one speaker: each is standardised with their statistics) or "folder" (the files of one folder
+                are one speaker), as `dfer predict --adapt`.
+            statistics: a speaker's saved statistics (`save_statistics`) that every file joins.
             as_frame: return a pandas DataFrame (one row per file, a `p_<label>` column per label) instead of the
                 records.
 
@@ -86,11 +93,23 @@ class Model:
         """
         listed = _listed(paths)
         checks.media_inputs(listed)
-        records = list(predict_paths(self.predictor, listed))
+        saved = None if statistics is None else load_statistics(statistics)
+        records = list(predict_adapted(self.predictor, listed, adapt, saved))
         return to_frame(records) if as_frame else records
 
+    def save_statistics(self, paths: PathLike | list[PathLike], out: PathLike) -> Path:
+        """Save the statistics of one speaker's recordings (`paths`: files or folders) to `out`, for later clips of
+        the same speaker (`predict(..., statistics=out)`); as `dfer predict PATHS --adapt together
+        --save-statistics OUT`. The file is close to a voiceprint: keep it as you would keep the recordings."""
+        listed, kept = _listed(paths), []
+        checks.media_inputs(listed)
+        for _ in predict_adapted(self.predictor, listed, "together", keep=kept.append):
+            pass
+        return save_statistics(out, kept[0] if kept else {}, self.predictor.encoder_records)
+
     def timeline(self, path: PathLike, window: float | None = None, hop: float | None = None,
-                 out: PathLike | None = None, as_frame: bool = False) -> dict | pd.DataFrame:
+                 out: PathLike | None = None, as_frame: bool = False, adapt: str | None = None,
+                 statistics: PathLike | None = None) -> dict | pd.DataFrame:
         """A whole file read in sliding windows, as `dfer predict PATH --timeline OUT --json` reads it.
 
         Args:
@@ -99,6 +118,9 @@ class Model:
             hop: seconds between window starts; by default a third of the window.
             out: a folder for the CLI's four files (<stem>.csv, .jsonl, .vtt, .png); none are written without it.
             as_frame: return the windows as a pandas DataFrame (a row per window, a `p_<label>` column per label).
+            adapt: "file" (each window standardised with the statistics of the file's windows so far) or "none"; by
+                default "file" for a run trained with adaptation, else "none" (`dfer.predict.timeline`).
+            statistics: a speaker's saved statistics (`save_statistics`) that every window joins.
 
         Returns:
             The CLI's record ({"path", "windows" (how many), "files" (with `out`), "notes"}) plus "rows", one dict
@@ -110,7 +132,9 @@ class Model:
             dfer.errors.InputError: `path` is a folder, missing, or not a media file (`dfer.checks.media_inputs`).
         """
         window, hop, _ = window_and_hop(self.predictor.config, window, hop)
-        record, rows = file_timeline(self.predictor, self._one(path), window, hop, None if out is None else Path(out))
+        saved = None if statistics is None else load_statistics(statistics)
+        record, rows = file_timeline(self.predictor, self._one(path), window, hop, None if out is None else Path(out),
+                                     adapt=adapt, saved=saved)
         if as_frame:
             if "error" in record:
                 raise ValueError(f"{record['path']}: {record['error']}")

@@ -30,6 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.adapt.batches import attach
+from dfer.adapt.moments import Moments, row_moments
+from dfer.adapt.saved import encoder_key
+from dfer.adapt.settings import run_adaptation
 from dfer.encoders import rebuild_encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
@@ -53,6 +57,9 @@ class EncodedFile:
     row: dict  # store row name -> array, as extraction writes it (video/tokens (T, N, D), audio/tokens, ...)
     track: FaceTrack | None  # the face crops (T, 3, S, S) and landmarks; None for an audio-only model
     seconds: dict[str, float]  # per stage so far
+
+
+ENCODER_KINDS = {"video": "vision", "audio": "audio"}  # stream -> its encoder's entry in a run's fingerprint
 
 
 class UnusableClip(ClipError):
@@ -129,6 +136,14 @@ class Predictor(FilePredictor):
         # most this size, every file a store before issue 21 was tested on, decode exactly as before.
         self.frame_short_side = self.faces.frame_short_side or FRAME_SHORT_SIDE
         self.fields = fields_for(self.modalities)  # batch key -> store row name
+        # Adaptation (dfer.adapt): the training set's statistics of each stream the model standardises (none for a
+        # zero-shot run or an unadapted probe), the run's shrinking, and the key of each stream's statistics.
+        self.prior = self.heads.input_statistics()
+        self.shrink = run_adaptation(self.config)["shrink"]
+        self.encoder_records = {encoder_key(s, fingerprint[ENCODER_KINDS[s]]): fingerprint[ENCODER_KINDS[s]]
+                                for s in self.prior}
+        self.adapt_keys = dict(zip(self.prior, self.encoder_records))  # stream -> key
+        self.trained_adapt = run_adaptation(self.config)["mode"] != "none"  # timelines adapt by default
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         self.blank = blank_row(self.layout, self.fields.values())
 
@@ -172,12 +187,40 @@ class Predictor(FilePredictor):
         encoded = self.encode_clip(path, decoded, follow, seconds)
         return self.score(encoded), encoded.track
 
-    def score(self, encoded: EncodedFile) -> dict:
-        """The heads on one encoded file: its `predict_file` result."""
+    def score(self, encoded: EncodedFile, group: dict[str, Moments] | None = None) -> dict:
+        """The heads on one encoded file: its `predict_file` result. `group`: the moments of the clips that share its
+        speaker (`moments`, summed; the clip itself included), to standardise it with (`adaptation`)."""
         started = time.perf_counter()
-        _, probs = run_heads(self.heads, [self.batch_of(encoded.row)], self.device)  # (1, C)
+        batch = self.batch_of(encoded.row)
+        note = None
+        if group is not None:
+            statistics, note = self.adaptation(group)
+            if statistics:
+                attach(batch, {stream: (mean[None], std[None]) for stream, (mean, std) in statistics.items()})
+        _, probs = run_heads(self.heads, [batch], self.device)  # (1, C)
         encoded.seconds["heads"] = time.perf_counter() - started
-        return self.record(encoded, probs[0])
+        record = self.record(encoded, probs[0])
+        if note:
+            record["notes"] = "; ".join(filter(None, [record["notes"], note]))
+        return record
+
+    def moments(self, encoded: EncodedFile) -> dict[str, Moments]:
+        """Adaptation key -> the moments of one encoded file's tokens, for each stream the model standardises."""
+        return {self.adapt_keys[stream]: m for stream, m in row_moments(encoded.row, tuple(self.prior)).items()}
+
+    def adaptation(self, group: dict[str, Moments]) -> tuple[dict | None, str]:
+        """stream -> (mean (D,), std (D,)) to standardise a clip of `group` with (None: the training set's), and a
+        note saying which. A group of fewer than two clips adapts nothing."""
+        if not self.prior:
+            return None, f"not adapted: a {self.config.get('model')} run reads its encoder's tokens as they are"
+        mine = {stream: group.get(key) for stream, key in self.adapt_keys.items()}
+        if not any(mine.values()):
+            return None, "not adapted: the statistics given are of other encoders"
+        clips = max(m.clips for m in mine.values() if m is not None)
+        if clips < 2:
+            return None, "not adapted: a group of one clip (the training set's statistics)"
+        return ({stream: m.standardiser(self.prior[stream], self.shrink) for stream, m in mine.items() if m},
+                f"adapted to its group of {clips} clips")
 
     def check_readable(self, path: Path) -> bool:
         """Whether `path` is an audio-only file; raises UnusableClip when it is one and this run does not hear."""

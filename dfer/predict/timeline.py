@@ -7,6 +7,12 @@ file is streamed (`dfer.media.stream.WindowReader`): memory is flat in its lengt
 to window (`dfer.faces.FaceTrace`), so a second face entering the frame does not take over the timeline. Each window
 then goes through the run's own `Predictor.predict_clip`, the same code `dfer predict` runs on a short file, while the
 next window is read in a background thread (`dfer.media.prefetch`): decoding overlaps faces and encoders.
+
+**Adaptation** (`--adapt file`, the default for a run trained with `--adapt speaker`): a file's windows are one
+speaker's session. Each window is standardised with the running statistics of the windows so far, itself included
+(and of a speaker's saved statistics, `--statistics`): causal, as a live stream must be, one pass, and memory flat in
+the file's length (the statistics are sums of a fixed size). The first window alone adapts nothing (a group of one
+clip); from the second on the group grows, shrunk toward the training set's while it is small.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.adapt.moments import Moments
+from dfer.adapt.saved import merged
+from dfer.adapt.settings import TIMELINE_ADAPT
 from dfer.host_memory import release_freed_memory
 from dfer.media.decode import ClipError, as_clip_error, stated_duration
 from dfer.media.stream import AudioWindows, WindowReader
@@ -73,13 +82,16 @@ class FileTimeline:
     top, top_prob, face_found_ratio, has_audio) as it is done, so a caller can show progress or stop early. After
     iterating, `notes` holds the file's recoverable oddities. Raises ClipError (or UnusableClip) naming the file."""
 
-    def __init__(self, predictor: Predictor, path: Path, window: float, hop: float):
+    def __init__(self, predictor: Predictor, path: Path, window: float, hop: float, adapt: str | None = None,
+                 saved: dict[str, Moments] | None = None):
         if window > predictor.max_seconds:
             raise ValueError(f"--window {window} s is longer than the {predictor.max_seconds} s this run's encoders "
                              "take")
         self.predictor, self.path, self.window, self.hop = predictor, Path(path), window, hop
         self.duration = 0.0  # stated, known once iteration starts
         self.notes: list[str] = []
+        self.adapt = timeline_adapt(predictor, adapt)
+        self.saved = saved
 
     def __iter__(self) -> Iterator[dict]:
         path, predictor = self.path, self.predictor
@@ -93,6 +105,9 @@ class FileTimeline:
                                    max_short_side=predictor.frame_short_side))
             self.notes = reader.notes
         trace = None  # where the followed face was last seen, on the file's clock
+        running = dict(self.saved or {})  # adaptation key -> moments of the windows so far (and the saved statistics)
+        if self.adapt == "file":
+            self.notes = [*self.notes, "adapted: each window standardised with the statistics of the windows so far"]
         with closing(prefetched(reader)) as clips:  # window k + 1 is read while window k is predicted
             while True:
                 with as_clip_error(path):
@@ -100,13 +115,29 @@ class FileTimeline:
                     if clip is None:
                         return
                     start = clip.span[0]
-                    result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start))
+                    encoded = predictor.encode_clip(path, clip, None if trace is None else trace.shifted(start))
+                    group = None  # this window's group: the windows so far, or the saved statistics and itself
+                    if self.adapt == "file" or self.saved:
+                        group = merged(running, predictor.moments(encoded))
+                        running = group if self.adapt == "file" else running
+                    result, track = predictor.score(encoded, group), encoded.track
+                    del encoded
                 if track is not None and track.trace is not None:
                     trace = track.trace.shifted(-start)
                 span = clip.span
                 del clip, track  # this window's frames and crops, before the memory they held is given back
                 release_freed_memory()
                 yield window_row(span, result)
+
+
+def timeline_adapt(predictor, adapt: str | None) -> str:
+    """The timeline's adaptation: `adapt` as asked, or by default "file" for a run trained with `--adapt speaker`
+    (in an ensemble: any member) and "none" for every other run."""
+    if adapt is None:
+        return "file" if predictor.trained_adapt else "none"
+    if adapt not in TIMELINE_ADAPT:
+        raise ValueError(f"a timeline adapts over none or file, not {adapt!r}")
+    return adapt
 
 
 def window_row(span: tuple[float, float], result: dict) -> dict:
@@ -119,15 +150,16 @@ def window_row(span: tuple[float, float], result: dict) -> dict:
 
 
 def file_timeline(predictor: Predictor, path: Path, window: float, hop: float, folder: Path | None = None,
-                  stem: str | None = None,
-                  on_window: Callable[[Path, float, float], None] | None = None) -> tuple[dict, list[dict]]:
+                  stem: str | None = None, on_window: Callable[[Path, float, float], None] | None = None,
+                  adapt: str | None = None, saved: dict[str, Moments] | None = None) -> tuple[dict, list[dict]]:
     """One file's timeline: (its record, as `dfer predict --timeline --json` prints it, and its window rows).
 
     The record is {"path", "windows" (how many), "files" (suffix -> path), "notes"}, or {"path", "error"} with no rows
     for a file that cannot be read. With `folder`, the four timeline files are written there as `<stem>.*` (by default
     the file's own stem) once the timeline is complete; without it there are none and the record has no "files".
-    `on_window(path, end, duration)` is called after each window (the CLI's progress bar)."""
-    timeline, rows = FileTimeline(predictor, path, window, hop), []
+    `on_window(path, end, duration)` is called after each window (the CLI's progress bar). `adapt` and `saved`: as
+    `FileTimeline`'s."""
+    timeline, rows = FileTimeline(predictor, path, window, hop, adapt, saved), []
     try:
         for row in timeline:
             rows.append(row)
@@ -143,14 +175,15 @@ def file_timeline(predictor: Predictor, path: Path, window: float, hop: float, f
 
 
 def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window: float, hop: float,
-                   on_window: Callable[[Path, float, float], None] | None = None) -> Iterator[dict]:
+                   on_window: Callable[[Path, float, float], None] | None = None, adapt: str | None = None,
+                   saved: dict[str, Moments] | None = None) -> Iterator[dict]:
     """Write the timeline files of each file named (folders expanded) into `folder`; one `file_timeline` record per
     file. A bad file never stops the others. Two files with the same stem get `stem`, `stem-2`, ... (`OutputStems`)."""
     files, errors = find_media(paths, predictor.suffixes)
     yield from errors
     stems = OutputStems()
     for path in files:
-        yield file_timeline(predictor, path, window, hop, folder, stems(path), on_window)[0]
+        yield file_timeline(predictor, path, window, hop, folder, stems(path), on_window, adapt, saved)[0]
 
 
 def segment_top(rows: list[dict], span: tuple[float, float]) -> str | None:
