@@ -25,14 +25,16 @@ from dfer.finetune.evaluate import is_end_to_end, load_end_to_end
 from dfer.finetune.model import EndToEnd
 from dfer.finetune.run import build_encoders, finetune, finetune_folds
 from dfer.finetune.trainable import layer_groups, make_trainable
+from dfer.inference.batch import collate
+from dfer.inference.score import predict
 from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
 from dfer.testing.synth import write_audio
 from dfer.train import checkpoint
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, collate
+from dfer.train.data import CachedClips
 from dfer.train.evaluate import evaluate_run
-from dfer.train.loop import loader_for, predict
+from dfer.train.loop import loader_for
 from dfer.train.run import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,12 +35,13 @@ from dfer.finetune.model import EndToEnd
 from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
 from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
+from dfer.inference.score import predict
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
 from dfer.train.card import write_card
 from dfer.train.evaluate import TOKEN_FIELDS
-from dfer.train.loop import fit, loader_for, predict
+from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import reported_metrics, run_config, write_folds_summary, write_test_results
 from dfer.train.splits import Split, plan

@@ -33,7 +33,7 @@ def mean_and_std(tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 class LinearProbe(nn.Module):
-    """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.train.data.collate`)."""
+    """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.inference.batch.collate`)."""
 
     def __init__(self, modalities: str, vision_dim: int, audio_dim: int, num_classes: int):
         super().__init__()

@@ -20,13 +20,14 @@ import torch
 from dfer.encoders import extraction_seed
 from dfer.finetune.data import MediaClips
 from dfer.finetune.evaluate import end_to_end_for, is_end_to_end
+from dfer.inference.score import predict
 from dfer.models import resolve_run
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
 from dfer.train.data import CachedClips
-from dfer.train.loop import loader_for, predict
+from dfer.train.loop import loader_for
 from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import scored_clips, write_clip_files
 from dfer.train.splits import usable_clips

@@ -28,31 +28,15 @@ from dfer import distributed
 from dfer.distributed import ALONE, Ranks
 from dfer.heads import DferHeads
 from dfer.host_memory import keep_freed_memory
+from dfer.inference.batch import to_device
+from dfer.inference.score import autocast, predict
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
-from dfer.train.data import CachedClips, EpochBatches, EpochOrder, ResidentClips, to_device
+from dfer.train.data import CachedClips, EpochBatches, EpochOrder, ResidentClips
 from dfer.train.metrics import classification_metrics
 
 Clips = CachedClips | ResidentClips  # from the store, or resident on the device: `batches` either way
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_WAR", "val_UAR", "lr", "steps_per_s", "seconds"]
-
-
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (n,) and class probabilities (n, C) over a loader (`loader_for`), in its order."""
-    model.eval()
-    labels, probs = [], []
-    for batch in loader:
-        batch = to_device(batch, device)
-        with autocast(device):
-            logits = model(batch)["logits"]
-        probs.append(logits.float().softmax(-1).cpu().numpy())
-        labels.append(batch["label"].cpu().numpy())
-    return np.concatenate(labels), np.concatenate(probs)
 
 
 def loader_for(dataset: Clips, cfg: TrainConfig, order: EpochOrder | None = None, ranks: Ranks = ALONE):

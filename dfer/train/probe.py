@@ -32,12 +32,13 @@ from torch.utils.data import DataLoader
 
 from dfer import distributed
 from dfer.heads import MODALITIES, LinearProbe
+from dfer.inference.batch import collate, to_device
 from dfer.recipe import settings_from
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.card import write_card
 from dfer.train.config import SELECT_METRICS, TrainConfig
-from dfer.train.data import CachedClips, collate, to_device
+from dfer.train.data import CachedClips
 from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split

@@ -16,13 +16,14 @@ from rich.console import Console
 
 from dfer import distributed
 from dfer.heads import DferHeads
+from dfer.inference.score import predict
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.card import write_card
 from dfer.train.compare import baselines_beside
 from dfer.train.config import TrainConfig, head_config
 from dfer.train.data import clip_sets, token_statistics
-from dfer.train.loop import fit, loader_for, predict
+from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split

@@ -29,12 +29,13 @@ from dfer import distributed
 from dfer.data.names import match_labels
 from dfer.encoders import rebuild_encoder
 from dfer.heads import MODALITIES, ZeroShot
+from dfer.inference.batch import collate
+from dfer.inference.score import predict
 from dfer.recipe import settings_from
 from dfer.store.reader import CacheReader
 from dfer.train import checkpoint
 from dfer.train.card import write_card
-from dfer.train.data import CachedClips, collate
-from dfer.train.loop import predict
+from dfer.train.data import CachedClips
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
 
