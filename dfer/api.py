@@ -216,7 +216,7 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
     Raises:
         ValueError: neither `store` nor both `dataset` and `root` are given, or both are.
     """
-    from dfer.train.checkpoint import load_run
+    from dfer.runs.load import load_run
     from dfer.train.evaluate import cache_for_folder, evaluate_run, extract_like_run
 
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(run) for run in runs]

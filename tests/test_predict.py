@@ -20,10 +20,10 @@ from dfer.inference.score import predict as run_heads
 from dfer.media.decode import ClipError
 from dfer.predict.command import predict
 from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
-from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
+from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.testing.synth import write_clip
-from dfer.train.checkpoint import load_run
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
 from dfer.train.loop import loader_for

@@ -17,10 +17,10 @@ from dfer.heads import LinearProbe
 from dfer.inference.batch import collate
 from dfer.inference.score import predict
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synthetic_store import make_synthetic_store
-from dfer.train.checkpoint import load_run
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
 from dfer.train.evaluate import evaluate_run

@@ -15,8 +15,8 @@ from dfer.data.names import match_labels
 from dfer.encoders import build_encoder
 from dfer.heads import ZeroShot
 from dfer.heads.probe import ABSENT
+from dfer.runs.load import load_run
 from dfer.testing.synthetic_store import make_synthetic_store
-from dfer.train.checkpoint import load_run
 from dfer.train.evaluate import evaluate_run
 
 FACEAPI = build_encoder("vision", "faceapi", meta=True).describe()  # its fingerprint entry, weights not needed

@@ -40,9 +40,9 @@ from dfer.inference.score import predict as run_heads
 from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
-from dfer.models import resolve_run
+from dfer.runs.folder import resolve_run
+from dfer.runs.load import load_run, run_display_names
 from dfer.store.schema import Layout, blank_row
-from dfer.train.checkpoint import load_run, run_display_names
 
 
 @dataclass

@@ -19,12 +19,13 @@ import torch
 
 from dfer.encoders import extraction_seed
 from dfer.finetune.data import MediaClips
-from dfer.finetune.evaluate import end_to_end_for, is_end_to_end
+from dfer.finetune.evaluate import end_to_end_for
 from dfer.inference.score import predict
-from dfer.models import resolve_run
+from dfer.runs.files import write_json
+from dfer.runs.folder import is_end_to_end, resolve_run
+from dfer.runs.load import load_run, run_display_names
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
-from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
 from dfer.train.data import CachedClips
 from dfer.train.loop import loader_for
@@ -47,7 +48,7 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
         model, config = end_to_end_for(run, reader, device)
         clips, batch_size = MediaClips, MEDIA_BATCH
     else:
-        model, config = checkpoint.load_run(run, "best", device)
+        model, config = load_run(run, "best", device)
         fp.check(reader.path, _token_fields(config["fingerprint"]), _token_fields(reader.fingerprint))
         clips, batch_size = CachedClips, TOKEN_BATCH
     if reader.classes != config["classes"]:
@@ -56,14 +57,14 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
     indices, subset = clips_to_score(reader, config, modalities)
     cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
     labels, probs = predict(model, loader_for(clips(reader, indices, modalities), cfg), torch.device(device))
-    names = checkpoint.run_display_names(config)
+    names = run_display_names(config)
     metrics = classification_metrics(labels, probs, reader.classes, names)
     metrics.update(run=str(run), store=str(store), subset=subset, display_names=names)
     if out is not None:
         out = Path(out)
         write_clip_files(out, scored_clips(reader, indices, labels, probs, names), metrics,
                          f"{config['dataset']} {Path(run).name} on {Path(store).name}")
-        checkpoint.write_json(out / "metrics.json", metrics)
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 

@@ -34,9 +34,9 @@ from dfer import distributed
 from dfer.heads import MODALITIES, LinearProbe
 from dfer.inference.batch import collate, to_device
 from dfer.recipe import settings_from
+from dfer.runs.card import write_card
+from dfer.runs.files import save_weights, write_json
 from dfer.store.reader import CacheReader
-from dfer.train import checkpoint
-from dfer.train.card import write_card
 from dfer.train.config import SELECT_METRICS, TrainConfig
 from dfer.train.data import CachedClips
 from dfer.train.metrics import classification_metrics
@@ -182,9 +182,9 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
     fit = {"C": fitted.C, "select_metric": cfg.select_metric, "validation": fitted.validation,
            "fitted_on": ["train", "val"] if split.val else ["train"],
            "iterations": int(fitted.classifier.n_iter_.max())}  # lbfgs's, of the final fit
-    checkpoint.write_json(run / "config.json", run_config(reader, split, model="probe", probe=cfg.to_dict(),
+    write_json(run / "config.json", run_config(reader, split, model="probe", probe=cfg.to_dict(),
                                                           heads=fitted.model.config, fit=fit))
-    checkpoint.save_weights(fitted.model, run / "best.safetensors")
+    save_weights(fitted.model, run / "best.safetensors")
     if show:
         chosen = (f"C {fitted.C:.3g} by validation {cfg.select_metric}" if split.val
                   else f"C {fitted.C:.3g} (no validation clips)")
