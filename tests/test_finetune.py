@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.extract.pipeline import ExtractConfig, run as extract
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.command import finetune as finetune_command
@@ -34,7 +35,6 @@ from dfer.testing.ranks import torchrun
 from dfer.testing.synth import write_audio
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
-from dfer.train.evaluate import evaluate_run
 from dfer.train.loop import loader_for
 from dfer.train.run import train
 

@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from dfer.cli import app
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
 from dfer.heads import LinearProbe
@@ -23,7 +24,6 @@ from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
-from dfer.train.evaluate import evaluate_run
 from dfer.train.loop import loader_for
 from dfer.train.predictions import read_predictions
 from dfer.train.probe import PooledClips, fit_probe, make_probe_config, pooled_features, probe

@@ -40,7 +40,6 @@ from dfer.runs.files import write_json
 from dfer.runs.load import load_run
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
-from dfer.train.evaluate import TOKEN_FIELDS
 from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import reported_metrics, run_config, write_folds_summary, write_test_results
@@ -63,8 +62,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     check_media(reader, modalities)
     if reader.classes != init_config["classes"]:
         raise ValueError(f"{store}: classes {reader.classes} differ from the init run's {init_config['classes']}")
-    fp.check(reader.path, {k: init_config["fingerprint"][k] for k in TOKEN_FIELDS},
-             {k: reader.fingerprint[k] for k in TOKEN_FIELDS})  # the heads were trained on this store's tokens
+    fp.check(reader.path, {k: init_config["fingerprint"][k] for k in fp.TOKEN_FIELDS},
+             {k: reader.fingerprint[k] for k in fp.TOKEN_FIELDS})  # the heads were trained on this store's tokens
     split = _split(reader, init_config, cfg, modalities)
     ranks = distributed.ranks()
     show = show and ranks.is_main

@@ -3,7 +3,7 @@
 The cached tokens of a store were made by the encoders *before* fine-tuning, so they are the wrong input for
 RUN2's heads; the face crops and waveforms are the right one. The store must hold media (`--keep-media`) made
 with the same frames, sample rate and crop margin as the run's own store; the encoders it names do not
-matter. `dfer.train.evaluate.evaluate_run` (`dfer evaluate RUN2 --store STORE`) scores RUN2 through
+matter. `dfer.evaluation.evaluate.evaluate_run` (`dfer evaluate RUN2 --store STORE`) scores RUN2 through
 `end_to_end_for` when RUN2/config.json has a "finetune" section, on the clips it scores any run on.
 """
 

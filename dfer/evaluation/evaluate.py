@@ -2,7 +2,7 @@
 first), the same way whichever command made the run.
 
 `evaluate_run` picks how the model reads a clip: a fine-tuned run (its config has a "finetune" section) from the
-store's face crops and waveforms through its own encoders (`dfer.finetune.evaluate`), a heads or linear-probe run
+store's face crops and waveforms through its own encoders (`dfer.evaluation.end_to_end`), a heads or linear-probe run
 from the cached tokens. Tokens from other encoders, frame counts or crops would be silently wrong inputs, so the
 cache's fingerprint must match the run's on every field that shapes the tokens; the error names the ones that
 differ. `clips_to_score` chooses the clips for both.
@@ -10,16 +10,13 @@ differ. `clips_to_score` chooses the clips for both.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dfer.encoders import extraction_seed
+from dfer.evaluation.end_to_end import end_to_end_for
 from dfer.finetune.data import MediaClips
-from dfer.finetune.evaluate import end_to_end_for
 from dfer.inference.score import predict
 from dfer.runs.files import write_json
 from dfer.runs.folder import is_end_to_end, resolve_run
@@ -33,7 +30,6 @@ from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import scored_clips, write_clip_files
 from dfer.train.splits import usable_clips
 
-TOKEN_FIELDS = ("vision", "audio", "frames", "sample_rate", "crop_margin")  # what decides the tokens
 TOKEN_BATCH, MEDIA_BATCH = 32, 8  # clips per batch: tokens are small; media go through the encoders too
 
 
@@ -87,32 +83,4 @@ def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[
 
 
 def _token_fields(fingerprint: dict) -> dict:
-    return {key: fingerprint[key] for key in TOKEN_FIELDS}
-
-
-def cache_for_folder(config: dict, dataset: str, root: Path, cache_root: Path = Path("cache")) -> Path:
-    """Where `evaluate --dataset --root` keeps the extraction of a folder with the run's encoders (reused next time)."""
-    key = hashlib.sha256(f"{Path(root).resolve()}|{sorted(fp.flatten(config['fingerprint']).items())}".encode())
-    return cache_root / f"{dataset}-eval-{key.hexdigest()[:12]}"
-
-
-def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: str = "cpu") -> Path:
-    """Extract `root` with exactly the encoders and settings of the run's cache."""
-    from dfer.extract.pipeline import ExtractConfig, run as extract
-    from dfer.faces.settings import FaceSettings
-
-    fingerprint = config["fingerprint"]
-    seed = extraction_seed(fingerprint)
-    summary = extract(ExtractConfig(
-        dataset=dataset, root=root, out=out, vision=fingerprint["vision"]["id"], audio=fingerprint["audio"]["id"],
-        frames=fingerprint["frames"], sample_rate=fingerprint["sample_rate"], crop_margin=fingerprint["crop_margin"],
-        max_seconds=fingerprint["max_seconds"], keep_media=fingerprint["keep_media"], seed=seed, device=device,
-        face_track=fingerprint.get("face_track", "largest"),
-        faces=FaceSettings.of(fingerprint),  # exactly its store's: a run from before issue 21 gets the legacy ones
-        # the same adapter's options (DFEW's frames) carry over; another dataset's adapter would not know them
-        dataset_options=fingerprint.get("dataset_options", {}) if dataset == config["dataset"] else {},
-    ))
-    for clip_id, error in summary.failures:
-        print(f"failed {clip_id}: {error}", file=sys.stderr)  # stdout is for the metrics (`--json`)
-    return out
-
+    return {key: fingerprint[key] for key in fp.TOKEN_FIELDS}
