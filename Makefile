@@ -122,11 +122,11 @@ $(SPEECH_OUT)/egemaps/results.md: $(STAMP)
 # `voice` is the RAVDESS speech recipe's final stage-2 run (actors 01-18, GE2E + liquid heads; the steps above), its
 # figures the recipe's cross-validation by actor;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
-# dfer.models.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
+# dfer.runs.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
 MODELS_OUT := runs/models
 models: $(SPEECH_OUT)/final-stage2.done $(SPEECH_OUT)/stage2/summary.json $(MODELS_OUT)/face/metrics.json
-	$(PY) -m dfer.models.bundle voice $(SPEECH_OUT)/final-stage2 recipes/models/voice.json $(SPEECH_OUT)/stage2/summary.json
-	$(PY) -m dfer.models.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.runs.bundle voice $(SPEECH_OUT)/final-stage2 recipes/models/voice.json $(SPEECH_OUT)/stage2/summary.json
+	$(PY) -m dfer.runs.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 
 $(MODELS_OUT)/face/metrics.json: recipes/models/face.csv recipes/models/extract-face.yaml $(STAMP)

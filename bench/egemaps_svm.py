@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dfer.data import list_dataset
     from dfer.train.metrics import classification_metrics, summarise_folds
-    from dfer.train.report import markdown_header, markdown_row
+    from dfer.runs.report import markdown_header, markdown_row
 
     listing = list_dataset("ravdess", args.root)
     clips = [c for c in listing.clips

@@ -62,12 +62,13 @@ from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.heads import DferHeads
 from dfer.host_memory import keep_freed_memory
+from dfer.inference.batch import collate, to_device
 from dfer.store.clip_store import ClipStore
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.store.schema import Layout, encode_tokens
 from dfer.train.config import head_config, make_config
-from dfer.train.data import CachedClips, EpochOrder, ResidentClips, collate, to_device
+from dfer.train.data import CachedClips, EpochOrder, ResidentClips
 from machine import add_contention_options, cpu_model, least_contended, machine_busy_s  # bench/machine.py
 
 PRESET = "base-random"

@@ -219,8 +219,9 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
     Raises:
         ValueError: neither `store` nor both `dataset` and `root` are given, or both are.
     """
-    from dfer.train.checkpoint import load_run
-    from dfer.train.evaluate import cache_for_folder, evaluate_run, extract_like_run
+    from dfer.evaluation.evaluate import evaluate_run
+    from dfer.evaluation.raw_folder import cache_for_folder, extract_like_run
+    from dfer.runs.load import load_run
 
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(run) for run in runs]
     if (store is None) == (dataset is None or root is None):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from dfer.errors import InputError
+from dfer.errors import InputError, NotARun
 
 
 def media_inputs(paths: Iterable[Path]) -> None:
@@ -39,24 +39,14 @@ def media_inputs(paths: Iterable[Path]) -> None:
                 raise InputError(path, error.reason) from None
 
 
-def fold_runs(folder: Path) -> list[str]:
-    """The fold runs (fold1, fold2, ...) of a cross-validation folder, by name; [] for anything else."""
-    return sorted(p.name for p in Path(folder).glob("fold*") if (p / "config.json").exists())
-
-
 def run_folder(run: str | Path, cross_validation: bool = False) -> Path:
-    """The folder a RUN / --model names (a run folder or a bundled model), checked to hold a run's config.json;
-    with `cross_validation`, a folder of fold runs (`dfer train --fold all`) is taken too."""
-    from dfer.models import resolve_run
+    """`dfer.runs.folder.run_folder`, its `NotARun` reported as the RUN argument's `InputError`."""
+    from dfer.runs.folder import run_folder as checked
 
-    folder = resolve_run(run)
-    if (folder / "config.json").exists():
-        return folder
-    folds = fold_runs(folder)
-    if folds and cross_validation:
-        return folder
-    hint = f" It holds fold runs {folds}: pass one, e.g. {folder / folds[0]}." if folds else ""
-    raise InputError(run, f"not a dfer run (no config.json).{hint}")
+    try:
+        return checked(run, cross_validation)
+    except NotARun as error:
+        raise InputError(error.what, error.reason) from None
 
 
 def model_inputs(models: Iterable[str] | None) -> None:

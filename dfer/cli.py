@@ -295,7 +295,7 @@ def evaluate(
         from dfer.data import check_dataset
 
         check_dataset(dataset, root)
-    from dfer.train.report import comparison_table, metrics_table
+    from dfer.runs.report import comparison_table, metrics_table
 
     result = api.evaluate(runs, store=store, dataset=dataset, root=root, device=device, out=out, adapt=adapt)
     if as_json:
@@ -386,7 +386,7 @@ def card(run: str = typer.Argument(..., help="a run folder (or cross-validation 
                                    "face")) -> None:
     """Write RUN/README.md again: the run's model card in the Hugging Face format (metadata, results, usage)."""
     folder = checks.run_folder(run, cross_validation=True)
-    from dfer.train.card import write_card
+    from dfer.runs.card import write_card
 
     console.print(f"wrote {write_card(folder)}", soft_wrap=True)
 

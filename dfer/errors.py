@@ -11,10 +11,8 @@ class DferError(Exception):
     """A mistake in what the user asked for, or in their setup, that dfer can name in one line."""
 
 
-class InputError(DferError, ValueError):
-    """A command's input is not what the command takes: a path that is missing, an empty folder, a file that is
-    not a video, a folder that is not a run or a cache, an unknown dataset or preset. `what` is the input as the
-    user wrote it, so the line names it."""
+class Named(DferError, ValueError):
+    """A refusal of one thing the user named: `what` is that thing as they wrote it, so the line names it."""
 
     def __init__(self, what: object, reason: str):
         super().__init__(what, reason)
@@ -22,6 +20,16 @@ class InputError(DferError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.what}: {self.reason}"
+
+
+class InputError(Named):
+    """A command's input is not what the command takes: a path that is missing, an empty folder, a file that is
+    not a video, a folder that is not a run or a cache, an unknown dataset or preset."""
+
+
+class NotARun(Named):
+    """A folder named as a run holds none (no config.json): raised where runs are read (`dfer.runs.folder`), and
+    reported by the CLI as the `InputError` of its RUN argument."""
 
 
 class EncoderUnavailable(DferError):

@@ -20,8 +20,8 @@ import soundfile as sf
 
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[3]  # HAP: a clear, frontal face

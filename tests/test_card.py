@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.encoders import build_encoder
+from dfer.runs.card import write_card
 from dfer.testing.synthetic_store import make_synthetic_store
-from dfer.train.card import write_card
 
 HEADS = "heads: {d_model: 16, roi_queries: 2, temporal_layers: 1, heads: 2, cfc_units: 16}\n"  # tiny, as test_probe's
 KEYS = {("accuracy", None): "WAR", ("recall", "macro"): "UAR", ("f1", "weighted"): "weighted_f1",

@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from dfer.media.decode import decode_clip
-from dfer.models import resolve_run
 from dfer.predict.command import predict
 from dfer.predict.ensemble import Ensemble, fuse, load_model
 from dfer.predict.predictor import UnusableClip
 from dfer.predict.timeline import FileTimeline
-from dfer.predict.sample import SAMPLE
+from dfer.runs.folder import resolve_run
 from dfer.serve.app import create_app
+from dfer.testing.sample import SAMPLE
 from dfer.testing.synth import write_clip
 
 HAPPY = SAMPLE / "VideoFlash" / "1001_DFA_HAP_XX.flv"

@@ -21,8 +21,8 @@ from dfer.heads import FUSIONS, DferHeads, HeadConfig
 from dfer.predict.explain import HEAT, ZEROSHOT_HEAT, Explanation, explain_batch, explain_file
 from dfer.predict.explain_figure import CROP_LABEL, PER_ROW, explanation_figure
 from dfer.predict.predictor import OutputStems, Predictor
-from dfer.predict.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
+from dfer.testing.sample import SAMPLE, sample_run
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
 # Toy sizes: a 4x4 grid on 64 px crops (the `tiny` vision preset), 6 frames, 3 classes.

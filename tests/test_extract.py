@@ -175,7 +175,7 @@ def test_evaluating_a_run_on_a_folder_extracts_with_its_stores_exact_face_settin
     """`dfer evaluate --root` extracts a folder as the run's store was made: a run from a store of one large-first
     pass, shrinking bilinear (settings no name stands for today), gets those, not today's `large-first`. Exact
     settings are a FaceSettings, which no recipe can give."""
-    from dfer.train.evaluate import extract_like_run
+    from dfer.evaluation.raw_folder import extract_like_run
 
     fingerprint = open_cache(reference_store).fingerprint
     fingerprint["face_detect"] = {"method": "large-first", "detect_size": 360, "min_face": 20, "large_face": 8}

@@ -13,16 +13,16 @@ import transformers
 from fastapi.testclient import TestClient
 
 from dfer.encoders import build_encoder
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.extract.pipeline import ExtractConfig, run as extract
 from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
 from dfer.params import parameter_table
 from dfer.predict.explain import ZEROSHOT_HEAT, explain_file
-from dfer.serve.app import create_app
 from dfer.predict.predictor import Predictor
+from dfer.serve.app import create_app
 from dfer.store.reader import open_cache
 from dfer.train.config import make_config
-from dfer.train.evaluate import evaluate_run
 from dfer.train.run import train
 from dfer.train.zeroshot import make_zeroshot_config, zeroshot
 

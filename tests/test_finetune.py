@@ -16,23 +16,26 @@ from typer.testing import CliRunner
 
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.extract.pipeline import ExtractConfig, run as extract
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.command import finetune as finetune_command
 from dfer.finetune.config import FinetuneConfig, make_finetune_config
 from dfer.finetune.data import MediaClips
-from dfer.finetune.evaluate import is_end_to_end, load_end_to_end
 from dfer.finetune.model import EndToEnd
+from dfer.finetune.model import load_end_to_end
 from dfer.finetune.run import build_encoders, finetune, finetune_folds
 from dfer.finetune.trainable import layer_groups, make_trainable
+from dfer.inference.batch import collate
+from dfer.inference.score import predict
+from dfer.runs.folder import is_end_to_end
+from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
 from dfer.testing.synth import write_audio
-from dfer.train import checkpoint
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, collate
-from dfer.train.evaluate import evaluate_run
-from dfer.train.loop import loader_for, predict
+from dfer.train.data import CachedClips
+from dfer.train.loop import loader_for
 from dfer.train.run import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +86,7 @@ def batch_of(store: Path, modalities: str = "av", indices=(0, 1, 2)) -> dict[str
 
 def test_rebuilt_encoders_reproduce_the_cached_tokens(store, init_run):
     reader = open_cache(store)
-    heads, _ = checkpoint.load_run(init_run)
+    heads, _ = load_run(init_run)
     vision, audio = build_encoders(reader.fingerprint, "av", FinetuneConfig(), torch.device("cpu"))
     with torch.no_grad():
         tokens = EndToEnd(heads, vision, audio, "fp32").eval().encode(batch_of(store))
@@ -127,7 +130,7 @@ def test_finetune_trains_encoders_and_heads(tuned, init_run, store):
 @pytest.mark.parametrize("unfreeze", ["last:1", "lora:2"])
 def test_partial_unfreezing_leaves_the_rest_untouched(store, init_run, unfreeze):
     reader = open_cache(store)
-    heads, _ = checkpoint.load_run(init_run)
+    heads, _ = load_run(init_run)
     vision, audio = build_encoders(reader.fingerprint, "av", FinetuneConfig(), torch.device("cpu"))
     mode, number = FinetuneConfig(unfreeze=unfreeze).mode
     for encoder in (vision, audio):

@@ -412,7 +412,7 @@ def test_old_runs_pool_video_statistics_of_the_raw_tokens(tmp_path):
     trained with, and gives the same logits, through `load_run` as `dfer evaluate` / `predict` / `finetune` do."""
     from safetensors.torch import save_file
 
-    from dfer.train.checkpoint import load_run
+    from dfer.runs.load import load_run
 
     torch.manual_seed(0)
     config = tiny_config(d_model=16, cfc_units=16, vision_dim=48)

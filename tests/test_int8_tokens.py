@@ -17,14 +17,15 @@ import torch
 from typer.testing import CliRunner
 
 from dfer.cli import app
+from dfer.evaluation.evaluate import evaluate_run
+from dfer.inference.batch import collate, to_device
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.testing.synth import write_audio, write_clip
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, ResidentClips, collate, to_device
-from dfer.train.evaluate import evaluate_run
+from dfer.train.data import CachedClips, ResidentClips
 from dfer.train.predictions import read_predictions
 from dfer.train.probe import make_probe_config, probe
 from dfer.train.run import train

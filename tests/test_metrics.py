@@ -12,8 +12,8 @@ from sklearn.metrics import (balanced_accuracy_score, classification_report, con
 
 from dfer.train.metrics import (ECE_BINS, classification_metrics, expected_calibration_error, reliability_bins,
                                 summarise_folds)
+from dfer.runs.report import folds_table, markdown_header, markdown_row, metrics_table
 from dfer.train.plots import save_confusion_png, save_recall_png, save_reliability_png
-from dfer.train.report import folds_table, markdown_header, markdown_row, metrics_table
 
 CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
 

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.media.decode import decode_clip
-from dfer.models import bundled, model_facts, resolve_run
-from dfer.models.bundle import sha256
+from dfer.models import bundled, model_facts
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE
+from dfer.runs.bundle import sha256
+from dfer.runs.folder import resolve_run
+from dfer.testing.sample import SAMPLE
 
 DISGUST = SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv"
 

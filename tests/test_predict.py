@@ -16,16 +16,17 @@ from typer.testing import CliRunner
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.errors import InputError
-from dfer.predict.command import predict
+from dfer.inference.score import predict as run_heads
 from dfer.media.decode import ClipError
+from dfer.predict.command import predict
 from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
-from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
+from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.testing.synth import write_clip
-from dfer.train.checkpoint import load_run
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
-from dfer.train.loop import loader_for, predict as run_heads
+from dfer.train.loop import loader_for
 from dfer.train.run import train
 
 CLIPS = sorted((SAMPLE / "VideoFlash").glob("*.flv"))

@@ -11,18 +11,20 @@ import torch
 from typer.testing import CliRunner
 
 from dfer.cli import app
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
 from dfer.heads import LinearProbe
+from dfer.inference.batch import collate
+from dfer.inference.score import predict
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synthetic_store import make_synthetic_store
-from dfer.train.checkpoint import load_run
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, collate
-from dfer.train.evaluate import evaluate_run
-from dfer.train.loop import loader_for, predict
+from dfer.train.data import CachedClips
+from dfer.train.loop import loader_for
 from dfer.train.predictions import read_predictions
 from dfer.train.probe import PooledClips, fit_probe, make_probe_config, pooled_features, probe
 from dfer.train.splits import plan

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from dfer.inference.batch import to_device
 from dfer.store.reader import open_cache
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import data
 from dfer.train.config import make_config
-from dfer.train.data import CachedClips, EpochOrder, ResidentClips, clip_sets, resident_bytes, to_device
+from dfer.train.data import CachedClips, EpochOrder, ResidentClips, clip_sets, resident_bytes
 from dfer.train.loop import loader_for
 from dfer.train.run import train
 from dfer.train.splits import plan

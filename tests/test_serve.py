@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
 from dfer.serve.app import create_app
 from dfer.serve.cores import CoreShares, cores_each
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]

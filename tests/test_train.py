@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.distributed import Ranks
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.extract.pipeline import extract_config
 from dfer.finetune.config import make_finetune_config
 from dfer.heads import FUSIONS, DferHeads
@@ -25,7 +26,6 @@ from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import checkpoint
 from dfer.train.config import head_config, make_config
 from dfer.train.data import CachedClips
-from dfer.train.evaluate import evaluate_run
 from dfer.train.loop import fit
 from dfer.train.predictions import read_predictions
 from dfer.train.run import train

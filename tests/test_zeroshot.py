@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from dfer.cli import app
 from dfer.data.names import match_labels
 from dfer.encoders import build_encoder
+from dfer.evaluation.evaluate import evaluate_run
 from dfer.heads import ZeroShot
 from dfer.heads.probe import ABSENT
+from dfer.runs.load import load_run
 from dfer.testing.synthetic_store import make_synthetic_store
-from dfer.train.checkpoint import load_run
-from dfer.train.evaluate import evaluate_run
 
 FACEAPI = build_encoder("vision", "faceapi", meta=True).describe()  # its fingerprint entry, weights not needed
 LABELS = FACEAPI["labels"]  # neutral, happy, sad, angry, fearful, disgusted, surprised

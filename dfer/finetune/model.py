@@ -5,7 +5,8 @@
 
 The encoders produce exactly what stage 1 cached (the heads were trained on that), so before the first step
 the model scores clips as the stage-2 run did. Only the streams the heads use are built: an audio-only model
-has no vision encoder and never reads a face.
+has no vision encoder and never reads a face. `load_end_to_end` rebuilds a fine-tuned run's model from its folder:
+its heads (`dfer.runs.load.load_run`) behind the encoders saved beside them (RUN/vision, RUN/audio).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dfer.encoders import rebuild_encoder
 from dfer.finetune.trainable import frozen_roots, lora_merged
 from dfer.heads import DferHeads
-from dfer.train import checkpoint
+from dfer.heads.fusion import STREAMS
+from dfer.runs.files import save_weights
+from dfer.runs.load import load_run
 
 MEDIA_KEYS = ("faces", "waveform", "num_samples")
 
@@ -98,9 +102,24 @@ class EndToEnd(nn.Module):
 
     def save(self, run: Path, kind: str) -> None:
         """What the training loop keeps: heads as RUN/{kind}.safetensors, and for "best" the encoders too."""
-        checkpoint.save_weights(self.heads, run / f"{kind}.safetensors")
+        save_weights(self.heads, run / f"{kind}.safetensors")
         if kind == "best":
             self.save_encoders(run)
+
+
+def load_end_to_end(run: Path, device: str = "cpu") -> tuple[EndToEnd, dict]:
+    """The best heads of RUN2 behind the encoders saved with them, in eval mode."""
+    run = Path(run)
+    heads, config = load_run(run, "best", device)
+    if "finetune" not in config:
+        raise ValueError(f"{run}: not a fine-tuned run (its config has no finetune section)")
+    streams = STREAMS[config["heads"]["modalities"]]
+    recorded = config["fingerprint"]
+    with quiet_transformers():
+        vision = rebuild_encoder("vision", recorded["vision"], device, run / "vision") if "video" in streams else None
+    audio = rebuild_encoder("audio", recorded["audio"], device, run / "audio") if "audio" in streams else None
+    model = EndToEnd(heads, vision, audio, config["finetune"]["precision"])
+    return model.to(device).eval(), config
 
 
 @contextmanager

@@ -30,17 +30,17 @@ from dfer.encoders import rebuild_encoder
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.config import FinetuneConfig
 from dfer.finetune.data import MediaClips, check_media
-from dfer.finetune.evaluate import load_end_to_end
-from dfer.finetune.model import EndToEnd
+from dfer.finetune.model import EndToEnd, load_end_to_end
 from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
 from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
+from dfer.inference.score import predict
+from dfer.runs.card import write_card
+from dfer.runs.files import write_json
+from dfer.runs.load import load_run
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
-from dfer.train import checkpoint
-from dfer.train.card import write_card
-from dfer.train.evaluate import TOKEN_FIELDS
-from dfer.train.loop import fit, loader_for, predict
+from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import reported_metrics, run_config, write_folds_summary, write_test_results
 from dfer.train.splits import Split, plan
@@ -53,7 +53,7 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     init, out = Path(init), Path(out)
     if out.resolve() == init.resolve():
         raise ValueError(f"--out {out} is the init run: give the fine-tuned run its own folder")
-    heads, init_config = checkpoint.load_run(init, "best")
+    heads, init_config = load_run(init, "best")
     if not isinstance(heads, DferHeads):
         raise ValueError(f"--init {init}: a {init_config.get('model')} run has no heads to fine-tune; start from a "
                          "`dfer train` run")
@@ -62,8 +62,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     check_media(reader, modalities)
     if reader.classes != init_config["classes"]:
         raise ValueError(f"{store}: classes {reader.classes} differ from the init run's {init_config['classes']}")
-    fp.check(reader.path, {k: init_config["fingerprint"][k] for k in TOKEN_FIELDS},
-             {k: reader.fingerprint[k] for k in TOKEN_FIELDS})  # the heads were trained on this store's tokens
+    fp.check(reader.path, {k: init_config["fingerprint"][k] for k in fp.TOKEN_FIELDS},
+             {k: reader.fingerprint[k] for k in fp.TOKEN_FIELDS})  # the heads were trained on this store's tokens
     split = _split(reader, init_config, cfg, modalities)
     ranks = distributed.ranks()
     show = show and ranks.is_main
@@ -97,7 +97,7 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
                         finetune=tuned)
     if ranks.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_json(out / "config.json", config)
+        write_json(out / "config.json", config)
     if show:
         trainable = config["finetune"]["trainable"]
         console.print(f"[bold]{out}[/]: {len(split.train)} train, {len(split.val)} val, {len(split.test)} test clips; "
@@ -148,7 +148,7 @@ def finetune_folds(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show
 
 
 def _carded(out: Path, figures: dict) -> dict:
-    """`figures`, once rank 0 has written OUT's model card (`dfer.train.card`)."""
+    """`figures`, once rank 0 has written OUT's model card (`dfer.runs.card`)."""
     if distributed.ranks().is_main:
         write_card(out)
     return figures

@@ -45,7 +45,7 @@ def adapt_features(pooled: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
 
 
 class LinearProbe(nn.Module):
-    """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.train.data.collate`)."""
+    """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.inference.batch.collate`)."""
 
     def __init__(self, modalities: str, vision_dim: int, audio_dim: int, num_classes: int, adapt: bool = False):
         super().__init__()

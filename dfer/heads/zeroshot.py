@@ -56,11 +56,11 @@ class ZeroShot(nn.Module):
         self.register_buffer("mapping", mapping, persistent=False)
         self.register_buffer("log_prior", torch.zeros(num_classes))
 
-    @property
     def input_statistics(self) -> dict:
         """None to adapt: the encoder's own classifier reads its tokens as they are (`dfer.adapt`)."""
         return {}
 
+    @property
     def known(self) -> torch.Tensor:
         """(C,) bool: the store classes some label means."""
         return self.mapping.sum(0) > 0

@@ -6,8 +6,7 @@ and its protocol) and the SHA-256 of its weights as the make target that writes 
 (`make models`, the `models` target of the Makefile). `pip install` carries them, so `dfer predict FILE --model voice`
 answers before anything is trained.
 
-`resolve_run` is the one place a `--model` / RUN argument becomes a folder: an existing path is itself (a local
-folder called `voice` wins over the bundled one), a bundled name is its folder in the package.
+`dfer.runs.folder.resolve_run` turns a `--model` / RUN argument that names one of these into its folder.
 """
 
 from __future__ import annotations
@@ -23,18 +22,6 @@ MODEL_FILE = "model.json"
 def bundled() -> dict[str, Path]:
     """name -> folder of every model shipped in the package, by name."""
     return {folder.name: folder for folder in sorted(BUNDLED_ROOT.iterdir()) if (folder / MODEL_FILE).exists()}
-
-
-def resolve_run(run: str | Path) -> Path:
-    """A run folder, or the folder of a bundled model named `run`; a path that is neither is an error naming both
-    what it looked for and the bundled names."""
-    path = Path(run)
-    if path.exists():
-        return path
-    models = bundled()
-    if str(run) in models:
-        return models[str(run)]
-    raise FileNotFoundError(f"{run}: no such run folder, and not a bundled model ({', '.join(models) or 'none'})")
 
 
 def model_facts(name: str) -> dict:

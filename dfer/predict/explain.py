@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from dfer.heads import DferHeads, ZeroShot
+from dfer.inference.score import autocast
 from dfer.media.decode import DecodedClip
 from dfer.predict.explain_figure import save_explanation_png
 from dfer.predict.predictor import OutputStems, Predictor
-from dfer.train.loop import autocast
 
 DIGITS = 6  # probabilities and attention are rounded to this many decimals in the JSON
 # What a crop's heat is, in the colour bar's two short lines (they fit beside one row of crops)

@@ -39,14 +39,14 @@ from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
 from dfer.heads.fusion import STREAMS
-from dfer.models import resolve_run
+from dfer.inference.batch import collate, fields_for
+from dfer.inference.score import predict as run_heads
 from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
+from dfer.runs.folder import resolve_run
+from dfer.runs.load import load_run, run_display_names
 from dfer.store.schema import Layout, blank_row
-from dfer.train.checkpoint import load_run, run_display_names
-from dfer.train.data import collate, fields_for
-from dfer.train.loop import predict as run_heads
 
 
 @dataclass

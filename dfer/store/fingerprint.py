@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
+TOKEN_FIELDS = ("vision", "audio", "frames", "sample_rate", "crop_margin")  # what decides a store's tokens
+
+
 class FingerprintMismatch(ValueError):
     """Raised when a store is opened with settings that would produce different tokens."""
 

@@ -2,9 +2,10 @@
 of them each stage's batches read.
 
 Stage 1 writes these arrays (`dfer.extract.batch`), `ClipStore` creates them, stage 2 and stage 3 read them
-(`dfer.train.data`, `dfer.finetune.data`) and `dfer predict` fills the rows of a clip without a stream as a store
-would. Keeping the names, shapes, dtypes, fills and encodings here means a change to the layout is one edit, and
-a reader cannot disagree with the writer. Changing any spec changes what existing stores hold: bump `FORMAT`.
+(`dfer.inference.batch`, `dfer.train.data`, `dfer.finetune.data`) and `dfer predict` fills the rows of a clip without
+a stream as a store would. Keeping the names, shapes, dtypes, fills and encodings here means a change to the layout
+is one edit, and a reader cannot disagree with the writer. Changing any spec changes what existing stores hold: bump
+`FORMAT`.
 `cache/README.md` documents every array listed here.
 """
 
@@ -180,7 +181,7 @@ def decode_tokens(stored, scale=None, offset=None):
     """Stored tokens back to float32 for the heads: float16 as they are, int8 as `codes * scale + offset`.
 
     The same function decodes numpy rows and torch tensors: a training batch moves to the device
-    as int8 codes and is decoded there (`dfer.train.data.to_device`), a quarter of the bytes of float32. `scale` and
+    as int8 codes and is decoded there (`dfer.inference.batch.to_device`), a quarter of the bytes of float32. `scale` and
     `offset` broadcast against the codes (a clip's (1, ..., D), or a batch's (B, 1, ..., D))."""
     if scale is None:
         return stored.float() if hasattr(stored, "float") else stored.astype(np.float32)

@@ -1,10 +1,6 @@
-"""Run folders on disk: safetensors weights and JSON, so loading a run never unpickles anything.
-
-A run folder holds `config.json` (training settings, head config, classes and their display names, the cache
-fingerprint and path, the split), `best.safetensors` / `last.safetensors` (head weights), and `resume.safetensors` +
-`resume.json` (optimizer and schedule state) so `--resume` continues exactly where a run stopped. A `dfer probe`
-run holds `config.json` (with "model": "probe") and `best.safetensors` only: a fit has no epochs; so does a
-`dfer zeroshot` run ("model": "zeroshot": the vision encoder's own classifier and a class prior).
+"""Training state for `--resume`: `resume.safetensors` (the optimizer's tensors) and `resume.json` (epoch, best
+score, parameter groups, schedule), beside the run folder's weights (`dfer.runs.files`), so a resumed run continues
+exactly where it stopped. Only training writes or reads these; every other use of a run folder is `dfer.runs`'.
 """
 
 from __future__ import annotations
@@ -15,53 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from dfer.checks import run_folder
-from dfer.data.names import display_names
-from dfer.heads import DferHeads, HeadConfig, LinearProbe, ZeroShot
-
-
-def write_json(path: Path, value: dict) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(value, indent=2))
-    partial.replace(path)
-
-
-def save_weights(module: torch.nn.Module, path: Path) -> None:
-    state = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
-    partial = path.with_suffix(".partial")
-    save_file(state, str(partial))
-    partial.replace(path)
-
-
-def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    return load_file(str(path), device=str(device))
-
-
-# config["model"] -> the module its config["heads"] describes; runs made before the probe have no "model": heads
-MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": lambda heads: LinearProbe(**heads),
-          "zeroshot": lambda heads: ZeroShot(**heads)}
-
-
-def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe | ZeroShot, dict]:
-    """Rebuild the model of a run folder or bundled model (the heads, a linear probe or a zero-shot classifier) from
-    its JSON config and weights."""
-    run = run_folder(run)
-    config = json.loads((run / "config.json").read_text())
-    kind = config.get("model", "heads")
-    if kind not in MODELS:
-        raise ValueError(f"{run}: unknown model {kind!r} in config.json; known: {sorted(MODELS)}")
-    weights = run / f"{which}.safetensors"
-    if not weights.exists():
-        raise FileNotFoundError(f"{run}: no {weights.name} in this {kind} run")
-    model = MODELS[kind](config["heads"])
-    model.load_state_dict(load_weights(weights, device))
-    return model.to(device).eval(), config
-
-
-def run_display_names(config: dict) -> list[str]:
-    """The display names of a run's classes: config.json's "display_names", or for a run made before they were
-    recorded, the names `dfer.data.names` gives its dataset's codes today."""
-    return config.get("display_names") or display_names(config["dataset"], config["classes"])
+from dfer.runs.files import write_json
 
 
 def save_resume(run: Path, optimizer: torch.optim.Optimizer, scheduler, progress: dict) -> None:

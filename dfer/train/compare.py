@@ -22,11 +22,11 @@ from rich.console import Console
 
 from dfer import distributed
 from dfer.heads.fusion import STREAMS
+from dfer.runs.report import BASELINES, comparison_table
 from dfer.store.reader import open_cache
 from dfer.train.config import TrainConfig
 from dfer.train.probe import probe, probe_config_for
 from dfer.train.protocol import ProtocolResult, reported_metrics
-from dfer.train.report import BASELINES, comparison_table
 from dfer.train.zeroshot import ZeroShotConfig, has_classifier, zeroshot
 
 console = Console()

@@ -1,8 +1,4 @@
-"""Batches of cached clips for the heads: only the arrays the chosen modalities need, from the store or the device.
-
-An audio-only model never reads `video/tokens` (the largest array by far), so it trains at the speed of the
-audio tokens. Audio tokens are stored padded to the store's longest span; a batch is trimmed to its own
-longest clip, which is most of the speed-up on short-clip datasets.
+"""Batches of cached clips for training: the arrays the chosen modalities need, from the store or the device.
 
 Two sources of batches, one interface (`batches(order, batch_size, workers)`, iterated once per epoch):
 - `CachedClips` reads one clip at a time from the store in DataLoader workers (`collate` stacks them);
@@ -10,12 +6,9 @@ Two sources of batches, one interface (`batches(order, batch_size, workers)`, it
   with their scales, or float16), and draws each batch there by index: no workers, no per-clip Python. The store
   reader gives ~80 base-size audio-visual clips/s; the heads train thousands a second on a GPU.
 Both draw the same positions from an `EpochOrder`, cut them into an epoch's batches the same way (`EpochBatches`,
-which also gives each torchrun rank its share) and finish a batch the same way (`finish`), so a run gives the same
-batches, and the same result, from either.
-
-Tokens of an int8 store stay int8 codes, with their per-clip scales and offsets, until `to_device` has moved them:
-the device decodes them (`dfer.store.schema.decode_tokens`), so a batch crosses to it at a quarter of float32's bytes
-and a resident split takes a quarter of float32's memory. float16 tokens are decoded to float32 in `finish`.
+which also gives each torchrun rank its share) and finish a batch the same way (`dfer.inference.batch.finish`), so a
+run gives the same batches, and the same result, from either. A batch's arrays, trimming and token decoding are
+`dfer.inference.batch`'s, shared with prediction.
 """
 
 from __future__ import annotations
@@ -29,17 +22,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dfer.distributed import ALONE, Ranks
 from dfer.heads.fusion import STREAMS
+from dfer.inference.batch import collate, fields_for, finish
 from dfer.store.reader import CacheReader
-from dfer.store.schema import SCALE_SUFFIXES, TOKEN_KEYS, batch_arrays, decode_tokens
 from dfer.train.splits import Split
 
 Statistics = Callable[[dict], dict] | None  # a batch -> the batch with its clips' adaptation statistics
 RESIDENT_SHARE = 0.8  # of the device's free memory a resident split may take: the rest is the heads' activations
-
-
-def fields_for(modalities: str, token_dtype: str = "float16") -> dict[str, str]:
-    """Batch key -> store array for a `modalities` heads model (`dfer.store.schema.TOKEN_BATCH`)."""
-    return batch_arrays(STREAMS[modalities], token_dtype=token_dtype)
 
 
 class EpochOrder(Sampler[int]):
@@ -92,35 +80,6 @@ class EpochBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(range(self.ranks.rank, self.total, self.ranks.world))
-
-
-def finish(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Stacked clip rows as the heads take them, on whichever device they are: audio trimmed to the batch's longest
-    clip, float16 tokens decoded to float32, lengths and labels int64. int8 tokens stay codes until `to_device`."""
-    if "audio_tokens" in batch:
-        longest = max(int(batch["audio_length"].max()), 1)
-        batch["audio_tokens"] = batch["audio_tokens"][:, :longest]  # (B, Ta_batch, Da)
-        batch["audio_length"] = batch["audio_length"].long()
-    for key in TOKEN_KEYS:
-        if key in batch and batch[key].dtype == torch.float16:
-            batch[key] = decode_tokens(batch[key])  # float16 in the store, float32 for the heads
-    batch["label"] = batch["label"].long()
-    return batch
-
-
-def collate(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Rows read from the store, stacked and `finish`ed."""
-    return finish({key: torch.from_numpy(np.stack([row[key] for row in rows])) for key in rows[0]})
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """The batch on `device`, int8 tokens decoded there: every batch the heads see has float32 tokens."""
-    batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-    for key in TOKEN_KEYS:
-        if key + SCALE_SUFFIXES[0] in batch:
-            scale, offset = (batch.pop(key + suffix) for suffix in SCALE_SUFFIXES)  # (B, 1, ..., D) each
-            batch[key] = decode_tokens(batch[key], scale, offset)  # int8 (B, ..., D) -> float32
-    return batch
 
 
 class CachedClips(Dataset):

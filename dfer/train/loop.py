@@ -28,31 +28,16 @@ from dfer import distributed
 from dfer.distributed import ALONE, Ranks
 from dfer.heads import DferHeads
 from dfer.host_memory import keep_freed_memory
+from dfer.inference.batch import to_device
+from dfer.inference.score import autocast, predict
+from dfer.runs.files import load_weights, save_weights
 from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
-from dfer.train.data import CachedClips, EpochBatches, EpochOrder, ResidentClips, to_device
+from dfer.train.data import CachedClips, EpochBatches, EpochOrder, ResidentClips
 from dfer.train.metrics import classification_metrics
 
 Clips = CachedClips | ResidentClips  # from the store, or resident on the device: `batches` either way
 LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_WAR", "val_UAR", "lr", "steps_per_s", "seconds"]
-
-
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (n,) and class probabilities (n, C) over a loader (`loader_for`), in its order."""
-    model.eval()
-    labels, probs = [], []
-    for batch in loader:
-        batch = to_device(batch, device)
-        with autocast(device):
-            logits = model(batch)["logits"]
-        probs.append(logits.float().softmax(-1).cpu().numpy())
-        labels.append(batch["label"].cpu().numpy())
-    return np.concatenate(labels), np.concatenate(probs)
 
 
 def loader_for(dataset: Clips, cfg: TrainConfig, order: EpochOrder | None = None, ranks: Ranks = ALONE):
@@ -131,7 +116,7 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
         find_unused_parameters=True)  # a clip without a stream, or its modality dropped, leaves weights unused
 
     main = ranks.is_main
-    save = save or (lambda kind: checkpoint.save_weights(model, run / f"{kind}.safetensors"))
+    save = save or (lambda kind: save_weights(model, run / f"{kind}.safetensors"))
     optimizer = torch.optim.AdamW(param_groups or model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps  # optimizer steps
     warmup = max(1, int(cfg.warmup_fraction * total))
@@ -139,7 +124,7 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
     if resume and (run / "resume.json").exists():
-        model.load_state_dict(checkpoint.load_weights(run / "last.safetensors", device))
+        model.load_state_dict(load_weights(run / "last.safetensors", device))
         state = checkpoint.load_resume(run, optimizer, scheduler)
     elif main and (not resume or not (run / "log.csv").exists()):
         with open(run / "log.csv", "w", newline="") as file:

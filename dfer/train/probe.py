@@ -36,12 +36,13 @@ from dfer.adapt.settings import LONE, SHRINK, check_adapt
 from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
 from dfer.heads import MODALITIES, LinearProbe
 from dfer.heads.probe import adapt_features
+from dfer.inference.batch import collate, to_device
 from dfer.recipe import settings_from
+from dfer.runs.card import write_card
+from dfer.runs.files import save_weights, write_json
 from dfer.store.reader import CacheReader
-from dfer.train import checkpoint
-from dfer.train.card import write_card
 from dfer.train.config import SELECT_METRICS, TrainConfig
-from dfer.train.data import CachedClips, collate, to_device
+from dfer.train.data import CachedClips
 from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
@@ -236,9 +237,9 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
     fit = {"C": fitted.C, "select_metric": cfg.select_metric, "validation": fitted.validation,
            "fitted_on": ["train", "val"] if split.val else ["train"],
            "iterations": int(fitted.classifier.n_iter_.max())}  # lbfgs's, of the final fit
-    checkpoint.write_json(run / "config.json", run_config(reader, split, model="probe", probe=cfg.to_dict(),
+    write_json(run / "config.json", run_config(reader, split, model="probe", probe=cfg.to_dict(),
                                                           heads=fitted.model.config, fit=fit))
-    checkpoint.save_weights(fitted.model, run / "best.safetensors")
+    save_weights(fitted.model, run / "best.safetensors")
     if show:
         chosen = (f"C {fitted.C:.3g} by validation {cfg.select_metric}" if split.val
                   else f"C {fitted.C:.3g} (no validation clips)")

@@ -24,12 +24,12 @@ from rich.console import Console
 
 import dfer
 from dfer import distributed
+from dfer.runs.files import write_json
+from dfer.runs.report import folds_table, markdown_header, markdown_row, metrics_table
 from dfer.store.reader import CacheReader, open_cache
-from dfer.train.checkpoint import write_json
 from dfer.train.metrics import classification_metrics, summarise_folds
 from dfer.train.plots import save_confusion_png, save_recall_png, save_reliability_png
 from dfer.train.predictions import Predictions, pool, read_predictions, write_predictions
-from dfer.train.report import folds_table, markdown_header, markdown_row, metrics_table
 from dfer.train.splits import Split, plan
 
 console = Console()

@@ -18,13 +18,15 @@ from dfer import distributed
 from dfer.adapt.batches import speaker_split
 from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
+from dfer.inference.score import predict
+from dfer.runs.card import write_card
+from dfer.runs.files import write_json
+from dfer.runs.load import load_run
 from dfer.store.reader import CacheReader
-from dfer.train import checkpoint
-from dfer.train.card import write_card
 from dfer.train.compare import baselines_beside
 from dfer.train.config import TrainConfig, head_config
 from dfer.train.data import clip_sets, token_statistics
-from dfer.train.loop import fit, loader_for, predict
+from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
@@ -54,7 +56,7 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
         previous = json.loads((run / "config.json").read_text())
         if previous["split"] != config["split"] or previous["heads"] != config["heads"]:
             raise ValueError(f"{run}: --resume needs the same store, split and heads as the run it continues")
-    checkpoint.write_json(run / "config.json", config)
+    write_json(run / "config.json", config)
     if show:
         console.print(f"[bold]{run}[/]: {len(split.train)} train, {len(split.val)} val, {len(split.test)} test clips")
         for note in split.notes:
@@ -77,7 +79,7 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
         state = fit(model, datasets["train"], datasets["val"], cfg, run, classes, resume, progress)
     if not split.test:
         return {}
-    model, _ = checkpoint.load_run(run, "best", cfg.device)
+    model, _ = load_run(run, "best", cfg.device)
     labels, probs = predict(model, loader_for(datasets["test"], cfg), torch.device(cfg.device))
     return write_test_results(run, reader, split.name, split.test, labels, probs,
                               f"{reader.attrs['dataset']} {split.name}", show, best_epoch=state["best_epoch"])

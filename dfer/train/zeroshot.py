@@ -29,12 +29,13 @@ from dfer import distributed
 from dfer.data.names import match_labels
 from dfer.encoders import rebuild_encoder
 from dfer.heads import MODALITIES, ZeroShot
+from dfer.inference.batch import collate
+from dfer.inference.score import predict
 from dfer.recipe import settings_from
+from dfer.runs.card import write_card
+from dfer.runs.files import save_weights, write_json
 from dfer.store.reader import CacheReader
-from dfer.train import checkpoint
-from dfer.train.card import write_card
-from dfer.train.data import CachedClips, collate
-from dfer.train.loop import predict
+from dfer.train.data import CachedClips
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
 
@@ -112,9 +113,9 @@ def _zeroshot_split(reader: CacheReader, split: Split, run: Path, cfg: ZeroShotC
     model, unmatched = build_zeroshot(reader, classifier)
     fitting = split.train + split.val
     model.set_prior(torch.from_numpy(reader.read_all("label")[np.asarray(fitting, np.int64)]))
-    checkpoint.write_json(run / "config.json", run_config(reader, split, model="zeroshot", zeroshot=cfg.to_dict(),
+    write_json(run / "config.json", run_config(reader, split, model="zeroshot", zeroshot=cfg.to_dict(),
                                                           heads=model.config, unmatched=unmatched))
-    checkpoint.save_weights(model, run / "best.safetensors")
+    save_weights(model, run / "best.safetensors")
     if show:
         console.print(f"[bold]{run}[/]: zero-shot {reader.fingerprint['vision']['id']} classifier "
                       f"({', '.join(classifier.labels)}); class prior from {len(fitting)} clips, "

@@ -3,45 +3,20 @@
 The cached tokens of a store were made by the encoders *before* fine-tuning, so they are the wrong input for
 RUN2's heads; the face crops and waveforms are the right one. The store must hold media (`--keep-media`) made
 with the same frames, sample rate and crop margin as the run's own store; the encoders it names do not
-matter. `dfer.train.evaluate.evaluate_run` (`dfer evaluate RUN2 --store STORE`) scores RUN2 through
+matter. `dfer.evaluation.evaluate.evaluate_run` (`dfer evaluate RUN2 --store STORE`) scores RUN2 through
 `end_to_end_for` when RUN2/config.json has a "finetune" section, on the clips it scores any run on.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from dfer.encoders import rebuild_encoder
 from dfer.finetune.data import check_media
-from dfer.finetune.model import EndToEnd, quiet_transformers
-from dfer.heads.fusion import STREAMS
+from dfer.finetune.model import EndToEnd, load_end_to_end
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader
-from dfer.train import checkpoint
 
 MEDIA_FIELDS = ("frames", "sample_rate", "crop_margin")  # what shapes the crops and waveforms
-
-
-def is_end_to_end(run: Path) -> bool:
-    """A run folder written by `dfer finetune` (its config has a "finetune" section)."""
-    path = Path(run) / "config.json"
-    return path.exists() and "finetune" in json.loads(path.read_text())
-
-
-def load_end_to_end(run: Path, device: str = "cpu") -> tuple[EndToEnd, dict]:
-    """The best heads of RUN2 behind the encoders saved with them, in eval mode."""
-    run = Path(run)
-    heads, config = checkpoint.load_run(run, "best", device)
-    if "finetune" not in config:
-        raise ValueError(f"{run}: not a fine-tuned run (its config has no finetune section)")
-    streams = STREAMS[config["heads"]["modalities"]]
-    recorded = config["fingerprint"]
-    with quiet_transformers():
-        vision = rebuild_encoder("vision", recorded["vision"], device, run / "vision") if "video" in streams else None
-    audio = rebuild_encoder("audio", recorded["audio"], device, run / "audio") if "audio" in streams else None
-    model = EndToEnd(heads, vision, audio, config["finetune"]["precision"])
-    return model.to(device).eval(), config
 
 
 def end_to_end_for(run: Path, reader: CacheReader, device: str = "cpu") -> tuple[EndToEnd, dict]:

@@ -2,7 +2,7 @@
 first), the same way whichever command made the run.
 
 `evaluate_run` picks how the model reads a clip: a fine-tuned run (its config has a "finetune" section) from the
-store's face crops and waveforms through its own encoders (`dfer.finetune.evaluate`), a heads or linear-probe run
+store's face crops and waveforms through its own encoders (`dfer.evaluation.end_to_end`), a heads or linear-probe run
 from the cached tokens. Tokens from other encoders, frame counts or crops would be silently wrong inputs, so the
 cache's fingerprint must match the run's on every field that shapes the tokens; the error names the ones that
 differ. `clips_to_score` chooses the clips for both.
@@ -10,8 +10,6 @@ differ. `clips_to_score` chooses the clips for both.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +18,21 @@ import torch
 from dfer.adapt.batches import GroupStatistics
 from dfer.adapt.settings import TRAIN_MODES, run_adaptation
 from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
-from dfer.encoders import extraction_seed
+from dfer.evaluation.end_to_end import end_to_end_for
 from dfer.finetune.data import MediaClips
-from dfer.finetune.evaluate import end_to_end_for, is_end_to_end
-from dfer.models import resolve_run
+from dfer.inference.score import predict
+from dfer.runs.files import write_json
+from dfer.runs.folder import is_end_to_end, resolve_run
+from dfer.runs.load import load_run, run_display_names
 from dfer.store import fingerprint as fp
 from dfer.store.reader import CacheReader, open_cache
-from dfer.train import checkpoint
 from dfer.train.config import TrainConfig
 from dfer.train.data import CachedClips
-from dfer.train.loop import loader_for, predict
+from dfer.train.loop import loader_for
 from dfer.train.metrics import classification_metrics
 from dfer.train.protocol import scored_clips, write_clip_files
 from dfer.train.splits import usable_clips
 
-TOKEN_FIELDS = ("vision", "audio", "frames", "sample_rate", "crop_margin")  # what decides the tokens
 TOKEN_BATCH, MEDIA_BATCH = 32, 8  # clips per batch: tokens are small; media go through the encoders too
 
 
@@ -49,7 +47,7 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
         model, config = end_to_end_for(run, reader, device)
         clips, batch_size = MediaClips, MEDIA_BATCH
     else:
-        model, config = checkpoint.load_run(run, "best", device)
+        model, config = load_run(run, "best", device)
         fp.check(reader.path, _token_fields(config["fingerprint"]), _token_fields(reader.fingerprint))
         clips, batch_size = CachedClips, TOKEN_BATCH
     if reader.classes != config["classes"]:
@@ -59,16 +57,15 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
     cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
     statistics, protocol = adaptation(reader, indices, model, config, adapt, is_end_to_end(run))
     dataset = CachedClips(reader, indices, modalities, statistics) if statistics else clips(reader, indices, modalities)
-    loader = loader_for(dataset, cfg)
-    labels, probs = predict(model, loader, torch.device(device))
-    names = checkpoint.run_display_names(config)
+    labels, probs = predict(model, loader_for(dataset, cfg), torch.device(device))
+    names = run_display_names(config)
     metrics = classification_metrics(labels, probs, reader.classes, names)
     metrics.update(run=str(run), store=str(store), subset=subset, display_names=names, protocol=protocol)
     if out is not None:
         out = Path(out)
         write_clip_files(out, scored_clips(reader, indices, labels, probs, names), metrics,
                          f"{config['dataset']} {Path(run).name} on {Path(store).name}")
-        checkpoint.write_json(out / "metrics.json", metrics)
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -110,32 +107,4 @@ def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[
 
 
 def _token_fields(fingerprint: dict) -> dict:
-    return {key: fingerprint[key] for key in TOKEN_FIELDS}
-
-
-def cache_for_folder(config: dict, dataset: str, root: Path, cache_root: Path = Path("cache")) -> Path:
-    """Where `evaluate --dataset --root` keeps the extraction of a folder with the run's encoders (reused next time)."""
-    key = hashlib.sha256(f"{Path(root).resolve()}|{sorted(fp.flatten(config['fingerprint']).items())}".encode())
-    return cache_root / f"{dataset}-eval-{key.hexdigest()[:12]}"
-
-
-def extract_like_run(config: dict, dataset: str, root: Path, out: Path, device: str = "cpu") -> Path:
-    """Extract `root` with exactly the encoders and settings of the run's cache."""
-    from dfer.extract.pipeline import ExtractConfig, run as extract
-    from dfer.faces.settings import FaceSettings
-
-    fingerprint = config["fingerprint"]
-    seed = extraction_seed(fingerprint)
-    summary = extract(ExtractConfig(
-        dataset=dataset, root=root, out=out, vision=fingerprint["vision"]["id"], audio=fingerprint["audio"]["id"],
-        frames=fingerprint["frames"], sample_rate=fingerprint["sample_rate"], crop_margin=fingerprint["crop_margin"],
-        max_seconds=fingerprint["max_seconds"], keep_media=fingerprint["keep_media"], seed=seed, device=device,
-        face_track=fingerprint.get("face_track", "largest"),
-        faces=FaceSettings.of(fingerprint),  # exactly its store's: a run from before issue 21 gets the legacy ones
-        # the same adapter's options (DFEW's frames) carry over; another dataset's adapter would not know them
-        dataset_options=fingerprint.get("dataset_options", {}) if dataset == config["dataset"] else {},
-    ))
-    for clip_id, error in summary.failures:
-        print(f"failed {clip_id}: {error}", file=sys.stderr)  # stdout is for the metrics (`--json`)
-    return out
-
+    return {key: fingerprint[key] for key in fp.TOKEN_FIELDS}

@@ -1,5 +1,5 @@
-"""Human-readable views of metrics: rich tables for the terminal and RESULTS.md rows (shared by stages 2 and 3;
-the PNGs are `dfer.train.plots`).
+"""Human-readable views of metrics: rich tables for the terminal and RESULTS.md rows (shared by stages 2 and 3, the
+model card and `dfer evaluate`; the PNGs are `dfer.train.plots`).
 
 Input is what `dfer.train.metrics` returns (fractions in [0, 1]); everything shown is in percent, as DFER papers
 report WAR/UAR/F1, except counts and NLL.

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from dfer.checks import fold_runs
 from dfer.heads.fusion import STREAMS
 from dfer.models import MODEL_FILE, bundled
-from dfer.train.report import BASELINES, markdown_header, markdown_row
+from dfer.runs.folder import fold_runs
+from dfer.runs.report import BASELINES, markdown_header, markdown_row
 
 CARD = "README.md"
 LICENSE = "apache-2.0"  # dfer's code (pyproject.toml); the training data's own licence is in the body

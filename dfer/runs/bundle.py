@@ -1,8 +1,8 @@
-"""`python -m dfer.models.bundle NAME RUN FACTS.json [METRICS.json]`: make run folder RUN the bundled model NAME
+"""`python -m dfer.runs.bundle NAME RUN FACTS.json [METRICS.json]`: make run folder RUN the bundled model NAME
 (`make models`).
 
 It copies what a run needs to predict (config.json and best.safetensors) into `dfer/models/NAME/`, writes its model
-card (README.md, `dfer.train.card`) and `model.json`: FACTS (the training data and its licence, the headline figure and its protocol, the limitations: a
+card (README.md, `dfer.runs.card`) and `model.json`: FACTS (the training data and its licence, the headline figure and its protocol, the limitations: a
 recipe's own JSON under recipes/models/), the figures of a `dfer evaluate --out` METRICS.json when given (`scored`),
 and the SHA-256 of the weights it copied and the run it copied them from.
 `tests/test_models.py` checks the committed weights against that checksum, so the files in the package are the ones
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from dfer.models import BUNDLED_ROOT, MODEL_FILE
-from dfer.train.card import write_card
+from dfer.runs.card import write_card
 
 REPOSITORY = BUNDLED_ROOT.parents[1]
 RUN_FILES = ("config.json", "best.safetensors")
@@ -63,6 +63,6 @@ def scored_figures(metrics: dict) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) not in (4, 5):
-        sys.exit("usage: python -m dfer.models.bundle NAME RUN FACTS.json [METRICS.json]")
+        sys.exit("usage: python -m dfer.runs.bundle NAME RUN FACTS.json [METRICS.json]")
     facts, *scored = (json.loads(Path(path).read_text()) for path in sys.argv[3:])
     print(bundle(sys.argv[1], Path(sys.argv[2]), facts, *scored))
