@@ -212,7 +212,7 @@ def bench_detection() -> dict:
 
 def make_run(folder: Path, preset: str) -> Path:
     """A run of the 6 sample clips (16 frames, 1 epoch): the stage times below do not depend on training."""
-    from dfer.predict.sample import SMALL_HEADS
+    from dfer.testing.sample import SMALL_HEADS
     from dfer.train.config import make_config
     from dfer.train.run import train
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         print(json.dumps(measure(args.model, args.child, args.limit)))
         return {}
-    from dfer.predict.sample import SAMPLE
+    from dfer.testing.sample import SAMPLE
     from dfer.testing.synth import write_concatenation
 
     clips = sorted((SAMPLE / "VideoFlash").glob("*.flv"))

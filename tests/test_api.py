@@ -18,7 +18,7 @@ import dfer
 from dfer.cli import app
 from dfer.errors import InputError
 from dfer.predict.command import predict as predict_command
-from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
+from dfer.testing.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.store.h5 import export_h5
 from dfer.testing.synthetic_store import make_synthetic_store
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from dfer.media.decode import decode_clip
 from dfer.predict.command import predict
 from dfer.predict.predictor import Predictor, UnusableClip
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
 
 

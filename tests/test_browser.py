@@ -20,7 +20,7 @@ import soundfile as sf
 
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
 from dfer.testing.synth import write_concatenation
 

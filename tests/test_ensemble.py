@@ -20,7 +20,7 @@ from dfer.predict.command import predict
 from dfer.predict.ensemble import Ensemble, fuse, load_model
 from dfer.predict.predictor import UnusableClip
 from dfer.predict.timeline import FileTimeline
-from dfer.predict.sample import SAMPLE
+from dfer.testing.sample import SAMPLE
 from dfer.serve.app import create_app
 from dfer.testing.synth import write_clip
 

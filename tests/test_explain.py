@@ -21,7 +21,7 @@ from dfer.heads import FUSIONS, DferHeads, HeadConfig
 from dfer.predict.explain import HEAT, ZEROSHOT_HEAT, Explanation, explain_batch, explain_file
 from dfer.predict.explain_figure import CROP_LABEL, PER_ROW, explanation_figure
 from dfer.predict.predictor import OutputStems, Predictor
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.serve.app import create_app
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]

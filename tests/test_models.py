@@ -15,7 +15,7 @@ from dfer.media.decode import decode_clip
 from dfer.models import bundled, model_facts, resolve_run
 from dfer.models.bundle import sha256
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE
+from dfer.testing.sample import SAMPLE
 
 DISGUST = SAMPLE / "VideoFlash" / "1001_DFA_DIS_XX.flv"
 

@@ -19,7 +19,7 @@ from dfer.errors import InputError
 from dfer.predict.command import predict
 from dfer.media.decode import ClipError
 from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
-from dfer.predict.sample import SAMPLE, SMALL_HEADS, sample_run
+from dfer.testing.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.store.reader import open_cache
 from dfer.testing.synth import write_clip
 from dfer.train.checkpoint import load_run

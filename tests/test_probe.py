@@ -15,7 +15,7 @@ from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
 from dfer.heads import LinearProbe
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.store.reader import open_cache
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.checkpoint import load_run

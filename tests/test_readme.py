@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dfer.cli import app
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
-from dfer.predict.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE, sample_run
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
 from dfer.serve.app import create_app

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dfer.predict.sample import sample_run
+from dfer.testing.sample import sample_run
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL = REPO / "docs" / "tutorial.md"
