@@ -92,7 +92,14 @@ def test_fold_all_reports_mean_and_std(store, tmp_path):
     assert "±" in result.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["folds"]) == {"fold1", "fold2", "fold3"}
-    assert summary["summary"]["UAR"]["std"] >= 0
+    tested = [json.loads((tmp_path / "run" / fold / "results.json").read_text())["test"]
+              for fold in ("fold1", "fold2", "fold3")]
+    for key in ("WAR", "UAR"):  # mean and sample standard deviation of the folds' own test figures
+        values = [figures[key] for figures in tested]
+        folds = summary["summary"][key]
+        assert folds["values"] == pytest.approx(values)
+        assert folds["mean"] == pytest.approx(np.mean(values))
+        assert folds["std"] == pytest.approx(np.std(values, ddof=1))
     for fold in ("fold1", "fold2", "fold3"):
         run = tmp_path / "run" / fold
         for name in ("config.json", "best.safetensors", "last.safetensors", "log.csv", "results.json", *CLIP_FILES):
