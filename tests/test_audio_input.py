@@ -16,14 +16,8 @@ from typer.testing import CliRunner
 from dfer.media.decode import decode_clip
 from dfer.predict.command import predict
 from dfer.predict.predictor import Predictor, UnusableClip
-from dfer.testing.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE
 from dfer.serve.app import create_app
-
-
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    """The tiny audio-visual sample run (shared with test_predict)."""
-    return Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from dfer.finetune.run import build_encoders, finetune, finetune_folds
 from dfer.finetune.trainable import layer_groups, make_trainable
 from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
+from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.testing.synth import write_audio
 from dfer.train import checkpoint
 from dfer.train.config import make_config
@@ -36,8 +37,6 @@ from dfer.train.loop import loader_for, predict
 from dfer.train.run import train
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "cremad"
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 CLIPS = 4
 
 

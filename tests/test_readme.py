@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.predict.predictor import Predictor
-from dfer.testing.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -67,9 +67,9 @@ def test_shell_lines_parse():
 
 
 @pytest.fixture(scope="module")
-def demo_folder(tmp_path_factory) -> Path:
+def demo_folder(sample_made, tmp_path_factory) -> Path:
     """A folder laid out as the quickstart expects after `make demo`."""
-    run = sample_run(tmp_path_factory.getbasetemp() / "sample-run")
+    run = sample_made[1]
     folder = tmp_path_factory.mktemp("quickstart")
     (folder / "runs").mkdir()
     (folder / "runs" / "demo").symlink_to(run, target_is_directory=True)

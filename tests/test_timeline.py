@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from dfer.faces.track import Detections, FaceTrace, continuing_track, plan_track
 from dfer.media.stream import WindowReader
 from dfer.predict.command import predict
-from dfer.testing.sample import sample_run
 from dfer.predict.timeline import FileTimeline, default_window, plan_windows, segment_top
 from dfer.predict.timeline_files import FIXED, PROB
 from dfer.store.reader import open_cache
@@ -28,9 +27,8 @@ VTT_CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """The session's tiny sample run (shared with test_predict, test_serve)."""
-    return sample_run(tmp_path_factory.getbasetemp() / "sample-run")
+def run(sample_made) -> Path:
+    return sample_made[1]
 
 
 def cli() -> typer.Typer:
