@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dfer.predict.predictor import Predictor  # noqa: E402
-from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window, segment_top  # noqa: E402
 from dfer.testing.sample import SAMPLE  # noqa: E402
+from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window, segment_top  # noqa: E402
 from dfer.testing.synth import write_concatenation  # noqa: E402
 
 

@@ -18,8 +18,8 @@ import dfer
 from dfer.cli import app
 from dfer.errors import InputError
 from dfer.predict.command import predict as predict_command
+from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.store.h5 import export_h5
-from dfer.testing.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.testing.synthetic_store import make_synthetic_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,15 +27,8 @@ CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> tuple[Path, Path]:
-    """(store, run): the tiny sample run test_predict, test_serve and test_json_output share."""
-    folder = tmp_path_factory.getbasetemp() / "sample-run"
-    return folder / "store", sample_run(folder)
-
-
-@pytest.fixture(scope="module")
-def model(made) -> dfer.Model:
-    return dfer.load(made[1])
+def model(sample_made) -> dfer.Model:
+    return dfer.load(sample_made[1])
 
 
 def cli_lines(*arguments: str) -> list[dict]:
@@ -71,13 +64,13 @@ def test_stage_functions_are_not_replaced_by_their_subpackages():
         dfer.nothing
 
 
-def test_predict_gives_the_cli_records(made, model, tmp_path):
+def test_predict_gives_the_cli_records(sample_made, model, tmp_path):
     """A folder holding a clip and a text file named .mp4: one record each, the text file's an error record."""
     folder = tmp_path / "inputs"
     folder.mkdir()
     shutil.copy(CLIP, folder)
     (folder / "text.mp4").write_text("not a video")
-    expected = cli_lines(str(folder), "--model", str(made[1]))
+    expected = cli_lines(str(folder), "--model", str(sample_made[1]))
     records = model.predict(folder)
     assert [untimed(r) for r in records] == [untimed(r) for r in expected]
     assert [r["path"] for r in records if "error" in r] == [str(folder / "text.mp4")]
@@ -108,14 +101,15 @@ def test_predict_as_frame(model, tmp_path):
     assert probs.loc[str(tmp_path / "text.flv")].isna().all()  # the error row has no probabilities
 
 
-def test_model_names_its_classes(made, model):
-    config = json.loads((made[1] / "config.json").read_text())
+def test_model_names_its_classes(sample_made, model):
+    config = json.loads((sample_made[1] / "config.json").read_text())
     assert model.classes == config["classes"] and model.labels == config["display_names"]
-    assert "happy" in repr(model) and str(made[1]) in repr(model)
+    assert "happy" in repr(model) and str(sample_made[1]) in repr(model)
 
 
-def test_timeline_is_the_cli_record_with_its_rows(made, model, tmp_path):
-    (expected,) = cli_lines(str(CLIP), "--model", str(made[1]), "--timeline", str(tmp_path / "cli"), "--window", "1")
+def test_timeline_is_the_cli_record_with_its_rows(sample_made, model, tmp_path):
+    (expected,) = cli_lines(str(CLIP), "--model", str(sample_made[1]), "--timeline", str(tmp_path / "cli"),
+                            "--window", "1")
     record = model.timeline(CLIP, window=1, out=tmp_path / "api")
     rows = record.pop("rows")
     assert record["windows"] == expected["windows"] == len(rows) > 1
@@ -128,8 +122,8 @@ def test_timeline_is_the_cli_record_with_its_rows(made, model, tmp_path):
     assert list(frame["start"]) == [row["start"] for row in rows]
 
 
-def test_explain_is_the_cli_record(made, model, tmp_path):
-    (expected,) = cli_lines(str(CLIP), "--model", str(made[1]), "--explain", str(tmp_path / "cli"))
+def test_explain_is_the_cli_record(sample_made, model, tmp_path):
+    (expected,) = cli_lines(str(CLIP), "--model", str(sample_made[1]), "--explain", str(tmp_path / "cli"))
     record = model.explain(CLIP, out=tmp_path / "api")
     assert untimed({**record, "explain_files": None}) == untimed({**expected, "explain_files": None})
     assert Path(record["explain_files"]["png"]).exists()
@@ -143,8 +137,8 @@ def test_one_file_methods_refuse_a_folder(model, tmp_path):
             method(tmp_path)
 
 
-def test_evaluate_gives_the_cli_metrics_with_words(made):
-    store, run = made
+def test_evaluate_gives_the_cli_metrics_with_words(sample_made):
+    store, run = sample_made
     metrics = dfer.evaluate(run, store=store)
     result = CliRunner().invoke(app, ["evaluate", str(run), "--store", str(store), "--json"])
     assert result.exit_code == 0, result.output

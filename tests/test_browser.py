@@ -20,8 +20,8 @@ import soundfile as sf
 
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
+from dfer.testing.sample import SAMPLE
 from dfer.serve.app import create_app
-from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[3]  # HAP: a clear, frontal face
@@ -79,9 +79,9 @@ def serving(predictor):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A small run of the sample, served."""
-    predictor = Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
+def server(sample_made):
+    """A small run of the sample, served (its own Predictor: `record` is wrapped)."""
+    predictor = Predictor(sample_made[1])
     seen = []  # what the server predicted, to check what the browser sent (explained or not, it ends in record)
     record = predictor.record
     predictor.record = lambda encoded, probs: seen.append(record(encoded, probs)) or seen[-1]

@@ -19,12 +19,12 @@ from dfer.media.decode import decode_clip
 from dfer.store.clip_store import ClipStore
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.info import store_info
+from dfer.testing.sample import SMALL_HEADS
 from dfer.testing.synth import write_clip
 from dfer.train.config import make_config
 from dfer.train.run import train
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 
 
 def touch(root: Path, *names: str) -> None:

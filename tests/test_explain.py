@@ -20,9 +20,9 @@ from dfer.cli import app
 from dfer.heads import FUSIONS, DferHeads, HeadConfig
 from dfer.predict.explain import HEAT, ZEROSHOT_HEAT, Explanation, explain_batch, explain_file
 from dfer.predict.explain_figure import CROP_LABEL, PER_ROW, explanation_figure
-from dfer.predict.predictor import OutputStems, Predictor
+from dfer.predict.predictor import OutputStems
+from dfer.testing.sample import SAMPLE
 from dfer.serve.app import create_app
-from dfer.testing.sample import SAMPLE, sample_run
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
 # Toy sizes: a 4x4 grid on 64 px crops (the `tiny` vision preset), 6 frames, 3 classes.
@@ -41,11 +41,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
 
 
 def video_heads(**overrides) -> DferHeads:

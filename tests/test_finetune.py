@@ -32,6 +32,7 @@ from dfer.runs.folder import is_end_to_end
 from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
+from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.testing.synth import write_audio
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
@@ -39,8 +40,6 @@ from dfer.train.loop import loader_for
 from dfer.train.run import train
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "cremad"
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 CLIPS = 4
 
 

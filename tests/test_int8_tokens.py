@@ -22,6 +22,7 @@ from dfer.inference.batch import collate, to_device
 from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SMALL_HEADS
 from dfer.testing.synth import write_audio, write_clip
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
@@ -30,7 +31,6 @@ from dfer.train.predictions import read_predictions
 from dfer.train.probe import make_probe_config, probe
 from dfer.train.run import train
 
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 PROBS_TOLERANCE = 0.02
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dfer.testing.sample import SAMPLE, sample_run
+from dfer.testing.sample import SAMPLE
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
@@ -32,12 +32,11 @@ COMMANDS = {  # name -> (arguments, with {store} {run} {root} {clip} filled in; 
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> dict[str, Path]:
+def made(sample_made, tmp_path_factory) -> dict[str, Path]:
     """The tiny sample run (shared with test_predict), a one-clip CREMA-D folder, a folder of a clip and a broken file
     (its error is a JSON line too), and a folder to run in: `evaluate --dataset --root` extracts into ./cache, which
     must not be the repository's."""
-    folder = tmp_path_factory.getbasetemp() / "sample-run"
-    made = {"store": folder / "store", "run": sample_run(folder), "clip": CLIP, "cwd": tmp_path_factory.mktemp("cwd")}
+    made = {"store": sample_made[0], "run": sample_made[1], "clip": CLIP, "cwd": tmp_path_factory.mktemp("cwd")}
     made["root"] = tmp_path_factory.mktemp("one-clip")
     (made["root"] / "VideoFlash").mkdir()
     shutil.copy(CLIP, made["root"] / "VideoFlash")

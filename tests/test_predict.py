@@ -20,9 +20,8 @@ from dfer.inference.score import predict as run_heads
 from dfer.media.decode import ClipError
 from dfer.predict.command import predict
 from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
-from dfer.runs.load import load_run
+from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.store.reader import open_cache
-from dfer.testing.sample import SAMPLE, SMALL_HEADS, sample_run
 from dfer.testing.synth import write_clip
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
@@ -32,28 +31,15 @@ from dfer.train.run import train
 CLIPS = sorted((SAMPLE / "VideoFlash").glob("*.flv"))
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory) -> tuple[Path, Path]:
-    """(store, run): the first two sample clips extracted at 4 frames, heads trained one epoch on them (one per
-    test session: test_serve and test_browser reuse it)."""
-    folder = tmp_path_factory.getbasetemp() / "sample-run"
-    return folder / "store", sample_run(folder)
-
-
-@pytest.fixture(scope="module")
-def predictor(made) -> Predictor:
-    return Predictor(made[1])
-
-
 def cli() -> typer.Typer:
     app = typer.Typer()
     app.command()(predict)  # a one-command app: invoked with the command's own arguments
     return app
 
 
-def test_raw_file_gives_what_the_cache_gives(made, predictor):
+def test_raw_file_gives_what_the_cache_gives(sample_made, predictor):
     """Decode, faces and encoders rebuilt from the run's fingerprint reproduce the extraction's tokens exactly."""
-    store, run = made
+    store, run = sample_made
     reader = open_cache(store)
     heads, config = load_run(run)
     clips = CachedClips(reader, [0, 1], config["heads"]["modalities"])
@@ -67,7 +53,7 @@ def test_raw_file_gives_what_the_cache_gives(made, predictor):
         assert set(result["seconds"]) == {"decode", "faces", "encoders", "heads"}
 
 
-def test_json_lines_with_per_file_errors_and_exit_1(made, tmp_path):
+def test_json_lines_with_per_file_errors_and_exit_1(sample_made, predictor, tmp_path):
     """A bad file found in a folder is that file's failure: the others are still scored."""
     folder = tmp_path / "clips" / "nested"
     folder.mkdir(parents=True)
@@ -75,12 +61,13 @@ def test_json_lines_with_per_file_errors_and_exit_1(made, tmp_path):
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "text.mp4").write_text("not a video either")
     (folder / "notes.txt").write_text("not a video, and not picked up from a folder")
-    result = CliRunner().invoke(cli(), [str(tmp_path / "clips"), "--model", str(made[1]), "--json"])
+    result = CliRunner().invoke(cli(), [str(tmp_path / "clips"), "--model", str(sample_made[1]), "--json"])
     assert result.exit_code == 1, result.output
     records = {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
     assert set(records) == {CLIPS[0].name, "empty.mp4", "text.mp4"}
-    good = records[CLIPS[0].name]
-    assert abs(sum(good["probs"]) - 1) < 1e-4 and good["top1"] in good["labels"]
+    good, alone = records[CLIPS[0].name], predictor.predict_file(CLIPS[0])
+    assert (good["labels"], good["probs"], good["top1"]) == (alone["labels"], alone["probs"], alone["top1"])
+    assert good["top1"] == good["labels"][int(np.argmax(good["probs"]))]
     assert "empty" in records["empty.mp4"]["error"]
     assert "not a decodable" in records["text.mp4"]["error"]
 
@@ -126,36 +113,36 @@ def test_files_decode_ahead_and_a_bad_one_is_its_own_record_in_order(tmp_path):
 
 @pytest.mark.parametrize("name, reason", [("gone.mp4", "file not found"), ("text.mp4", "not a decodable media file"),
                                           ("empty", "no video or audio files")])
-def test_a_bad_named_input_stops_before_any_model_loads(made, tmp_path, name, reason):
+def test_a_bad_named_input_stops_before_any_model_loads(sample_made, tmp_path, name, reason):
     """A path named on the command line is checked first: one bad one is the user's mistake, not a file's failure."""
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(cli(), [str(CLIPS[0]), str(tmp_path / name), "--model", str(made[1]), "--json"])
+    result = CliRunner().invoke(cli(), [str(CLIPS[0]), str(tmp_path / name), "--model", str(sample_made[1]), "--json"])
     assert isinstance(result.exception, InputError) and not result.stdout
     assert str(result.exception).startswith(f"{tmp_path / name}: {reason}")
 
 
-def test_table_shows_top_k(made):
-    result = CliRunner().invoke(cli(), [str(CLIPS[1]), "--model", str(made[1]), "--top", "2"])
+def test_table_shows_top_k(sample_made):
+    result = CliRunner().invoke(cli(), [str(CLIPS[1]), "--model", str(sample_made[1]), "--top", "2"])
     assert result.exit_code == 0, result.output
     assert "#2" in result.output and "#3" not in result.output and "100%" in result.output
     assert any(word in result.output for word in ("angry", "disgust", "fearful", "happy", "neutral", "sad"))
 
 
-def test_labels_are_words_and_classes_the_store_s_codes(made, predictor, tmp_path):
+def test_labels_are_words_and_classes_the_store_s_codes(sample_made, predictor, tmp_path):
     """CREMA-D's codes ANG, DIS, ... reach people as angry, disgust, ...: predict --json's `labels` and `top1` are
     the words recorded in config.json, `classes` the codes; a run made before the words were recorded gets them
     from its dataset and codes."""
     words = ["angry", "disgust", "fearful", "happy", "neutral", "sad"]
-    config = json.loads((made[1] / "config.json").read_text())
+    config = json.loads((sample_made[1] / "config.json").read_text())
     assert config["classes"] == ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"] and config["display_names"] == words
-    result = CliRunner().invoke(cli(), [str(CLIPS[0]), "--model", str(made[1]), "--json"])
+    result = CliRunner().invoke(cli(), [str(CLIPS[0]), "--model", str(sample_made[1]), "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["labels"] == config["display_names"] and record["classes"] == config["classes"]
     assert record["top1"] == record["labels"][int(np.argmax(record["probs"]))]
     older = tmp_path / "older"
-    shutil.copytree(made[1], older)
+    shutil.copytree(sample_made[1], older)
     del config["display_names"]
     (older / "config.json").write_text(json.dumps(config))
     assert Predictor(older).labels == predictor.labels == words
@@ -168,9 +155,9 @@ def test_missing_model_is_an_error(tmp_path):
     assert isinstance(result.exception, FileNotFoundError) and "not a bundled model" in str(result.exception)
 
 
-def test_fine_tuned_encoders_in_the_run_folder_are_preferred(made, predictor, tmp_path):
+def test_fine_tuned_encoders_in_the_run_folder_are_preferred(sample_made, predictor, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(made[1], run)
+    shutil.copytree(sample_made[1], run)
     # the same weights the fingerprint names, saved as a fine-tune would save its own
     load_vision("random:tiny", seed=0).save(run / "vision")
     load_audio("random:tiny", seed=0).save(run / "audio")
@@ -180,12 +167,12 @@ def test_fine_tuned_encoders_in_the_run_folder_are_preferred(made, predictor, tm
                                atol=1e-5)
 
 
-def test_clips_without_a_stream(made, predictor, tmp_path):
+def test_clips_without_a_stream(sample_made, predictor, tmp_path):
     """An AV model predicts a silent clip from its video; an audio-only model refuses it, naming why."""
     silent = write_clip(tmp_path / "silent.mp4", seconds=1.0, audio=False)
     result = predictor.predict_file(silent)
     assert not result["has_audio"] and result["has_video"] and "no audio stream" in result["notes"]
-    train(made[0], tmp_path / "audio-run", make_config(None, fold="none", epochs=1, heads=SMALL_HEADS,
+    train(sample_made[0], tmp_path / "audio-run", make_config(None, fold="none", epochs=1, heads=SMALL_HEADS,
                                                        modalities="audio"), show=False)
     audio_only = Predictor(tmp_path / "audio-run")
     assert audio_only.vision is None and audio_only.cropper is None  # never loaded

@@ -18,9 +18,8 @@ from dfer.heads import LinearProbe
 from dfer.inference.batch import collate
 from dfer.inference.score import predict
 from dfer.predict.predictor import Predictor
-from dfer.runs.load import load_run
+from dfer.testing.sample import SAMPLE
 from dfer.store.reader import open_cache
-from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
@@ -34,33 +33,28 @@ RUN_FILES = ("config.json", "best.safetensors", "results.json", "predictions.csv
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return make_synthetic_store(tmp_path_factory.mktemp("syn") / "store")
-
-
-@pytest.fixture(scope="module")
 def weak(tmp_path_factory) -> Path:
     """A store whose class signal is faint: the probe is neither perfect nor saturated (probabilities near 0 or 1)."""
     return make_synthetic_store(tmp_path_factory.mktemp("weak") / "store", signal=0.3)
 
 
 @pytest.fixture(scope="module")
-def probe_run(store, tmp_path_factory) -> Path:
+def probe_run(synthetic_store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("probe") / "run"
-    result = CliRunner().invoke(app, ["probe", str(store), "--out", str(out), "--json"])
+    result = CliRunner().invoke(app, ["probe", str(synthetic_store), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     (out / "stdout.json").write_text(result.stdout)
     return out
 
 
-def test_fold_all_writes_train_s_files_and_beats_chance(store, probe_run):
+def test_fold_all_writes_train_s_files_and_beats_chance(synthetic_store, probe_run):
     printed = json.loads((probe_run / "stdout.json").read_text())  # --json: stdout is one JSON object
     assert set(printed["runs"]) == {"fold1", "fold2", "fold3"} and printed["summary"]["UAR"]["mean"] > 0.7  # chance 1/3
     summary = json.loads((probe_run / "summary.json").read_text())
     assert summary["summary"] == printed["summary"]
     rows = (probe_run / "results.md").read_text().splitlines()
     assert len(rows) == 3 and rows[-1].startswith("| synthetic av probe |")
-    reader = open_cache(store)
+    reader = open_cache(synthetic_store)
     clip_ids = reader.read_all("clip_id").astype(str)
     splits, _ = plan(reader, "all", "av", seed=0)  # what `dfer train --fold all` trains on
     grid = make_probe_config().c_grid
@@ -77,8 +71,8 @@ def test_fold_all_writes_train_s_files_and_beats_chance(store, probe_run):
         assert config["fit"]["fitted_on"] == ["train", "val"]
 
 
-def test_evaluate_scores_a_probe_run_as_it_scored_itself(store, probe_run):
-    result = CliRunner().invoke(app, ["evaluate", str(probe_run / "fold2"), "--store", str(store), "--json"])
+def test_evaluate_scores_a_probe_run_as_it_scored_itself(synthetic_store, probe_run):
+    result = CliRunner().invoke(app, ["evaluate", str(probe_run / "fold2"), "--store", str(synthetic_store), "--json"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     own = json.loads((probe_run / "fold2" / "results.json").read_text())["test"]
@@ -87,15 +81,15 @@ def test_evaluate_scores_a_probe_run_as_it_scored_itself(store, probe_run):
     assert {k: metrics[k] for k in keys} == {k: own[k] for k in keys}
 
 
-def test_fold_none_fits_every_clip_with_the_default_c(store, tmp_path):
-    result = probe(store, tmp_path / "final", make_probe_config(fold="none", modalities="audio"), show=False)
+def test_fold_none_fits_every_clip_with_the_default_c(synthetic_store, tmp_path):
+    result = probe(synthetic_store, tmp_path / "final", make_probe_config(fold="none", modalities="audio"), show=False)
     assert result.runs == {"all": {}} and result.summary is None
     config = json.loads((tmp_path / "final" / "config.json").read_text())
     assert config["fit"]["C"] == 1.0 and config["fit"]["fitted_on"] == ["train"] and not config["fit"]["validation"]
     assert not (tmp_path / "final" / "results.json").exists()
     model, _ = load_run(tmp_path / "final")
     assert isinstance(model, LinearProbe)
-    metrics = evaluate_run(tmp_path / "final", store)
+    metrics = evaluate_run(tmp_path / "final", synthetic_store)
     assert "every usable clip" in metrics["subset"] and metrics["UAR"] > 0.9  # its own training clips
 
 
@@ -134,12 +128,12 @@ def test_av_probe_reads_a_clip_without_video_from_its_audio(weak):
 
 
 @pytest.mark.slow  # trains every fold end to end (CI runs the slow tests after the default suite)
-def test_train_fold_all_runs_the_probe_beside_the_heads(store, tmp_path):
+def test_train_fold_all_runs_the_probe_beside_the_heads(synthetic_store, tmp_path):
     recipe = tmp_path / "train.yaml"
     recipe.write_text("# dfer train STORE --out RUN --recipe train.yaml\nepochs: 1\nbatch_size: 16\nfusion: concat\n"
                       "heads: {d_model: 16, roi_queries: 2, temporal_layers: 1, heads: 2, cfc_units: 16}\n")
     out = tmp_path / "run"
-    command = ["train", str(store), "--out", str(out), "--recipe", str(recipe)]
+    command = ["train", str(synthetic_store), "--out", str(out), "--recipe", str(recipe)]
     first = CliRunner().invoke(app, command)
     assert first.exit_code == 0, first.output
     printed = " ".join(first.output.split())  # rich wraps lines at the terminal's width
@@ -160,14 +154,14 @@ def test_train_fold_all_runs_the_probe_beside_the_heads(store, tmp_path):
     assert other.exit_code == 0 and "linear probe fitted now" in " ".join(other.output.split())
 
 
-def test_finetune_refuses_a_probe_run(store, probe_run, tmp_path):
+def test_finetune_refuses_a_probe_run(synthetic_store, probe_run, tmp_path):
     with pytest.raises(ValueError, match="a probe run has no heads to fine-tune"):
-        finetune(store, probe_run / "fold1", tmp_path / "tuned", make_finetune_config(None), show=False)
+        finetune(synthetic_store, probe_run / "fold1", tmp_path / "tuned", make_finetune_config(None), show=False)
 
 
-def test_predict_runs_a_probe_run_on_a_raw_file(tmp_path_factory, tmp_path):
+def test_predict_runs_a_probe_run_on_a_raw_file(sample_made, tmp_path):
     """`dfer predict` (and so `dfer serve`) rebuild the encoders and give what the cached tokens give."""
-    store = sample_run(tmp_path_factory.getbasetemp() / "sample-run").parent / "store"  # shared with test_predict
+    store = sample_made[0]
     probe(store, tmp_path / "probe", make_probe_config(fold="none"), show=False)
     reader = open_cache(store)
     model, _ = load_run(tmp_path / "probe")

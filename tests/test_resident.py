@@ -10,6 +10,7 @@ import torch
 
 from dfer.inference.batch import to_device
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SMALL_HEADS
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import data
 from dfer.train.config import make_config
@@ -17,8 +18,6 @@ from dfer.train.data import CachedClips, EpochOrder, ResidentClips, clip_sets, r
 from dfer.train.loop import loader_for
 from dfer.train.run import train
 from dfer.train.splits import plan
-
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 
 
 def quick(**overrides):

@@ -12,13 +12,12 @@ from dfer.cli import app
 from dfer.extract.pipeline import ExtractConfig, run
 from dfer.heads import FUSIONS
 from dfer.store.info import store_info
+from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.train.config import make_config
 from dfer.train.run import train
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "cremad"
 SHARED = REPO.parent / "shared" / "data"
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 
 
 @pytest.fixture(scope="module")

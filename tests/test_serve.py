@@ -18,20 +18,14 @@ import torch
 from fastapi.testclient import TestClient
 
 from dfer.media.decode import decode_clip
-from dfer.predict.predictor import Predictor
+from dfer.testing.sample import SAMPLE
 from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 from dfer.predict.timeline_files import window_record
 from dfer.serve.app import create_app
 from dfer.serve.cores import CoreShares, cores_each
-from dfer.testing.sample import SAMPLE, sample_run
 from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0]
-
-
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory) -> Predictor:
-    return Predictor(sample_run(tmp_path_factory.getbasetemp() / "sample-run"))  # shared with test_predict
 
 
 @pytest.fixture(autouse=True)

@@ -28,9 +28,8 @@ VTT_CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """The session's tiny sample run (shared with test_predict, test_serve)."""
-    return sample_run(tmp_path_factory.getbasetemp() / "sample-run")
+def run(sample_made) -> Path:
+    return sample_made[1]
 
 
 def cli() -> typer.Typer:

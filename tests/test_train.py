@@ -22,6 +22,7 @@ from dfer.store.fingerprint import FingerprintMismatch
 from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.testing.ranks import torchrun
+from dfer.testing.sample import SMALL_HEADS
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train import checkpoint
 from dfer.train.config import head_config, make_config
@@ -32,7 +33,6 @@ from dfer.train.run import train
 from dfer.train.splits import plan
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 CLIP_FILES = ("predictions.csv", "confusion.png", "recall.png", "reliability.png")
 
 
@@ -42,33 +42,28 @@ def quick(**overrides):
     return make_config(None, **settings)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return make_synthetic_store(tmp_path_factory.mktemp("syn") / "store")
-
-
 # the default fusion in the default suite, the others with the slow tests (CI runs both)
 @pytest.mark.parametrize("fusion", [f if f == "liquid" else pytest.param(f, marks=pytest.mark.slow) for f in FUSIONS])
-def test_every_fusion_learns_av(store, tmp_path, fusion):
-    result = train(store, tmp_path / "run", quick(fusion=fusion), show=False)
+def test_every_fusion_learns_av(synthetic_store, tmp_path, fusion):
+    result = train(synthetic_store, tmp_path / "run", quick(fusion=fusion), show=False)
     assert result.runs["fold1"]["UAR"] > 0.7  # chance is 1/3
 
 
 @pytest.mark.parametrize("modalities", ["audio", "video"])
-def test_unimodal_modes_learn(store, tmp_path, modalities):
-    result = train(store, tmp_path / "run", quick(modalities=modalities), show=False)
+def test_unimodal_modes_learn(synthetic_store, tmp_path, modalities):
+    result = train(synthetic_store, tmp_path / "run", quick(modalities=modalities), show=False)
     assert result.runs["fold1"]["UAR"] > 0.7
 
 
-def test_unimodal_models_skip_clips_without_their_modality(store):
-    reader = open_cache(store)
+def test_unimodal_models_skip_clips_without_their_modality(synthetic_store):
+    reader = open_cache(synthetic_store)
     has_audio = reader.read_all("has_audio")
     (split,), _ = plan(reader, "1", "audio", seed=0)
     assert all(has_audio[i] for i in split.train + split.val + split.test)
 
 
-def test_validation_is_held_out_by_speaker(store):
-    reader = open_cache(store)
+def test_validation_is_held_out_by_speaker(synthetic_store):
+    reader = open_cache(synthetic_store)
     speakers = reader.read_all("speaker")
     splits, skipped = plan(reader, "all", "av", seed=0)
     assert [s.name for s in splits] == ["fold1", "fold2", "fold3"] and skipped == []
@@ -85,14 +80,21 @@ def test_official_split_protocol(tmp_path):
 
 
 @pytest.mark.slow  # every fold trained: 22 s; CI runs it
-def test_fold_all_reports_mean_and_std(store, tmp_path):
-    result = CliRunner().invoke(app, ["train", str(store), "--out", str(tmp_path / "run"), "--epochs", "2",
+def test_fold_all_reports_mean_and_std(synthetic_store, tmp_path):
+    result = CliRunner().invoke(app, ["train", str(synthetic_store), "--out", str(tmp_path / "run"), "--epochs", "2",
                                       "--batch-size", "16", "--fusion", "concat"])
     assert result.exit_code == 0, result.output
     assert "±" in result.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["folds"]) == {"fold1", "fold2", "fold3"}
-    assert summary["summary"]["UAR"]["std"] >= 0
+    tested = [json.loads((tmp_path / "run" / fold / "results.json").read_text())["test"]
+              for fold in ("fold1", "fold2", "fold3")]
+    for key in ("WAR", "UAR"):  # mean and sample standard deviation of the folds' own test figures
+        values = [figures[key] for figures in tested]
+        folds = summary["summary"][key]
+        assert folds["values"] == pytest.approx(values)
+        assert folds["mean"] == pytest.approx(np.mean(values))
+        assert folds["std"] == pytest.approx(np.std(values, ddof=1))
     for fold in ("fold1", "fold2", "fold3"):
         run = tmp_path / "run" / fold
         for name in ("config.json", "best.safetensors", "last.safetensors", "log.csv", "results.json", *CLIP_FILES):
@@ -111,13 +113,13 @@ def test_fold_all_reports_mean_and_std(store, tmp_path):
 
 
 @pytest.mark.slow  # several processes (CI runs the slow tests after the default suite)
-def test_torchrun_spreads_the_folds_and_gathers_one_summary(store, tmp_path):
+def test_torchrun_spreads_the_folds_and_gathers_one_summary(synthetic_store, tmp_path):
     """`torchrun --nproc_per_node 2 -m dfer train --fold all`: folds 1 and 3 train on rank 0, fold 2 on rank 1, and
     rank 0's summary.json (and the probe's beside it) equal one process's exactly: each fold is seeded on its own
     and trains on 1 thread either way."""
     recipe = tmp_path / "small.yaml"
     recipe.write_text(json.dumps({"heads": SMALL_HEADS, "epochs": 2, "batch_size": 16}))  # YAML reads JSON
-    args = ["train", store, "--recipe", recipe, "--fold", "all"]
+    args = ["train", synthetic_store, "--recipe", recipe, "--fold", "all"]
     result = CliRunner().invoke(app, [*map(str, args), "--out", str(tmp_path / "one")])
     assert result.exit_code == 0, result.output
     torchrun([*args, "--out", tmp_path / "two"])
@@ -129,9 +131,9 @@ def test_torchrun_spreads_the_folds_and_gathers_one_summary(store, tmp_path):
     assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
 
 
-def test_fewer_batches_than_ranks_is_refused(store, tmp_path):
+def test_fewer_batches_than_ranks_is_refused(synthetic_store, tmp_path):
     """A rank without a single batch could not take part in the gradient all-reduce: refused before any is made."""
-    reader, cfg = open_cache(store), quick()
+    reader, cfg = open_cache(synthetic_store), quick()
     model = DferHeads(head_config(reader.fingerprint, reader.classes, cfg))
     with pytest.raises(ValueError, match="1 batches of 16, fewer than the 2 ranks"):
         fit(model, CachedClips(reader, [0, 1], "av"), None, cfg, tmp_path, reader.classes, ranks=Ranks(0, 2, 0, 2))
@@ -145,17 +147,17 @@ def test_missing_fold_is_skipped_with_a_note(tmp_path):
 
 
 @pytest.mark.slow  # 17 s: two full runs; CI runs it
-def test_same_seed_same_metrics(store, tmp_path):
-    a = train(store, tmp_path / "a", quick(epochs=1), show=False).runs["fold1"]
-    b = train(store, tmp_path / "b", quick(epochs=1), show=False).runs["fold1"]
+def test_same_seed_same_metrics(synthetic_store, tmp_path):
+    a = train(synthetic_store, tmp_path / "a", quick(epochs=1), show=False).runs["fold1"]
+    b = train(synthetic_store, tmp_path / "b", quick(epochs=1), show=False).runs["fold1"]
     assert a == b
-    c = train(store, tmp_path / "c", quick(epochs=1, seed=1), show=False).runs["fold1"]
+    c = train(synthetic_store, tmp_path / "c", quick(epochs=1, seed=1), show=False).runs["fold1"]
     assert c["nll"] != a["nll"]
 
 
-def test_resume_continues_where_it_stopped(store, tmp_path):
+def test_resume_continues_where_it_stopped(synthetic_store, tmp_path):
     straight = tmp_path / "straight"
-    train(store, straight, quick(epochs=4), show=False)
+    train(synthetic_store, straight, quick(epochs=4), show=False)
     interrupted = tmp_path / "interrupted"
 
     class StopAfterTwo:
@@ -172,11 +174,11 @@ def test_resume_continues_where_it_stopped(store, tmp_path):
     run_module.TrainProgress = lambda *a, **k: _Context(StopAfterTwo())
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(store, interrupted, quick(epochs=4), show=False)
+            train(synthetic_store, interrupted, quick(epochs=4), show=False)
     finally:
         run_module.TrainProgress = original
     assert json.loads((interrupted / "resume.json").read_text())["epoch"] == 2
-    train(store, interrupted, quick(epochs=4), resume=True, show=False)
+    train(synthetic_store, interrupted, quick(epochs=4), resume=True, show=False)
     for name in ("last", "best"):
         x, y = load_file(str(straight / f"{name}.safetensors")), load_file(str(interrupted / f"{name}.safetensors"))
         for key in x:
@@ -211,17 +213,18 @@ class _Context:
 
 
 @pytest.mark.slow  # three runs: 18 s; CI runs it
-def test_h5_export_and_in_memory_give_the_same_run(store, tmp_path):
-    reference = train(store, tmp_path / "zarr", quick(epochs=2), show=False).runs["fold1"]
-    h5 = export_h5(store, tmp_path / "store.h5")
+def test_h5_export_and_in_memory_give_the_same_run(synthetic_store, tmp_path):
+    reference = train(synthetic_store, tmp_path / "zarr", quick(epochs=2), show=False).runs["fold1"]
+    h5 = export_h5(synthetic_store, tmp_path / "store.h5")
     assert train(h5, tmp_path / "h5", quick(epochs=2), show=False).runs["fold1"] == reference
-    assert train(store, tmp_path / "mem", quick(epochs=2, in_memory=True), show=False).runs["fold1"] == reference
+    in_memory = train(synthetic_store, tmp_path / "mem", quick(epochs=2, in_memory=True), show=False)
+    assert in_memory.runs["fold1"] == reference
 
 
-def test_evaluate_json_out_and_refusal(store, tmp_path):
-    train(store, tmp_path / "run", quick(epochs=2), show=False)
+def test_evaluate_json_out_and_refusal(synthetic_store, tmp_path):
+    train(synthetic_store, tmp_path / "run", quick(epochs=2), show=False)
     out = tmp_path / "evaluated"
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(store), "--json",
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--store", str(synthetic_store), "--json",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
@@ -240,8 +243,8 @@ def test_evaluate_json_out_and_refusal(store, tmp_path):
         evaluate_run(tmp_path / "run", other)
 
 
-def test_predictions_csv_is_the_test_clips_as_the_metrics_saw_them(store, tmp_path):
-    train(store, tmp_path / "run", quick(epochs=2), show=False)
+def test_predictions_csv_is_the_test_clips_as_the_metrics_saw_them(synthetic_store, tmp_path):
+    train(synthetic_store, tmp_path / "run", quick(epochs=2), show=False)
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     results = json.loads((run / "results.json").read_text())["test"]
@@ -249,7 +252,7 @@ def test_predictions_csv_is_the_test_clips_as_the_metrics_saw_them(store, tmp_pa
     assert header == "clip_id,speaker,label,prediction,p_class0,p_class1,p_class2"
     assert [row.split(",")[0] for row in rows] == config["split"]["test"]
     scored = read_predictions(run / "predictions.csv")
-    reader = open_cache(store)
+    reader = open_cache(synthetic_store)
     row = {c: i for i, c in enumerate(reader.read_all("clip_id").astype(str))}
     test_rows = [row[c] for c in scored.clip_ids]
     np.testing.assert_array_equal(scored.labels, reader.read_all("label")[test_rows])
@@ -288,11 +291,11 @@ def test_unknown_recipe_key_is_named(tmp_path):
         make_config(recipe)
 
 
-def test_inputs_are_standardised_with_training_statistics(store, tmp_path):
+def test_inputs_are_standardised_with_training_statistics(synthetic_store, tmp_path):
     """Tokens are standardised per dimension with training-clip statistics, saved with the weights."""
-    train(store, tmp_path / "run", quick(epochs=1), show=False)
+    train(synthetic_store, tmp_path / "run", quick(epochs=1), show=False)
     weights = load_file(str(tmp_path / "run" / "best.safetensors"))
-    reader = open_cache(store)
+    reader = open_cache(synthetic_store)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     clip_ids = list(reader.read_all("clip_id"))
     train_rows = [clip_ids.index(c) for c in config["split"]["train"]]

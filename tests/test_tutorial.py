@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from dfer.testing.sample import sample_run
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL = REPO / "docs" / "tutorial.md"
@@ -26,10 +25,10 @@ def test_the_blocks_are_found():
     assert "dfer.load('runs/demo').predict(['samples/cremad/VideoFlash/1001_DFA_HAP_XX.flv'])" in blocks[0]
 
 
-def test_the_tutorial_runs(tmp_path_factory, tmp_path, monkeypatch, capsys):
+def test_the_tutorial_runs(sample_made, tmp_path, monkeypatch, capsys):
     """In a folder laid out like the repository after `make demo`: the samples and recipes, and as runs/demo the
     tiny sample run the predict tests share (the demo's own takes minutes to train)."""
-    demo = sample_run(tmp_path_factory.getbasetemp() / "sample-run")
+    demo = sample_made[1]
     for name in ("samples", "recipes"):
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / "runs").mkdir()
