@@ -134,3 +134,27 @@ def test_adapted_heads_and_probe_beat_unadapted_ones_when_speakers_shift_and_eva
     lone = evaluate_run(adapted_run, shifted)
     assert lone["protocol"].startswith("unadapted")
     assert lone["n"] == scores["n"]
+
+
+def test_serve_sessions_are_bounded_in_count_and_age_and_whole_under_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dfer.adapt.sessions import SessionStatistics
+
+    now = [0.0]
+    sessions = SessionStatistics(max_sessions=3, max_age=10.0, clock=lambda: now[0])
+    one = {"audio-x": Moments.of_tokens(np.ones((4, 2)))}
+    for name in "abcd":
+        sessions.add(name, one)
+    assert len(sessions) == 3 and "a" not in sessions  # the least recently used went first
+    sessions.add("b", one)  # b is the most recent now: c goes next
+    sessions.add("e", one)
+    assert "c" not in sessions and "b" in sessions
+    assert sessions.add("b", one)["audio-x"].clips == 3  # a recording counts in its own session
+    now[0] = 11.0
+    sessions.add("f", one)
+    assert len(sessions) == 1 and "b" not in sessions  # unused for longer than max_age
+    many = SessionStatistics()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: many.add(f"s{i % 4}", one), range(400)))
+    assert all(many.add(f"s{i}", {})["audio-x"].clips == 100 for i in range(4))  # no update lost
