@@ -370,7 +370,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="print one JSON li
         return
     for model in facts:
         table = Table(title=f"{model['name']}: {model['modalities']}", show_header=False)
-        for key in ("folder", "classes", "encoders", "description", "training_data", "training_data_licence",
+        for key in ("folder", "classes", "encoders", "adapts", "description", "training_data", "training_data_licence",
                     "headline", "scored", "protocol", "limitations"):
             if key in model:
                 value = model[key]

@@ -21,3 +21,14 @@ def run_adaptation(config: dict) -> dict:
     adaptation existed, and for zero-shot runs)."""
     settings = config.get("train") or config.get("probe") or {}
     return {"mode": settings.get("adapt", "none"), "shrink": settings.get("adapt_shrink", SHRINK)}
+
+
+def adaptation_summary(config: dict) -> str:
+    """What `dfer models` says of a run's adaptation (from its config.json)."""
+    mode = run_adaptation(config)["mode"]
+    if config.get("model") == "zeroshot" or (config.get("model") == "probe" and mode == "none"):
+        return "no: it reads its encoder's tokens as they are"
+    if mode != "none":
+        return (f"yes: trained per {mode} (--adapt {mode}); --adapt together / folder, a session, or saved --statistics "
+                "standardise a speaker's clips with their own; timelines adapt over the file by default")
+    return "on request (--adapt): its heads standardise tokens; trained on the training set's statistics alone"

@@ -27,6 +27,7 @@ def bundled() -> dict[str, Path]:
 def model_facts(name: str) -> dict:
     """What `dfer models` shows of one bundled model: its model.json, its folder, and from its config.json the
     modalities, classes (display names) and encoders."""
+    from dfer.adapt.settings import adaptation_summary
     from dfer.heads.fusion import STREAMS  # torch: imported here, so resolving a name stays cheap for the CLI's checks
 
     folder = bundled()[name]
@@ -37,4 +38,4 @@ def model_facts(name: str) -> dict:
     encoders = {kind: fingerprint[kind]["id"] for kind, stream in (("vision", "video"), ("audio", "audio"))
                 if stream in STREAMS[modalities]}
     return {"name": name, "folder": str(folder), "modalities": modalities, "classes": config["display_names"],
-            "encoders": encoders, **facts}
+            "encoders": encoders, "adapts": adaptation_summary(config), **facts}
