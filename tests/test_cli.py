@@ -7,8 +7,10 @@ and one line naming the file and the reason, with torch never imported.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,37 @@ def test_an_unreachable_hub_is_one_line_naming_the_spec(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: vision encoder {spec}: could not get its weights from the Hugging Face hub")
     assert line.endswith("--vision /path/to/it")
+
+
+# A hub whose name cannot resolve anywhere (.invalid, RFC 2606), as huggingface.co does not on a machine without
+# network; the variables a user's shell may hold that would make the run offline from the start are unset.
+UNRESOLVABLE = {"HF_ENDPOINT": "https://hub.dfer.invalid", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+
+
+TOP_IMPORT = re.compile(r"^import time: +\d+ \| +(\d+) \| \S", re.M)  # a module no other import nested
+
+
+def imports_seconds(stderr: str) -> float:
+    """The seconds a `-X importtime` run spent importing: the cumulative times of its top-level imports."""
+    return sum(int(found[1]) for found in TOP_IMPORT.finditer(stderr)) / 1e6
+
+
+def test_a_hub_whose_name_does_not_resolve_fails_at_once_in_one_line(tmp_path):
+    """`--preset base` with an empty cache: huggingface_hub retried each file 5 times, 11 lines over ~23 s before
+    dfer's line; now the name is resolved once and the cache asked, within 5 s of what the command imports (torch
+    alone takes seconds on a busy machine)."""
+    started = time.monotonic()
+    result = _dfer("extract", "cremad", str(REPO / "samples/cremad"), "--out", str(tmp_path / "store"), "--preset",
+                   "base", importtime=True, env={**UNRESOLVABLE, "HF_HOME": str(tmp_path / "hf"),
+                                                 "HF_HUB_CACHE": str(tmp_path / "hf/hub")})
+    seconds = time.monotonic() - started
+    lines = result.stdout.splitlines() + [line for line in result.stderr.splitlines()
+                                          if not line.startswith("import time:")]
+    assert result.returncode == 2 and len(lines) <= 3, lines
+    assert lines[-1].startswith("error: vision encoder google/siglip2-base-patch16-224: could not get its weights")
+    assert "hub.dfer.invalid does not resolve" in lines[-1]
+    assert seconds - imports_seconds(result.stderr) < 5, (seconds, imports_seconds(result.stderr))
+    assert not (tmp_path / "store").exists()
 
 
 def _settings_classes() -> dict:
