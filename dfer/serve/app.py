@@ -33,8 +33,8 @@ Why this shape:
 - Every error has one body, `{"detail": string}` (`Error`), FastAPI's own validation errors included (their list is
   joined into one line), and each status an answer may have is in the OpenAPI schema: a client reads `detail` and
   shows it, whatever went wrong. An unexpected failure is a bug of the server; it is documented too (500, with the
-  same body, and the traceback in the server's log), and the API fuzz test (tests/test_api_fuzz.py) sends no request
-  that gets one.
+  same body, and the traceback in the server's log), and the API fuzz test (tests/test_serve_api.py) sends no
+  request that gets one.
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ ERRORS = errors(
 def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 with its list of problems joined into one `detail` line, e.g. "file: Field required", so that
     every error has the one body the schema documents."""
-    problems = ("; ".join(f"{'.'.join(map(str, item['loc'][1:] or item['loc']))}: {item['msg']}"
-                          for item in error.errors()))
+    problems = "; ".join(f"{'.'.join(map(str, item['loc'][1:] or item['loc']))}: {item['msg']}"
+                         for item in error.errors())  # loc: ("body" | "query", field, ...)
     return JSONResponse({"detail": problems}, status_code=422)
 
 
