@@ -131,11 +131,12 @@ def test_vision_save_load_round_trip(tmp_path):
     assert load_vision(str(tmp_path / "vision"), meta=True).num_tokens == 16
 
 
-# Builds the vision encoder argv[1] names and prints its revision and the sum of its weights.
+# Builds the vision encoder argv[1] names and prints its revision and the sum of its weights, then tries argv[2].
 BUILD_VISION = """import sys
 from dfer.encoders import build_encoder
 encoder = build_encoder("vision", sys.argv[1])
 print(encoder.describe()["revision"], repr(sum(float(p.detach().double().sum()) for p in encoder.parameters())))
+build_encoder("vision", sys.argv[2])
 """
 
 
@@ -151,16 +152,13 @@ def test_a_warm_hub_cache_serves_where_the_hub_name_does_not_resolve(tmp_path):
     (repo / "refs/main").write_text(commit)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": "https://hub.dfer.invalid", "HF_HUB_OFFLINE": "0",
            "TRANSFORMERS_OFFLINE": "0", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
-    built = subprocess.run([sys.executable, "-c", BUILD_VISION, "dfer-test/tiny-siglip"], env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
+    built = subprocess.run([sys.executable, "-c", BUILD_VISION, "dfer-test/tiny-siglip", "dfer-test/not-cached"],
+                           env=env, capture_output=True, text=True, timeout=300)
     revision, weights = built.stdout.split()
     assert revision == commit
     assert float(weights) == sum(float(p.detach().double().sum()) for p in encoder.parameters())
-    missing = subprocess.run([sys.executable, "-c", BUILD_VISION, "dfer-test/not-cached"], env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert "EncoderUnavailable" in missing.stderr
-    assert "hub.dfer.invalid does not resolve, and the local Hugging Face cache does not hold it" in missing.stderr
+    assert built.returncode == 1 and "EncoderUnavailable: vision encoder dfer-test/not-cached" in built.stderr
+    assert "hub.dfer.invalid does not resolve, and the local Hugging Face cache does not hold it" in built.stderr
 
 
 def test_audio_save_load_round_trip(tmp_path, tiny_audio):
