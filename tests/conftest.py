@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,3 +55,47 @@ def synthetic_store(tmp_path_factory) -> Path:
     """The default synthetic store (`dfer.testing.synthetic_store`: 3 classes, 6 speakers in 3 folds), made once for
     the tests of stage 2 and the probe, which only read it."""
     return make_synthetic_store(tmp_path_factory.mktemp("synthetic") / "store")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(predictor):
+    """uvicorn on a free loopback port in a thread, serving `predictor` (`dfer.serve.app.create_app`'s defaults);
+    yields the page's URL."""
+    import uvicorn
+
+    from dfer.serve.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def serve() -> Callable[..., AbstractContextManager[str]]:
+    """`with serve(predictor) as url:` a real `dfer serve` (uvicorn in a thread, on the loopback) for the block."""
+    return serving
+
+
+@pytest.fixture(scope="session")
+def fused_server():
+    """`dfer serve` with no --model: the bundled voice + face pair, fused; its URL."""
+    from dfer.predict.ensemble import load_model
+
+    with serving(load_model(None)) as url:
+        yield url

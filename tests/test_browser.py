@@ -7,10 +7,7 @@ this server alone. Skips when Chromium, its driver or Selenium is absent (CI ins
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -21,7 +18,6 @@ import soundfile as sf
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
 from dfer.testing.sample import SAMPLE
-from dfer.serve.app import create_app
 from dfer.testing.synth import write_concatenation
 
 CLIP = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[3]  # HAP: a clear, frontal face
@@ -52,50 +48,15 @@ def write_wav(src: Path, dst: Path, rate: int = 48000) -> Path:
     return dst
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(predictor):
-    """uvicorn on a free loopback port in a thread, serving `predictor`; yields the page's URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
-def server(sample_made):
+def server(sample_made, serve):
     """A small run of the sample, served (its own Predictor: `record` is wrapped)."""
     predictor = Predictor(sample_made[1])
     seen = []  # what the server predicted, to check what the browser sent (explained or not, it ends in record)
     record = predictor.record
     predictor.record = lambda encoded, probs: seen.append(record(encoded, probs)) or seen[-1]
-    with serving(predictor) as url:
+    with serve(predictor) as url:
         yield url, predictor.labels, seen  # the bars are named by the words, not the codes
-
-
-@pytest.fixture(scope="module")
-def fused_server():
-    """`dfer serve` with no --model: the bundled voice + face pair, fused."""
-    from dfer.predict.ensemble import load_model
-
-    with serving(load_model(None)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

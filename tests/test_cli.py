@@ -103,6 +103,40 @@ def test_an_unreachable_hub_is_one_line_naming_the_spec(tmp_path):
     assert line.endswith("--vision /path/to/it")
 
 
+# A hub whose name cannot resolve anywhere (.invalid, RFC 2606), as huggingface.co does not on a machine without
+# network; the variables a user's shell may hold that would make the run offline from the start are unset.
+UNRESOLVABLE = {"HF_ENDPOINT": "https://hub.dfer.invalid", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}
+# `python -c TIMED SECONDS_FILE ARGS`: `dfer ARGS`, timed from the end of what `dfer extract` imports (torch and
+# torchvision alone take seconds on a busy machine) to its exit, the seconds written to SECONDS_FILE.
+TIMED = """import runpy, sys, time
+from pathlib import Path
+import dfer.extract.pipeline
+seconds = Path(sys.argv.pop(1))
+started = time.perf_counter()
+try:
+    runpy.run_module("dfer", run_name="__main__")
+finally:
+    seconds.write_text(str(time.perf_counter() - started))
+"""
+
+
+def test_a_hub_whose_name_does_not_resolve_fails_at_once_in_one_line(tmp_path):
+    """`--preset base` with an empty cache: huggingface_hub retried each file 5 times, 11 lines over ~23 s before
+    dfer's line; now the name is resolved once and the cache asked, well within 5 s of the command's imports."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **UNRESOLVABLE, "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_CACHE": str(tmp_path / "hf/hub")}
+    result = subprocess.run(
+        [sys.executable, "-c", TIMED, str(tmp_path / "seconds"), "extract", "cremad", str(REPO / "samples/cremad"),
+         "--out", str(tmp_path / "store"), "--preset", "base"], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300)
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) <= 3, lines
+    assert lines[-1].startswith("error: vision encoder google/siglip2-base-patch16-224: could not get its weights")
+    assert "hub.dfer.invalid does not resolve" in lines[-1]
+    assert float((tmp_path / "seconds").read_text()) < 5
+    assert not (tmp_path / "store").exists()
+
+
 def _settings_classes() -> dict:
     from dfer.extract.pipeline import ExtractConfig
     from dfer.finetune.config import FinetuneConfig

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,8 @@ from dfer.encoders import resolve_preset
 from dfer.encoders.audio import AudioEncoder, load_audio
 from dfer.encoders.vision import VisionEncoder, load_vision
 from dfer.encoders.presets import PRESETS, hub_commit, local_revision
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +138,36 @@ def test_vision_save_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded(images), encoder(images), atol=0, rtol=0)
     assert loaded.describe()["revision"] == local_revision(tmp_path / "vision")
     assert load_vision(str(tmp_path / "vision"), meta=True).num_tokens == 16
+
+
+# Builds the vision encoder argv[1] names and prints its revision and the sum of its weights, then tries argv[2].
+BUILD_VISION = """import sys
+from dfer.encoders import build_encoder
+encoder = build_encoder("vision", sys.argv[1])
+print(encoder.describe()["revision"], repr(sum(float(p.detach().double().sum()) for p in encoder.parameters())))
+build_encoder("vision", sys.argv[2])
+"""
+
+
+def test_a_warm_hub_cache_serves_where_the_hub_name_does_not_resolve(tmp_path):
+    """A hub id the local Hugging Face cache holds (laid out as huggingface_hub writes it) loads where the hub's name
+    does not resolve (.invalid, RFC 2606), with the cached commit as its revision; one it does not hold fails in one
+    line. A process of its own: huggingface_hub reads its endpoint and cache from the environment at import."""
+    encoder = load_vision("random:tiny", seed=5)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub/models--dfer-test--tiny-siglip"
+    encoder.save(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs/main").write_text(commit)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": "https://hub.dfer.invalid", "HF_HUB_OFFLINE": "0",
+           "TRANSFORMERS_OFFLINE": "0", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    built = subprocess.run([sys.executable, "-c", BUILD_VISION, "dfer-test/tiny-siglip", "dfer-test/not-cached"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    revision, weights = built.stdout.split()
+    assert revision == commit
+    assert float(weights) == sum(float(p.detach().double().sum()) for p in encoder.parameters())
+    assert built.returncode == 1 and "EncoderUnavailable: vision encoder dfer-test/not-cached" in built.stderr
+    assert "hub.dfer.invalid does not resolve, and the local Hugging Face cache does not hold it" in built.stderr
 
 
 def test_audio_save_load_round_trip(tmp_path, tiny_audio):

@@ -183,12 +183,18 @@ def test_other_containers(client, tmp_path, name, video_codec, audio_codec, rate
 
 
 def test_bad_uploads_are_4xx_with_a_reason(client):
-    assert post(client, "empty.mp4", b"").status_code == 422
+    empty = post(client, "empty.mp4", b"")
+    assert empty.status_code == 422 and empty.json() == {"detail": "empty upload (0 bytes)"}
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["Body_predict_predict_post"]["properties"]["file"]["minLength"] == 1  # the schema says so too
     text = post(client, "notes.txt", b"this is not a video\n" * 50, "text/plain")
     assert text.status_code == 415 and "not a decodable video" in text.json()["detail"]
     garbage = post(client, "noise.webm", np.random.default_rng(0).bytes(50_000), "video/webm")
     assert garbage.status_code == 415
-    assert client.post("/predict").status_code == 422  # no file field
+    missing = client.post("/predict")  # FastAPI's own validation error, with the one error body every error has
+    assert missing.status_code == 422 and missing.json() == {"detail": "file: Field required"}
+    not_bool = client.post("/predict?explain=maybe", files={"file": ("a.mp4", b"x", "video/mp4")})
+    assert not_bool.status_code == 422 and not_bool.json()["detail"].startswith("explain: ")
     truncated = post(client, "cut.flv", CLIP.read_bytes()[:2000], "video/x-flv")
     assert truncated.status_code in (415, 422), truncated.text  # only the header survives: nothing to decode
 

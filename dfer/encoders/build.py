@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from dfer.encoders.hub import cached, offline_unless_resolvable
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.errors import EncoderUnavailable
 
@@ -43,29 +44,45 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
 
     Weights that must come from the hub and cannot (no network: transformers' "We couldn't connect to
     'https://huggingface.co'", NeMo's own OSError) raise `EncoderUnavailable`, one line naming the spec and how to
-    pass a local copy, in place of a long traceback from inside the libraries."""
-    try:
+    pass a local copy, in place of a long traceback from inside the libraries. Where the hub's name does not
+    resolve, that is known at once (`dfer.encoders.hub`): the local cache serves what it holds, and nothing is
+    retried."""
+    if kind not in KINDS:
+        raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
+    repo = _hub_id(spec)
+    if repo is None:
         return _build(kind, spec, seed, device, meta)
-    except OSError as error:
-        if not _from_hub(spec):
-            raise
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        local = "a local model folder" if kind == "vision" else "a local .nemo file or model folder"
-        raise EncoderUnavailable(f"{kind} encoder {spec}: could not get its weights from the Hugging Face hub "
-                                 f"({reason}); download them where the hub can be reached and pass {local} "
-                                 f"instead: --{kind} /path/to/it") from error
+    with offline_unless_resolvable() as unresolved:
+        if unresolved and not cached(repo):
+            raise _unavailable(kind, spec, f"{unresolved} does not resolve, and the local Hugging Face cache does "
+                                           "not hold it")
+        try:
+            return _build(kind, spec, seed, device, meta)
+        except OSError as error:
+            if unresolved:
+                reason = f"{unresolved} does not resolve, and the local Hugging Face cache does not hold all of it"
+            else:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise _unavailable(kind, spec, reason) from error
 
 
-def _from_hub(spec: str) -> bool:
-    """Whether a spec names weights to download: a hub id, not a local path nor a family dfer builds itself."""
-    source = spec[len(HF_PREFIX):].split(",")[0] if spec.startswith(HF_PREFIX) else spec
-    own = spec.startswith(RANDOM_PREFIX) or spec.split(",")[0] in (GE2E, MEL, FACEAPI)
-    return not own and not Path(source).exists()
+def _unavailable(kind: str, spec: str, reason: str) -> EncoderUnavailable:
+    local = "a local model folder" if kind == "vision" else "a local .nemo file or model folder"
+    return EncoderUnavailable(f"{kind} encoder {spec}: could not get its weights from the Hugging Face hub ({reason}); "
+                              f"download them where the hub can be reached and pass {local} instead: "
+                              f"--{kind} /path/to/it")
+
+
+def _hub_id(spec: str) -> str | None:
+    """The hub repository a spec names weights to download from, None for a local path or a family dfer builds
+    itself; ValueError for an `hf:` spec that does not parse."""
+    if spec.startswith(RANDOM_PREFIX) or spec.split(",")[0] in (GE2E, MEL, FACEAPI):
+        return None
+    source = _options(spec, HF_PREFIX)[0] if spec.startswith(HF_PREFIX) else spec
+    return None if Path(source).exists() else source
 
 
 def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bool):
-    if kind not in KINDS:
-        raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
     if spec.startswith(HF_PREFIX):
         source, options = _options(spec, HF_PREFIX)
         if kind == "vision":

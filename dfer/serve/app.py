@@ -25,10 +25,16 @@ Why this shape:
   that took the request, so a long upload holds that worker (and the queue behind it) for as long. Timelines are
   therefore made only of uploads up to `max_timeline_seconds` (0: never); a longer one gets the whole-file answer
   and a `timeline_notes` line saying why it has no timeline. The upload size limit bounds the rest.
-- Bad input is the client's, and the status says which kind: 413 larger than `max_upload_mb`, or frames of more than
-  `max_video_pixels` (read from the header before anything is decoded: decoding is bounded, but an 8K stream still
-  costs seconds of CPU per frame to decode), 415 not a decodable video (empty, text, truncated beyond use), 422
-  decodes but is unusable (e.g. no stream the model reads), 503 busy.
+- Bad input is the client's, and the status says which kind: 400 a multipart body that cannot be parsed, 413 larger
+  than `max_upload_mb`, or frames of more than `max_video_pixels` (read from the header before anything is decoded:
+  decoding is bounded, but an 8K stream still costs seconds of CPU per frame to decode), 415 not a decodable video
+  (text, truncated beyond use), 422 a request the schema refuses (no `file`, an empty one: the schema's minLength) or
+  a file that decodes but is unusable (e.g. no stream the model reads), 503 busy.
+- Every error has one body, `{"detail": string}` (`Error`), FastAPI's own validation errors included (their list is
+  joined into one line), and each status an answer may have is in the OpenAPI schema: a client reads `detail` and
+  shows it, whatever went wrong. An unexpected failure is a bug of the server; it is documented too (500, with the
+  same body, and the traceback in the server's log), and the API fuzz test (tests/test_serve_api.py) sends no
+  request that gets one.
 """
 
 from __future__ import annotations
@@ -42,8 +48,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, File, HTTPException, Query, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel
@@ -64,14 +71,24 @@ MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing (boundaries, part head
 COPY_CHUNK = 1 << 20
 
 
+class FusedRun(BaseModel):
+    """One run of a fused server (`dfer serve` with no --model, or several): what /health says of it."""
+    run: str
+    weight: float
+    modalities: str
+    labels: list[str]
+    encoders: dict[str, str]  # stream -> encoder
+
+
 class Health(BaseModel):
     status: str
     version: str
-    run: str
+    run: str  # a fused server's runs joined by " + "
     modalities: str
-    classes: list[str]  # the store's codes
+    classes: list[str]  # the store's codes (a fused server's: the words, as its members' codes differ)
     labels: list[str]  # their display names
-    encoders: dict[str, str]
+    encoders: dict[str, str] | None  # stream -> encoder of a single run (None: fused, see members)
+    members: list[FusedRun] | None = None  # a fused server's runs, each with its encoders (None: a single run)
     device: str
     workers: int
     busy: int  # requests being predicted or waiting for a worker
@@ -143,15 +160,38 @@ class Prediction(BaseModel):
 
 
 class Error(BaseModel):
-    detail: str
+    """The body of every error this server answers."""
+    detail: str  # what went wrong, one line for a person to read
 
 
-ERRORS = {status: {"model": Error, "description": text} for status, text in [
+def errors(*statuses: tuple[int, str]) -> dict:
+    """OpenAPI `responses` of these (status, meaning) pairs, each with the `Error` body."""
+    return {status: {"model": Error, "description": text} for status, text in statuses}
+
+
+UNEXPECTED = (500, "an unexpected failure: a bug of the server (its log has the traceback); please report it")
+ERRORS = errors(
+    (400, "a multipart body that cannot be parsed"),
     (413, "the upload is larger than --max-upload-mb, or its frames have more pixels than --max-video-pixels"),
     (415, "not a decodable video file"),
-    (422, "decodes, but holds nothing the model can use (or no `file` field)"),
+    (422, "no `file` field, an empty file, `explain` not a boolean, or a file that decodes but holds nothing the "
+          "model can use"),
     (503, "busy: every worker and queue slot is taken; retry after Retry-After seconds"),
-]}
+)
+
+
+def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 with its list of problems joined into one `detail` line, e.g. "file: Field required", so that
+    every error has the one body the schema documents."""
+    problems = "; ".join(f"{'.'.join(map(str, item['loc'][1:] or item['loc']))}: {item['msg']}"
+                         for item in error.errors())  # loc: ("body" | "query", field, ...)
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    """A failure nothing else caught, as the documented 500 (Starlette logs its traceback after sending this)."""
+    return JSONResponse({"detail": f"unexpected server error ({type(error).__name__}); the server's log has its "
+                                   "traceback"}, status_code=500)
 
 
 def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORKERS, queue: int = 4,
@@ -182,7 +222,9 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
     # off: even its offline bundle fetches a logo from cdn.redoc.ly, and /docs shows the same API.
     app = FastAPIOffline(
         title="dfer", version=dfer.__version__, lifespan=lifespan, redoc_url=None,
-        description="Audio-visual dynamic facial expression recognition: emotion probabilities for a clip.")
+        description="Audio-visual dynamic facial expression recognition: emotion probabilities for a clip.",
+        responses=errors(UNEXPECTED),
+        exception_handlers={RequestValidationError: validation_error, Exception: unexpected_error})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -190,10 +232,11 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
 
     @app.get("/health", response_model=Health)
     def health() -> dict:
-        facts = predictor.describe()
+        facts = predictor.describe()  # a single run's has its encoders, a fused one's its members'
         return {
             "status": "ok", "version": dfer.__version__, "run": facts["run"], "modalities": facts["modalities"],
-            "classes": facts["classes"], "labels": facts["labels"], "encoders": facts["encoders"],
+            "classes": facts["classes"], "labels": facts["labels"], "encoders": facts.get("encoders"),
+            "members": facts.get("members"),
             "device": facts["device"], "workers": workers, "busy": busy, "capacity": capacity,
             "max_upload_mb": max_upload_mb, "max_video_pixels": max_video_pixels, "timeline_window": window,
             "max_timeline_seconds": max_timeline_seconds,
@@ -206,7 +249,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
 
     # max_body_size refuses an oversized body (413) from its Content-Length, or as it streams in, before it is parsed.
     @app.post("/predict", response_model=Prediction, responses=ERRORS, max_body_size=limit + MULTIPART_SLACK)
-    async def predict(file: UploadFile = File(..., description="a video clip with its audio"),
+    async def predict(file: UploadFile = File(..., description="a video clip with its audio (not empty)",
+                                              json_schema_extra={"minLength": 1}),
                       explain: bool = Query(False, description="also explain it (the `explain` field)")) -> dict:
         nonlocal busy
         started = time.perf_counter()
