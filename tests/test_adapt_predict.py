@@ -98,3 +98,28 @@ def test_a_timeline_adapts_causally_over_the_files_own_windows(voice):
     plain = list(FileTimeline(voice, CLIPS[0], window=0.8, hop=0.4, adapt="none"))
     assert rows[0]["probs"] == plain[0]["probs"]  # the first window is a group of one
     assert rows[-1]["probs"] != plain[-1]["probs"]
+
+
+def test_a_serve_session_adapts_later_recordings_to_the_earlier_ones(voice):
+    from fastapi.testclient import TestClient
+
+    from dfer.serve.app import create_app
+
+    def post(client, clip, **form):
+        response = client.post("/predict", files={"file": (clip.name, clip.read_bytes(), "video/x-flv")}, data=form)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with TestClient(create_app(voice, max_timeline_seconds=0)) as client:
+        first = post(client, CLIPS[0], session="me")
+        assert first["notes"].endswith("a group of one clip (the training set's statistics)")
+        second = post(client, CLIPS[1], session="me")
+        assert second["notes"].endswith("adapted to its group of 2 clips")
+        together = list(predict_adapted(voice, CLIPS[:2], "together"))
+        assert second["probs"] == together[1]["probs"]  # the session so far: the first recording and this one
+        other = post(client, CLIPS[1], session="someone else")
+        assert other["notes"].endswith("a group of one clip (the training set's statistics)")
+        plain = post(client, CLIPS[1])  # without a session nothing changes
+        assert plain["probs"] == next(predict_paths(voice, CLIPS[1:2]))["probs"] and plain["notes"] == ""
+        assert client.post("/predict", files={"file": (CLIPS[0].name, CLIPS[0].read_bytes(), "video/x-flv")},
+                           data={"session": "x" * 129}).status_code == 422

@@ -183,7 +183,7 @@ class DferHeads(nn.Module):
         tokens = batch[f"{stream}_tokens"]
         if f"{stream}_mean" in batch:
             shape = (tokens.shape[0], *(1,) * (tokens.dim() - 2), tokens.shape[-1])  # (B, 1, ..., D)
-            mean, std = batch[f"{stream}_mean"].view(shape), batch[f"{stream}_std"].view(shape)
+            mean, std = batch[f"{stream}_mean"].reshape(shape), batch[f"{stream}_std"].reshape(shape)
         else:
             mean, std = getattr(self, f"{stream}_mean"), getattr(self, f"{stream}_std")
             if self.training and self.statistics_momentum > 0:

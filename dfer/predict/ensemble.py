@@ -32,7 +32,7 @@ from dfer.faces import FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
 from dfer.media.decode import DecodedClip, is_audio_only
 from dfer.models import DEFAULT_MODELS
-from dfer.predict.predictor import EncodedFile, FilePredictor, Predictor, UnusableClip
+from dfer.predict.predictor import EncodedFile, FilePredictor, GroupOf, Predictor, UnusableClip
 
 # What the members must share to decode a file once
 DECODING = ("frames", "sample_rate", "max_seconds", "frame_short_side")
@@ -116,10 +116,10 @@ class Ensemble(FilePredictor):
         return audio_only
 
     def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
-                     seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:
+                     seconds: dict | None = None, group_of: GroupOf | None = None) -> tuple[dict, FaceTrack | None]:
         """As `Predictor.predict_clip`: every member on the one decoded clip, one face track per crop setting."""
         encoded = self.encode_clip(path, decoded, follow, seconds)
-        return self.score(encoded), encoded.track
+        return self.score(encoded, None if group_of is None else group_of(encoded)), encoded.track
 
     def encode_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
                     seconds: dict | None = None) -> EncodedMembers:

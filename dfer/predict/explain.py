@@ -27,7 +27,7 @@ from dfer.heads import DferHeads, ZeroShot
 from dfer.inference.score import autocast
 from dfer.media.decode import DecodedClip
 from dfer.predict.explain_figure import save_explanation_png
-from dfer.predict.predictor import OutputStems, Predictor
+from dfer.predict.predictor import GroupOf, OutputStems, Predictor
 
 DIGITS = 6  # probabilities and attention are rounded to this many decimals in the JSON
 # What a crop's heat is, in the colour bar's two short lines (they fit beside one row of crops)
@@ -138,15 +138,18 @@ def explain_file(predictor: Predictor, path: Path | str) -> Explanation:
     return explain_clip(predictor, path, *predictor.decode(path))
 
 
-def explain_clip(predictor: Predictor, path: Path, decoded: DecodedClip, decode_seconds: float) -> Explanation:
+def explain_clip(predictor: Predictor, path: Path, decoded: DecodedClip, decode_seconds: float,
+                 group_of: GroupOf | None = None) -> Explanation:
     """`explain_file` of a file decoded already (`Predictor.decode`: the clip, and the seconds that took), so that
-    decoding can run ahead (`dfer predict --explain` over several files, `dfer serve`)."""
+    decoding can run ahead (`dfer predict --explain` over several files, `dfer serve`); `group_of` as in
+    `Predictor.predict_clip`: the model explained is the one adapted to the clip's group."""
     encoded = predictor.encode_clip(path, decoded, seconds={"decode": decode_seconds})
     started = time.perf_counter()
-    batch = {key: value.to(predictor.device) for key, value in predictor.batch_of(encoded.row).items()}
+    batch, note = predictor.batch_for(encoded, None if group_of is None else group_of(encoded))
+    batch = {key: value.to(predictor.device) for key, value in batch.items()}
     explanation, arrays = explain_batch(predictor.heads, batch, predictor.labels)
     encoded.seconds["explain"] = time.perf_counter() - started
-    record = predictor.record(encoded, arrays.pop("probs"))
+    record = predictor.with_note(predictor.record(encoded, arrays.pop("probs")), note)
     track = encoded.track
     return Explanation({**record, "explain": explanation}, None if track is None else track.faces,
                        None if track is None else track.landmarks, arrays.get("attention"), arrays.get("prior"),

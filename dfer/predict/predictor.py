@@ -59,6 +59,7 @@ class EncodedFile:
     seconds: dict[str, float]  # per stage so far
 
 
+GroupOf = Callable[[object], dict[str, Moments]]  # an encoded clip -> the moments of its group (dfer.adapt)
 ENCODER_KINDS = {"video": "vision", "audio": "audio"}  # stream -> its encoder's entry in a run's fingerprint
 
 
@@ -95,9 +96,11 @@ class FilePredictor:
                                   max_short_side=self.frame_short_side)
         return decoded, time.perf_counter() - started
 
-    def predict_decoded(self, path: Path, decoded: DecodedClip, decode_seconds: float) -> dict:
-        """The `predict_file` result of a file decoded already (`decode`, and the seconds it took)."""
-        return self.predict_clip(path, decoded, seconds={"decode": decode_seconds})[0]
+    def predict_decoded(self, path: Path, decoded: DecodedClip, decode_seconds: float,
+                        group_of: GroupOf | None = None) -> dict:
+        """The `predict_file` result of a file decoded already (`decode`, and the seconds it took); `group_of` as in
+        `Predictor.predict_clip`."""
+        return self.predict_clip(path, decoded, seconds={"decode": decode_seconds}, group_of=group_of)[0]
 
 
 class Predictor(FilePredictor):
@@ -180,26 +183,36 @@ class Predictor(FilePredictor):
         }
 
     def predict_clip(self, path: Path, decoded: DecodedClip, follow: FaceTrace | None = None,
-                     seconds: dict | None = None) -> tuple[dict, FaceTrack | None]:
+                     seconds: dict | None = None, group_of: GroupOf | None = None) -> tuple[dict, FaceTrack | None]:
         """The `predict_file` result of one decoded clip of `path` (the whole file's, or one window of a long
         file's) and its face track. `follow` (on the clip's clock) continues the face a previous window tracked;
-        `seconds` holds the time of the stages already run."""
+        `seconds` holds the time of the stages already run; `group_of(encoded)` gives the moments of the clip's
+        group, to adapt to (`score`; e.g. a server session's, the clip added)."""
         encoded = self.encode_clip(path, decoded, follow, seconds)
-        return self.score(encoded), encoded.track
+        return self.score(encoded, None if group_of is None else group_of(encoded)), encoded.track
 
     def score(self, encoded: EncodedFile, group: dict[str, Moments] | None = None) -> dict:
         """The heads on one encoded file: its `predict_file` result. `group`: the moments of the clips that share its
         speaker (`moments`, summed; the clip itself included), to standardise it with (`adaptation`)."""
         started = time.perf_counter()
-        batch = self.batch_of(encoded.row)
-        note = None
-        if group is not None:
-            statistics, note = self.adaptation(group)
-            if statistics:
-                attach(batch, {stream: (mean[None], std[None]) for stream, (mean, std) in statistics.items()})
+        batch, note = self.batch_for(encoded, group)
         _, probs = run_heads(self.heads, [batch], self.device)  # (1, C)
         encoded.seconds["heads"] = time.perf_counter() - started
-        record = self.record(encoded, probs[0])
+        return self.with_note(self.record(encoded, probs[0]), note)
+
+    def batch_for(self, encoded: EncodedFile, group: dict[str, Moments] | None = None) -> tuple[dict, str | None]:
+        """A batch of one for the heads, standardised with `group`'s statistics when it has any (`adaptation`), and
+        the note saying how (None without a group)."""
+        batch = self.batch_of(encoded.row)
+        if group is None:
+            return batch, None
+        statistics, note = self.adaptation(group)
+        if statistics:
+            attach(batch, {stream: (mean[None], std[None]) for stream, (mean, std) in statistics.items()})
+        return batch, note
+
+    @staticmethod
+    def with_note(record: dict, note: str | None) -> dict:
         if note:
             record["notes"] = "; ".join(filter(None, [record["notes"], note]))
         return record

@@ -4,8 +4,10 @@
     GET  /health   liveness and what is loaded
     GET  /labels   the display names of the run's classes (`labels`) and their codes (`classes`), in the order of
                    `probs`
-    POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) -> the prediction `dfer predict
-                   --json` prints, plus `timing`; with `?explain=true` also `explain` (`dfer.predict.explain`, and
+    POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) and an optional `session` id ->
+                   the prediction `dfer predict --json` prints, plus `timing`; a recording with a `session` is
+                   standardised with the statistics of its session's recordings so far, itself included
+                   (`dfer.adapt.sessions`: in memory only, bounded; the page sends one id per page load); with `?explain=true` also `explain` (`dfer.predict.explain`, and
                    `faces`: the crops the attention lies over, for the page); an upload longer than one window of the
                    run also gets `timeline`, the windows `dfer predict --timeline` writes to its .jsonl
     GET  /docs     the OpenAPI page (Swagger UI), its script and style served by this app (fastapi-offline's copies), so
@@ -46,9 +48,10 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
@@ -56,6 +59,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 import dfer
+from dfer.adapt.sessions import MAX_ID, SessionStatistics
 from dfer.media.decode import ClipError, DecodedClip, frame_pixels, stated_duration
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from dfer.predict.ensemble import Ensemble
@@ -209,6 +213,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
     slots = asyncio.Semaphore(workers + 1)
     capacity = workers + queue
     busy = 0  # touched only on the event loop's thread, so a plain counter is race-free
+    sessions = SessionStatistics()  # per-session adaptation statistics, shared by the predict threads
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -251,7 +256,10 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
     @app.post("/predict", response_model=Prediction, responses=ERRORS, max_body_size=limit + MULTIPART_SLACK)
     async def predict(file: UploadFile = File(..., description="a video clip with its audio (not empty)",
                                               json_schema_extra={"minLength": 1}),
-                      explain: bool = Query(False, description="also explain it (the `explain` field)")) -> dict:
+                      explain: bool = Query(False, description="also explain it (the `explain` field)"),
+                      session: str | None = Form(None, min_length=1, max_length=MAX_ID,
+                                                 description="one person's recordings share an id: each is "
+                                                 "standardised with the statistics of its session so far")) -> dict:
         nonlocal busy
         started = time.perf_counter()
         if busy >= capacity:
@@ -264,7 +272,8 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
             busy -= 1
             raise
         copied = time.perf_counter()
-        job = asyncio.ensure_future(answer(clip, explain))
+        group_of = None if session is None else partial(session_group, predictor, sessions, session)
+        job = asyncio.ensure_future(answer(clip, explain, group_of))
 
         def finished(_) -> None:  # on the event loop, when the prediction ends (even if the client has gone)
             nonlocal busy
@@ -288,7 +297,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
                             "predict": round(done - stamps["predict"], 4), "total": round(done - started, 4)}
         return result
 
-    async def answer(path: Path, explain: bool) -> tuple[dict, dict[str, float]]:
+    async def answer(path: Path, explain: bool, group_of) -> tuple[dict, dict[str, float]]:
         """Decode on the decode thread, then predict on a predict thread: (the result, when each step began and when
         decoding ended, as perf_counter stamps "decode", "decoded", "predict")."""
         loop = asyncio.get_running_loop()
@@ -297,7 +306,7 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
                                                                            max_video_pixels)
             result, stamps["predict"] = await loop.run_in_executor(
                 executor, _timed, predictor, path, decoded, decode_seconds, explain, window, max_timeline_seconds,
-                shares)
+                shares, group_of)
         return result, stamps
 
     return app
@@ -351,26 +360,31 @@ def _decode(predictor, path: Path, max_pixels: int) -> tuple[tuple[DecodedClip, 
     return predictor.decode(path), {"decode": began, "decoded": time.perf_counter()}
 
 
+def session_group(predictor, sessions: SessionStatistics, session: str, encoded) -> dict:
+    """The moments of a recording's session, the recording added (`Predictor.predict_clip`'s `group_of`)."""
+    return sessions.add(session, predictor.moments(encoded))
+
+
 def _timed(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool, window: float | None,
-           longest: float, shares: CoreShares) -> tuple[dict, float]:
+           longest: float, shares: CoreShares, group_of=None) -> tuple[dict, float]:
     """Runs on a predict thread, on its share of the cores: `_predicted`, and when this thread took it up (the end of
     its wait in the queue)."""
     began = time.perf_counter()
     with shares.share():
-        return _predicted(predictor, path, decoded, decode_seconds, explain, window, longest), began
+        return _predicted(predictor, path, decoded, decode_seconds, explain, window, longest, group_of), began
 
 
 def _predicted(predictor, path: Path, decoded: DecodedClip, decode_seconds: float, explain: bool,
-               window: float | None, longest: float) -> dict:
+               window: float | None, longest: float, group_of=None) -> dict:
     """The prediction of the decoded upload: explained if asked, with its timeline when the upload is longer than
-    `window`."""
+    `window`; adapted to its session with `group_of` (`session_group`)."""
     if explain and not isinstance(predictor, Ensemble):  # an explanation is of one model's computation
-        explanation = explain_clip(predictor, path, decoded, decode_seconds)
+        explanation = explain_clip(predictor, path, decoded, decode_seconds, group_of)
         result = explanation.record
         if explanation.faces is not None:
             result["explain"]["faces"] = [_jpeg_url(face) for face in explanation.faces]
     else:
-        result = predictor.predict_decoded(path, decoded, decode_seconds)
+        result = predictor.predict_decoded(path, decoded, decode_seconds, group_of)
     if window is not None:
         started = time.perf_counter()
         result.update(_timeline(predictor, path, window, longest))

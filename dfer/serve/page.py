@@ -106,6 +106,8 @@ PAGE = """<!doctype html>
 "use strict";
 const RECORD_MS = RECORD_SECONDS * 1000;
 const $ = (id) => document.getElementById(id);
+// One session id per page load (randomUUID needs a secure context: plain http to another host has none)
+const SESSION = crypto.randomUUID ? crypto.randomUUID() : Date.now().toString(36) + Math.random().toString(36).slice(2);
 const state = (value, message) => { document.body.dataset.state = value; $("status").textContent = message || ""; };
 const fail = (message) => { state("error"); $("error").textContent = message; $("record").disabled = false; };
 
@@ -258,6 +260,7 @@ async function upload(blob, name) {
   $("explain").hidden = $("timeline").hidden = $("members").hidden = true;
   const form = new FormData();
   form.append("file", blob, name);
+  form.append("session", SESSION);  // this page's recordings are one person's: the server adapts to them
   let response, body;
   try {
     response = await fetch("predict?explain=true", { method: "POST", body: form });
