@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech models faceapi-weights clean
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights clean
 
 install: $(STAMP)
 
@@ -118,14 +118,27 @@ $(SPEECH_OUT)/final.done: $(SPEECH_OUT)/final-stage2.done $(SPEECH)/finetune.yam
 $(SPEECH_OUT)/egemaps/results.md: $(STAMP)
 	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(@D)
 
+# The same heads and probe adapted to the speaker (--adapt speaker, docs/adapt.md), cross-validated on the same folds,
+# the figures by group size (bench/adapt_groups.py), and the final adapted run on all 18 actors: the bundled voice.
+ravdess-speech-adapt: $(SPEECH_OUT)/stage2-adapt/summary.json $(SPEECH_OUT)/final-adapt.done
+	@cat $(SPEECH_OUT)/stage2-adapt/results.md
+	$(PY) bench/adapt_groups.py $(SPEECH_OUT)/stage2-adapt --store $(SPEECH_OUT)/cache
+
+$(SPEECH_OUT)/stage2-adapt/summary.json: $(SPEECH_OUT)/cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/cache --out $(@D) --recipe $(SPEECH)/train.yaml --adapt speaker
+
+$(SPEECH_OUT)/final-adapt.done: $(SPEECH_OUT)/cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/cache --out $(SPEECH_OUT)/final-adapt --recipe $(SPEECH)/train.yaml --fold none --adapt speaker
+	touch $@
+
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
-# `voice` is the RAVDESS speech recipe's final stage-2 run (actors 01-18, GE2E + liquid heads; the steps above), its
-# figures the recipe's cross-validation by actor;
+# `voice` is the RAVDESS speech recipe's final stage-2 run adapted to the speaker (actors 01-18, GE2E + liquid heads,
+# --adapt speaker; the steps above), its figures the recipe's adapted cross-validation by actor;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
 # dfer.runs.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
 MODELS_OUT := runs/models
-models: $(SPEECH_OUT)/final-stage2.done $(SPEECH_OUT)/stage2/summary.json $(MODELS_OUT)/face/metrics.json
-	$(PY) -m dfer.runs.bundle voice $(SPEECH_OUT)/final-stage2 recipes/models/voice.json $(SPEECH_OUT)/stage2/summary.json
+models: $(SPEECH_OUT)/final-adapt.done $(SPEECH_OUT)/stage2-adapt/summary.json $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.runs.bundle voice $(SPEECH_OUT)/final-adapt recipes/models/voice.json $(SPEECH_OUT)/stage2-adapt/summary.json
 	$(PY) -m dfer.runs.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 

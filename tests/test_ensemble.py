@@ -18,6 +18,7 @@ from dfer.media.decode import decode_clip
 from dfer.predict.command import predict
 from dfer.predict.ensemble import Ensemble, fuse, load_model
 from dfer.predict.predictor import UnusableClip
+from dfer.runs.folder import resolve_run
 from dfer.predict.timeline import FileTimeline
 from dfer.testing.sample import SAMPLE
 from dfer.serve.app import create_app

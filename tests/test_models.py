@@ -15,6 +15,8 @@ from dfer.cli import app
 from dfer.media.decode import decode_clip
 from dfer.models import bundled, model_facts
 from dfer.predict.predictor import Predictor
+from dfer.runs.bundle import sha256
+from dfer.runs.folder import resolve_run
 from dfer.testing.sample import SAMPLE
 
 from acceptance import ATOL, FIXTURES, one_thread

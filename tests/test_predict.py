@@ -20,6 +20,7 @@ from dfer.inference.score import predict as run_heads
 from dfer.media.decode import ClipError
 from dfer.predict.command import predict
 from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
+from dfer.runs.load import load_run
 from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.store.reader import open_cache
 from dfer.testing.synth import write_clip

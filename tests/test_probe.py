@@ -18,6 +18,7 @@ from dfer.heads import LinearProbe
 from dfer.inference.batch import collate
 from dfer.inference.score import predict
 from dfer.predict.predictor import Predictor
+from dfer.runs.load import load_run
 from dfer.testing.sample import SAMPLE
 from dfer.store.reader import open_cache
 from dfer.testing.synthetic_store import make_synthetic_store

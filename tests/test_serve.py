@@ -232,7 +232,7 @@ class Blocking:
     def decode(self, path: Path) -> tuple[None, float]:
         return None, 0.0
 
-    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float, group_of=None) -> dict:
         assert self.release.wait(20)
         return {"path": str(path), "labels": self.labels, "classes": self.classes, "probs": [0.25, 0.75],
                 "top1": "angry",
@@ -268,7 +268,7 @@ class Overlapping(Blocking):
         self.decoding[sum(event.is_set() for event in self.decoding)].set()
         return None, 0.0
 
-    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float, group_of=None) -> dict:
         if not self.release.is_set():  # the first prediction
             self.overlapped = self.decoding[1].wait(20)
             self.release.set()
@@ -298,7 +298,7 @@ class Counting(Blocking):
         self.release.set()
         self.threads = []
 
-    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float, group_of=None) -> dict:
         self.threads.append(torch.get_num_threads())
         return super().predict_decoded(path, decoded, decode_seconds)
 
@@ -320,7 +320,7 @@ class SideBySide(Counting):
         self.second = threading.Event()
         self.lock = threading.Lock()
 
-    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float) -> dict:
+    def predict_decoded(self, path: Path, decoded: None, decode_seconds: float, group_of=None) -> dict:
         with self.lock:  # both may arrive at once: exactly one of them is first
             first = not self.threads
             self.threads.append(torch.get_num_threads())

@@ -21,7 +21,6 @@ from dfer.predict.command import predict
 from dfer.predict.timeline import FileTimeline, default_window, plan_windows, segment_top
 from dfer.predict.timeline_files import FIXED, PROB
 from dfer.store.reader import open_cache
-from dfer.testing.sample import sample_run
 from dfer.testing.synth import write_clip
 
 VTT_CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2}):(\d{2}):(\d{2})\.(\d{3})$")
@@ -153,7 +152,7 @@ class Constant:
     """A stand-in model for `FileTimeline` that sees only: the same answer for every window, noting whether a
     reading thread was alive while it answered."""
 
-    max_seconds, frames, sample_rate, audio, frame_short_side = 8.0, 2, 16000, None, None
+    max_seconds, frames, sample_rate, audio, frame_short_side, trained_adapt = 8.0, 2, 16000, None, None, False
 
     def __init__(self):
         self.reading: list[bool] = []
@@ -161,7 +160,7 @@ class Constant:
     def check_readable(self, path: Path) -> bool:
         return False
 
-    def predict_clip(self, path, clip, follow=None) -> tuple[dict, None]:
+    def predict_clip(self, path, clip, follow=None, group_of=None) -> tuple[dict, None]:
         self.reading.append(any(thread.name == "dfer-prefetch" for thread in threading.enumerate()))
         return {"labels": ["calm", "angry"], "probs": [0.4, 0.6], "face_found_ratio": 1.0, "has_audio": False}, None
 

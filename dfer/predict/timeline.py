@@ -108,6 +108,16 @@ class FileTimeline:
         running = dict(self.saved or {})  # adaptation key -> moments of the windows so far (and the saved statistics)
         if self.adapt == "file":
             self.notes = [*self.notes, "adapted: each window standardised with the statistics of the windows so far"]
+
+        def group_of(encoded) -> dict:
+            """This window's group: the windows so far, itself included (`--adapt file`), or the saved statistics and
+            itself."""
+            nonlocal running
+            group = merged(running, predictor.moments(encoded))
+            running = group if self.adapt == "file" else running
+            return group
+
+        adapting = self.adapt == "file" or bool(self.saved)
         with closing(prefetched(reader)) as clips:  # window k + 1 is read while window k is predicted
             while True:
                 with as_clip_error(path):
@@ -115,13 +125,8 @@ class FileTimeline:
                     if clip is None:
                         return
                     start = clip.span[0]
-                    encoded = predictor.encode_clip(path, clip, None if trace is None else trace.shifted(start))
-                    group = None  # this window's group: the windows so far, or the saved statistics and itself
-                    if self.adapt == "file" or self.saved:
-                        group = merged(running, predictor.moments(encoded))
-                        running = group if self.adapt == "file" else running
-                    result, track = predictor.score(encoded, group), encoded.track
-                    del encoded
+                    result, track = predictor.predict_clip(path, clip, None if trace is None else trace.shifted(start),
+                                                           group_of=group_of if adapting else None)
                 if track is not None and track.trace is not None:
                     trace = track.trace.shifted(-start)
                 span = clip.span

@@ -214,7 +214,7 @@ def resident_bytes(reader: CacheReader, indices: list[int], modalities: str) -> 
         if key == "audio_tokens":
             shape[0] = audio_span(reader, rows)
         total += math.prod(shape) * np.dtype(array.dtype).itemsize
-    return total * len(rows)
+    return (total + np.dtype(np.int64).itemsize) * len(rows)  # and each clip's `clip_row`
 
 
 def free_bytes(device: torch.device) -> int:
