@@ -219,6 +219,7 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
     Raises:
         ValueError: neither `store` nor both `dataset` and `root` are given, or both are.
     """
+    from dfer.adapt.settings import check_listed_speakers
     from dfer.evaluation.evaluate import evaluate_run
     from dfer.evaluation.raw_folder import cache_for_folder, extract_like_run
     from dfer.runs.load import load_run
@@ -227,6 +228,8 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
     if (store is None) == (dataset is None or root is None):
         raise ValueError("give either --store STORE or --dataset NAME --root DIR")
     if store is None:
+        if adapt == "speaker":  # refused before an extraction that could take hours
+            check_listed_speakers(dataset, Path(root))
         _, config = load_run(runs[0])
         store = extract_like_run(config, dataset, Path(root), cache_for_folder(config, dataset, Path(root)), device)
     several = len(runs) > 1

@@ -123,3 +123,26 @@ def test_a_serve_session_adapts_later_recordings_to_the_earlier_ones(voice):
         assert plain["probs"] == next(predict_paths(voice, CLIPS[1:2]))["probs"] and plain["notes"] == ""
         assert client.post("/predict", files={"file": (CLIPS[0].name, CLIPS[0].read_bytes(), "video/x-flv")},
                            data={"session": "x" * 129}).status_code == 422
+
+
+def test_a_timeline_adapting_over_a_long_file_keeps_its_memory_flat(voice, tmp_path):
+    """The running statistics are sums of a fixed size: after the first windows, reading more of the file adds
+    nothing that stays (a window's audio tokens alone are 400 kB: keeping them would grow by megabytes)."""
+    import tracemalloc
+
+    from dfer.testing.synth import write_concatenation
+
+    long = tmp_path / "long.mp4"
+    write_concatenation(long, CLIPS, repeat=2)  # about 26 s
+    rows = iter(FileTimeline(voice, long, window=1.0, hop=0.5, adapt="file"))
+    for _ in range(4):
+        next(rows)
+    tracemalloc.start()
+    try:
+        early = tracemalloc.take_snapshot()
+        count = 4 + sum(1 for _ in rows)
+        late = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in late.compare_to(early, "filename"))
+    assert count >= 40 and grown < 256 * 1024, (count, grown)

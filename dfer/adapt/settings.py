@@ -9,6 +9,11 @@ SHRINK = 2.0  # a group's statistics weigh clips / (clips + SHRINK) against the 
 LONE = 0.25  # the share of adapted training clips standardised as lone clips (dfer.adapt.batches.MixedStatistics)
 
 
+# How a protocol standardised the clips it scored, as results.json and `dfer evaluate` state it
+PROTOCOLS = {"none": "unadapted: every clip standardised with the training set's statistics",
+             "speaker": "adapted per speaker: each speaker's clips standardised with their own statistics (unlabelled)"}
+
+
 def check_adapt(mode: str, shrink: float, lone: float) -> None:
     if mode not in TRAIN_MODES:
         raise ValueError(f"adapt must be one of {TRAIN_MODES}, not {mode!r}")
@@ -32,3 +37,13 @@ def adaptation_summary(config: dict) -> str:
         return (f"yes: trained per {mode} (--adapt {mode}); --adapt together / folder, a session, or saved --statistics "
                 "standardise a speaker's clips with their own; timelines adapt over the file by default")
     return "on request (--adapt): its heads standardise tokens; trained on the training set's statistics alone"
+
+
+def check_listed_speakers(dataset: str, root) -> None:
+    """Refuse `--adapt speaker` for a dataset folder whose listing names no speaker (DFEW, MAFW), in one line and
+    before anything is extracted."""
+    from dfer.data import list_dataset
+
+    if not any(clip.speaker for clip in list_dataset(dataset, root).clips):
+        raise ValueError(f"{root}: --adapt speaker needs speaker ids, and the {dataset} listing has none (DFEW and "
+                         "MAFW do not record who speaks); use --adapt none")

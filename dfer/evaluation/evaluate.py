@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dfer.adapt.batches import GroupStatistics
-from dfer.adapt.settings import TRAIN_MODES, run_adaptation
+from dfer.adapt.settings import PROTOCOLS, TRAIN_MODES, run_adaptation
 from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
 from dfer.evaluation.end_to_end import end_to_end_for
 from dfer.finetune.data import MediaClips
@@ -75,17 +75,17 @@ def adaptation(reader: CacheReader, indices: list[int], model: torch.nn.Module, 
     clips standardised with their own clips' statistics (unlabelled), shrunk toward the run's training set's; a clip
     without a speaker id keeps the training set's."""
     trained = run_adaptation(config)["mode"]
-    if adapt == "none":
-        return None, f"unadapted: every clip standardised with the training set's statistics (run trained: {trained})"
     if adapt not in TRAIN_MODES:
         raise ValueError(f"--adapt must be one of {TRAIN_MODES}, not {adapt!r}")
+    if adapt == "none":
+        return None, f"{PROTOCOLS['none']} (run trained: {trained})"
     check_has_speakers(reader, indices, str(reader.path))
     prior = model.input_statistics() if not end_to_end else {}
     if not prior:
         return None, f"unadapted: a {config.get('model', 'fine-tuned')} run reads its tokens as they are"
     moments = ClipMoments(reader, tuple(prior), indices)
     statistics = GroupStatistics(moments, speaker_groups(reader, indices), prior, run_adaptation(config)["shrink"])
-    return statistics, f"adapted per speaker: each speaker's clips standardised with their own (run trained: {trained})"
+    return statistics, f"{PROTOCOLS['speaker']} (run trained: {trained})"
 
 
 def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[list[int], str]:

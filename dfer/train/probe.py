@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from dfer import distributed
 from dfer.adapt.batches import GroupStatistics, prior_of
-from dfer.adapt.settings import LONE, SHRINK, check_adapt
+from dfer.adapt.settings import LONE, PROTOCOLS, SHRINK, check_adapt
 from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
 from dfer.heads import MODALITIES, LinearProbe
 from dfer.heads.probe import adapt_features
@@ -253,4 +253,5 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
     with torch.no_grad():
         probs = fitted.model.linear(fitted.model.standardise(features, present)).softmax(-1)  # its forward, pooled
     return write_test_results(run, reader, split.name, split.test, labels.numpy(), probs.numpy(),
-                              f"{reader.attrs['dataset']} {split.name} linear probe", show, C=fitted.C)
+                              f"{reader.attrs['dataset']} {split.name} linear probe", show, C=fitted.C,
+                              protocol=PROTOCOLS[cfg.adapt])

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from dfer import distributed
 from dfer.adapt.batches import speaker_split
+from dfer.adapt.settings import PROTOCOLS
 from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
 from dfer.inference.score import predict
@@ -82,4 +83,5 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     model, _ = load_run(run, "best", cfg.device)
     labels, probs = predict(model, loader_for(datasets["test"], cfg), torch.device(cfg.device))
     return write_test_results(run, reader, split.name, split.test, labels, probs,
-                              f"{reader.attrs['dataset']} {split.name}", show, best_epoch=state["best_epoch"])
+                              f"{reader.attrs['dataset']} {split.name}", show, best_epoch=state["best_epoch"],
+                              protocol=PROTOCOLS[cfg.adapt])
