@@ -51,6 +51,7 @@ def finetune(
                                           help="DataLoader workers reading and augmenting clips"),
 ) -> None:
     """Fine-tune the encoders and the heads end to end on the cache's face crops and waveforms (torchrun: DDP).
+
     Not adapted to the speaker: every clip is standardised with the training set's statistics, whatever --init was
     trained with."""
     from dfer import checks
