@@ -291,7 +291,7 @@ PREDICT_REPEATS = 5
 def bench_predict(run: Path, clip: Path) -> dict:
     """Old and new side by side: their calls alternate, so a slow spell of the shared machine falls on both, and each
     keeps its fastest of PREDICT_REPEATS (one call on 2 shared cores swings by a third)."""
-    from dfer.media.decode import stated_duration
+    from dfer.media.probe import stated_duration
     from dfer.predict.predictor import Predictor
     from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 
