@@ -389,7 +389,7 @@ import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 import dfer.predict.ensemble as ensemble
 from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
-from dfer.serve.command import serve
+from dfer.cli.serve import serve
 if {old!r}:  # the run detecting and decoding as before issue 21, on one worker (the default then)
     from faces import as_old
     load = ensemble.load_model

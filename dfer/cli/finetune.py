@@ -1,7 +1,4 @@
-"""The `dfer finetune` command: parse, build the settings, call `dfer.finetune.run.finetune`, print.
-
-Kept beside the stage it drives so `dfer/cli.py` registers it with one line: `app.command()(finetune)`.
-"""
+"""Stage 3, `dfer finetune`: parse, build the settings, call `dfer.finetune.run.finetune_folds`."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from dfer.cli_help import RECIPE
+from dfer.cli.help import RECIPE
 
 
 def finetune(
@@ -51,6 +48,7 @@ def finetune(
                                           help="DataLoader workers reading and augmenting clips"),
 ) -> None:
     """Fine-tune the encoders and the heads end to end on the cache's face crops and waveforms (torchrun: DDP).
+
     Not adapted to the speaker: every clip is standardised with the training set's statistics, whatever --init was
     trained with."""
     from dfer import checks
