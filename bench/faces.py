@@ -291,7 +291,7 @@ PREDICT_REPEATS = 5
 def bench_predict(run: Path, clip: Path) -> dict:
     """Old and new side by side: their calls alternate, so a slow spell of the shared machine falls on both, and each
     keeps its fastest of PREDICT_REPEATS (one call on 2 shared cores swings by a third)."""
-    from dfer.media.decode import stated_duration
+    from dfer.media.probe import stated_duration
     from dfer.predict.predictor import Predictor
     from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 
@@ -389,7 +389,7 @@ import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 import dfer.predict.ensemble as ensemble
 from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
-from dfer.serve.command import serve
+from dfer.cli.serve import serve
 if {old!r}:  # the run detecting and decoding as before issue 21, on one worker (the default then)
     from faces import as_old
     load = ensemble.load_model

@@ -5,8 +5,8 @@
     python bench/serve_load.py --url http://127.0.0.1:8000/      # a server you started yourself
 
 What is measured:
-- The server is `python -m dfer.serve.command` (what `dfer serve` runs) in its own process on a free 127.0.0.1
-  port, with `--queue` = clients by default, so a correct server never needs to refuse (any 503 is an error here).
+- The server is `python -m dfer serve` in its own process on a free 127.0.0.1 port, with `--queue` = clients by
+  default, so a correct server never needs to refuse (any 503 is an error here).
   Only loopback addresses are accepted for `--url`: this bench sends traffic nowhere else.
 - After one warm-up request per worker (first-call costs: thread pools, allocator), each client is a thread with
   its own HTTP connection that uploads the bundled CREMA-D clips in turn, one request after another, until
@@ -97,7 +97,7 @@ def start_server(model: Path, workers: int, queue: int) -> tuple[subprocess.Pope
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tempfile.NamedTemporaryFile(prefix="dfer-serve-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "dfer.serve.command", "--model", str(model), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "dfer", "serve", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--queue", str(queue)]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     server.log_path = log.name

@@ -31,7 +31,7 @@ BLOCK_SECONDS = 12.64  # the six sample clips once each, at 25 fps
 
 def measure(model: Path, path: Path, limit: float) -> dict:
     """Analyse `path` (in this process) until it ends or `limit` wall seconds pass."""
-    from dfer.media.decode import stated_duration
+    from dfer.media.probe import stated_duration
     from dfer.predict.predictor import Predictor
     from dfer.predict.timeline import HOP_FRACTION, FileTimeline, default_window
 

@@ -24,7 +24,8 @@ def media_inputs(paths: Iterable[Path]) -> None:
     The files found in a folder are not opened here: one bad file among many is that file's failure, reported
     beside the others' results, not a reason to refuse the whole folder.
     """
-    from dfer.media.decode import ClipError, media_streams
+    from dfer.media.clip_error import ClipError
+    from dfer.media.probe import media_streams
     from dfer.media.find import MEDIA_SUFFIXES, find_media
 
     paths = [Path(path) for path in paths]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import dfer
 from dfer.cli import app
 from dfer.errors import InputError
-from dfer.predict.command import predict as predict_command
+from dfer.cli.predict import predict as predict_command
 from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.store.h5 import export_h5
 from dfer.testing.synthetic_store import make_synthetic_store

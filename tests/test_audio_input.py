@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from dfer.media.decode import decode_clip
-from dfer.predict.command import predict
+from dfer.cli.predict import predict
 from dfer.predict.predictor import Predictor, UnusableClip
 from dfer.testing.sample import SAMPLE
 from dfer.serve.app import create_app

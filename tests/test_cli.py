@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import dfer
 from dfer.cli import app
-from dfer.cli_help import RECIPE
+from dfer.cli.help import RECIPE
 from dfer.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

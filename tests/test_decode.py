@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from dfer.media import decode
-from dfer.media.decode import ClipError, decode_clip
+from dfer.media.clip_error import ClipError
+from dfer.media.decode import decode_clip
+from dfer.media.probe import frame_pixels
 from dfer.testing.synth import write_audio, write_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -294,7 +296,7 @@ def test_a_long_file_streams_bounded_frames_too(large_clip):
 
     windows = list(WindowReader(large_clip, [(0.0, 0.6), (0.4, 1.0)], frames=4, max_short_side=360))
     assert [w.frames.shape for w in windows] == [(4, 360, 640, 3)] * 2
-    assert decode.frame_pixels(large_clip) == (2560, 1440)
+    assert frame_pixels(large_clip) == (2560, 1440)
 
 
 def _segment(path: Path, size: tuple[int, int], first_pts: int, frames: int = 10) -> bytes:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from dfer.media.decode import decode_clip
-from dfer.predict.command import predict
+from dfer.cli.predict import predict
 from dfer.predict.ensemble import Ensemble, fuse, load_model
 from dfer.predict.predictor import UnusableClip
 from dfer.runs.folder import resolve_run

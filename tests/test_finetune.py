@@ -19,7 +19,7 @@ from dfer.encoders.vision import load_vision
 from dfer.evaluation.evaluate import evaluate_run
 from dfer.extract.pipeline import ExtractConfig, run as extract
 from dfer.finetune.augment import Augment, AugmentConfig
-from dfer.finetune.command import finetune as finetune_command
+from dfer.cli.finetune import finetune as finetune_command
 from dfer.finetune.config import FinetuneConfig, make_finetune_config
 from dfer.finetune.data import MediaClips
 from dfer.finetune.model import EndToEnd

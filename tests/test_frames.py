@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfer.media.decode import ClipError
+from dfer.media.clip_error import ClipError
 from dfer.media.frames import decode_frame_folder
 from dfer.testing.synth import write_clip
 

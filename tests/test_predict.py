@@ -17,8 +17,8 @@ from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.errors import InputError
 from dfer.inference.score import predict as run_heads
-from dfer.media.decode import ClipError
-from dfer.predict.command import predict
+from dfer.media.clip_error import ClipError
+from dfer.cli.predict import predict
 from dfer.predict.predictor import FilePredictor, Predictor, UnusableClip, predict_paths
 from dfer.runs.load import load_run
 from dfer.testing.sample import SAMPLE, SMALL_HEADS

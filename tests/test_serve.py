@@ -372,6 +372,7 @@ def test_a_video_above_the_pixel_budget_is_413_naming_the_limit_and_flag(uploads
 
 
 def test_the_cli_default_pixel_budget_is_the_apps():
-    from dfer.serve import app, command
+    import dfer.cli.serve as command
+    from dfer.serve import app
 
     assert command.MAX_VIDEO_PIXELS == app.MAX_VIDEO_PIXELS == 3840 * 2160

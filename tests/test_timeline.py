@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from dfer.faces.track import Detections, FaceTrace, continuing_track, plan_track
 from dfer.media.stream import WindowReader
-from dfer.predict.command import predict
+from dfer.cli.predict import predict
 from dfer.predict.timeline import FileTimeline, default_window, plan_windows, segment_top
 from dfer.predict.timeline_files import FIXED, PROB
 from dfer.store.reader import open_cache

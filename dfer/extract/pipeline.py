@@ -30,7 +30,8 @@ from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
 from dfer.faces.settings import FACE_DETECT_CHOICES, LEGACY_FACES, FaceSettings
-from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip
+from dfer.media.clip_error import ClipError, as_clip_error
+from dfer.media.decode import DecodedClip, decode_clip
 from dfer.media.frames import decode_frame_folder
 from dfer.store.clip_store import ClipStore, writer_lock
 from dfer.store.reader import ZarrReader

@@ -1,7 +1,8 @@
 """Decode one clip into T sampled RGB frames with their real timestamps and the same time span of 16 kHz mono audio.
 
-Everything downstream (faces, encoders, the cache) sees only `DecodedClip`, so this is the one place that knows
-about containers, codecs, timestamps and broken files. Choices and why:
+Everything downstream (faces, encoders, the cache) sees only `DecodedClip`, so this module and the ones it
+uses (`dfer.media.probe`: what a file holds; `dfer.media.plan`: which window and times; `dfer.media.audio`) are the
+one place that knows about containers, codecs, timestamps and broken files. Choices and why:
 
 - Time is the container's presentation timeline, shifted so the container start is 0. Frames and audio samples are
   placed by their own pts, so codec priming (AAC's 1024 samples, which FFmpeg trims via the mp4 edit list) and a
@@ -14,11 +15,10 @@ about containers, codecs, timestamps and broken files. Choices and why:
   16 frames of 8K video would be 1.6 GB of RGB (`dfer.faces.settings` says why 720 keeps the crops sharp). One
   swscale context converts every frame of a pass: a fresh one per frame, as `VideoFrame.reformat` makes, spends
   about a quarter of each conversion setting up its filters.
-- Clips longer than `max_seconds` are analysed on their central window (expressions rarely sit at the edges, and the
-  encoders' cost grows with length). Seeking to it is tried, and on files that refuse seeks (CREMA-D's FLVs) the file
-  is simply read from the start.
-- WAV and FLAC are read with soundfile (sample-exact, seekable); every other audio format goes through PyAV so its
-  timestamps are honoured. Resampling uses soxr (the resampler librosa itself uses), once over the whole span.
+- Clips longer than `max_seconds` are analysed on their central window (`dfer.media.plan`). Seeking to it is tried,
+  and on files that refuse seeks (CREMA-D's FLVs) the file is simply read from the start.
+- WAV and FLAC are read with soundfile, every other audio format through PyAV, and resampled once over the whole span
+  (`dfer.media.audio`).
 - Bad input raises `ClipError` naming the file; a file that breaks off part-way is decoded up to where it breaks,
   with a note in `DecodedClip.notes`, as long as at least half its stated duration survives: less is more a
   fragment than the clip its label describes (an expression may peak anywhere in it), so it fails instead.
@@ -27,53 +27,25 @@ about containers, codecs, timestamps and broken files. Choices and why:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
-import soundfile as sf
-import soxr
 from av.video.reformatter import VideoReformatter
 
 from dfer.host_memory import release_freed_memory
+from dfer.media.audio import SOUNDFILE_SUFFIXES, AudioSpan, read_soundfile, resample, soundfile_info
+from dfer.media.clip_error import ClipError, error_reason
+from dfer.media.plan import central_span, segment_centres, target_times
+from dfer.media.probe import check_file, open_media, stated_duration, video_stream
 
-SOUNDFILE_SUFFIXES = {".wav", ".flac"}  # lossless formats soundfile reads sample-exactly and seeks in
 SEEK_PREROLL = 1.0  # seconds before the window to seek to, so the decoder and the audio have warmed up by its start
 TRUNCATION_SLACK = 0.25  # seconds the media may end short of its stated duration before we re-plan on what is there
 # swscale's area averaging for frames shrunk as they are decoded: the right filter for shrinking (no aliasing), and
 # measured 1.5x faster than its default bilinear for 1080p -> 720p RGB (3.7 vs 5.7 ms a frame)
 SHRINK_INTERPOLATION = "AREA"
 MIN_READABLE = 0.5  # a truncated file is kept if its readable part is at least this share of its stated duration
-
-
-class ClipError(Exception):
-    """A clip that cannot be decoded: bad, missing or unsupported input, never a bug in dfer.
-
-    `path` and `reason` are kept so callers can record the failure per clip (the cache's `error` string);
-    the arguments are passed to Exception so the error pickles across worker processes.
-    """
-
-    def __init__(self, path: Path | str, reason: str):
-        super().__init__(path, reason)
-        self.path = Path(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@contextmanager
-def as_clip_error(path: Path | str) -> Iterator[None]:
-    """An unforeseen decoder failure is still this file's problem: re-raise it as the file's ClipError."""
-    try:
-        yield
-    except ClipError:
-        raise
-    except Exception as error:
-        raise ClipError(path, f"unexpected {type(error).__name__}: {error}") from error
 
 
 @dataclass
@@ -117,34 +89,15 @@ def decode_clip(
         if audio is not None and not shared:
             clip.waveform = read_audio(audio, clip.span, sample_rate)
     elif audio.suffix.lower() in SOUNDFILE_SUFFIXES:
-        duration = _soundfile_info(audio).duration
+        duration = soundfile_info(audio).duration
         span = central_span(duration, max_seconds)
-        waveform = _read_soundfile(audio, span, sample_rate)
-        clip = DecodedClip(None, _segment_centres(span, frames), waveform, span, duration)
+        waveform = read_soundfile(audio, span, sample_rate)
+        clip = DecodedClip(None, segment_centres(span, frames), waveform, span, duration)
     else:
         clip = _decode_pyav(audio, frames, sample_rate, max_seconds, want_video=False, want_audio=True)
     if clip.waveform is None and audio_required:
         raise ClipError(audio or video, "no audio stream")
     return clip
-
-
-# ---- planning: which window, which times ----
-
-
-def central_span(duration: float, max_seconds: float) -> tuple[float, float]:
-    if duration <= max_seconds:
-        return (0.0, duration)
-    start = (duration - max_seconds) / 2
-    return (start, start + max_seconds)
-
-
-def target_times(span: tuple[float, float], n: int) -> np.ndarray:
-    """Absolute times of the centres of n equal sub-intervals of the span."""
-    return span[0] + (np.arange(n) + 0.5) * (span[1] - span[0]) / n  # (T,)
-
-
-def _segment_centres(span: tuple[float, float], n: int) -> np.ndarray:
-    return (target_times(span, n) - span[0]).astype(np.float32)  # (T,) relative to the span start
 
 
 # ---- PyAV: video, and audio inside any container ----
@@ -179,7 +132,7 @@ def _decode_pyav(
         rgb = np.stack(result.picks)  # (T, H, W, 3)
         frame_time = (result.pick_time - span[0]).astype(np.float32)  # (T,)
     else:
-        rgb, frame_time = None, _segment_centres(span, frames)
+        rgb, frame_time = None, segment_centres(span, frames)
     waveform = None if result.audio is None else resample(result.audio, result.audio_rate, sample_rate, span)
     return DecodedClip(rgb, frame_time, waveform, span, duration, notes)
 
@@ -187,7 +140,7 @@ def _decode_pyav(
 def read_audio(path: Path, span: tuple[float, float], sample_rate: int) -> np.ndarray:
     """The given span of a separate audio file, at `sample_rate`."""
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
-        return _read_soundfile(path, span, sample_rate)
+        return read_soundfile(path, span, sample_rate)
     result = _pyav_pass(path, span, None, want_video=False, want_audio=True)
     return resample(result.audio, result.audio_rate, sample_rate, span)
 
@@ -296,68 +249,6 @@ def _pyav_pass(
                        end, stop_reason, rgb.shrinks)
 
 
-class AudioSpan:
-    """Collects decoded audio frames into a native-rate mono buffer covering exactly the span.
-
-    Frames are placed by their pts; a frame within a couple of time-base ticks of where the previous one ended is
-    taken as contiguous (FLV stamps in whole milliseconds, so an MP3 frame of 26.12 ms is stamped 26 ms) — otherwise
-    that rounding would leave holes or overlaps of a few samples at every frame boundary. Parts of the span the stream
-    does not cover stay silent.
-    """
-
-    def __init__(self, span: tuple[float, float], rate: int):
-        self.span = span
-        self._allocate(rate)
-        self.end = -np.inf  # seconds where the last frame ended
-
-    def _allocate(self, rate: int) -> None:
-        self.rate = rate
-        self.samples = np.zeros(round((self.span[1] - self.span[0]) * rate), np.float32)  # (span_length * rate,)
-        self.cursor: int | None = None  # buffer index where the previous frame ended
-
-    @property
-    def done(self) -> bool:
-        return self.cursor is not None and self.cursor >= len(self.samples)
-
-    def add(self, frame: av.AudioFrame, time_base: float, origin: float) -> None:
-        if self.cursor is None and frame.sample_rate != self.rate:  # the header's rate can differ (HE-AAC)
-            self._allocate(frame.sample_rate)
-        x = _mono(frame)  # (n,)
-        slack = int(np.ceil(2 * max(time_base, 1 / self.rate) * self.rate))
-        if frame.pts is None:
-            pos = self.cursor or 0
-        else:
-            pos = round((float(frame.pts * frame.time_base) - origin - self.span[0]) * self.rate)
-            if self.cursor is not None and abs(pos - self.cursor) <= slack:
-                pos = self.cursor
-        a, b = max(pos, 0), min(pos + len(x), len(self.samples))
-        if a < b:
-            self.samples[a:b] = x[a - pos : b - pos]
-        self.cursor = pos + len(x)
-        self.end = self.span[0] + self.cursor / self.rate
-
-
-def _mono(frame: av.AudioFrame) -> np.ndarray:
-    """Average the channels of a decoded audio frame into float32 in [-1, 1]."""
-    x = frame.to_ndarray()  # planar: (C, n); packed: (1, n * C)
-    if not frame.format.is_planar:
-        x = x.reshape(-1, frame.layout.nb_channels).T  # (C, n)
-    if x.dtype.kind == "u":  # u8: 128 is silence
-        x = (x.astype(np.float32) - 128) / 128
-    elif x.dtype.kind == "i":
-        x = x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
-    return x.astype(np.float32).mean(axis=0)  # (n,)
-
-
-def resample(x: np.ndarray, rate: int, sample_rate: int, span: tuple[float, float]) -> np.ndarray:
-    """Resample to `sample_rate` and fix the length to exactly round(span_length * sample_rate)."""
-    if rate != sample_rate:
-        x = soxr.resample(x, rate, sample_rate, quality="HQ")
-    n = round((span[1] - span[0]) * sample_rate)
-    x = x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))  # resampling may round the length by a sample
-    return np.clip(x, -1.0, 1.0).astype(np.float32)  # (S,)
-
-
 def _open_at(path: Path, seconds: float) -> av.container.InputContainer:
     """Open for reading, positioned at or before `seconds`; files that refuse to seek are read from the start."""
     container = open_media(path)
@@ -369,18 +260,6 @@ def _open_at(path: Path, seconds: float) -> av.container.InputContainer:
         container.close()
         container = open_media(path)
     return container
-
-
-def open_media(path: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError as e:
-        raise ClipError(path, f"not a decodable media file ({error_reason(e)})") from e
-
-
-def moving_pictures(container: av.container.InputContainer) -> list[av.VideoStream]:
-    """The container's video streams; cover art in audio files shows up as a one-picture video stream: not a video."""
-    return [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
 
 
 FRAME_THREAD_PIXELS = 4096 * 2160  # above this many pixels a frame, the decoder gets 2 slice threads, no frame threads
@@ -395,97 +274,3 @@ def bounded_threads(vstream: av.VideoStream) -> None:
     if vstream.codec_context.width * vstream.codec_context.height > FRAME_THREAD_PIXELS:
         vstream.codec_context.thread_type = "SLICE"
         vstream.codec_context.thread_count = 2
-
-
-def frame_pixels(path: Path) -> tuple[int, int]:
-    """(width, height) of the file's video stream, from its header (nothing decoded); ClipError without one."""
-    container = open_media(path)
-    try:
-        context = video_stream(container, path).codec_context
-        return context.width, context.height
-    finally:
-        container.close()
-
-
-def video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
-    streams = moving_pictures(container)
-    if not streams:
-        raise ClipError(path, "no video stream")
-    return streams[0]
-
-
-def media_streams(path: Path) -> tuple[bool, bool]:
-    """(has video, has audio), from the file's header (nothing decoded); ClipError for a file that is missing, empty,
-    not a media file, or holds neither."""
-    with as_clip_error(path):
-        check_file(path)
-        container = open_media(path)
-        try:
-            video, audio = bool(moving_pictures(container)), bool(container.streams.audio)
-        finally:
-            container.close()
-    if not (video or audio):
-        raise ClipError(path, "no video or audio stream")
-    return video, audio
-
-
-def is_audio_only(path: Path) -> bool:
-    """The file holds sound and no video (a voice recording, whatever its suffix): read as an audio-only clip."""
-    video, audio = media_streams(path)
-    return audio and not video
-
-
-def stated_duration(path: Path) -> float:
-    """Duration from the container header, else from the packets' timestamps (browser WebM recordings state none)."""
-    container = open_media(path)
-    try:
-        if container.duration is not None and container.duration > 0:
-            return container.duration / av.time_base
-        origin = (container.start_time or 0) / av.time_base
-        end = 0.0
-        try:
-            for packet in container.demux():
-                if packet.pts is not None:
-                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base) - origin)
-        except av.error.FFmpegError as e:
-            if end == 0.0:
-                raise ClipError(path, f"not a decodable media file ({error_reason(e)})") from e
-    finally:
-        container.close()
-    if end <= 0:
-        raise ClipError(path, "no timestamped media")
-    return end
-
-
-def error_reason(e: Exception) -> str:
-    return getattr(e, "strerror", None) or str(e)
-
-
-# ---- soundfile: WAV and FLAC ----
-
-
-def _soundfile_info(path: Path) -> sf._SoundFileInfo:
-    try:
-        return sf.info(str(path))
-    except sf.SoundFileError as e:
-        raise ClipError(path, f"not a decodable audio file ({e})") from e
-
-
-def _read_soundfile(path: Path, span: tuple[float, float], sample_rate: int) -> np.ndarray:
-    rate = _soundfile_info(path).samplerate
-    try:
-        x, rate = sf.read(
-            str(path), start=round(span[0] * rate), stop=round(span[1] * rate), dtype="float32", always_2d=True
-        )  # (n, C)
-    except sf.SoundFileError as e:
-        raise ClipError(path, f"not a decodable audio file ({e})") from e
-    return resample(x.mean(axis=1), rate, sample_rate, span)
-
-
-def check_file(path: Path) -> None:
-    if not path.exists():
-        raise ClipError(path, "file not found")
-    if not path.is_file():
-        raise ClipError(path, "not a file")
-    if path.stat().st_size == 0:
-        raise ClipError(path, "empty file (0 bytes)")

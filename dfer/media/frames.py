@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dfer.media.decode import ClipError, DecodedClip, central_span, read_audio, stated_duration, target_times
+from dfer.media.clip_error import ClipError
+from dfer.media.decode import DecodedClip, read_audio
+from dfer.media.plan import central_span, target_times
+from dfer.media.probe import stated_duration
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 NOMINAL_FPS = 25.0  # frame rate assumed for a folder without its original clip; only spaces the frame times

@@ -20,9 +20,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dfer.media.decode import (SEEK_PREROLL, AudioSpan, ClipError, DecodedClip, RGBFrames, bounded_threads, check_file,
-                               error_reason, open_media, read_audio, resample, stated_duration, target_times,
-                               video_stream)
+from dfer.media.audio import AudioSpan, resample
+from dfer.media.clip_error import ClipError, error_reason
+from dfer.media.decode import SEEK_PREROLL, DecodedClip, RGBFrames, bounded_threads, read_audio
+from dfer.media.plan import target_times
+from dfer.media.probe import check_file, open_media, stated_duration, video_stream
 
 # Seconds the audio may lag the video before a window stops waiting for it: past this the audio stream is taken to
 # have ended (a shorter audio track), so one bad stream cannot keep every later window open.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dfer.adapt.moments import Moments
 from dfer.adapt.saved import merged
-from dfer.media.decode import ClipError
+from dfer.media.clip_error import ClipError
 from dfer.media.find import find_media
 from dfer.media.prefetch import prefetched
 from dfer.predict.predictor import FilePredictor, decode_files, predict_paths

@@ -30,7 +30,8 @@ import numpy as np
 from dfer.adapt.moments import Moments
 from dfer.faces import FaceTrace, FaceTrack
 from dfer.heads.fusion import STREAMS
-from dfer.media.decode import DecodedClip, is_audio_only
+from dfer.media.decode import DecodedClip
+from dfer.media.probe import is_audio_only
 from dfer.models import DEFAULT_MODELS
 from dfer.predict.predictor import EncodedFile, FilePredictor, GroupOf, Predictor, UnusableClip
 

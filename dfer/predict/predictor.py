@@ -41,7 +41,9 @@ from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
 from dfer.heads.fusion import STREAMS
 from dfer.inference.batch import collate, fields_for
 from dfer.inference.score import predict as run_heads
-from dfer.media.decode import ClipError, DecodedClip, as_clip_error, decode_clip, is_audio_only
+from dfer.media.clip_error import ClipError, as_clip_error
+from dfer.media.decode import DecodedClip, decode_clip
+from dfer.media.probe import is_audio_only
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
 from dfer.runs.folder import resolve_run

@@ -27,7 +27,8 @@ from dfer.adapt.moments import Moments
 from dfer.adapt.saved import merged
 from dfer.adapt.settings import TIMELINE_ADAPT
 from dfer.host_memory import release_freed_memory
-from dfer.media.decode import ClipError, as_clip_error, stated_duration
+from dfer.media.clip_error import ClipError, as_clip_error
+from dfer.media.probe import stated_duration
 from dfer.media.stream import AudioWindows, WindowReader
 from dfer.media.find import find_media
 from dfer.media.prefetch import prefetched

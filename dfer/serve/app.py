@@ -59,7 +59,9 @@ from PIL import Image
 
 import dfer
 from dfer.adapt.sessions import MAX_ID, SessionStatistics
-from dfer.media.decode import ClipError, DecodedClip, frame_pixels, stated_duration
+from dfer.media.clip_error import ClipError
+from dfer.media.decode import DecodedClip
+from dfer.media.probe import frame_pixels, stated_duration
 from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from dfer.predict.ensemble import Ensemble
 from dfer.predict.explain import explain_clip

@@ -153,7 +153,8 @@ def write_concatenation(
     exactly its frames' length, so the blocks stay aligned however many there are. Only one clip's frames are held
     at a time; the audio (16 kHz mono, small next to the frames) is gathered first, as `write_media` wants it whole.
     """
-    from dfer.media.decode import decode_clip, read_audio, stated_duration
+    from dfer.media.decode import decode_clip, read_audio
+    from dfer.media.probe import stated_duration
 
     counts = [max(1, round(stated_duration(Path(source)) * fps)) for source in sources]  # frames per clip
     blocks, waves, start = [], [], 0.0

@@ -1,4 +1,4 @@
-"""`dfer predict`: parse, run the Predictor over the files, print a table or JSON lines. Registered in `dfer.cli`."""
+"""`dfer predict`: parse, run the Predictor over the files, print a table or JSON lines."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from functools import partial
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from dfer import checks
 from dfer.adapt.settings import PREDICT_MODES, TIMELINE_ADAPT
+from dfer.cli.output import console, errors
 from dfer.models import DEFAULT_MODELS
-
-console = Console()
-errors = Console(stderr=True)
 
 
 def predict(
@@ -163,7 +160,3 @@ def predict_timelines(predictor, paths: list[Path], folder: Path, window: float 
                 for note in record["notes"]:
                     progress.console.print(f"  [yellow]note:[/] {note}")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":  # `python -m dfer.predict.command FILE --model RUN`, the same as `dfer predict`
-    typer.run(predict)

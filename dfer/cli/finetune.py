@@ -1,7 +1,4 @@
-"""The `dfer finetune` command: parse, build the settings, call `dfer.finetune.run.finetune`, print.
-
-Kept beside the stage it drives so `dfer/cli.py` registers it with one line: `app.command()(finetune)`.
-"""
+"""Stage 3, `dfer finetune`: parse, build the settings, call `dfer.finetune.run.finetune_folds`."""
 
 from __future__ import annotations
 
@@ -10,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from dfer.cli_help import RECIPE
+from dfer.cli.help import RECIPE
 
 
 def finetune(

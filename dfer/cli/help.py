@@ -7,7 +7,7 @@ flag's value is never written, so the fix is the true one: a flag's metavar is e
 click does (`FILE...`, `[OUT]`) instead of typer's `{paths}...`.
 
 `DferGroup` is the app's class and `DferCommand` every command's (`dfer.cli` registers them in stage order, which is
-the order `--help` lists them in).
+the order `--help` lists them in). A help string names the choices the code defines (`one_of`), not a copy of them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 # The default an option shows when None means "the recipe's value, else the stage's own default" (typer shows it in
 # brackets, as every other default): RECIPE.format(16) -> [default: (from the recipe, else 16)].
 RECIPE = "from the recipe, else {}"
+
+
+def one_of(choices) -> str:
+    """("a", "b", "c") -> "a, b or c": the choices a help string offers, from the names the code defines."""
+    choices = list(choices)
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
 
 
 class _FlagsTakeNoValue:

@@ -1,16 +1,14 @@
-"""`dfer serve`: load a run once, then serve it with uvicorn. Registered in `dfer.cli`."""
+"""`dfer serve`: load a run once, then serve it with uvicorn."""
 
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
 from dfer import checks
+from dfer.cli.output import errors
+from dfer.cli.predict import parse_weights
 from dfer.models import DEFAULT_MODELS
-from dfer.predict.command import parse_weights
 from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
-
-errors = Console(stderr=True)
 
 
 def serve(
@@ -48,7 +46,3 @@ def serve(
                      max_timeline_seconds=max_timeline_seconds, max_video_pixels=max_video_pixels)
     errors.print(f"serving {predictor.run} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(app, host=host, port=port)
-
-
-if __name__ == "__main__":  # `python -m dfer.serve.command --model RUN`, the same as `dfer serve`
-    typer.run(serve)
