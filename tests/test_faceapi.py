@@ -14,7 +14,7 @@ import torch
 
 from dfer.encoders import build_encoder, rebuild_encoder
 from dfer.encoders import faceapi
-from dfer.finetune.trainable import layer_groups, make_trainable, parts
+from dfer.finetune.trainable import layer_groups, make_trainable
 
 FIXTURE = Path(__file__).parent / "data" / "faceapi_tfjs.npz"
 
@@ -94,7 +94,7 @@ def test_weights_whose_checksum_differs_are_refused(tmp_path, monkeypatch):
 def test_stage3_gradients_reach_the_blocks_it_unfreezes():
     images = torch.randint(0, 256, (2, 3, 112, 112), dtype=torch.uint8)
     encoder = build_encoder("vision", "faceapi").train()
-    assert len(parts(encoder).blocks) == 4
+    assert len(encoder.parts().blocks) == 4
     make_trainable(encoder, "last", 2)
     encoder(images).sum().backward()
     grads = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())

@@ -106,7 +106,7 @@ def _reference(family: str, folder: str, encoder: HfAudioEncoder, clip: torch.Te
             return output.last_hidden_state[0]  # (T, D)
         hidden = output.hidden_states[layer][0]  # (T, D)
         stack = full if family == "whisper" else full.encoder
-        return stack.layer_norm(hidden) if encoder.final() else hidden
+        return stack.layer_norm(hidden) if encoder.parts().final else hidden
 
 
 def _check_lora_targets(encoder) -> None:
@@ -115,7 +115,7 @@ def _check_lora_targets(encoder) -> None:
     assert {"q_proj", "k_proj", "v_proj"} <= set(targets) and len(targets) >= 6
     for name, module in encoder.model.named_modules():
         if isinstance(module, torch.nn.Linear) and name.rpartition(".")[2] in targets:
-            assert any(module is m for block in encoder.blocks() for m in block.modules()), name
+            assert any(module is m for block in encoder.parts().blocks for m in block.modules()), name
 
 
 def test_audio_tokens_lengths_and_description(audio_folder):
@@ -128,7 +128,7 @@ def test_audio_tokens_lengths_and_description(audio_folder):
     assert token_length.tolist() == frames and tokens.shape == (2, frames[0], 32)
     depth = 2 if family == "whisper" else 3
     assert encoder.layer == default_layer(family, depth) == 2  # Whisper: the last of 2; others: 2/3 of 3
-    assert len(encoder.blocks()) == encoder.layer  # the blocks above the layer are never built
+    assert len(encoder.parts().blocks) == encoder.layer  # the blocks above the layer are never built
     assert encoder.describe() == {"id": f"hf:{folder},layer={encoder.layer}", "revision": encoder.revision, "dim": 32,
                                   "sample_rate": 16000, "frame_seconds": 0.02, "family": "hf", "layer": encoder.layer}
     assert encoder.revision.startswith(str(folder)) and hf_folder_kind(folder) == "audio"
@@ -173,7 +173,7 @@ def test_audio_save_round_trip_and_gradients(audio_folder, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again(waveform, length)[0], tokens, atol=0, rtol=0)
     tokens.sum().backward()
-    assert all(p.grad is not None for p in encoder.blocks()[0].parameters() if p.requires_grad)
+    assert all(p.grad is not None for p in encoder.parts().blocks[0].parameters() if p.requires_grad)
 
 
 def test_audio_meta_builds_without_weights(audio_folder):
@@ -195,7 +195,7 @@ def test_vision_tokens_are_the_normalised_patch_tokens(vision_folder):
     assert (encoder.image_size, encoder.patch_size, encoder.grid, encoder.num_tokens, encoder.dim) == (32, 16, 2, 4, 32)
     assert encoder.describe() == {"id": f"hf:{folder}", "revision": encoder.revision, "dim": 32, "image_size": 32,
                                   "num_tokens": 4, "grid": 2, "family": "hf"}
-    assert len(encoder.blocks()) == 2 and hf_folder_kind(folder) == "vision"
+    assert len(encoder.parts().blocks) == 2 and hf_folder_kind(folder) == "vision"
     _check_lora_targets(encoder)
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in VISION_NORMALISATION[family])
@@ -219,7 +219,7 @@ def test_vision_save_round_trip_gradients_and_meta(vision_folder, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(load_hf_vision(str(tmp_path))(images), tokens, atol=0, rtol=0)
     tokens.sum().backward()
-    assert all(p.grad is not None for p in encoder.blocks()[0].parameters())
+    assert all(p.grad is not None for p in encoder.parts().blocks[0].parameters())
     meta = load_hf_vision(folder, meta=True)
     assert all(p.device.type == "meta" for p in meta.parameters())
     assert sum(p.numel() for p in meta.parameters()) == sum(p.numel() for p in encoder.parameters())

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dfer.encoders.base import Parts, WaveformEncoder
 from dfer.encoders.presets import (
     AUDIO_ARCHS,
     FASTCONFORMER_PREPROCESSOR,
@@ -45,7 +46,7 @@ SAVE_FORMAT = "dfer.audio_encoder/1"
 _NEMO_MODULES = "nemo.collections.asr.modules."  # the only `_target_`s a saved config may name
 
 
-class AudioEncoder(nn.Module):
+class AudioEncoder(WaveformEncoder):
     """NeMo preprocessor + ConformerEncoder: (B, S) waveform -> (B, Ta, D) tokens and their lengths."""
 
     def __init__(self, preprocessor: nn.Module, encoder: nn.Module, config: dict, spec: str, revision: str | None):
@@ -73,15 +74,15 @@ class AudioEncoder(nn.Module):
         tokens = tokens.transpose(1, 2)[:, : int(token_length.max())]  # (B, Ta, D)
         return tokens, token_length
 
-    def describe(self) -> dict:
-        """What the cache fingerprint records about this encoder."""
-        return {
-            "id": self.spec,
-            "revision": self.revision,
-            "dim": self.dim,
-            "sample_rate": self.sample_rate,
-            "frame_seconds": self.frame_seconds,
-        }
+    def parts(self) -> Parts:
+        conformer = self.encoder
+        final = [conformer.out_proj] if getattr(conformer, "out_proj", None) is not None else []
+        return Parts(conformer, [conformer.pre_encode, conformer.pos_enc], list(conformer.layers), final)
+
+    def lora_targets(self) -> list[str]:
+        """The attention projections and feed-forward linears of each block; not `linear_pos`, which only rotates
+        relative positions (the convolution module has no nn.Linear)."""
+        return ["linear_q", "linear_k", "linear_v", "linear_out", "linear1", "linear2"]
 
     def save(self, path: str | Path) -> None:
         """Write `config.json` (the NeMo configs) and `model.safetensors`: a folder `load_audio(path)` reads."""
@@ -108,7 +109,7 @@ def padded_mel(preprocessor: nn.Module, waveform: torch.Tensor, length: torch.Te
     return preprocessor(input_signal=waveform, length=length.clamp(min=min_samples))
 
 
-class MelEncoder(nn.Module):
+class MelEncoder(WaveformEncoder):
     """The `mel` family, the encoder-free ablation: the FastConformer's own NeMo log-mel front end as the tokens.
 
     (B, S) waveform -> (B, Tm, 80) log-mel frames every 10 ms (25 ms windows), normalised per feature over each
@@ -130,9 +131,12 @@ class MelEncoder(nn.Module):
         mel, mel_length = padded_mel(self.preprocessor, waveform, length, 8 * self.hop)  # (B, 80, Tm), (B,)
         return mel.transpose(1, 2)[:, : int(mel_length.max())], mel_length  # (B, Tm, 80)
 
-    def describe(self) -> dict:
-        return {"id": self.spec, "revision": self.revision, "dim": self.dim,
-                "sample_rate": self.sample_rate, "frame_seconds": self.frame_seconds}
+    def parts(self) -> Parts:
+        raise ValueError("the mel audio family has no weights to fine-tune: fine-tune the video stream only, or "
+                         "train the heads with `dfer train`")
+
+    def save(self, path: str | Path) -> None:
+        raise ValueError("the mel audio family has no weights to save: its spec `mel` rebuilds it")
 
 
 def load_mel(meta: bool = False, device: str | torch.device = "cpu") -> MelEncoder:

@@ -16,29 +16,50 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | `faceapi` | vision | face-api.js's pretrained FaceExpressionNet (weights vendored from npm), 7x7 grid of 256-d tokens |
 | a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
 | anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
+
+Every encoder built is an `Encoder` (`dfer.encoders.base`). The families named by their spec are the `FAMILIES`
+registry below: a new one is its module and one line there.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder
 from dfer.encoders.hub import cached, offline_unless_resolvable
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.errors import EncoderUnavailable
 
 HF_PREFIX = "hf:"
-GE2E = "ge2e"
-FACEAPI = "faceapi"
-MEL = "mel"
-KINDS = ("vision", "audio")
-# The encoder fields that fix the shapes of the tokens heads are built for.
-SHAPE_FIELDS = {"vision": ("dim", "image_size", "num_tokens", "grid"), "audio": ("dim", "sample_rate", "frame_seconds")}
+# The encoder fields that fix the shapes of the tokens heads are built for, by kind.
+SHAPE_FIELDS = {base.kind: base.shape_fields for base in (ImageEncoder, WaveformEncoder)}
+KINDS = tuple(SHAPE_FIELDS)
 
 
-def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.device = "cpu", meta: bool = False):
+class Family(NamedTuple):
+    """A family a spec names by its name (`name[,option=N]`), and a folder its `save` wrote by its config's format
+    (`dfer.<name>/...`). Its loader takes `folder=` (a saved folder) or its options, and `device=`, `meta=`."""
+
+    kind: str
+    loader: str  # "module:function", imported on first use
+    options: tuple[str, ...] = ()  # the integer options its spec takes
+
+
+# The named families. A new one needs its module (an `Encoder` subclass and its loader) and one line here.
+FAMILIES: dict[str, Family] = {
+    "ge2e": Family("audio", "dfer.encoders.ge2e:load_ge2e", options=("layer",)),
+    "mel": Family("audio", "dfer.encoders.audio:load_mel"),
+    "faceapi": Family("vision", "dfer.encoders.faceapi:load_faceapi"),
+}
+
+
+def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.device = "cpu",
+                  meta: bool = False) -> Encoder:
     """The `kind` ("vision" or "audio") encoder a spec names, in eval mode. `seed` only matters for `random:`;
     `meta=True` builds on the meta device from configs alone (parameter counts).
 
@@ -76,15 +97,15 @@ def _unavailable(kind: str, spec: str, reason: str) -> EncoderUnavailable:
 def _hub_id(spec: str) -> str | None:
     """The hub repository a spec names weights to download from, None for a local path or a family dfer builds
     itself; ValueError for an `hf:` spec that does not parse."""
-    if spec.startswith(RANDOM_PREFIX) or spec.split(",")[0] in (GE2E, MEL, FACEAPI):
+    if spec.startswith(RANDOM_PREFIX) or spec.split(",")[0] in FAMILIES:
         return None
-    source = _options(spec, HF_PREFIX)[0] if spec.startswith(HF_PREFIX) else spec
+    source = _options(spec, HF_PREFIX, ("layer",))[0] if spec.startswith(HF_PREFIX) else spec
     return None if Path(source).exists() else source
 
 
-def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bool):
+def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bool) -> Encoder:
     if spec.startswith(HF_PREFIX):
-        source, options = _options(spec, HF_PREFIX)
+        source, options = _options(spec, HF_PREFIX, ("layer",))
         if kind == "vision":
             from dfer.encoders.hf_vision import load_hf_vision
 
@@ -97,28 +118,18 @@ def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bo
     folder_family = _saved_family(spec)
     if folder_family == "hf":
         return _build(kind, HF_PREFIX + spec, seed, device, meta)
-    if FACEAPI in (spec, folder_family):
-        if kind != "vision":
-            raise ValueError(f"{spec}: the faceapi family is a vision encoder, not an audio one")
-        from dfer.encoders.faceapi import load_faceapi
-
-        return load_faceapi(spec if folder_family else None, device=device, meta=meta)
+    name = folder_family or spec.split(",")[0]
+    if name in FAMILIES:
+        family = FAMILIES[name]
+        if kind != family.kind:
+            raise ValueError(f"{spec}: the {name} family is a {family.kind} encoder, it cannot be the {kind} one")
+        arguments = {"folder": spec} if folder_family else _options(spec, name, family.options)[1]
+        module, function = family.loader.split(":")
+        return getattr(importlib.import_module(module), function)(**arguments, device=device, meta=meta)
     if kind == "vision":
         from dfer.encoders.vision import load_vision
 
         return load_vision(spec, seed=seed, device=device, meta=meta)
-    if folder_family == "ge2e":
-        from dfer.encoders.ge2e import load_ge2e
-
-        return load_ge2e(folder=spec, device=device, meta=meta)
-    if spec.split(",")[0] == GE2E:
-        from dfer.encoders.ge2e import load_ge2e
-
-        return load_ge2e(_options(spec, GE2E)[1].get("layer"), device=device, meta=meta)
-    if spec == MEL:
-        from dfer.encoders.audio import load_mel
-
-        return load_mel(meta=meta, device=device)
     from dfer.encoders.audio import load_audio
 
     return load_audio(spec, seed=seed, device=device, meta=meta)
@@ -152,23 +163,26 @@ def rebuild_encoder(kind: str, recorded: dict, device: str | torch.device = "cpu
     return encoder.eval()
 
 
-def _options(spec: str, prefix: str) -> tuple[str, dict]:
-    """`hf:<source>[,layer=N]` -> (source, {"layer": N}); `ge2e[,layer=N]` -> ("", {"layer": N})."""
+def _options(spec: str, prefix: str, allowed: tuple[str, ...]) -> tuple[str, dict]:
+    """`hf:<source>[,layer=N]` -> (source, {"layer": N}); `ge2e[,layer=N]` -> ("", {"layer": N}); each option one
+    of `allowed`, an integer."""
     source, *pairs = spec[len(prefix):].split(",")
     options = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        if key != "layer" or not value.lstrip("-").isdigit():
-            raise ValueError(f"{spec}: options are `,layer=N` (a hidden-layer index), not {pair!r}")
-        options["layer"] = int(value)
+        if key not in allowed or not value.lstrip("-").isdigit():
+            takes = " or ".join(f"`,{option}=N` (an integer)" for option in allowed)
+            raise ValueError(f"{spec}: options are {takes}, not {pair!r}" if allowed else
+                             f"{spec}: takes no options, not {pair!r}")
+        options[key] = int(value)
     if prefix == HF_PREFIX and not source:
         raise ValueError(f"{spec}: give a hub id or a path after {HF_PREFIX!r}")
     return source, options
 
 
 def _saved_family(spec: str) -> str | None:
-    """The family of an encoder folder stage 3 saved: "hf" (its `dfer_encoder.json`), "ge2e" or "faceapi" (its
-    config's format), or None (a FastConformer or SigLIP folder, or not a folder at all)."""
+    """The family of an encoder folder stage 3 saved: "hf" (its `dfer_encoder.json`), a named family (its config's
+    format, `dfer.<name>/...`), or None (a FastConformer or SigLIP folder, or not a folder at all)."""
     path = Path(spec)
     if not path.is_dir():
         return None
@@ -176,4 +190,4 @@ def _saved_family(spec: str) -> str | None:
         return "hf"
     config = path / "config.json"
     saved_format = str(json.loads(config.read_text()).get("format", "")) if config.exists() else ""
-    return next((family for family in (GE2E, FACEAPI) if saved_format.startswith(f"dfer.{family}/")), None)
+    return next((name for name in FAMILIES if saved_format.startswith(f"dfer.{name}/")), None)

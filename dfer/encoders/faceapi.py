@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dfer.encoders.base import ImageEncoder, Parts
 from dfer.encoders.classifier import TokenClassifier
 from dfer.encoders.presets import local_revision
 
@@ -110,7 +111,7 @@ class DenseBlock(nn.Module):
         return torch.relu(total)
 
 
-class FaceApiEncoder(nn.Module):
+class FaceApiEncoder(ImageEncoder):
     """(B, 3, 112, 112) face crops -> (B, 49, 256) tokens of the 7x7 grid, row-major; `classifier` names the 7
     expressions from them (`dfer.encoders.classifier`)."""
 
@@ -140,11 +141,13 @@ class FaceApiEncoder(nn.Module):
         """images as `forward` -> (B, 7) probabilities of LABELS: face-api's FaceExpressionNet output."""
         return self.classifier(self(images)).softmax(-1)
 
-    def describe(self) -> dict:
-        """What the cache fingerprint records about this encoder."""
-        return {"id": self.spec, "revision": self.revision, "dim": self.dim, "image_size": self.image_size,
-                "num_tokens": self.num_tokens, "grid": self.grid, "family": "faceapi",
-                "crop_margin": self.crop_margin, "labels": self.classifier.labels}
+    def family_fields(self) -> dict:
+        """Its own crops and its classifier's labels (zero-shot runs read them back)."""
+        return {"family": "faceapi", "crop_margin": self.crop_margin, "labels": self.classifier.labels}
+
+    def parts(self) -> Parts:
+        """No stem: dense0 reads the pixels. The classifier makes no token, so it never trains."""
+        return Parts(self, [], list(self.blocks), [], beside=[self.classifier])
 
     def save(self, path: str | Path) -> None:
         """`config.json` + `model.safetensors`: a folder the builder reads back (e.g. after stage 3)."""

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dfer.encoders.base import Parts, WaveformEncoder
 from dfer.encoders.presets import local_revision
 
 SAVE_FORMAT = "dfer.ge2e/1"
@@ -64,7 +65,7 @@ def shipped_weights() -> Path:
     return Path(next(iter(found.submodule_search_locations))) / "pretrained.pt"
 
 
-class Ge2eEncoder(nn.Module):
+class Ge2eEncoder(WaveformEncoder):
     """(B, S) 16 kHz waveform -> (B, F, 256) states of LSTM layer `layer` every 10 ms, and their lengths."""
 
     sample_rate = SAMPLE_RATE
@@ -124,10 +125,12 @@ class Ge2eEncoder(nn.Module):
         mean = partial.mean(0)
         return mean / mean.norm()
 
-    def describe(self) -> dict:
-        """What the cache fingerprint records about this encoder."""
-        return {"id": self.spec, "revision": self.revision, "dim": self.dim, "sample_rate": self.sample_rate,
-                "frame_seconds": self.frame_seconds, "layer": self.layer}
+    def family_fields(self) -> dict:
+        return {"layer": self.layer}
+
+    def parts(self) -> Parts:
+        """No stem: the first LSTM reads the mel frames; `linear` makes no token."""
+        return Parts(self, [], list(self.layers), [])
 
     def save(self, path: str | Path) -> None:
         """`config.json` + `model.safetensors`: a folder the builder reads back (e.g. after stage 3)."""

@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from dfer.encoders.base import Parts, WaveformEncoder
 from dfer.encoders.hf_common import (
     AUDIO_MODELS,
     MARKER,
-    linear_names,
     load_weights,
     pretrained_revision,
     read_json,
@@ -59,13 +59,11 @@ _NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 _LOG_MEL_RANGE = 8.0  # Whisper keeps the 80 dB below each window's loudest mel bin
 
 
-class HfAudioEncoder(nn.Module):
+class HfAudioEncoder(WaveformEncoder):
     """transformers speech encoder: (B, S) waveform -> (B, Ta, D) tokens of one layer and their lengths.
 
-    `blocks()` lists the transformer blocks in order, `final()` the norm after the last one (empty for post-LN
-    models), for layer-wise learning rates and `last:N` unfreezing; everything else is the stem. `lora_targets()`
-    names the linears of the blocks, which LoRA adapts. `model` is the transformers model, for `save_pretrained` and
-    gradient checkpointing.
+    `parts()`: the transformer blocks in order and the norm after the last one (none for post-LN models); everything
+    else is the stem. `model` is the transformers model, for `save_pretrained` and gradient checkpointing.
     """
 
     def __init__(self, model: PreTrainedModel, extractor: SequenceFeatureExtractor, layer: int, spec: str,
@@ -145,34 +143,15 @@ class HfAudioEncoder(nn.Module):
         mel = torch.maximum(mel, mel.amax(dim=(1, 2), keepdim=True) - _LOG_MEL_RANGE)
         return (mel + 4.0) / 4.0
 
-    def blocks(self) -> list[nn.Module]:
-        """The transformer blocks, first to last (only the `layer` blocks the tokens come from are built)."""
-        return list(self._stack().layers)
+    def parts(self) -> Parts:
+        """The transformer blocks, first to last (only the `layer` blocks the tokens come from are built), and the
+        norm applied after the last one: pre-LN encoders only (a post-LN encoder's norm is in its stem)."""
+        stack = self.model if self.model_type == "whisper" else self.model.encoder
+        pre_ln = self.model_type == "whisper" or self.model.config.do_stable_layer_norm
+        return Parts(self.model, [], list(stack.layers), [stack.layer_norm] if pre_ln else [])
 
-    def final(self) -> list[nn.Module]:
-        """The norm applied after the last block: pre-LN encoders only (a post-LN encoder's norm is in its stem)."""
-        if self.model_type == "whisper" or self.model.config.do_stable_layer_norm:
-            return [self._stack().layer_norm]
-        return []
-
-    def _stack(self) -> nn.Module:
-        return self.model if self.model_type == "whisper" else self.model.encoder
-
-    def lora_targets(self) -> list[str]:
-        """Module names of the blocks' linears, as peft's `target_modules`."""
-        return linear_names(self.blocks())
-
-    def describe(self) -> dict:
-        """What the cache fingerprint records about this encoder."""
-        return {
-            "id": self.spec,
-            "revision": self.revision,
-            "dim": self.dim,
-            "sample_rate": self.sample_rate,
-            "frame_seconds": self.frame_seconds,
-            "family": "hf",
-            "layer": self.layer,
-        }
+    def family_fields(self) -> dict:
+        return {"family": "hf", "layer": self.layer}
 
     def save(self, path: str | Path) -> None:
         """Write a Hugging Face model folder (model, feature extractor, `dfer_encoder.json` with the layer) that

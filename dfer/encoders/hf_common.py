@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from dfer.encoders.presets import hub_commit, local_revision
 
@@ -83,16 +82,6 @@ def pretrained_revision(source: str) -> str | None:
 
     resolved = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False)
     return hub_commit(resolved) if resolved else None
-
-
-def linear_names(blocks: list[nn.Module]) -> list[str]:
-    """The names of the linears inside transformer blocks (attention projections, MLP): what LoRA adapts.
-
-    Read from the modules rather than listed per family, because transformers renames them between versions
-    (5.x calls ViT's and DINOv2's `query` / `key` / `value` `q_proj` / `k_proj` / `v_proj`).
-    """
-    return sorted({name.rpartition(".")[2] for block in blocks for name, module in block.named_modules()
-                   if isinstance(module, nn.Linear)})
 
 
 def write_marker(path: str | Path, kind: str, **fields) -> None:

@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from dfer.encoders.base import ImageEncoder, Parts
 from dfer.encoders.hf_common import (
     VISION_MODELS,
-    linear_names,
     load_weights,
     pretrained_revision,
     read_json,
     write_marker,
 )
-from dfer.encoders.presets import FACE_CROP_MARGIN
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -54,16 +53,13 @@ _PROCESSOR_CONFIG = "preprocessor_config.json"
 _BLOCK_PATHS = ("layers", "encoder.layers", "encoder.layer", "vision_model.encoder.layers")
 
 
-class HfVisionEncoder(nn.Module):
+class HfVisionEncoder(ImageEncoder):
     """transformers vision backbone: (B, 3, S, S) images -> (B, N, D) patch tokens, N = (S / patch)^2.
 
-    `blocks()` lists the transformer blocks in order, `final()` the norm after the last one that the tokens pass
-    through (empty for CLIP), for layer-wise learning rates and `last:N` unfreezing; everything else is the stem.
-    `lora_targets()` names the linears of the blocks, which LoRA adapts. `model` is the transformers model, for
-    `save_pretrained` and gradient checkpointing.
+    `parts()`: the transformer blocks in order and the norm after the last one that the tokens pass through (none
+    for CLIP); everything else is the stem. `model` is the transformers model, for `save_pretrained` and gradient
+    checkpointing.
     """
-
-    crop_margin = FACE_CROP_MARGIN  # context around the face in the crops it is given
 
     def __init__(self, model: PreTrainedModel, image_size: int, mean: list[float] | float, std: list[float] | float,
                  processor_config: dict | None, spec: str, revision: str | None):
@@ -97,8 +93,13 @@ class HfVisionEncoder(nn.Module):
         hidden = self.model(pixel_values=pixels, **self.forward_kwargs).last_hidden_state  # (B, 1 + R + N, D)
         return hidden[:, -self.num_tokens:]  # (B, N, D): class and register tokens come first
 
-    def blocks(self) -> list[nn.Module]:
-        """The transformer blocks, first to last."""
+    def parts(self) -> Parts:
+        """The transformer blocks, first to last, and the norm after the last that the patch tokens pass through
+        (DINOv2, ViT; none for CLIP)."""
+        final = [] if self.model_type.startswith("clip") else [self.model.layernorm]
+        return Parts(self.model, [], self._blocks(), final)
+
+    def _blocks(self) -> list[nn.Module]:
         for path in _BLOCK_PATHS:
             try:
                 return list(self.model.get_submodule(path))
@@ -106,25 +107,8 @@ class HfVisionEncoder(nn.Module):
                 continue
         raise AttributeError(f"no transformer blocks at {', '.join(_BLOCK_PATHS)} in {type(self.model).__name__}")
 
-    def final(self) -> list[nn.Module]:
-        """The norm after the last block that the patch tokens pass through (DINOv2, ViT; none for CLIP)."""
-        return [] if self.model_type.startswith("clip") else [self.model.layernorm]
-
-    def lora_targets(self) -> list[str]:
-        """Module names of the blocks' linears, as peft's `target_modules`."""
-        return linear_names(self.blocks())
-
-    def describe(self) -> dict:
-        """What the cache fingerprint records about this encoder."""
-        return {
-            "id": self.spec,
-            "revision": self.revision,
-            "dim": self.dim,
-            "image_size": self.image_size,
-            "num_tokens": self.num_tokens,
-            "grid": self.grid,
-            "family": "hf",
-        }
+    def family_fields(self) -> dict:
+        return {"family": "hf"}
 
     def save(self, path: str | Path) -> None:
         """Write a Hugging Face model folder (model, image processor config, `dfer_encoder.json`) that

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-
+from dfer.encoders.base import ImageEncoder, Parts
 from dfer.encoders.hf_common import load_weights
-from dfer.encoders.presets import FACE_CROP_MARGIN, VISION_ARCHS, hub_commit, local_revision, random_arch
+from dfer.encoders.presets import VISION_ARCHS, hub_commit, local_revision, random_arch
 
 if TYPE_CHECKING:
     from transformers import SiglipVisionConfig, SiglipVisionModel
@@ -28,10 +27,8 @@ PIXEL_MEAN = 0.5
 PIXEL_STD = 0.5
 
 
-class VisionEncoder(nn.Module):
+class VisionEncoder(ImageEncoder):
     """SigLIP2 vision tower (B, 3, S, S) images -> (B, N, D) patch tokens, N = (S / patch)^2."""
-
-    crop_margin = FACE_CROP_MARGIN  # context around the face in the crops it is given
 
     def __init__(self, model: SiglipVisionModel, spec: str, revision: str | None):
         super().__init__()
@@ -55,16 +52,9 @@ class VisionEncoder(nn.Module):
         pixels = ((pixels - PIXEL_MEAN) / PIXEL_STD).to(self.model.dtype)  # (B, 3, S, S) in -1..1
         return self.model(pixel_values=pixels).last_hidden_state  # (B, N, D)
 
-    def describe(self) -> dict:
-        """What the cache fingerprint records about this encoder."""
-        return {
-            "id": self.spec,
-            "revision": self.revision,
-            "dim": self.dim,
-            "image_size": self.image_size,
-            "num_tokens": self.num_tokens,
-            "grid": self.grid,
-        }
+    def parts(self) -> Parts:
+        inner = getattr(self.model, "vision_model", self.model)  # transformers < 5 nests the tower once more
+        return Parts(self.model, [inner.embeddings], list(inner.encoder.layers), [inner.post_layernorm])
 
     def save(self, path: str | Path) -> None:
         """Write a Hugging Face model folder that `load_vision(path)` reads back (e.g. after fine-tuning)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dfer.encoders.base import ImageEncoder, WaveformEncoder
 from dfer.faces import FaceTrack
 from dfer.media.decode import DecodedClip
 from dfer.store.schema import Layout, encode_tokens, encode_waveform
@@ -25,7 +26,8 @@ class ClipInput:
     expects_audio: bool = True  # the listing named an audio source, so a missing stream is worth a note
 
 
-def encode_batch(items: list[ClipInput], vision, audio, device: torch.device, layout: Layout) -> list[dict]:
+def encode_batch(items: list[ClipInput], vision: ImageEncoder, audio: WaveformEncoder, device: torch.device,
+                 layout: Layout) -> list[dict]:
     """One store row (name -> array) per item, in order."""
     with_video = [item for item in items if item.track is not None]
     with_audio = [item for item in items if item.decoded.waveform is not None and item.decoded.waveform.size > 0]
@@ -38,7 +40,7 @@ def encode_batch(items: list[ClipInput], vision, audio, device: torch.device, la
     return [_row(item, video_rows.get(item.index), audio_rows.get(item.index), layout) for item in items]
 
 
-def _encode_faces(tracks: list[FaceTrack], vision, device: torch.device, layout: Layout) -> list[dict]:
+def _encode_faces(tracks: list[FaceTrack], vision: ImageEncoder, device: torch.device, layout: Layout) -> list[dict]:
     """Per clip, its `video/tokens` arrays (with an int8 store's scales)."""
     faces = torch.from_numpy(np.stack([track.faces for track in tracks])).to(device)  # (B, T, 3, S, S) uint8
     B, T = faces.shape[:2]
@@ -47,7 +49,8 @@ def _encode_faces(tracks: list[FaceTrack], vision, device: torch.device, layout:
     return [encode_tokens("video/tokens", clip, layout.token_dtype) for clip in tokens]
 
 
-def _encode_audio(waves: list[np.ndarray], audio, device: torch.device, layout: Layout) -> list[tuple[dict, int]]:
+def _encode_audio(waves: list[np.ndarray], audio: WaveformEncoder, device: torch.device,
+                  layout: Layout) -> list[tuple[dict, int]]:
     """Per clip, its `audio/tokens` arrays (with an int8 store's scales) and its valid frames."""
     if not waves:
         return []

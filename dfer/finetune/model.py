@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dfer.encoders import rebuild_encoder
+from dfer.encoders.base import ImageEncoder, WaveformEncoder
 from dfer.finetune.trainable import frozen_roots, lora_merged
 from dfer.heads import DferHeads
 from dfer.heads.fusion import STREAMS
@@ -36,7 +37,7 @@ class EndToEnd(nn.Module):
     always computes in float32.
     """
 
-    def __init__(self, heads: DferHeads, vision: nn.Module | None, audio: nn.Module | None,
+    def __init__(self, heads: DferHeads, vision: ImageEncoder | None, audio: WaveformEncoder | None,
                  precision: str = "bf16"):
         super().__init__()
         self.heads, self.vision, self.audio = heads, vision, audio

@@ -27,6 +27,7 @@ from rich.console import Console
 
 from dfer import distributed
 from dfer.encoders import rebuild_encoder
+from dfer.encoders.base import ImageEncoder, WaveformEncoder
 from dfer.finetune.augment import Augment, AugmentConfig
 from dfer.finetune.config import FinetuneConfig
 from dfer.finetune.data import MediaClips, check_media
@@ -154,7 +155,8 @@ def _carded(out: Path, figures: dict) -> dict:
     return figures
 
 
-def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig, device: torch.device):
+def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig,
+                   device: torch.device) -> tuple[ImageEncoder | None, WaveformEncoder | None]:
     """The encoders the store was extracted with (same seed for random ones), or --vision / --audio, checked to give
     the tokens the heads take; only the ones the heads read. In eval mode; `EndToEnd.train()` decides what trains."""
     streams = STREAMS[modalities]

@@ -1,18 +1,10 @@
 """Which encoder weights train, at what learning rate, and how their activations are kept.
 
-Every encoder is a stem, a stack of L blocks and sometimes a final norm:
+Every encoder says what it is made of (`Encoder.parts`: a stem, a stack of L blocks, sometimes a final norm; the
+table of families is `dfer.encoders.base.Parts`). The `mel` family has no weights and is refused.
 
-    SigLIP2:        embeddings (patches + positions) | encoder.layers[0..L-1] | post_layernorm
-    FastConformer:  pre_encode (conv subsampling)    | layers[0..L-1]         | out_proj (absent in the presets)
-    ge2e:           none (the mel front end)         | layers[0..N-1], an LSTM each | none
-    faceapi:        none (dense0 reads the pixels)   | blocks[0..3], a dense block each | none (its classifier makes
-                                                                                       no token, and stays frozen)
-    hf: family:     the rest of the model            | blocks()               | final()
-
-The `mel` family has no weights and is refused.
-
-- `all`: every encoder weight trains. `last:N`: the last N blocks and the final norm train, the rest is frozen.
-  `lora:R`: rank-R LoRA adapters (peft) on the attention and MLP linears of every block, everything else frozen;
+- `all`: every encoder weight that makes tokens trains. `last:N`: the last N blocks and the final norm train, the
+  rest is frozen. `lora:R`: rank-R LoRA adapters (peft) on the encoder's `lora_targets()`, everything else frozen;
   before saving, the adapters are merged into plain linears so the saved folder is an ordinary encoder.
 - Layer-wise learning-rate decay: block i (1..L) trains at lr * decay^(L - i), the stem at lr * decay^L, the final
   norm at lr; weight decay only on matrices (not on biases, norms or position vectors).
@@ -30,76 +22,31 @@ import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from dfer.encoders.audio import AudioEncoder, MelEncoder
-from dfer.encoders.faceapi import FaceApiEncoder
-from dfer.encoders.ge2e import Ge2eEncoder
-from dfer.encoders.vision import VisionEncoder
-
-# The linears LoRA adapts, by module name: attention projections and the MLP / feed-forward layers of each block.
-# (Conformer's `linear_pos` only rotates relative positions and the convolution module has no nn.Linear.)
-LORA_TARGETS = {
-    "vision": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
-    "audio": ["linear_q", "linear_k", "linear_v", "linear_out", "linear1", "linear2"],
-}
+from dfer.encoders.base import Encoder
 
 
-@dataclass
-class Parts:
-    kind: str  # "vision" or "audio"
-    root: nn.Module  # the module LoRA is injected into
-    stem: list[nn.Module]
-    blocks: list[nn.Module]
-    final: list[nn.Module]
-
-
-def parts(encoder: nn.Module) -> Parts:
-    if isinstance(encoder, Ge2eEncoder):  # no stem: the first LSTM reads the mel frames; `linear` makes no token
-        return Parts("audio", encoder, [], list(encoder.layers), [])
-    if isinstance(encoder, FaceApiEncoder):
-        return Parts("vision", encoder, [], list(encoder.blocks), [])
-    if hasattr(encoder, "blocks"):  # the hf: family lists its blocks and final norm itself
-        return Parts("vision" if hasattr(encoder, "grid") else "audio", encoder.model, [], encoder.blocks(),
-                     encoder.final())
-    if isinstance(encoder, VisionEncoder):
-        inner = getattr(encoder.model, "vision_model", encoder.model)  # transformers < 5 nests the tower once more
-        return Parts("vision", encoder.model, [inner.embeddings], list(inner.encoder.layers), [inner.post_layernorm])
-    if isinstance(encoder, AudioEncoder):
-        conformer = encoder.encoder
-        final = [conformer.out_proj] if getattr(conformer, "out_proj", None) is not None else []
-        return Parts("audio", conformer, [conformer.pre_encode, conformer.pos_enc], list(conformer.layers), final)
-    if isinstance(encoder, MelEncoder):
-        raise ValueError("the mel audio family has no weights to fine-tune: fine-tune the video stream only, or "
-                         "train the heads with `dfer train`")
-    raise TypeError(f"not a dfer encoder: {type(encoder).__name__}")
-
-
-def make_trainable(encoder: nn.Module, mode: str, number: int = 0,
-                   lora_alpha: float | None = None) -> None:
+def make_trainable(encoder: Encoder, mode: str, number: int = 0, lora_alpha: float | None = None) -> None:
     """Set requires_grad for `mode` "all", "last" (number = N blocks) or "lora" (number = rank R)."""
-    p = parts(encoder)
+    p = encoder.parts()
     if mode == "all":
         encoder.requires_grad_(True)
-        if isinstance(encoder, FaceApiEncoder):
-            encoder.classifier.requires_grad_(False)  # reads the tokens, makes none: no gradient reaches it
+        for module in p.beside:  # reads the tokens, makes none: no gradient reaches it
+            module.requires_grad_(False)
         return
     encoder.requires_grad_(False)
     if mode == "last":
         for module in p.blocks[-number:] + p.final:
             module.requires_grad_(True)
     elif mode == "lora":
-        if isinstance(encoder, (Ge2eEncoder, FaceApiEncoder)):
-            raise ValueError("lora adapters are for attention and MLP linears; the ge2e LSTM and the faceapi "
-                             "convolutions have none: use --unfreeze all or last:N")
+        targets = encoder.lora_targets()
         from peft import LoraConfig, inject_adapter_in_model
 
-        targets = encoder.lora_targets() if hasattr(encoder, "lora_targets") else LORA_TARGETS[p.kind]
         config = LoraConfig(r=number, lora_alpha=lora_alpha or 2 * number, lora_dropout=0.0, bias="none",
                             target_modules=targets)
         inject_adapter_in_model(config, p.root)  # swaps the targets for peft LoraLinear, adapters trainable
@@ -118,11 +65,11 @@ def frozen_roots(module: nn.Module, prefix: str = "") -> list[str]:
             for name in frozen_roots(child, f"{prefix}.{child_name}" if prefix else child_name)]
 
 
-def enable_checkpointing(encoder: nn.Module) -> None:
+def enable_checkpointing(encoder: Encoder) -> None:
     """Recompute each block's activations in backward instead of keeping them (only while gradients are on)."""
-    p = parts(encoder)
-    if hasattr(getattr(encoder, "model", None), "gradient_checkpointing_enable"):  # transformers: SigLIP2, hf:
-        encoder.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    p = encoder.parts()
+    if hasattr(p.root, "gradient_checkpointing_enable"):  # transformers: SigLIP2, hf:
+        p.root.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return
     for layer in p.blocks:
         layer.forward = functools.partial(_checkpointed, layer, layer.forward)  # instance attribute: no new keys
@@ -149,10 +96,9 @@ def _frozen_momentum(norms: list[_BatchNorm]) -> Iterator[None]:
             m.momentum = momentum
 
 
-def layer_groups(encoder: nn.Module, lr: float, decay: float, weight_decay: float,
-                 name: str) -> list[dict]:
+def layer_groups(encoder: Encoder, lr: float, decay: float, weight_decay: float, name: str) -> list[dict]:
     """AdamW parameter groups of an encoder's trainable weights with layer-wise learning-rate decay."""
-    p = parts(encoder)
+    p = encoder.parts()
     L = len(p.blocks)
     depth = {}  # id(param) -> 0 (stem) .. L (last block, final norm)
     for i, modules in [(0, p.stem), *[(i + 1, [block]) for i, block in enumerate(p.blocks)], (L, p.final)]:

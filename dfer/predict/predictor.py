@@ -35,6 +35,7 @@ from dfer.adapt.moments import Moments, row_moments
 from dfer.adapt.saved import encoder_key
 from dfer.adapt.settings import run_adaptation
 from dfer.encoders import rebuild_encoder
+from dfer.encoders.base import Encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
@@ -152,7 +153,7 @@ class Predictor(FilePredictor):
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         self.blank = blank_row(self.layout, self.fields.values())
 
-    def _encoder(self, kind: str):
+    def _encoder(self, kind: str) -> Encoder:
         """The run's own fine-tuned encoder (RUN/vision, RUN/audio) if saved, else the fingerprint's, checked."""
         recorded = self.config["fingerprint"][kind]
         saved = self.run / kind
