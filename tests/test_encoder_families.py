@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfer.encoders import build_encoder, extraction_seed, rebuild_encoder, seed_of
+from dfer.encoders import build_encoder, rebuild_encoder, seed_of
 from dfer.encoders.ge2e import SHIPPED_SHA256, Ge2eEncoder, load_ge2e
 from dfer.media.decode import decode_clip
 
@@ -131,9 +131,6 @@ def test_specs_that_do_not_parse_are_refused():
 def test_seeds_come_from_the_fingerprint_and_only_from_random_encoders():
     random_vision = {"id": "random:tiny", "revision": "seed=7"}
     assert seed_of(random_vision) == 7 and seed_of({"id": "ge2e,layer=2", "revision": "sha256=abc"}) == 0
-    assert extraction_seed({"vision": random_vision, "audio": {"id": "ge2e", "revision": "x"}}) == 7
-    with pytest.raises(ValueError, match="different seeds"):
-        extraction_seed({"vision": random_vision, "audio": {"id": "random:tiny", "revision": "seed=3"}})
 
 
 def test_rebuild_checks_the_recorded_token_shapes(ge2e):

@@ -8,7 +8,7 @@ imported on first use (PEP 562), so the CLI checks a preset name before anything
 
 from dfer.encoders.presets import AUDIO_ARCHS, PRESETS, VISION_ARCHS, EncoderPair, resolve_preset
 
-_BUILD = {"SHAPE_FIELDS", "build_encoder", "extraction_seed", "rebuild_encoder", "seed_of"}
+_BUILD = {"SHAPE_FIELDS", "build_encoder", "rebuild_encoder", "seed_of"}
 
 
 def __getattr__(name: str):
@@ -26,7 +26,6 @@ __all__ = [
     "VISION_ARCHS",
     "EncoderPair",
     "build_encoder",
-    "extraction_seed",
     "rebuild_encoder",
     "resolve_preset",
     "seed_of",

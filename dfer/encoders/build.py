@@ -142,14 +142,6 @@ def seed_of(recorded: dict) -> int:
     return int(str(recorded["revision"]).removeprefix("seed="))
 
 
-def extraction_seed(fingerprint: dict) -> int:
-    """The one `--seed` that rebuilds a store's random encoders (extraction takes a single seed for both)."""
-    seeds = {seed_of(fingerprint[kind]) for kind in KINDS if str(fingerprint[kind]["id"]).startswith(RANDOM_PREFIX)}
-    if len(seeds) > 1:
-        raise ValueError(f"the store's vision and audio encoders were built with different seeds {sorted(seeds)}")
-    return seeds.pop() if seeds else 0
-
-
 def rebuild_encoder(kind: str, recorded: dict, device: str | torch.device = "cpu", source: str | Path | None = None):
     """The encoder a fingerprint entry records (its spec and seed), or `source` in its place (a fine-tuned folder,
     a `--vision/--audio` override), checked to give tokens of the recorded shapes. In eval mode."""

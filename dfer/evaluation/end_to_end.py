@@ -24,8 +24,7 @@ def end_to_end_for(run: Path, reader: CacheReader, device: str = "cpu") -> tuple
     it reads, made with the run's frames, sample rate and crop margin, crops the size its vision encoder takes."""
     model, config = load_end_to_end(run, device)
     check_media(reader, config["heads"]["modalities"])
-    fp.check(reader.path, {k: config["fingerprint"][k] for k in MEDIA_FIELDS},
-             {k: reader.fingerprint[k] for k in MEDIA_FIELDS})
+    fp.check(reader.path, config["fingerprint"], reader.fingerprint, MEDIA_FIELDS)
     if model.vision is not None and reader.layout["image_size"] != model.vision.image_size:
         raise ValueError(f"{reader.path}: {reader.layout['image_size']} px face crops, the run's vision encoder "
                          f"takes {model.vision.image_size} px")

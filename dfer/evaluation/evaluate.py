@@ -48,7 +48,7 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
         clips, batch_size = MediaClips, MEDIA_BATCH
     else:
         model, config = load_run(run, "best", device)
-        fp.check(reader.path, _token_fields(config["fingerprint"]), _token_fields(reader.fingerprint))
+        fp.check(reader.path, config["fingerprint"], reader.fingerprint, fp.TOKEN_FIELDS)
         clips, batch_size = CachedClips, TOKEN_BATCH
     if reader.classes != config["classes"]:
         raise ValueError(f"{store}: classes {reader.classes} differ from the run's {config['classes']}")
@@ -104,7 +104,3 @@ def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[
     if not indices:
         raise ValueError(f"{reader.path}: no usable clips for a {modalities} model")
     return indices, subset
-
-
-def _token_fields(fingerprint: dict) -> dict:
-    return {key: fingerprint[key] for key in fp.TOKEN_FIELDS}

@@ -29,13 +29,14 @@ from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
 from dfer.faces import FACE_TRACKS, FaceCropper, FaceTrack, whole_frame_track
-from dfer.faces.settings import FACE_DETECT_CHOICES, LEGACY_FACES, FaceSettings
+from dfer.faces.settings import FACE_DETECT_CHOICES, FaceSettings
 from dfer.media.clip_error import ClipError, as_clip_error
 from dfer.media.decode import DecodedClip, decode_clip
 from dfer.media.frames import decode_frame_folder
 from dfer.store.clip_store import ClipStore, writer_lock
+from dfer.store.fingerprint import Fingerprint
 from dfer.store.reader import ZarrReader
-from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES, Layout
+from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES
 
 
 @dataclass
@@ -106,16 +107,20 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     if cfg.crop_margin is None:  # the crops the vision family was trained on (faceapi: tight; SigLIP2: 1.5x)
         cfg = dataclasses.replace(cfg, crop_margin=vision.crop_margin)
     faces = face_settings(cfg)
-    fingerprint = make_fingerprint(cfg, listing.options, vision.describe(), audio.describe(), faces)
-    layout = Layout.from_settings(cfg.frames, vision.describe(), audio.describe(), cfg.max_seconds, cfg.keep_media,
-                                  cfg.token_dtype)
+    fingerprint = Fingerprint(
+        dfer_version=dfer.__version__, vision=vision.describe(), audio=audio.describe(), frames=cfg.frames,
+        sample_rate=cfg.sample_rate, crop_margin=cfg.crop_margin, max_seconds=cfg.max_seconds,
+        keep_media=cfg.keep_media, token_dtype=cfg.token_dtype, face_track=cfg.face_track, faces=faces,
+        dataset_options=listing.options,
+    )
+    layout = fingerprint.layout()
 
     # Rank 0 creates (or checks) the store and clears a killed run's temporary files while the others wait, then
     # everyone opens it.
     if ranks.is_main:
-        ClipStore.create_or_open(cfg.out, fingerprint, layout, listing).remove_torn_writes()
+        ClipStore.create_or_open(cfg.out, fingerprint.to_dict(), layout, listing).remove_torn_writes()
     distributed.barrier()
-    store = ClipStore.create_or_open(cfg.out, fingerprint, layout, listing)
+    store = ClipStore.create_or_open(cfg.out, fingerprint.to_dict(), layout, listing)
 
     done = store.array("done")[:]
     todo = [i for i in range(len(listing.clips)) if store.shard_of(i) % ranks.world == ranks.rank and not done[i]]
@@ -133,24 +138,6 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     return summary
 
 
-def make_fingerprint(cfg: ExtractConfig, dataset_options: dict, vision: dict, audio: dict,
-                     faces: FaceSettings = LEGACY_FACES) -> dict:
-    return {
-        "dfer_version": dfer.__version__,
-        "vision": vision,
-        "audio": audio,
-        "frames": cfg.frames,
-        "sample_rate": cfg.sample_rate,
-        "crop_margin": cfg.crop_margin,
-        "max_seconds": cfg.max_seconds,
-        "keep_media": cfg.keep_media,
-        "token_dtype": cfg.token_dtype,
-        "face_track": cfg.face_track,
-        **faces.record(),  # nothing for LEGACY_FACES, so a store made before issue 21 matches its old fingerprint
-        "dataset_options": dataset_options,
-    }
-
-
 def face_settings(cfg: ExtractConfig) -> FaceSettings:
     """The face settings to extract with: `cfg.faces`, or `cfg.face_detect`'s, or without either the existing store's
     own (so a store made before issue 21 resumes as it began), or for a new store the current default."""
@@ -159,7 +146,7 @@ def face_settings(cfg: ExtractConfig) -> FaceSettings:
     if cfg.face_detect is not None:
         return FaceSettings.named(cfg.face_detect)
     if (Path(cfg.out) / "zarr.json").exists():
-        return FaceSettings.of(ZarrReader(Path(cfg.out)).fingerprint)
+        return Fingerprint.from_dict(ZarrReader(Path(cfg.out)).fingerprint).faces
     return FaceSettings()
 
 

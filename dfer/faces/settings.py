@@ -1,7 +1,7 @@
 """What a store records about faces: how they were searched for, and how large the frames they were cut from were.
 
 Both change the boxes and crops, so both are in the store's fingerprint, and a run rebuilds them from it
-(`FaceSettings.of`). Stores made before issue 21 record neither: they read as the full MTCNN pyramid on frames
+(`FaceSettings.of`, read by `dfer.store.fingerprint.Fingerprint`). Stores made before issue 21 record neither: they read as the full MTCNN pyramid on frames
 decoded at full size (`LEGACY_FACES`), and their fingerprint stays exactly what it was, so they still open, resume
 and evaluate.
 

@@ -63,8 +63,8 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     check_media(reader, modalities)
     if reader.classes != init_config["classes"]:
         raise ValueError(f"{store}: classes {reader.classes} differ from the init run's {init_config['classes']}")
-    fp.check(reader.path, {k: init_config["fingerprint"][k] for k in fp.TOKEN_FIELDS},
-             {k: reader.fingerprint[k] for k in fp.TOKEN_FIELDS})  # the heads were trained on this store's tokens
+    fp.check(reader.path, init_config["fingerprint"], reader.fingerprint,
+             fp.TOKEN_FIELDS)  # the heads were trained on this store's tokens
     split = _split(reader, init_config, cfg, modalities)
     ranks = distributed.ranks()
     show = show and ranks.is_main

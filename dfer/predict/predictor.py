@@ -38,7 +38,6 @@ from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import Encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
-from dfer.faces.settings import FRAME_SHORT_SIDE, FaceSettings
 from dfer.heads.fusion import STREAMS
 from dfer.inference.batch import collate, fields_for
 from dfer.inference.score import predict as run_heads
@@ -49,7 +48,8 @@ from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
 from dfer.runs.folder import resolve_run
 from dfer.runs.load import load_run, run_display_names
-from dfer.store.schema import Layout, blank_row
+from dfer.store.fingerprint import Fingerprint
+from dfer.store.schema import blank_row
 
 
 @dataclass
@@ -120,34 +120,30 @@ class Predictor(FilePredictor):
         self.shared = {} if encoders is None else encoders
         self.device = torch.device(device)
         self.heads, self.config = load_run(self.run, which, str(self.device))
-        fingerprint = self.config["fingerprint"]
+        self.fingerprint = fingerprint = Fingerprint.from_dict(self.config["fingerprint"])
         self.classes: list[str] = list(self.config["classes"])  # the store's codes
         self.labels: list[str] = run_display_names(self.config)  # their display names, what people are shown
         self.modalities: str = self.config["heads"]["modalities"]
-        self.frames, self.sample_rate = fingerprint["frames"], fingerprint["sample_rate"]
-        self.max_seconds, self.crop_margin = fingerprint["max_seconds"], fingerprint["crop_margin"]
+        self.frames, self.sample_rate = fingerprint.frames, fingerprint.sample_rate
+        self.max_seconds, self.crop_margin = fingerprint.max_seconds, fingerprint.crop_margin
         streams = STREAMS[self.modalities]
         self.warnings: list[str] = []
         self.encoders: dict[str, str] = {}  # stream -> the spec it was built from
         self.vision = self._encoder("vision") if "video" in streams else None
         self.audio = self._encoder("audio") if "audio" in streams else None
-        # predictions need the tokens only, not the face crops and waveform a store may keep
-        self.layout = Layout.from_settings(self.frames, fingerprint["vision"], fingerprint["audio"], self.max_seconds,
-                                           keep_media=False)
-        face_track = fingerprint.get("face_track", "largest")  # stores made before the speaker choice cropped the largest
-        self.faces = FaceSettings.of(fingerprint)  # a run from before issue 21: the full pyramid, as it was trained
-        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device), face_track=face_track,
-                                    detect=self.faces.detect) if self.vision else None)
-        # Frames are decoded bounded whatever the store did: one upload must not take gigabytes (issue 21). Files of at
-        # most this size, every file a store before issue 21 was tested on, decode exactly as before.
-        self.frame_short_side = self.faces.frame_short_side or FRAME_SHORT_SIDE
+        self.layout = fingerprint.prediction_layout()
+        self.faces = fingerprint.faces  # a run from before issue 21: the full pyramid, as it was trained
+        self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device),
+                                    face_track=fingerprint.face_track, detect=self.faces.detect)
+                        if self.vision else None)
+        self.frame_short_side = fingerprint.decode_short_side
         self.fields = fields_for(self.modalities)  # batch key -> store row name
         # Adaptation (dfer.adapt): the training set's statistics of each stream the model standardises (none for a
         # zero-shot run or an unadapted probe), the run's shrinking, and the key of each stream's statistics.
         self.prior = self.heads.input_statistics()
         self.shrink = run_adaptation(self.config)["shrink"]
-        self.encoder_records = {encoder_key(s, fingerprint[ENCODER_KINDS[s]]): fingerprint[ENCODER_KINDS[s]]
-                                for s in self.prior}
+        self.encoder_records = {encoder_key(s, fingerprint.encoders[ENCODER_KINDS[s]]):
+                                fingerprint.encoders[ENCODER_KINDS[s]] for s in self.prior}
         self.adapt_keys = dict(zip(self.prior, self.encoder_records))  # stream -> key
         self.trained_adapt = run_adaptation(self.config)["mode"] != "none"  # timelines adapt by default
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
@@ -155,7 +151,7 @@ class Predictor(FilePredictor):
 
     def _encoder(self, kind: str) -> Encoder:
         """The run's own fine-tuned encoder (RUN/vision, RUN/audio) if saved, else the fingerprint's, checked."""
-        recorded = self.config["fingerprint"][kind]
+        recorded = self.fingerprint.encoders[kind]
         saved = self.run / kind
         if not saved.exists() and "finetune" in self.config:  # its fingerprint names the encoders it started from
             raise FileNotFoundError(f"{self.run}: a fine-tuned run without its {kind} encoder folder ({saved})")
