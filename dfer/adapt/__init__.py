@@ -8,9 +8,10 @@ use labels. A small group's statistics are shrunk toward the training set's (`Mo
 clip keeps the training set's.
 
 - `moments`: the sufficient statistics (token count, sums, sums of squares per dimension) of a clip or a group;
-- `store_moments`: every clip's moments of a store, once, for training, the probe and evaluation;
-- `groups`: which clips share a speaker (`--adapt speaker`, `together`, `folder`, `file`);
-- `mixture`: how adapted training draws its groups, so one run answers groups and lone clips alike;
+- `store_moments`: every clip's moments of a store, read once, and its clips grouped by speaker id;
+- `batches`: the statistics a batch's clips are standardised with: each clip's group's, or in adapted training the
+  mixture of random groups and lone clips that lets one run answer both;
 - `saved`: a speaker's statistics saved once and reused for later clips;
-- `sessions`: `dfer serve`'s per-session running statistics, in memory only.
+- `sessions`: `dfer serve`'s per-session running statistics, in memory only;
+- `settings`: the modes, the defaults a run records, and what a protocol is called.
 """
