@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dfer.adapt.moments import Moments
-from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
+from dfer.adapt.store_moments import ClipMoments, moments_by_speaker
 from dfer.store.reader import CacheReader
 
 GROUP_SIZES = (2, 4, 8, 0)  # the random groups adapted training draws (0: all of the speaker's clips)
@@ -95,6 +95,4 @@ def speaker_split(reader: CacheReader, streams: Sequence[str], parts: dict[str, 
                   lone: float) -> tuple[Prior, dict]:
     """`split_statistics` of a store's split (`parts`: "train", "val", "test" -> clip rows) grouped by speaker id,
     its clips' moments read once. Refuses a store whose training clips have no speaker ids."""
-    check_has_speakers(reader, parts["train"], str(reader.path))
-    moments = ClipMoments(reader, streams, sorted({row for rows in parts.values() for row in rows}))
-    return split_statistics(moments, {part: speaker_groups(reader, rows) for part, rows in parts.items()}, shrink, lone)
+    return split_statistics(*moments_by_speaker(reader, streams, parts, "train"), shrink, lone)

@@ -65,3 +65,12 @@ def check_has_speakers(reader: CacheReader, indices: Sequence[int], what: str) -
     if not any(str(speakers[int(i)]) for i in indices):
         raise ValueError(f"{what}: --adapt speaker needs speaker ids, and the {reader.attrs.get('dataset', 'store')} "
                          f"clips have none (DFEW and MAFW do not record who speaks); use --adapt none")
+
+
+def moments_by_speaker(reader: CacheReader, streams: Sequence[str], parts: dict[str, list[int]],
+                       required: str) -> tuple[ClipMoments, dict[str, list[list[int]]]]:
+    """The moments of every clip of `parts` (name -> clip rows), read once, and each part's clips grouped by speaker
+    id; refuses (`check_has_speakers`) when no clip of part `required` has a speaker id."""
+    check_has_speakers(reader, parts[required], str(reader.path))
+    moments = ClipMoments(reader, streams, sorted({row for rows in parts.values() for row in rows}))
+    return moments, {part: speaker_groups(reader, rows) for part, rows in parts.items()}

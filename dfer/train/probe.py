@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from dfer import distributed
 from dfer.adapt.batches import GroupStatistics, prior_of
 from dfer.adapt.settings import LONE, PROTOCOLS, SHRINK, check_adapt
-from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
+from dfer.adapt.store_moments import moments_by_speaker
 from dfer.heads import MODALITIES, LinearProbe
 from dfer.heads.probe import adapt_features
 from dfer.inference.batch import collate, to_device
@@ -177,10 +177,9 @@ class AdaptedPools:
     validation) clips' token statistics, which the probe keeps for lone clips (`LinearProbe.set_input_statistics`)."""
 
     def __init__(self, reader: CacheReader, model: LinearProbe, parts: dict[str, list[int]], cfg: ProbeConfig):
-        check_has_speakers(reader, parts["train"], str(reader.path))
-        moments = ClipMoments(reader, model.streams, sorted({row for rows in parts.values() for row in rows}))
+        moments, groups = moments_by_speaker(reader, model.streams, parts, "train")
         self.prior = prior_of(moments.of(parts["train"] + parts["val"]))
-        self.groups = {part: GroupStatistics(moments, speaker_groups(reader, rows), self.prior, cfg.adapt_shrink)
+        self.groups = {part: GroupStatistics(moments, groups[part], self.prior, cfg.adapt_shrink)
                        for part, rows in parts.items() if rows}
         self.model, self.parts, self.lone = model, parts, cfg.adapt_lone
         for stream, (mean, std) in self.prior.items():
