@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dfer.encoders import build_encoder, resolve_preset
 from dfer.heads import DferHeads, HeadConfig
+from dfer.streams import historic
 
 BUDGET = 800_000_000  # the project's total-parameter budget (fine-tunable on a 12 GB GPU)
 # Pretrained presets are counted on their registered architectures: the same modules, so the same counts,
@@ -26,12 +27,8 @@ def parameter_table(preset: str, fusion: str = "liquid", modalities: str = "av",
     vision_spec, audio_spec = vision or preset_vision, audio or preset_audio
     vision = build_encoder("vision", vision_spec, meta=True)
     audio = build_encoder("audio", audio_spec, meta=True)
-    v, a = vision.describe(), audio.describe()
-    model = DferHeads(HeadConfig(
-        vision_dim=v["dim"], num_tokens=v["num_tokens"], grid=v["grid"], image_size=v["image_size"],
-        audio_dim=a["dim"], audio_frame_seconds=a["frame_seconds"], num_classes=num_classes, fusion=fusion,
-        modalities=modalities, **(heads or {}),
-    ))
+    model = DferHeads(HeadConfig(streams=historic(vision.describe(), audio.describe(), modalities),
+                                 num_classes=num_classes, fusion=fusion, modalities=modalities, **(heads or {})))
     modules = {f"vision encoder ({vision_spec})": (count(vision), False),
                f"audio encoder ({audio_spec})": (count(audio), False)}
     modules.update({f"heads.{name}": (count(child), True) for name, child in model.named_children() if count(child)})

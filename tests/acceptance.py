@@ -119,6 +119,16 @@ def without_volatile(config):
     return config
 
 
+def as_read(config: dict) -> dict:
+    """A run's config with its "heads" as today's dfer reads them back: the model a run rebuilds is what must not
+    change, whichever format its config.json was written in (the heads' streams became data after 7c92bdc)."""
+    from dfer.runs.load import MODELS
+
+    model = MODELS[config.get("model", "heads")](config["heads"])
+    heads = model.config if isinstance(model.config, dict) else model.config.to_dict()
+    return {**config, "heads": json.loads(json.dumps(heads))}
+
+
 def run_record(run: Path) -> dict:
     """A run's test metrics (results.json), per-clip probabilities (predictions.csv), config and answers."""
     with (run / "predictions.csv").open(newline="") as file:
@@ -127,7 +137,7 @@ def run_record(run: Path) -> dict:
         "test": json.loads((run / "results.json").read_text())["test"],
         "predictions": {row.pop("clip_id"): {key: float(value) if key.startswith("p_") else value
                                              for key, value in row.items()} for row in rows},
-        "config": without_volatile(json.loads((run / "config.json").read_text())),
+        "config": as_read(without_volatile(json.loads((run / "config.json").read_text()))),
         "answers": answers([path for path in SAMPLE_CLIPS if path.name in ASKED], "--model", run),
     }
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from dfer.cli import app
 from dfer.heads import FUSIONS, DferHeads, HeadConfig
+from dfer.streams import historic
 from dfer.predict.explain import HEAT, ZEROSHOT_HEAT, Explanation, explain_batch, explain_file
 from dfer.predict.explain_figure import CROP_LABEL, PER_ROW, explanation_figure
 from dfer.predict.predictor import OutputStems
@@ -45,9 +46,10 @@ def one_thread():
 
 def video_heads(**overrides) -> DferHeads:
     """A video-only head whose only way to the label is the ROI compressor (no statistics pooling beside it)."""
-    config = dict(vision_dim=D, audio_dim=8, num_tokens=N, grid=GRID, image_size=SIZE, num_classes=C, d_model=16,
-                  roi_queries=4, temporal_layers=1, heads=2, cfc_units=16, dropout=0.0, statistics_width=0,
-                  fusion="concat", modalities="video")
+    vision = {"dim": D, "grid": GRID, "num_tokens": N, "image_size": SIZE}
+    streams = historic(vision, {"dim": 8, "frame_seconds": 0.08}, overrides.get("modalities", "video"))
+    config = dict(streams=streams, num_classes=C, d_model=16, roi_queries=4, temporal_layers=1, heads=2, cfc_units=16,
+                  dropout=0.0, statistics_width=0, fusion="concat", modalities="video")
     return DferHeads(HeadConfig(**{**config, **overrides}))
 
 
@@ -136,7 +138,7 @@ def test_masking_trailing_steps_is_the_audio_ending_before_them():
     """On audio, keep_steps masks the frames of the masked steps' segments: masking the last two steps is the same
     as a clip whose audio ends where segment T-2 begins (as `audio_length` marks it in the store)."""
     torch.manual_seed(0)
-    model = video_heads(modalities="audio", audio_dim=8, statistics_width=8).eval()
+    model = video_heads(modalities="audio", statistics_width=8).eval()
     frame_time = (torch.arange(T) + 0.5)[None] / T * 2.0  # (1, T) seconds
     batch = dict(audio_tokens=torch.randn(1, 25, 8), audio_length=torch.tensor([25]),
                  has_audio=torch.tensor([True]), frame_time=frame_time)

@@ -8,23 +8,27 @@ import json
 import pytest
 import torch
 
-from dfer.heads import FUSIONS, MODALITIES, DferHeads, HeadConfig
+from dfer.heads import FUSIONS, DferHeads, HeadConfig
+from dfer.streams import MODES, Stream
 from dfer.heads.cfc import CfC, CfCCell
 from dfer.heads.fusion import ModalityDropout, since_last_update
 from dfer.heads.roi import REGIONS, RoiCompressor
 from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
 from dfer.heads.temporal import TemporalEncoder
+from dfer.streams import historic
 
 # Toy sizes: a 4x4 grid of 16 tokens on 64 px crops (the `tiny` vision preset), 40 audio frames = 3.2 s.
 D, DA, GRID, SIZE, T, TA, d, C, FRAME_S = 32, 24, 4, 64, 6, 40, 32, 4, 0.08
 N = GRID * GRID
+D_RAW = 48  # a token width other than d, so a layer on D cannot pass for one on d
 # (5, 2) a frontal face in a 64 px crop; no point on a patch border, so "the patch containing it" is unambiguous
 LANDMARKS = torch.tensor([[22.0, 26.0], [42.0, 26.0], [33.0, 37.0], [24.0, 46.0], [41.0, 46.0]])
 
 
-def tiny_config(**overrides) -> HeadConfig:
-    sizes = dict(vision_dim=D, audio_dim=DA, num_tokens=N, grid=GRID, image_size=SIZE, num_classes=C, d_model=d,
-                 roi_queries=8, temporal_layers=1, heads=2, cfc_units=d)
+def tiny_config(vision_dim: int = D, **overrides) -> HeadConfig:
+    vision = {"dim": vision_dim, "grid": GRID, "num_tokens": N, "image_size": SIZE}
+    streams = historic(vision, {"dim": DA, "frame_seconds": FRAME_S}, overrides.get("modalities", "av"))
+    sizes = dict(streams=streams, num_classes=C, d_model=d, roi_queries=8, temporal_layers=1, heads=2, cfc_units=d)
     return HeadConfig(**{**sizes, **overrides})
 
 
@@ -244,17 +248,17 @@ def test_modality_dropout_never_drops_both():
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("modalities", MODALITIES)
+@pytest.mark.parametrize("modalities", MODES)
 def test_every_fusion_and_modality(fusion, modalities):
     torch.manual_seed(0)
     model = DferHeads(tiny_config(fusion=fusion, modalities=modalities))
     batch = make_batch(MIXED)
     if modalities == "audio":  # an audio-only dataset has no video arrays at all
         batch = {k: v for k, v in batch.items() if k not in ("video_tokens", "landmarks", "face_found", "has_video")}
-        assert not hasattr(model, "roi") and not hasattr(model, "temporal")
+        assert not len(model.roi) and not len(model.temporal)
     if modalities == "video":
         batch = {k: v for k, v in batch.items() if k not in ("audio_tokens", "audio_length", "has_audio")}
-        assert not hasattr(model, "audio_pool")
+        assert not len(model.pool)
     for mode in (model.train, model.eval):
         mode()
         out = model(batch)
@@ -284,7 +288,7 @@ def live_and_dead(name: str, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("modalities", MODALITIES)
+@pytest.mark.parametrize("modalities", MODES)
 def test_gradients_reach_every_parameter(fusion, modalities):
     """Every parameter that can change the output gets a gradient, and the only ones that cannot are known.
 
@@ -337,32 +341,32 @@ def test_video_statistics_reuse_the_compressors_projection():
     that projection (d wide), with no layer of their own on D. A second projection of all T x N tokens cost more
     than a third of a base-size head step (`bench/train.py`)."""
     torch.manual_seed(0)
-    config = tiny_config(d_model=16, cfc_units=16, vision_dim=48)  # D != d, so a layer on D cannot pass for one on d
+    config = tiny_config(d_model=16, cfc_units=16, vision_dim=D_RAW)  # D != d, so a layer on D cannot pass for one on d
     model = DferHeads(config).eval()
     assert config.video_statistics == "projected"
     layers = [m for m in model.statistics["video"].modules() if isinstance(m, torch.nn.Linear)]
     assert layers and all(m.in_features == config.d_model for m in layers)
-    on_raw = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.in_features == config.vision_dim]
-    assert on_raw == [model.roi.proj[1]]  # the only layer anywhere that reads D-wide tokens
+    on_raw = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.in_features == D_RAW]
+    assert on_raw == [model.roi["video"].proj[1]]  # the only layer anywhere that reads D-wide tokens
 
     g = torch.Generator().manual_seed(7)
-    batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, config.vision_dim, generator=g)}
+    batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, D_RAW, generator=g)}
     rows = []  # tokens projected from D wide in one forward (the layer's weights are applied by `project`)
-    project = model.roi.project
-    model.roi.project = lambda tokens: rows.append(tokens.shape[:-1].numel()) or project(tokens)
+    project = model.roi["video"].project
+    model.roi["video"].project = lambda tokens: rows.append(tokens.shape[:-1].numel()) or project(tokens)
     summary = video_summary(model, batch)
-    del model.roi.project
+    del model.roi["video"].project
     assert rows == [len(MIXED) * T * N]  # every patch token once, and only once
 
     # The summary is the statistics of the compressor's projection of the standardised tokens, valid frames only.
     mask = batch["has_video"][:, None] & batch["face_found"]  # (B, T)
-    projected = model.roi.project(model.standardise("video", batch, mask))  # (B, T, N, d)
+    projected = model.roi["video"].project(model.standardise("video", batch, mask))  # (B, T, N, d)
     expected = model.statistics["video"](projected.flatten(1, 2), mask.repeat_interleave(N, 1))
     torch.testing.assert_close(summary, expected)
 
     # Old and new layout differ by one (D - d) x W block of weights: what the heads no longer carry.
     old = DferHeads(dataclasses.replace(config, video_statistics="tokens"))
-    assert old.num_parameters() - model.num_parameters() == (config.vision_dim - config.d_model) * config.statistics_width
+    assert old.num_parameters() - model.num_parameters() == (D_RAW - config.d_model) * config.statistics_width
 
 
 def test_projection_is_its_layernorm_and_linear():
@@ -415,9 +419,9 @@ def test_old_runs_pool_video_statistics_of_the_raw_tokens(tmp_path):
     from dfer.runs.load import load_run
 
     torch.manual_seed(0)
-    config = tiny_config(d_model=16, cfc_units=16, vision_dim=48)
+    config = tiny_config(d_model=16, cfc_units=16, vision_dim=D_RAW)
     saved = DferHeads(dataclasses.replace(config, video_statistics="tokens")).eval()
-    assert saved.statistics["video"].frame[0].in_features == config.vision_dim
+    assert saved.statistics["video"].frame[0].in_features == D_RAW
     old_heads = {k: v for k, v in config.to_dict().items() if k != "video_statistics"}  # as old runs wrote it
     (tmp_path / "config.json").write_text(json.dumps({"heads": old_heads}))
     save_file({k: v.contiguous() for k, v in saved.state_dict().items()}, str(tmp_path / "best.safetensors"))
@@ -425,7 +429,7 @@ def test_old_runs_pool_video_statistics_of_the_raw_tokens(tmp_path):
     loaded, _ = load_run(tmp_path)
     assert loaded.config.video_statistics == "tokens" and loaded.config == saved.config
     g = torch.Generator().manual_seed(7)
-    batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, config.vision_dim, generator=g)}
+    batch = {**make_batch(MIXED), "video_tokens": torch.randn(len(MIXED), T, N, D_RAW, generator=g)}
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch)["logits"], saved(batch)["logits"], rtol=0, atol=0)
         # ... and its video summary is of the standardised raw tokens, as it was trained.
@@ -448,7 +452,7 @@ def test_config_round_trips_through_json():
     with pytest.raises(ValueError, match="fusion"):
         tiny_config(fusion="sum")
     with pytest.raises(ValueError, match="grid"):
-        tiny_config(num_tokens=15)
+        Stream("video", "face", D, grid=GRID, num_tokens=15)
     with pytest.raises(ValueError, match="video_statistics"):
         tiny_config(video_statistics="raw")
     for video_statistics in ("projected", "tokens"):  # a run saved now keeps what it chose

@@ -65,7 +65,8 @@ def test_fold_all_writes_train_s_files_and_beats_chance(synthetic_store, probe_r
             assert (run / name).exists(), name
         config = json.loads((run / "config.json").read_text())
         assert config["model"] == "probe" and config["classes"] == reader.classes
-        assert config["heads"] == {"modalities": "av", "vision_dim": 8, "audio_dim": 8, "num_classes": 3}
+        streams = [{"name": "audio", "input": "waveform", "dim": 8}, {"name": "video", "input": "face", "dim": 8}]
+        assert config["heads"] == {"streams": streams, "modalities": "av", "num_classes": 3}
         for part in ("train", "val", "test"):
             assert config["split"][part] == [str(clip_ids[i]) for i in getattr(split, part)]
         assert config["fit"]["C"] in grid and len(config["fit"]["validation"]) == len(grid)

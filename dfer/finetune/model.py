@@ -23,7 +23,7 @@ from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import ImageEncoder, WaveformEncoder
 from dfer.finetune.trainable import frozen_roots, lora_merged
 from dfer.heads import DferHeads
-from dfer.heads.fusion import STREAMS
+from dfer.streams import read_by
 from dfer.runs.files import save_weights
 from dfer.runs.load import load_run
 
@@ -114,7 +114,7 @@ def load_end_to_end(run: Path, device: str = "cpu") -> tuple[EndToEnd, dict]:
     heads, config = load_run(run, "best", device)
     if "finetune" not in config:
         raise ValueError(f"{run}: not a fine-tuned run (its config has no finetune section)")
-    streams = STREAMS[config["heads"]["modalities"]]
+    streams = read_by(config["heads"])
     recorded = config["fingerprint"]
     with quiet_transformers():
         vision = rebuild_encoder("vision", recorded["vision"], device, run / "vision") if "video" in streams else None

@@ -34,7 +34,7 @@ from dfer.finetune.data import MediaClips, check_media
 from dfer.finetune.model import EndToEnd, load_end_to_end
 from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
 from dfer.heads import DferHeads
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.inference.score import predict
 from dfer.runs.card import write_card
 from dfer.runs.files import write_json
@@ -159,7 +159,7 @@ def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig,
                    device: torch.device) -> tuple[ImageEncoder | None, WaveformEncoder | None]:
     """The encoders the store was extracted with (same seed for random ones), or --vision / --audio, checked to give
     the tokens the heads take; only the ones the heads read. In eval mode; `EndToEnd.train()` decides what trains."""
-    streams = STREAMS[modalities]
+    streams = HISTORIC_STREAMS[modalities]
     return tuple(rebuild_encoder(kind, fingerprint[kind], device, source=override) if stream in streams else None
                  for stream, kind, override in (("video", "vision", cfg.vision), ("audio", "audio", cfg.audio)))
 

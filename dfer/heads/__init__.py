@@ -2,9 +2,9 @@
 fusion). `DferHeads(HeadConfig(...))` is the whole model; the submodules are one concept each. `LinearProbe` is
 the linear-probe baseline behind the same batch interface, `ZeroShot` the vision encoder's own classifier."""
 
-from dfer.heads.fusion import FUSIONS, MODALITIES
+from dfer.heads.fusion import FUSIONS
 from dfer.heads.model import DferHeads, HeadConfig
 from dfer.heads.probe import LinearProbe
 from dfer.heads.zeroshot import ZeroShot
 
-__all__ = ["DferHeads", "FUSIONS", "HeadConfig", "LinearProbe", "MODALITIES", "ZeroShot"]
+__all__ = ["DferHeads", "FUSIONS", "HeadConfig", "LinearProbe", "ZeroShot"]

@@ -1,21 +1,22 @@
-"""Fusions of per-step audio and visual features into class logits, all behind one interface, chosen by name.
+"""Fusions of per-step stream features into class logits, all behind one interface, chosen by name.
 
-Every fusion takes the same inputs: for each modality it was built for, features (B, T, d) aligned to the T frame
+Every fusion takes the same inputs: for each stream it was built for (any number, in name order: `dfer.streams`), features (B, T, d) aligned to the T frame
 times and a mask (B, T) bool of the steps where that modality is present, the frame times (B, T), and per modality a
 clip-level summary (B, S) (the statistics pooling of `dfer.heads.statistics`; S = 0 when it is off). So liquid
 fusion and every baseline see exactly the same features and ablations are one config field. Each fusion's
 classifier reads the summaries of the modalities present beside its own representation.
 
-- liquid: a CfC over the T steps on [audio, video, indicators], timespans = real time since the last update;
+- liquid: a CfC over the T steps on [each stream's features, indicators], timespans = real time since the last update;
   its final state and the summaries feed the classifier (the proposed method, see DESIGN.md).
 - late: a classifier per modality on its masked mean over T and its summary; logits averaged over the modalities
   present.
 - concat: masked means over T and summaries, concatenated with the indicators, MLP.
 - gated: masked means and summaries, each mapped to d and scaled by a learned sigmoid gate computed from all of them (a gated
   multimodal unit, Arevalo et al. 2017); a missing modality contributes nothing.
-- xattn: audio steps attend to video steps and video to audio (one block each way), then masked means, concat, MLP.
+- xattn: each stream's steps attend to the steps of all the others (one block per stream; with audio and video,
+  audio attends to video and video to audio), then masked means, concat, MLP.
 
-A fusion built for one modality ("audio" or "video" mode) only ever sees that one: liquid becomes a CfC over that
+A fusion built for one stream only ever sees that one: liquid becomes a CfC over that
 stream, late/concat/gated a pooled classifier, xattn has nothing to attend across and pools directly. Missing inputs
 are zeros with False masks, so a clip with nothing usable gives the classifier a zero vector: finite logits.
 """
@@ -29,8 +30,6 @@ from dfer.heads.cfc import CfC
 from dfer.heads.temporal import TIME_SCALE
 
 FUSIONS = ("liquid", "late", "concat", "gated", "xattn")
-MODALITIES = ("av", "audio", "video")
-STREAMS = {"av": ("audio", "video"), "audio": ("audio",), "video": ("video",)}  # mode -> streams, in a fixed order
 
 Features = dict[str, torch.Tensor]  # stream name -> (B, T, d) features, or (B, T) bool masks
 
@@ -63,10 +62,12 @@ def since_last_update(frame_time: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 
 
 class ModalityDropout(nn.Module):
-    """In training, with probability p per sample that has both modalities, hide one of them (either, 50/50).
+    """In training, with probability p per sample that has two streams or more, hide one of them, chosen uniformly
+    among those it has.
 
-    It only edits the masks: the fusions zero what is masked, so the model learns to classify from audio alone, from
-    video alone and from both, and one checkpoint serves all three at test time. Never drops both; a no-op in eval.
+    It only edits the masks: the fusions zero what is masked, so the model learns to classify from every stream with
+    one missing, and one checkpoint serves each subset at test time. Never hides all of a sample's streams; a no-op in
+    eval and with one stream. (With the two historic streams this is "hide audio or video, 50/50", draw for draw.)
     """
 
     def __init__(self, p: float):
@@ -74,13 +75,16 @@ class ModalityDropout(nn.Module):
         self.p = p
 
     def forward(self, masks: Features) -> Features:
-        if not self.training or self.p <= 0 or set(masks) != {"audio", "video"}:
+        if not self.training or self.p <= 0 or len(masks) < 2:
             return masks
-        audio, video = masks["audio"], masks["video"]  # (B, T) each
-        both = audio.any(1) & video.any(1)  # (B,)
-        drop = both & (torch.rand(both.shape, device=audio.device) < self.p)  # (B,)
-        drop_audio = torch.rand(both.shape, device=audio.device) < 0.5  # (B,) which one
-        return hide_streams(masks, {"audio": drop & drop_audio, "video": drop & ~drop_audio})
+        names = sorted(masks)  # name order: "audio" first of the historic two, as it always was
+        present = torch.stack([masks[s].any(1) for s in names], -1)  # (B, M)
+        count = present.sum(1)  # (B,)
+        drop = (count > 1) & (torch.rand(count.shape, device=present.device) < self.p)  # (B,)
+        pick = (torch.rand(count.shape, device=present.device) * count).long()  # (B,) which present stream
+        rank = present.long().cumsum(1) - 1  # (B, M) each present stream's index among the sample's present ones
+        hidden = drop[:, None] & present & (rank == pick[:, None])  # (B, M)
+        return hide_streams(masks, {s: hidden[:, i] for i, s in enumerate(names)})
 
 
 def hide_streams(masks: Features, hide: Features) -> Features:
@@ -92,7 +96,7 @@ def hide_streams(masks: Features, hide: Features) -> Features:
 
 
 class Fusion(nn.Module):
-    """Base: `streams` is ("audio", "video"), ("audio",) or ("video",); `summary_dim` S of each stream's summary."""
+    """Base: `streams` are the names of the streams fused, in name order; `summary_dim` S of each one's summary."""
 
     def __init__(self, streams: tuple[str, ...], summary_dim: int = 0):
         super().__init__()
@@ -205,29 +209,32 @@ class CrossAttentionFusion(Fusion):
     def __init__(self, streams, d: int, num_classes: int, dropout: float, heads: int = 4, summary_dim: int = 0, **_):
         super().__init__(streams, summary_dim)
         M = len(streams)
-        # Bidirectional only with two streams; a single stream has nothing to attend across and is pooled as is.
-        self.cross = nn.ModuleDict({s: CrossBlock(d, heads, dropout) for s in streams} if M == 2 else {})
+        # Each stream attends to the steps of all the others; a single stream has nothing to attend across and is
+        # pooled as is.
+        self.cross = nn.ModuleDict({s: CrossBlock(d, heads, dropout) for s in streams} if M > 1 else {})
         self.head = classifier(M * (d + summary_dim) + M, num_classes, dropout, hidden=d)
 
     def forward(self, feats: Features, masks: Features, frame_time: torch.Tensor, summary: Features) -> Features:
         feats = {s: feats[s] * masks[s][..., None] for s in self.streams}  # (B, T, d) each, zeros where missing
-        if len(self.streams) == 2:
-            a, v = self.streams
-            feats = {a: self.cross[a](feats[a], feats[v], masks[v]),  # audio queries, video keys
-                     v: self.cross[v](feats[v], feats[a], masks[a])}  # video queries, audio keys
+        if len(self.streams) > 1:
+            feats = {s: self.cross[s](feats[s], *self.others(s, feats, masks)) for s in self.streams}
         x = torch.cat(self.pooled(feats, masks, summary) + [self.indicators(masks)], -1)  # (B, M*(d+S) + M)
         return {"logits": self.head(x)}  # (B, C)
+
+    def others(self, stream: str, feats: Features, masks: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys a stream attends to: the other streams' steps, one after another: (B, (M-1)T, d), (B, (M-1)T)."""
+        rest = [s for s in self.streams if s != stream]
+        return torch.cat([feats[s] for s in rest], 1), torch.cat([masks[s] for s in rest], 1)
 
 
 _FUSIONS = {"liquid": LiquidFusion, "late": LateFusion, "concat": ConcatFusion, "gated": GatedFusion,
             "xattn": CrossAttentionFusion}
 
 
-def build_fusion(name: str, modalities: str, d: int, num_classes: int, dropout: float = 0.1, heads: int = 4,
+def build_fusion(name: str, streams: tuple[str, ...], d: int, num_classes: int, dropout: float = 0.1, heads: int = 4,
                  cfc_units: int = 128, summary_dim: int = 0) -> Fusion:
+    """The fusion `name` over the named streams (in name order)."""
     if name not in _FUSIONS:
         raise ValueError(f"unknown fusion {name!r}; choose one of {FUSIONS}")
-    if modalities not in STREAMS:
-        raise ValueError(f"unknown modalities {modalities!r}; choose one of {MODALITIES}")
-    return _FUSIONS[name](STREAMS[modalities], d=d, num_classes=num_classes, dropout=dropout, heads=heads,
+    return _FUSIONS[name](tuple(streams), d=d, num_classes=num_classes, dropout=dropout, heads=heads,
                           cfc_units=cfc_units, summary_dim=summary_dim)

@@ -1,17 +1,23 @@
-"""HeadConfig and DferHeads: the stage-2 model that turns one cached batch into class logits.
+"""HeadConfig and DferHeads: the stage-2 model that turns one cached batch into class logits, over any non-empty set
+of streams (`dfer.streams`), one adapter per token kind:
 
-    video_tokens (B, T, N, D) --RoiCompressor--> (B, T, K, d) --TemporalEncoder--> (B, T, d) -.
-    audio_tokens (B, Ta, Da) --SegmentAttentionPool (cut at frame_time)-----------> (B, T, d) -+-> fusion -> (B, C)
+    grid     `{s}_tokens` (B, T, N, D) --RoiCompressor--> (B, T, K, d) --TemporalEncoder--> (B, T, d) -.
+    sequence `{s}_tokens` (B, Ta, D) --SegmentAttentionPool (cut at frame_time)-----------> (B, T, d) -+-> fusion -> (B, C)
 
 and beside that sequence path, with `statistics_width` W > 0, one clip-level summary per stream that every fusion's
-classifier reads too (StatisticsPool: mean and std of per-token features, (B, 2W)): of the audio tokens, and of the
-patch tokens as the ROI compressor projects them, (B, T, N, d), computed once for both (`video_statistics`).
+classifier reads too (StatisticsPool: mean and std of per-token features, (B, 2W)): of a sequence's tokens, and of a
+grid's patch tokens as its ROI compressor projects them, (B, T, N, d), computed once for both (`video_statistics`).
 
-Only the streams of `modalities` are built and read: an "audio" model has no video modules and never touches
-video_tokens / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
-Step masks come from the batch: video = has_video & face_found (a crop of a borrowed or centre box is not a face we
-trust), audio = has_audio & "the segment holds audio frames". Modality dropout (training only) edits those masks.
-`forward`'s `hide` and `keep_steps` let explanations mask a modality or a step exactly as training does.
+Only the streams in the config are built and read: a model of the `audio` stream has no grid modules and never
+touches `video_tokens` / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
+The inputs' presence and the face track are shared by the streams that read them: step masks of a grid stream are
+has_video & face_found (a crop of a borrowed or centre box is not a face we trust), of a sequence has_audio & "the
+segment holds tokens". Modality dropout (training only) edits those masks. `forward`'s `hide` and `keep_steps` let
+explanations mask a stream or a step exactly as training does.
+
+Parameter names: `roi.<stream>`, `temporal.<stream>`, `pool.<stream>`, `statistics.<stream>`, `<stream>_mean`. Runs
+saved before streams were data named the one grid module `roi` / `temporal` and the one sequence module
+`audio_pool`; `HISTORIC_MODULES` maps their weights onto the `video` and `audio` streams when they load.
 """
 
 from __future__ import annotations
@@ -23,31 +29,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from dfer.heads.fusion import FUSIONS, MODALITIES, STREAMS, Features, ModalityDropout, build_fusion, hide_streams
-from dfer.heads.roi import RoiAttention, RoiCompressor
 from dfer.heads.crop import TemporalCrop, inside
+from dfer.heads.fusion import FUSIONS, Features, ModalityDropout, build_fusion, hide_streams
+from dfer.heads.roi import RoiAttention, RoiCompressor
 from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
 from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
+from dfer.streams import PRESENT, Stream, historic
 
 VIDEO_STATISTICS = ("projected", "tokens")  # HeadConfig.video_statistics
+# Module prefixes of runs saved before streams were data -> theirs now
+HISTORIC_MODULES = {"roi.": "roi.video.", "temporal.": "temporal.video.", "audio_pool.": "pool.audio."}
+# A run's config.json of before streams were data: the two encoders' token shapes, whichever streams it read
+HISTORIC_FIELDS = ("vision_dim", "audio_dim", "num_tokens", "grid", "image_size", "audio_frame_seconds")
 
 
 @dataclass(kw_only=True)
 class HeadConfig:
-    """Everything needed to rebuild DferHeads; plain types only, so `to_dict()` is JSON and checkpoints need no pickle.
+    """Everything needed to rebuild DferHeads; `to_dict()` is plain JSON, so checkpoints need no pickle.
 
-    The encoder-side fields (vision_dim, num_tokens, grid, image_size, audio_dim, audio_frame_seconds) describe the
-    cache and should be copied from its fingerprint; the rest are the heads' own sizes.
-    """
+    `streams` are the streams the heads read, in name order, with their token shapes copied from the store's
+    fingerprint (`dfer.streams.select`); the rest are the heads' own sizes. `modalities` is the selection they were
+    chosen by, kept for the run's card and checks."""
 
-    vision_dim: int  # D, SigLIP token width
-    audio_dim: int  # Da, FastConformer token width
-    num_tokens: int  # N patches per frame = grid * grid
-    grid: int  # patches per side of the crop
-    image_size: int  # crop side in pixels (the unit of the landmarks)
+    streams: tuple[Stream, ...]
     num_classes: int
-    audio_frame_seconds: float = 0.08  # FastConformer: 10 ms mel hop x 8 subsampling
     d_model: int = 128
     roi_queries: int = 16  # K tokens per frame
     temporal_layers: int = 2
@@ -60,32 +66,41 @@ class HeadConfig:
     statistics_width: int = 128  # W of the statistics pooling beside the sequence path (0: off); summary 2W per stream
     crop_min_keep: float = 1.0  # training clips are seen through random windows of >= this fraction (1: off)
     frame_pool: str = "flatten"  # how the temporal encoder joins a frame's K tokens: "flatten" or "mean"
-    # What the video statistics pool: "projected", the patch tokens as the ROI compressor projects them (D -> d, its
+    # What a grid's statistics pool: "projected", the patch tokens as the ROI compressor projects them (D -> d, its
     # first step, computed once for both); "tokens", the standardised D-wide tokens through a layer of their own, as
     # runs saved before "projected" existed did (at base size that second projection of all T x N tokens cost more
     # than a third of a head step).
     video_statistics: str = "projected"
 
     def __post_init__(self):
+        self.streams = tuple(self.streams)
+        names = [stream.name for stream in self.streams]
+        if not names or names != sorted(set(names)):
+            raise ValueError(f"heads need one or more streams, each once, in name order; not {names}")
+        for stream in self.streams:
+            if not (stream.grid if stream.tokens == "grid" else stream.frame_seconds > 0):
+                raise ValueError(f"stream {stream.name!r}: heads need its token shape, which {stream} lacks")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
-        if self.modalities not in MODALITIES:
-            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
-        if "video" in STREAMS[self.modalities] and self.grid * self.grid != self.num_tokens:
-            raise ValueError(f"num_tokens={self.num_tokens} is not grid*grid={self.grid}*{self.grid}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
         if self.video_statistics not in VIDEO_STATISTICS:
             raise ValueError(f"video_statistics must be one of {VIDEO_STATISTICS}, not {self.video_statistics!r}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {**values, "streams": [stream.to_dict() for stream in self.streams]}
 
     @classmethod
     def from_dict(cls, values: dict) -> HeadConfig:
         # Runs saved before a field existed rebuild the model they trained: no statistics pooling before it existed,
-        # and the video statistics of the raw tokens before they read the compressor's projection.
-        values = {"statistics_width": 0, "video_statistics": "tokens", **values}
+        # the grid statistics of the raw tokens before they read the compressor's projection, and the two historic
+        # streams, of which `modalities` chose, before streams were data.
+        values = {"statistics_width": 0, "video_statistics": "tokens", "modalities": "av", **values}
+        if "streams" in values:
+            values["streams"] = [Stream.from_dict(stream) for stream in values["streams"]]
+        elif "vision_dim" in values:
+            values = historic_config(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -93,87 +108,124 @@ class HeadConfig:
         return cls(**values)
 
 
+def historic_config(values: dict) -> dict:
+    """A config of before streams were data -> its streams: of the two historic ones, those its `modalities` read."""
+    values = dict(values)
+    sizes = {name: values.pop(name) for name in HISTORIC_FIELDS if name in values}
+    vision = {"dim": sizes["vision_dim"], "grid": sizes["grid"], "num_tokens": sizes["num_tokens"],
+              "image_size": sizes["image_size"]}
+    audio = {"dim": sizes["audio_dim"], "frame_seconds": sizes.get("audio_frame_seconds", 0.08)}
+    return {**values, "streams": historic(vision, audio, values["modalities"])}
+
+
 class DferHeads(nn.Module):
-    """Stage-2 heads. forward(batch) -> {"logits": (B, C)} plus "logits_audio" / "logits_video" for late fusion, and
-    "mask_audio" / "mask_video" (B, T) bool, the steps of each stream the fusion read."""
+    """Stage-2 heads. forward(batch) -> {"logits": (B, C)}, plus "logits_<stream>" for late fusion and
+    "mask_<stream>" (B, T) bool, the steps of each stream the fusion read."""
 
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = c = config
-        self.streams = STREAMS[c.modalities]
-        if "video" in self.streams:
-            self.roi = RoiCompressor(c.vision_dim, c.d_model, c.grid, c.image_size, c.roi_queries, c.heads, c.dropout)
-            self.temporal = TemporalEncoder(c.d_model, c.roi_queries, c.temporal_layers, c.heads, c.dropout,
-                                            c.frame_pool)
-        if "audio" in self.streams:
-            self.audio_pool = SegmentAttentionPool(c.audio_dim, c.d_model, c.audio_frame_seconds, c.heads)
+        self.streams = tuple(stream.name for stream in c.streams)
+        grids = [s for s in c.streams if s.tokens == "grid"]
+        sequences = [s for s in c.streams if s.tokens == "sequence"]
+        # Modules are built, and streams read, grids first: the order of the random draws (initialisation, dropout)
+        # of the two historic streams, so a run of them trains as it always did, to the last digit.
+        self.order = (*grids, *sequences)
+        self.roi = nn.ModuleDict({s.name: RoiCompressor(s.dim, c.d_model, s.grid, s.image_size, c.roi_queries, c.heads,
+                                                        c.dropout) for s in grids})
+        self.temporal = nn.ModuleDict({s.name: TemporalEncoder(c.d_model, c.roi_queries, c.temporal_layers, c.heads,
+                                                               c.dropout, c.frame_pool) for s in grids})
+        self.pool = nn.ModuleDict({s.name: SegmentAttentionPool(s.dim, c.d_model, s.frame_seconds, c.heads)
+                                   for s in sequences})
         # Per-dimension input standardisation with training-set statistics (set by `set_input_statistics`, saved with
         # the weights). Frozen-encoder tokens carry large constant offsets per dimension and small clip-to-clip
         # differences; without this the heads barely move off chance on real tokens (RAVDESS speech, random
         # FastConformer: train loss 2.16 -> 2.07 in 15 epochs while a standardised linear probe reaches 44 %).
-        for stream, dim in (("video", c.vision_dim), ("audio", c.audio_dim)):
-            if stream in self.streams:
-                self.register_buffer(f"{stream}_mean", torch.zeros(dim))
-                self.register_buffer(f"{stream}_std", torch.ones(dim))
+        for stream in c.streams:
+            self.register_buffer(f"{stream.name}_mean", torch.zeros(stream.dim))
+            self.register_buffer(f"{stream.name}_std", torch.ones(stream.dim))
         self.statistics_momentum = 0.0  # 0: the statistics stay fixed; stage 3 sets it (`track_input_statistics`)
         if c.statistics_width:
-            video_dim = c.d_model if c.video_statistics == "projected" else c.vision_dim  # what the video pool reads
-            # No dropout on the video's per-token features: averaged over the T x N = 3136 patch tokens of a clip its
+            # No dropout on a grid's per-token features: averaged over the T x N = 3136 patch tokens of a clip its
             # noise is about 0.6 % of a feature (sqrt(p / (1 - p) / 3136)), no regulariser, while drawing its mask was
-            # a tenth of a base-size head step. The audio's ~40 frames a clip keep it (5 % noise).
-            self.statistics = nn.ModuleDict({stream: StatisticsPool(dim, c.statistics_width, dropout) for stream, dim,
-                                             dropout in (("video", video_dim, 0.0), ("audio", c.audio_dim, c.dropout))
-                                             if stream in self.streams})
+            # a tenth of a base-size head step. A sequence's ~40 frames a clip keep it (5 % noise).
+            self.statistics = nn.ModuleDict({s.name: StatisticsPool(self.statistics_dim(s), c.statistics_width,
+                                                                    0.0 if s.tokens == "grid" else c.dropout)
+                                             for s in self.order})
         self.crop = TemporalCrop(c.crop_min_keep)
         self.modality_dropout = ModalityDropout(c.modality_dropout)
-        self.fusion = build_fusion(c.fusion, c.modalities, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units,
+        self.fusion = build_fusion(c.fusion, self.streams, c.d_model, c.num_classes, c.dropout, c.heads, c.cfc_units,
                                    2 * c.statistics_width)
+        self.register_load_state_dict_pre_hook(rename_historic_modules)
+
+    def statistics_dim(self, stream: Stream) -> int:
+        """The width of the per-token features a stream's statistics pool: a grid's projection, or its tokens."""
+        return self.config.d_model if stream.tokens == "grid" and self.config.video_statistics == "projected" \
+            else stream.dim
 
     def forward(self, batch: dict[str, torch.Tensor], hide: Features | None = None,
                 keep_steps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """hide: stream -> (B,) bool, that stream masked for those samples as modality dropout masks it.
         keep_steps: (B, T) bool, steps outside it masked as a training crop masks the frames outside its window
-        (video step t, and the audio frames of segment t)."""
+        (grid step t, and the sequence tokens of segment t)."""
         frame_time = batch["frame_time"]  # (B, T) seconds
-        B, T = frame_time.shape
-        feats, masks, summary = {}, {}, {}
         window = self.crop(frame_time)  # (B, 2) seconds in training with cropping on, else None
-        kept = True if keep_steps is None else keep_steps.bool()  # (B, T)
-        if "video" in self.streams:
-            has_video = batch.get("has_video", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
-            face_found = batch["face_found"].bool()  # (B, T)
-            masks["video"] = has_video.bool()[:, None] & face_found & inside(frame_time, window) & kept  # (B, T)
-            video = self.standardise("video", batch, masks["video"])  # (B, T, N, D)
-            projected = self.roi.project(video)  # (B, T, N, d)
-            rois = self.roi.compress(projected, batch["landmarks"], face_found)  # (B, T, K, d)
-            feats["video"] = self.temporal(rois, frame_time, masks["video"])  # (B, T, d)
-            if self.config.statistics_width:
-                pooled = projected if self.config.video_statistics == "projected" else video  # (B, T, N, d or D)
-                N = pooled.shape[2]
-                summary["video"] = self.statistics["video"](pooled.flatten(1, 2),
-                                                            masks["video"].repeat_interleave(N, 1))  # (B, 2W)
-        if "audio" in self.streams:
-            has_audio = batch.get("has_audio", torch.ones(B, dtype=torch.bool, device=frame_time.device))  # (B,)
-            audio_tokens, audio_length = batch["audio_tokens"], batch["audio_length"]  # (B, Ta, Da), (B,)
-            frames = torch.arange(audio_tokens.shape[1], device=audio_tokens.device)  # (Ta,)
-            centre = ((frames + 0.5) * self.config.audio_frame_seconds).expand(B, -1)  # (B, Ta) seconds
-            valid = (frames < audio_length[:, None]) & has_audio.bool()[:, None] & inside(centre, window)  # (B, Ta)
-            if keep_steps is not None:
-                segment = segment_index(frame_time, audio_tokens.shape[1], self.config.audio_frame_seconds)  # (B, Ta)
-                valid = valid & kept.gather(1, segment)  # (B, Ta)
-            audio = self.standardise("audio", batch, valid)  # (B, Ta, Da)
-            if self.config.statistics_width:
-                summary["audio"] = self.statistics["audio"](audio, valid)  # (B, 2W)
-            feats["audio"], segment_mask = self.audio_pool(audio, valid, frame_time)
-            masks["audio"] = has_audio.bool()[:, None] & segment_mask  # (B, T)
+        feats, masks, summary = {}, {}, {}
+        for stream in self.order:
+            read = self.read_grid if stream.tokens == "grid" else self.read_sequence
+            feats[stream.name], masks[stream.name], summary[stream.name] = read(stream, batch, window, keep_steps)
         masks = hide_streams(self.modality_dropout(masks), hide or {})
         out = self.fusion(feats, masks, frame_time, summary)
         return {**out, **{f"mask_{stream}": mask for stream, mask in masks.items()}}  # the steps the fusion read
 
-    def roi_attention(self, batch: dict[str, torch.Tensor]) -> RoiAttention:
-        """The ROI compressor's attention on this batch's frames, from the standardised tokens `forward` gives it."""
-        video = self.standardise("video", batch, batch["face_found"].bool())  # (B, T, N, D)
-        return self.roi.attention(video, batch["landmarks"], batch["face_found"])
+    def present(self, stream: Stream, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) bool: the clips that have the stream's input."""
+        frame_time = batch["frame_time"]
+        return batch.get(PRESENT[stream.input], torch.ones(len(frame_time), device=frame_time.device)).bool()
+
+    def read_grid(self, stream: Stream, batch: dict[str, torch.Tensor], window: torch.Tensor | None,
+                  keep_steps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A grid stream -> its step features (B, T, d), step mask (B, T) bool and summary (B, 2W) or None."""
+        frame_time, face_found = batch["frame_time"], batch["face_found"].bool()  # (B, T) each
+        mask = self.present(stream, batch)[:, None] & face_found & inside(frame_time, window)  # (B, T)
+        if keep_steps is not None:
+            mask = mask & keep_steps.bool()
+        tokens = self.standardise(stream.name, batch, mask)  # (B, T, N, D)
+        projected = self.roi[stream.name].project(tokens)  # (B, T, N, d)
+        rois = self.roi[stream.name].compress(projected, batch["landmarks"], face_found)  # (B, T, K, d)
+        feats = self.temporal[stream.name](rois, frame_time, mask)  # (B, T, d)
+        summary = None
+        if self.config.statistics_width:
+            pooled = projected if self.config.video_statistics == "projected" else tokens  # (B, T, N, d or D)
+            N = pooled.shape[2]
+            summary = self.statistics[stream.name](pooled.flatten(1, 2), mask.repeat_interleave(N, 1))  # (B, 2W)
+        return feats, mask, summary
+
+    def read_sequence(self, stream: Stream, batch: dict[str, torch.Tensor], window: torch.Tensor | None,
+                      keep_steps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A sequence stream -> its features pooled per step (B, T, d), step mask (B, T) bool and summary."""
+        frame_time = batch["frame_time"]  # (B, T)
+        tokens, length = batch[f"{stream.name}_tokens"], batch[f"{stream.name}_length"]  # (B, Ta, D), (B,)
+        B, Ta = tokens.shape[:2]
+        present = self.present(stream, batch)  # (B,)
+        frames = torch.arange(Ta, device=tokens.device)  # (Ta,)
+        centre = ((frames + 0.5) * stream.frame_seconds).expand(B, -1)  # (B, Ta) seconds
+        valid = (frames < length[:, None]) & present[:, None] & inside(centre, window)  # (B, Ta)
+        if keep_steps is not None:
+            segment = segment_index(frame_time, Ta, stream.frame_seconds)  # (B, Ta)
+            valid = valid & keep_steps.bool().gather(1, segment)  # (B, Ta)
+        tokens = self.standardise(stream.name, batch, valid)  # (B, Ta, D)
+        summary = self.statistics[stream.name](tokens, valid) if self.config.statistics_width else None  # (B, 2W)
+        feats, segment_mask = self.pool[stream.name](tokens, valid, frame_time)  # (B, T, d), (B, T)
+        return feats, present[:, None] & segment_mask, summary
+
+
+    def roi_attention(self, batch: dict[str, torch.Tensor], stream: str | None = None) -> RoiAttention:
+        """A grid stream's ROI attention on this batch's frames (the first grid stream by default), from the
+        standardised tokens `forward` gives it."""
+        stream = stream or next(iter(self.roi))
+        tokens = self.standardise(stream, batch, batch["face_found"].bool())  # (B, T, N, D)
+        return self.roi[stream].attention(tokens, batch["landmarks"], batch["face_found"])
 
     def standardise(self, stream: str, batch: dict[str, torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
         """The batch's `{stream}_tokens` (B, S, ..., D), valid (B, S) bool -> standardised per dimension: with the
@@ -218,3 +270,13 @@ class DferHeads(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def rename_historic_modules(module: DferHeads, state_dict: dict, prefix: str, *_) -> None:
+    """A load_state_dict pre-hook: weights saved before streams were data load under their names now. Theirs are the
+    keys under an old prefix that no stream's module of today holds (`roi.proj...`, not `roi.video.proj...`)."""
+    today = tuple(f"{prefix}{group}.{stream}." for group in ("roi", "temporal", "pool") for stream in module.streams)
+    for key in [key for key in state_dict if key.startswith(prefix) and not key.startswith(today)]:
+        for old, new in HISTORIC_MODULES.items():
+            if key.startswith(prefix + old):
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)

@@ -1,9 +1,9 @@
 """LinearProbe: the linear-probe baseline as a module that takes the heads' batch, so every tool that runs a run
 folder (`dfer evaluate`, `dfer predict`, `dfer serve`) runs a probe run too.
 
-    video_tokens (B, T, N, D), frames with has_video & face_found --mean, std over the T*N tokens--> (B, 2D)  -.
-    audio_tokens (B, Ta, Da), frames < audio_length with has_audio --mean, std over those frames--> (B, 2Da) -+->
-    (B, F) --standardise with the fitting clips' statistics--> Linear --> logits (B, C)
+    grid     `{s}_tokens` (B, T, N, D), frames with has_video & face_found --mean, std over the T*N tokens--> (B, 2D) -.
+    sequence `{s}_tokens` (B, Ta, D), frames < `{s}_length` with has_audio --mean, std over those frames--> (B, 2D) -+->
+    (B, F), streams in name order --standardise with the fitting clips' statistics--> Linear --> logits (B, C)
 
 A clip without a stream (no video, no face found, no audio) has no statistics for it: its features for that stream
 are 0 after standardisation, i.e. the fitting clips' mean, so the classifier's decision rests on the streams it has
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dfer.heads.fusion import STREAMS, masked_mean
+from dfer.heads.fusion import masked_mean
+from dfer.streams import PRESENT, Stream, historic
 
 ABSENT = -1e4  # the logit of a class no fitting clip had: scikit-learn never predicts it, so its probability is 0
 
@@ -47,46 +48,58 @@ def adapt_features(pooled: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
 class LinearProbe(nn.Module):
     """forward(batch) -> {"logits": (B, C)} on the batch dict the heads take (`dfer.inference.batch.collate`)."""
 
-    def __init__(self, modalities: str, vision_dim: int, audio_dim: int, num_classes: int, adapt: bool = False):
+    def __init__(self, streams: tuple[Stream, ...], num_classes: int, modalities: str = "av", adapt: bool = False):
         super().__init__()
+        # Pooling reads each token alike: a stream's name, input and width are all it needs, and all it records.
+        streams = [Stream(stream.name, stream.input, stream.dim) for stream in streams]
         # the constructor's arguments: a run's config.json "heads", as HeadConfig is for DferHeads (runs saved before
         # adaptation have no "adapt")
-        self.config = {"modalities": modalities, "vision_dim": vision_dim, "audio_dim": audio_dim,
+        self.config = {"streams": [stream.to_dict() for stream in streams], "modalities": modalities,
                        "num_classes": num_classes, **({"adapt": True} if adapt else {})}
-        self.streams = STREAMS[modalities]
+        self.inputs = {stream.name: stream for stream in streams}
+        self.streams = tuple(self.inputs)
         self.adapts = adapt
-        dims = {"video": vision_dim, "audio": audio_dim}
-        self.widths = {stream: 2 * dim for stream, dim in dims.items()}  # [mean, std] per stream
+        self.widths = {stream.name: 2 * stream.dim for stream in streams}  # [mean, std] per stream
         if adapt:  # the training set's token statistics: a lone clip's standardisation
-            for stream in self.streams:
-                self.register_buffer(f"{stream}_mean", torch.zeros(dims[stream]))
-                self.register_buffer(f"{stream}_std", torch.ones(dims[stream]))
-        width = sum(self.widths[s] for s in self.streams)  # F
+            for stream in streams:
+                self.register_buffer(f"{stream.name}_mean", torch.zeros(stream.dim))
+                self.register_buffer(f"{stream.name}_std", torch.ones(stream.dim))
+        width = sum(self.widths.values())  # F
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
         self.linear = nn.Linear(width, num_classes)
 
+    @classmethod
+    def from_config(cls, config: dict) -> LinearProbe:
+        """A run's config.json "heads": of today, or of a probe saved before streams were data, whose two historic
+        streams are known by their widths alone."""
+        config = dict(config)
+        if "streams" in config:
+            streams = tuple(Stream.from_dict(stream) for stream in config.pop("streams"))
+        else:
+            streams = historic({"dim": config.pop("vision_dim")}, {"dim": config.pop("audio_dim")}, config["modalities"])
+        return cls(streams, **config)
+
     def pooled(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each stream's [mean, std] of the clip's valid tokens, streams in STREAMS order -> features (B, F) and
+        """Each stream's [mean, std] of the clip's valid tokens, streams in name order -> features (B, F) and
         present (B, F) bool: False on every feature of a stream the clip lacks."""
         features, present = [], []
-        for stream in self.streams:
-            if stream == "video":
-                tokens = batch["video_tokens"]  # (B, T, N, D)
-                frames = batch["has_video"].bool()[:, None] & batch["face_found"].bool()  # (B, T)
+        for name, stream in self.inputs.items():
+            tokens = batch[f"{name}_tokens"]
+            if stream.tokens == "grid":  # (B, T, N, D)
+                frames = batch[PRESENT[stream.input]].bool()[:, None] & batch["face_found"].bool()  # (B, T)
                 valid = frames.repeat_interleave(tokens.shape[2], 1)  # (B, T*N)
                 tokens = tokens.flatten(1, 2)  # (B, T*N, D)
-            else:
-                tokens = batch["audio_tokens"]  # (B, Ta, Da)
-                inside = torch.arange(tokens.shape[1], device=tokens.device) < batch["audio_length"][:, None]
-                valid = inside & batch["has_audio"].bool()[:, None]  # (B, Ta)
+            else:  # (B, Ta, D)
+                inside = torch.arange(tokens.shape[1], device=tokens.device) < batch[f"{name}_length"][:, None]
+                valid = inside & batch[PRESENT[stream.input]].bool()[:, None]  # (B, Ta)
             pooled = mean_and_std(tokens.float(), valid)  # (B, 2D)
             if self.adapts:
-                own = f"{stream}_mean" in batch
-                pooled = adapt_features(pooled, batch[f"{stream}_mean"] if own else getattr(self, f"{stream}_mean"),
-                                        batch[f"{stream}_std"] if own else getattr(self, f"{stream}_std"))
+                own = f"{name}_mean" in batch
+                pooled = adapt_features(pooled, batch[f"{name}_mean"] if own else getattr(self, f"{name}_mean"),
+                                        batch[f"{name}_std"] if own else getattr(self, f"{name}_std"))
             features.append(pooled)
-            present.append(valid.any(1, keepdim=True).expand(-1, self.widths[stream]))  # (B, 2D)
+            present.append(valid.any(1, keepdim=True).expand(-1, self.widths[name]))  # (B, 2D)
         return torch.cat(features, -1), torch.cat(present, -1)  # (B, F), (B, F)
 
     def input_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:

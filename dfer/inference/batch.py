@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.store.schema import SCALE_SUFFIXES, TOKEN_KEYS, batch_arrays, decode_tokens
 
 
 def fields_for(modalities: str, token_dtype: str = "float16") -> dict[str, str]:
     """Batch key -> store array for a `modalities` heads model (`dfer.store.schema.TOKEN_BATCH`)."""
-    return batch_arrays(STREAMS[modalities], token_dtype=token_dtype)
+    return batch_arrays(HISTORIC_STREAMS[modalities], token_dtype=token_dtype)
 
 
 def finish(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

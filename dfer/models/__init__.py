@@ -28,7 +28,7 @@ def model_facts(name: str) -> dict:
     """What `dfer models` shows of one bundled model: its model.json, its folder, and from its config.json the
     modalities, classes (display names) and encoders."""
     from dfer.adapt.settings import adaptation_summary
-    from dfer.heads.fusion import STREAMS  # torch: imported here, so resolving a name stays cheap for the CLI's checks
+    from dfer.streams import HISTORIC_STREAMS
 
     folder = bundled()[name]
     facts = json.loads((folder / MODEL_FILE).read_text())
@@ -36,6 +36,6 @@ def model_facts(name: str) -> dict:
     fingerprint = config["fingerprint"]
     modalities = config["heads"]["modalities"]
     encoders = {kind: fingerprint[kind]["id"] for kind, stream in (("vision", "video"), ("audio", "audio"))
-                if stream in STREAMS[modalities]}
+                if stream in HISTORIC_STREAMS[modalities]}
     return {"name": name, "folder": str(folder), "modalities": modalities, "classes": config["display_names"],
             "encoders": encoders, "adapts": adaptation_summary(config), **facts}

@@ -29,7 +29,7 @@ import numpy as np
 
 from dfer.adapt.moments import Moments
 from dfer.faces import FaceTrace, FaceTrack
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.media.decode import DecodedClip
 from dfer.media.probe import is_audio_only
 from dfer.models import DEFAULT_MODELS
@@ -57,7 +57,7 @@ def fuse(answers: list[tuple[list[str], np.ndarray, float]]) -> tuple[list[str],
 
 def abstains(predictor: Predictor, record: dict) -> str | None:
     """Why a member has nothing to go on in this clip (its `predict_file` record), or None."""
-    streams = STREAMS[predictor.modalities]
+    streams = HISTORIC_STREAMS[predictor.modalities]
     face = bool(record["has_video"]) and bool(record["face_found_ratio"])
     sound = bool(record["has_audio"])
     if streams == ("video",) and not face:

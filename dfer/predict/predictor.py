@@ -38,7 +38,7 @@ from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import Encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.inference.batch import collate, fields_for
 from dfer.inference.score import predict as run_heads
 from dfer.media.clip_error import ClipError, as_clip_error
@@ -126,7 +126,7 @@ class Predictor(FilePredictor):
         self.modalities: str = self.config["heads"]["modalities"]
         self.frames, self.sample_rate = fingerprint.frames, fingerprint.sample_rate
         self.max_seconds, self.crop_margin = fingerprint.max_seconds, fingerprint.crop_margin
-        streams = STREAMS[self.modalities]
+        streams = HISTORIC_STREAMS[self.modalities]
         self.warnings: list[str] = []
         self.encoders: dict[str, str] = {}  # stream -> the spec it was built from
         self.vision = self._encoder("vision") if "video" in streams else None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.models import MODEL_FILE, bundled
 from dfer.runs.folder import fold_runs
 from dfer.runs.report import BASELINES, markdown_header, markdown_row
@@ -195,7 +195,7 @@ def _eval_results(config: dict, figures: tuple[dict, bool] | None, folds: list[s
 
 
 def _streams(modalities: str) -> str:
-    return " and ".join({"video": "face", "audio": "voice"}[stream] for stream in STREAMS[modalities])
+    return " and ".join({"video": "face", "audio": "voice"}[stream] for stream in HISTORIC_STREAMS[modalities])
 
 
 def _summary(config: dict, kind: str, folds: list[str], facts: dict, init: str | None) -> str:
@@ -236,7 +236,7 @@ def _inputs(config: dict, folds: list[str]) -> str:
     lines = [f"- **Classes** ({len(names)}): {classes}.", f"- **Input**: {INPUTS[modalities]} (`{modalities}`)."]
     encoders = config.get("finetune", {}).get("encoders") or {}
     for kind, stream in (("vision", "video"), ("audio", "audio")):
-        if stream not in STREAMS[modalities]:
+        if stream not in HISTORIC_STREAMS[modalities]:
             continue
         spec = fingerprint[kind]
         where = f"{'foldK/' if folds else ''}{encoders.get(kind)}/"

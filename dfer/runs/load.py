@@ -20,7 +20,7 @@ from dfer.runs.folder import run_folder
 
 
 # config["model"] -> the module its config["heads"] describes; runs made before the probe have no "model": heads
-MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": lambda heads: LinearProbe(**heads),
+MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": LinearProbe.from_config,
           "zeroshot": lambda heads: ZeroShot(**heads)}
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfer.adapt.settings import LONE, SHRINK, check_adapt
-from dfer.heads import FUSIONS, MODALITIES, HeadConfig
+from dfer.heads import FUSIONS, HeadConfig
+from dfer.streams import MODES, historic
 from dfer.recipe import settings_from
 
 SELECT_METRICS = ("UAR", "WAR", "macro_f1", "weighted_f1")  # what may pick a best epoch (or a probe's C)
@@ -45,8 +46,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
-        if self.modalities not in MODALITIES:
-            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
+        if self.modalities not in MODES:
+            raise ValueError(f"modalities must be one of {tuple(MODES)}, not {self.modalities!r}")
         if self.balance not in ("none", "sampler", "loss"):
             raise ValueError(f"balance must be none, sampler or loss, not {self.balance!r}")
         if self.select_metric not in SELECT_METRICS:
@@ -67,9 +68,5 @@ def make_config(recipe: Path | None = None, **overrides) -> TrainConfig:
 
 def head_config(fingerprint: dict, classes: list[str], train: TrainConfig) -> HeadConfig:
     """The heads' input sizes come from the cache's encoders; their own sizes from the recipe."""
-    vision, audio = fingerprint["vision"], fingerprint["audio"]
-    return HeadConfig(
-        vision_dim=vision["dim"], num_tokens=vision["num_tokens"], grid=vision["grid"],
-        image_size=vision["image_size"], audio_dim=audio["dim"], audio_frame_seconds=audio["frame_seconds"],
-        num_classes=len(classes), fusion=train.fusion, modalities=train.modalities, **train.heads,
-    )
+    return HeadConfig(streams=historic(fingerprint["vision"], fingerprint["audio"], train.modalities),
+                      num_classes=len(classes), fusion=train.fusion, modalities=train.modalities, **train.heads)

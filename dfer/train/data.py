@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dfer.distributed import ALONE, Ranks
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.inference.batch import collate, fields_for, finish
 from dfer.store.reader import CacheReader
 from dfer.train.splits import Split
@@ -243,7 +243,7 @@ def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
                      max_clips: int = 256) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per-dimension mean and std of each stream's valid tokens over (an evenly spaced subset of) the training clips:
     audio frames inside `audio/length`, video tokens of frames with a detected face."""
-    streams = STREAMS[modalities]
+    streams = HISTORIC_STREAMS[modalities]
     chosen = [indices[i] for i in np.linspace(0, len(indices) - 1, min(max_clips, len(indices))).astype(int)]
     sums: dict[str, list] = {}
     for index in chosen:

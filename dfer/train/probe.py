@@ -34,7 +34,8 @@ from dfer import distributed
 from dfer.adapt.batches import GroupStatistics, prior_of
 from dfer.adapt.settings import LONE, PROTOCOLS, SHRINK, check_adapt
 from dfer.adapt.store_moments import moments_by_speaker
-from dfer.heads import MODALITIES, LinearProbe
+from dfer.heads import LinearProbe
+from dfer.streams import MODES, historic
 from dfer.heads.probe import adapt_features
 from dfer.inference.batch import collate, to_device
 from dfer.recipe import settings_from
@@ -65,8 +66,8 @@ class ProbeConfig:
     adapt_lone: float = LONE  # > 0: every fitting clip is fitted twice, as its speaker's and as a lone clip
 
     def __post_init__(self):
-        if self.modalities not in MODALITIES:
-            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
+        if self.modalities not in MODES:
+            raise ValueError(f"modalities must be one of {tuple(MODES)}, not {self.modalities!r}")
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         if not self.c_grid or min(self.c_grid) <= 0:
@@ -126,8 +127,8 @@ class PooledClips:
     read every clip's tokens about 6 times (4 folds' fitting clips or validation clips, 1 fold's test clips)."""
 
     def __init__(self, reader: CacheReader, modalities: str):
-        vision, audio = reader.fingerprint["vision"], reader.fingerprint["audio"]
-        self.model = LinearProbe(modalities, vision["dim"], audio["dim"], len(reader.classes))
+        streams = historic(reader.fingerprint["vision"], reader.fingerprint["audio"], modalities)
+        self.model = LinearProbe(streams, len(reader.classes), modalities)
         self.reader, self.rows = reader, {}  # clip row -> (features (F,), present (F,), label ())
 
     def __call__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
@@ -144,8 +145,7 @@ def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig, pooled: Poole
     features are standardised with its speaker's statistics (`adapted`), and with `adapt_lone` > 0 every fitting clip
     is fitted a second time as a lone clip, with the training set's: the probe's mixture, as the heads'."""
     pooled = pooled or PooledClips(reader, cfg.modalities)
-    vision, audio = reader.fingerprint["vision"], reader.fingerprint["audio"]
-    model = LinearProbe(cfg.modalities, vision["dim"], audio["dim"], len(reader.classes), adapt=cfg.adapt != "none")
+    model = LinearProbe(pooled.model.inputs.values(), len(reader.classes), cfg.modalities, adapt=cfg.adapt != "none")
     parts = {"train": split.train, "val": split.val, "test": split.test}
     adapted = AdaptedPools(reader, model, parts, cfg) if model.adapts else None
     fitting = adapted.fitting("train", pooled) if adapted else pooled(split.train)

@@ -18,7 +18,7 @@ from dfer import distributed
 from dfer.adapt.batches import speaker_split
 from dfer.adapt.settings import PROTOCOLS
 from dfer.heads import DferHeads
-from dfer.heads.fusion import STREAMS
+from dfer.streams import HISTORIC_STREAMS
 from dfer.inference.score import predict
 from dfer.runs.card import write_card
 from dfer.runs.files import write_json
@@ -68,7 +68,7 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     statistics = None
     if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
         parts = {part: getattr(split, part) for part in ("train", "val", "test")}
-        prior, statistics = speaker_split(reader, STREAMS[cfg.modalities], parts, cfg.adapt_shrink, cfg.adapt_lone)
+        prior, statistics = speaker_split(reader, HISTORIC_STREAMS[cfg.modalities], parts, cfg.adapt_shrink, cfg.adapt_lone)
         prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in prior.items()}
     else:
         prior = token_statistics(reader, split.train, cfg.modalities)

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 from dfer import distributed
 from dfer.data.names import match_labels
 from dfer.encoders import rebuild_encoder
-from dfer.heads import MODALITIES, ZeroShot
+from dfer.heads import ZeroShot
+from dfer.streams import MODES
 from dfer.inference.batch import collate
 from dfer.inference.score import predict
 from dfer.recipe import settings_from
@@ -54,8 +55,8 @@ class ZeroShotConfig:
 
     def __post_init__(self):
         self.fold = str(self.fold)
-        if self.modalities not in MODALITIES:
-            raise ValueError(f"modalities must be one of {MODALITIES}, not {self.modalities!r}")
+        if self.modalities not in MODES:
+            raise ValueError(f"modalities must be one of {tuple(MODES)}, not {self.modalities!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
