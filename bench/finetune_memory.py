@@ -12,7 +12,7 @@ store gives (B clips x T frames of S px uint8 crops, `--seconds` of 16 kHz audio
 values do not change memory, so the batch is random and no store is needed.
 - CPU: peak RSS, and the RSS once the model is built (imports + weights), so the difference is training.
 - CUDA: `torch.cuda.max_memory_allocated` / `max_memory_reserved` over the steps (target: <= 12 GB for base at
-  batch 8 with checkpointing and bf16, DESIGN.md).
+  batch 8 with checkpointing and bf16, docs/design.md).
 
 Computed, for base and large (encoders built on the meta device, no weights allocated): bytes of parameters,
 gradients and AdamW state with float32 master weights, i.e. 4 bytes per frozen parameter and 4 + 4 + 8 = 16 per

@@ -1,16 +1,20 @@
 """dfer from Python: every command of the pipeline as a function taking the command line's own argument names, and
 returning what the command prints (with `--json`, the same object).
 
-    import dfer
-    dfer.extract("cremad", "samples/cremad", out="cache/demo", frames=4)
-    dfer.train("cache/demo", out="runs/demo", fold="none")
-    dfer.evaluate("runs/demo", store="cache/demo")["UAR"]
-    dfer.load("runs/demo").predict("clip.mp4")
+    from dfer import api
+    api.extract("cremad", "samples/cremad", out="cache/demo", frames=4, keep_media=True)
+    api.train("cache/demo", out="runs/demo", fold="none")
+    api.finetune("cache/demo", init="runs/demo", out="runs/demo-tuned")
+    api.evaluate("runs/demo", store="cache/demo")["UAR"]
+    api.load("runs/demo").predict("clip.mp4")  # also `dfer.load`
 
 The command line is a thin layer over these functions: it parses, calls one, and prints. Each imports what it needs
 when called, so `import dfer.api` (and `dfer --help`) loads no torch. Settings left at None come from the `recipe`
 YAML when one is given, else from the stage's defaults (`dfer.extract.pipeline.ExtractConfig`,
 `dfer.train.config.TrainConfig`, ...); `**settings` sets any other field of the same config, as the recipe would.
+
+The functions are named like the commands, so `extract`, `train` and `finetune` share their names with the
+subpackages that implement them: they are reached as `dfer.api.train`, never as `dfer.train` (the package).
 """
 
 from __future__ import annotations
@@ -237,3 +241,60 @@ def evaluate(runs: PathLike | list[PathLike], store: PathLike | None = None, dat
     scored = {str(run): evaluate_run(run, Path(store), device, out / run.name if several and out else out, adapt)
               for run in runs}
     return scored if several else scored[str(runs[0])]
+
+
+def finetune(store: PathLike, init: PathLike, out: PathLike, recipe: PathLike | None = None,
+             unfreeze: str | None = None, layer_decay: float | None = None, grad_checkpointing: bool | None = None,
+             accumulate: int | None = None, precision: str | None = None, augment: bool | None = None,
+             epochs: int | None = None, lr: float | None = None, head_lr: float | None = None,
+             batch_size: int | None = None, fold: str | int | None = None, vision: str | None = None,
+             audio: str | None = None, seed: int | None = None, device: str | None = None,
+             workers: int | None = None, show: bool = True, **settings: object) -> dict:
+    """Stage 3: the encoders and a stage-2 run's heads trained together on the cache's face crops and waveforms
+    (`dfer finetune`).
+
+    Args:
+        store: a dfer cache extracted with `keep_media=True`.
+        init: the stage-2 run whose best heads start (its split is reused); a `fold="all"` run fine-tunes every fold.
+        out: the fine-tuned run folder (heads, vision/, audio/, results).
+        recipe: YAML of fine-tune settings; the arguments below override it.
+        unfreeze: "all", "last:N" blocks or "lora:R" adapters.
+        layer_decay: block i of L trains at lr x decay^(L-i).
+        grad_checkpointing: recompute activations in backward to save memory.
+        accumulate: batches per rank per optimizer step.
+        precision: "bf16" or "fp32" autocast on CUDA (a CPU runs fp32).
+        augment: face and audio augmentation.
+        epochs: passes over the training clips.
+        lr: the learning rate of the encoders' last block.
+        head_lr: the learning rate of the heads.
+        batch_size: clips per rank under torchrun.
+        fold: plan this fold instead of reusing the init run's split.
+        vision: start from these vision weights (a spec or a folder) instead of the store's encoder.
+        audio: likewise for the audio encoder.
+        seed: initialisation and sampling.
+        device: "cpu" or "cuda".
+        workers: DataLoader workers reading and augmenting clips.
+        show: print progress and the results tables.
+        **settings: any other `FinetuneConfig` field.
+
+    Returns:
+        One run's test metrics ({} without test clips), or for a cross-validation `init` the summary over its folds,
+        as `summary.json` holds it; {} on the other ranks under torchrun.
+    """
+    from dfer import distributed
+    from dfer.finetune.config import make_finetune_config
+    from dfer.finetune.run import finetune_folds
+
+    cfg = make_finetune_config(
+        recipe, unfreeze=unfreeze, layer_decay=layer_decay, grad_checkpointing=grad_checkpointing,
+        accumulate=accumulate, precision=precision, augment=augment, epochs=epochs, lr=lr, head_lr=head_lr,
+        batch_size=batch_size, fold=fold, vision=vision, audio=audio, seed=seed, device=device, workers=workers,
+        **settings,
+    )
+    distributed.init(distributed.backend_for(cfg.device))
+    try:
+        result = finetune_folds(Path(store), Path(init), Path(out), cfg, show=show)
+        distributed.barrier()  # the others wait while rank 0 scores the test clips and writes the summary
+        return result
+    finally:
+        distributed.shutdown()

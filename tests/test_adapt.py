@@ -161,10 +161,10 @@ def test_serve_sessions_are_bounded_in_count_and_age_and_whole_under_threads():
 
 
 def test_evaluate_refuses_a_dataset_without_speakers_before_extracting_it(tmp_path):
-    import dfer
+    from dfer import api
 
     clips = sorted((Path(__file__).resolve().parents[1] / "samples/cremad/VideoFlash").glob("*.flv"))[:2]
     manifest = tmp_path / "clips.csv"
     manifest.write_text("path,label,speaker,split\n" + "".join(f"{clip},angry,,test\n" for clip in clips))
     with pytest.raises(ValueError, match="clips.csv: --adapt speaker needs speaker ids"):
-        dfer.evaluate("voice", dataset="manifest", root=manifest, adapt="speaker")
+        api.evaluate("voice", dataset="manifest", root=manifest, adapt="speaker")

@@ -50,6 +50,16 @@ def test_every_included_file_exists():
         assert (REPO / path).is_file(), f"docs include {path}, which does not exist"
 
 
+def test_the_layout_names_every_package_and_module():
+    """The implementation notes' layout of `dfer/` names each folder (`name/`) and each module beside them
+    (`name.py`), so a new package cannot go unlisted."""
+    notes = (DOCS / "notes.md").read_text()
+    layout = notes[notes.index("## Layout of the repository"):]
+    parts = [f"`{path.name}/`" for path in (REPO / "dfer").iterdir() if (path / "__init__.py").exists()]
+    parts += [f"`{path.name}`" for path in (REPO / "dfer").glob("*.py") if path.name != "__init__.py"]
+    assert parts and [part for part in parts if part not in layout] == []
+
+
 def test_help_texts_are_escaped_outside_code():
     escape = load_hooks().escape_prose
     text = "* `--vision TEXT`: random:<arch> & more\n```console\n$ dfer <x>\n```\n"

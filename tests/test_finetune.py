@@ -14,6 +14,7 @@ import typer
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from dfer import api
 from dfer.encoders.audio import load_audio
 from dfer.encoders.vision import load_vision
 from dfer.evaluation.evaluate import evaluate_run
@@ -124,6 +125,17 @@ def test_finetune_trains_encoders_and_heads(tuned, init_run, store):
     assert any(not torch.equal(heads_before[k], heads_after[k]) for k in heads_before)
     for stream in ("video", "audio"):  # the input statistics followed the moving encoders, and were saved
         assert not torch.equal(heads_before[f"{stream}_mean"], heads_after[f"{stream}_mean"])
+
+
+def test_the_api_function_runs_the_command(tuned, store, init_run, tmp_path):
+    """`dfer.api.finetune` with the command's arguments makes the same run, and returns its test metrics."""
+    metrics = api.finetune(store, init_run, tmp_path / "api", recipe=REPO / "recipes" / "demo" / "finetune.yaml",
+                           epochs=1, batch_size=1, accumulate=1, show=False)
+    written = json.loads((tmp_path / "api" / "results.json").read_text())["test"]
+    assert json.loads(json.dumps(metrics)) == written
+    assert written == json.loads((tuned / "results.json").read_text())["test"]
+    for name in ("best.safetensors", "vision/model.safetensors"):
+        assert load_file(str(tmp_path / "api" / name)).keys() == load_file(str(tuned / name)).keys()
 
 
 @pytest.mark.parametrize("unfreeze", ["last:1", "lora:2"])

@@ -8,7 +8,7 @@ them, and its own training-set statistics otherwise, so one model serves groups 
 the clips keeps the training set's statistics, as a lone clip at prediction does; the rest get the statistics of a
 random group of their speaker's training clips that holds the clip itself, of 2, 4, 8 or all of them, shrunk
 toward the training set's as a group of that size is at prediction. Trained on one protocol only, the heads fall
-from 75.8 UAR to 24.5 on lone clips (issue 30's measurement): the mixture is the fallback's training.
+from 75.8 UAR to 24.5 on lone clips (the speech recipe, docs/adapt.md): the mixture is the fallback's training.
 """
 
 from __future__ import annotations

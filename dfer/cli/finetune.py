@@ -1,4 +1,4 @@
-"""Stage 3, `dfer finetune`: parse, build the settings, call `dfer.finetune.run.finetune_folds`."""
+"""Stage 3, `dfer finetune`: parse, check the paths, call `dfer.api.finetune`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from dfer import api, checks
 from dfer.cli.help import RECIPE
 
 
@@ -51,23 +52,10 @@ def finetune(
 
     Not adapted to the speaker: every clip is standardised with the training set's statistics, whatever --init was
     trained with."""
-    from dfer import checks
-
     checks.cache(store)
     checks.run_folder(init, cross_validation=True)
     checks.existing_file(recipe, "recipe")
-    from dfer import distributed
-    from dfer.finetune.config import make_finetune_config
-    from dfer.finetune.run import finetune_folds
-
-    cfg = make_finetune_config(
-        recipe, unfreeze=unfreeze, layer_decay=layer_decay, grad_checkpointing=grad_checkpointing,
-        accumulate=accumulate, precision=precision, augment=augment, epochs=epochs, lr=lr, head_lr=head_lr,
-        batch_size=batch_size, fold=fold, vision=vision, audio=audio, seed=seed, device=device, workers=workers,
-    )
-    distributed.init(distributed.backend_for(cfg.device))
-    try:
-        finetune_folds(store, init, out, cfg)
-        distributed.barrier()  # the others wait while rank 0 scores the test clips and writes the summary
-    finally:
-        distributed.shutdown()
+    api.finetune(store, init, out, recipe=recipe, unfreeze=unfreeze, layer_decay=layer_decay,
+                 grad_checkpointing=grad_checkpointing, accumulate=accumulate, precision=precision, augment=augment,
+                 epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size, fold=fold, vision=vision, audio=audio,
+                 seed=seed, device=device, workers=workers)

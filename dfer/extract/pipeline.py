@@ -56,8 +56,8 @@ class ExtractConfig:
     seed: int = 0  # random-init encoders only
     crop_margin: float | None = None  # context around the face per side; None: what the vision encoder asks for
     face_track: str = "largest"  # or "speaker": the face whose mouth moves while the audio is voiced (MELD)
-    # "large-first", "full" or "legacy" (dfer.faces.settings); None: the store's own settings when it exists (one made
-    # before issue 21: "legacy", the full method on frames decoded at full size), else "large-first"
+    # "large-first", "full" or "legacy" (dfer.faces.settings); None: the store's own settings when it exists (one that
+    # records none: "legacy", the full method on frames decoded at full size), else "large-first"
     face_detect: str | None = None
     faces: FaceSettings | None = None  # exact settings, overriding face_detect: a run's own, to extract as it was
     max_seconds: float = 16.0  # longer clips are analysed over their central window
@@ -140,7 +140,7 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
 
 def face_settings(cfg: ExtractConfig) -> FaceSettings:
     """The face settings to extract with: `cfg.faces`, or `cfg.face_detect`'s, or without either the existing store's
-    own (so a store made before issue 21 resumes as it began), or for a new store the current default."""
+    own (so a store that records no face settings resumes as it began), or for a new store the current default."""
     if cfg.faces is not None:
         return cfg.faces
     if cfg.face_detect is not None:

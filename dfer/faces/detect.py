@@ -11,7 +11,7 @@ decoded to) as the means of blocks, the area resampling MTCNN reads its pyramid 
 (`DetectSettings.shrink`: stores made before it shrank every frame bilinear, 4x slower at 720). Two methods
 (`DetectSettings.method`, in the store's fingerprint):
 
-- `"full"` (every store made before issue 21): the whole pyramid, for faces down to `min_face` (20) pixels, 5.6 % of
+- `"full"` (every store that records no `face_detect`): the whole pyramid, for faces down to `min_face` (20) pixels, 5.6 % of
   the shorter side. The levels for small faces are the large images, so they are most of PNet's cost and most of the
   proposals RNet and ONet then read; emotion datasets and webcams are close-ups, whose faces fill a quarter of the
   frame.
@@ -61,7 +61,7 @@ PNET_PIXELS = 2**19
 class DetectSettings:
     """How faces are searched for; recorded in a store's fingerprint (`face_detect`), as it changes the boxes."""
 
-    method: str = "large-first"  # or "full": the whole pyramid on every frame (what stores before issue 21 used)
+    method: str = "large-first"  # or "full": the whole pyramid on every frame (what stores that record no method used)
     detect_size: int = 360  # frames are shrunk to this shorter side for detection
     min_face: int = 20  # smallest face searched for, in detect_size pixels (5.6 % of the shorter side)
     # large-first: its passes look for faces of at least 1/6, then 1/8, of the shorter side (one number: one pass)

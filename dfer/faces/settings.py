@@ -1,9 +1,9 @@
 """What a store records about faces: how they were searched for, and how large the frames they were cut from were.
 
 Both change the boxes and crops, so both are in the store's fingerprint, and a run rebuilds them from it
-(`FaceSettings.of`, read by `dfer.store.fingerprint.Fingerprint`). Stores made before issue 21 record neither: they read as the full MTCNN pyramid on frames
-decoded at full size (`LEGACY_FACES`), and their fingerprint stays exactly what it was, so they still open, resume
-and evaluate.
+(`FaceSettings.of`, read by `dfer.store.fingerprint.Fingerprint`). Stores made before faces were sized to the face
+record neither: they read as the full MTCNN pyramid on frames decoded at full size (`LEGACY_FACES`), and their
+fingerprint stays exactly what it was, so they still open, resume and evaluate.
 
 Why frames are decoded to a shorter side of at most FRAME_SHORT_SIDE (720) pixels: a frame is only held to be
 cropped, and the largest crop any encoder takes is 224 pixels (SigLIP2 at base and large) of a square 1.5 x the
@@ -33,7 +33,7 @@ class FaceSettings:
     @classmethod
     def named(cls, name: str) -> FaceSettings:
         """"large-first" or "full" (`dfer.faces.detect`) on frames decoded to FRAME_SHORT_SIDE, or "legacy": the full
-        method on frames decoded at full size, what every store made before issue 21 used."""
+        method on frames decoded at full size, what every store that records no face settings used."""
         if name not in FACE_DETECT_CHOICES:
             raise ValueError(f"face_detect {name!r} is not one of {', '.join(FACE_DETECT_CHOICES)}")
         return LEGACY_FACES if name == "legacy" else cls(DetectSettings(method=name))
@@ -45,7 +45,7 @@ class FaceSettings:
 
     @classmethod
     def of(cls, fingerprint: dict) -> FaceSettings:
-        """The settings a store (or a run trained on one) was made with; LEGACY_FACES for stores before issue 21."""
+        """The settings a store (or a run trained on one) was made with; LEGACY_FACES for a store that records none."""
         if "face_detect" not in fingerprint:
             return LEGACY_FACES
         return cls(DetectSettings.from_record(fingerprint["face_detect"]), fingerprint.get("frame_short_side"))

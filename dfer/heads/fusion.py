@@ -7,7 +7,7 @@ fusion and every baseline see exactly the same features and ablations are one co
 classifier reads the summaries of the modalities present beside its own representation.
 
 - liquid: a CfC over the T steps on [each stream's features, indicators], timespans = real time since the last update;
-  its final state and the summaries feed the classifier (the proposed method, see DESIGN.md).
+  its final state and the summaries feed the classifier (the proposed method, see the design notes, docs/design.md).
 - late: a classifier per modality on its masked mean over T and its summary; logits averaged over the modalities
   present.
 - concat: masked means over T and summaries, concatenated with the indicators, MLP.

@@ -132,7 +132,7 @@ class Predictor(FilePredictor):
         self.vision = self._encoder("vision") if "video" in streams else None
         self.audio = self._encoder("audio") if "audio" in streams else None
         self.layout = fingerprint.prediction_layout()
-        self.faces = fingerprint.faces  # a run from before issue 21: the full pyramid, as it was trained
+        self.faces = fingerprint.faces  # a store that records none: the full pyramid, as it was trained
         self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device),
                                     face_track=fingerprint.face_track, detect=self.faces.detect)
                         if self.vision else None)

@@ -42,7 +42,7 @@ from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, READABLE_FORM
 
 
 FORMAT_1_DEFAULTS = {"token_dtype": "float16"}  # what a store of format 1 holds without saying so
-FILES_FIXED, FILES_PER_CLIP = 100, 0.5  # a store of C clips holds at most 100 + C/2 files (issue #12)
+FILES_FIXED, FILES_PER_CLIP = 100, 0.5  # a store of C clips holds at most 100 + C/2 files
 
 
 class StoreLocked(DferError, RuntimeError):

@@ -1,4 +1,4 @@
-"""Evaluation metrics for one run and their summary over folds (DESIGN.md "Metrics").
+"""Evaluation metrics for one run and their summary over folds (docs/design.md, "Metrics").
 
 Every value returned is a plain Python int/float/list/dict, so a run's metrics go straight into its results JSON.
 Rates are fractions in [0, 1]; the report module turns them into the percentages DFER papers print.
