@@ -58,7 +58,8 @@ def extract(dataset: str, root: PathLike, out: PathLike, recipe: PathLike | None
             device: str | None = None, limit: int | None = None, keep_media: bool | None = None,
             workers: int | None = None, seed: int | None = None, max_seconds: float | None = None,
             face_track: str | None = None, token_dtype: str | None = None, classes: str | list[str] | None = None,
-            face_frames: str | None = None, **settings: object) -> ExtractSummary:
+            face_frames: str | None = None, streams: dict[str, str] | list[str] | None = None,
+            **settings: object) -> ExtractSummary:
     """Decode, crop faces and run the frozen encoders once per clip, into a resumable Zarr cache (`dfer extract`).
 
     Args:
@@ -81,6 +82,9 @@ def extract(dataset: str, root: PathLike, out: PathLike, recipe: PathLike | None
         token_dtype: "float16" or "int8".
         classes: manifest only: the class order (a list, or comma-separated as on the command line).
         face_frames: dfew only: "original" or "precropped".
+        streams: the store's streams in place of the preset's `video` and `audio`, any number: {name: spec}, or
+            "NAME=SPEC" strings as `--stream` takes them. A named family says its input (`faceapi`, `ge2e`,
+            `egemaps`); any other spec starts with it, `face:SPEC` or `waveform:SPEC` (`dfer.streams`).
         **settings: any other `ExtractConfig` field.
 
     Returns:
@@ -93,9 +97,24 @@ def extract(dataset: str, root: PathLike, out: PathLike, recipe: PathLike | None
     return run(extract_config(
         recipe, dataset=dataset, root=Path(root), out=Path(out), preset=preset, vision=vision, audio=audio,
         frames=frames, batch=batch, device=device, limit=limit, keep_media=keep_media, workers=workers, seed=seed,
-        max_seconds=max_seconds, face_track=face_track, token_dtype=token_dtype,
+        max_seconds=max_seconds, face_track=face_track, token_dtype=token_dtype, streams=parse_streams(streams),
         dataset_options={k: v for k, v in options.items() if v is not None} or None, **settings,
     ))
+
+
+def parse_streams(streams: dict[str, str] | list[str] | None) -> dict[str, str] | None:
+    """`--stream NAME=SPEC` values (or a dict already) -> {name: spec}; None stays None (the preset's streams)."""
+    if streams is None or isinstance(streams, dict):
+        return streams
+    parsed = {}
+    for value in streams:
+        name, sep, spec = value.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise ValueError(f"--stream {value!r}: give NAME=SPEC, e.g. --stream face=faceapi")
+        if name.strip() in parsed:
+            raise ValueError(f"--stream {value!r}: the stream {name.strip()!r} is named twice")
+        parsed[name.strip()] = spec.strip()
+    return parsed
 
 
 def train(store: PathLike, out: PathLike, recipe: PathLike | None = None, fusion: str | None = None,

@@ -116,6 +116,12 @@ def select(streams: Iterable[Stream], modalities: str) -> tuple[Stream, ...]:
     return tuple(streams[name] for name in sorted(set(names)))
 
 
+def mode_of(inputs: Iterable[str]) -> str:
+    """The mode that names the inputs some streams read: "av", "audio" or "video"."""
+    inputs = set(inputs)
+    return next(mode for mode, read in MODES.items() if set(read) == inputs)
+
+
 def historic(vision: dict, audio: dict, modalities: str = "av") -> tuple[Stream, ...]:
     """The streams `modalities` reads of a store of formats 1-3, or of a run trained on one, from its two encoders'
     records (a probe's config kept their widths alone). Only those read are built: a run of one stream kept the other

@@ -85,10 +85,11 @@ def test_store_moments_are_the_tokens_the_heads_read(shifted):
     reader = open_cache(shifted)
     rows = [0, 5, 6, 8]  # clip 5 has no video, 6 no audio
     moments = ClipMoments(reader, ("audio", "video"), rows).of(rows)
-    for stream in ("audio", "video"):
+    for shape in reader.streams:
+        stream = shape.name
         one = merged(*(row_moments({name: reader.read(name, i) for name in
                                     (f"has_{stream}", "audio/length", "video/face_found")} |
-                                   {f"{stream}/tokens": reader.tokens(stream, i)}, (stream,)) for i in rows))[stream]
+                                   {f"{stream}/tokens": reader.tokens(stream, i)}, (shape,)) for i in rows))[stream]
         np.testing.assert_allclose(moments[stream].total, one.total, rtol=1e-12)
         assert moments[stream].clips == one.clips == 3
 

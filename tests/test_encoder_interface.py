@@ -78,8 +78,9 @@ def test_describe_is_the_fingerprint_record_the_store_needs(family_encoder):
     other = {"vision": {"image_size": 64, "num_tokens": 16, "dim": 32},
              "audio": {"dim": 32, "frame_seconds": 0.08, "sample_rate": 16000}}
     records = {**other, kind: record}
-    layout = Layout.from_settings(2, records["vision"], records["audio"], max_seconds=1.0, keep_media=False)
-    assert (layout.vision_dim if kind == "vision" else layout.audio_dim) == encoder.dim
+    layout = Layout.from_settings(2, {"video": ("vision", records["vision"]), "audio": ("audio", records["audio"])},
+                                  max_seconds=1.0, keep_media=False)
+    assert layout.tokens["video" if kind == "vision" else "audio"].shape[-1] == encoder.dim
     assert rebuild_encoder(kind, record).describe() == record
 
 

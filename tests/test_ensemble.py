@@ -78,7 +78,7 @@ def test_a_member_without_input_abstains_and_says_why(pair, tmp_path):
 
 def test_members_share_encoders_and_must_decode_alike(pair, tmp_path):
     again = Ensemble(["face", "face"])
-    assert again.members[0].vision is again.members[1].vision  # one faceapi encoder for both
+    assert again.members[0].stream_encoders["video"] is again.members[1].stream_encoders["video"]  # one faceapi
     with pytest.raises(ValueError, match="decode a file differently"):
         Ensemble(["face", tmp_path_run(tmp_path)])
     with pytest.raises(ValueError, match="--weights needs 2"):

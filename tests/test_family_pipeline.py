@@ -69,7 +69,7 @@ def test_family_extracts_trains_evaluates_and_predicts(family, tmp_path, hf_fold
     assert metrics["subset"].startswith("every usable clip") and 0 <= metrics["UAR"] <= 1
 
     predictor = Predictor(run)
-    assert predictor.encoders == {"vision": vision, "audio": recorded["audio"]["id"]}
+    assert predictor.encoders == {"video": vision, "audio": recorded["audio"]["id"]}  # stream -> its encoder
     result = predictor.predict_file(sorted((SAMPLE / "VideoFlash").glob("*.flv"))[0])
     assert len(result["probs"]) == len(predictor.classes) and abs(sum(result["probs"]) - 1) < 1e-4
 

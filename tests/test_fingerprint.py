@@ -58,7 +58,7 @@ def test_stores_made_by_the_tests_read_back_unchanged(extracted, synthetic_store
     made = Fingerprint.from_dict(open_cache(extracted).fingerprint)
     assert (made.faces, made.face_track, made.token_dtype, made.unrecorded) == (FaceSettings(), "largest", "float16",
                                                                                 frozenset())
-    assert made.layout() == Layout(**open_cache(extracted).layout)  # the store's arrays, from its fingerprint
+    assert made.layout() == Layout.from_record(open_cache(extracted).layout)  # the store's arrays, from its fingerprint
 
 
 @pytest.mark.parametrize("lacking", [

@@ -48,7 +48,7 @@ def test_dfer_models_lists_what_a_user_needs_to_choose():
     assert outcome.exit_code == 0, outcome.output
     listed = {model["name"]: model for model in json.loads(outcome.stdout)}
     assert listed["voice"]["modalities"] == "audio" and "calm" in listed["voice"]["classes"]
-    assert listed["face"]["modalities"] == "video" and listed["face"]["encoders"] == {"vision": "faceapi"}
+    assert listed["face"]["modalities"] == "video" and listed["face"]["encoders"] == {"video": "faceapi"}
     for model in listed.values():
         for key in ("folder", "training_data", "training_data_licence", "headline", "protocol", "limitations"):
             assert model[key], f"{model['name']}: no {key}"

@@ -163,7 +163,7 @@ def test_fine_tuned_encoders_in_the_run_folder_are_preferred(sample_made, predic
     load_vision("random:tiny", seed=0).save(run / "vision")
     load_audio("random:tiny", seed=0).save(run / "audio")
     tuned = Predictor(run)
-    assert tuned.encoders == {"vision": str(run / "vision"), "audio": str(run / "audio")}
+    assert tuned.encoders == {"video": str(run / "vision"), "audio": str(run / "audio")}
     np.testing.assert_allclose(tuned.predict_file(CLIPS[0])["probs"], predictor.predict_file(CLIPS[0])["probs"],
                                atol=1e-5)
 
@@ -176,7 +176,7 @@ def test_clips_without_a_stream(sample_made, predictor, tmp_path):
     train(sample_made[0], tmp_path / "audio-run", make_config(None, fold="none", epochs=1, heads=SMALL_HEADS,
                                                        modalities="audio"), show=False)
     audio_only = Predictor(tmp_path / "audio-run")
-    assert audio_only.vision is None and audio_only.cropper is None  # never loaded
+    assert set(audio_only.stream_encoders) == {"audio"} and audio_only.cropper is None  # never loaded
     assert audio_only.predict_file(CLIPS[0])["face_found_ratio"] is None
     with pytest.raises(UnusableClip, match="no audio stream"):
         audio_only.predict_file(silent)

@@ -17,14 +17,16 @@ import zarr
 from dfer.data.clip import Clip, DatasetListing
 from dfer.store.clip_store import FILES_FIXED, FILES_PER_CLIP, ClipStore, shard_clips
 from dfer.store.reader import open_cache
-from dfer.store.schema import (INFO_PREFIX, LISTING_DTYPES, MEDIA_ARRAYS, MEDIA_BATCH, TOKEN_BATCH, TOKEN_DTYPES,
-                               TOKEN_KEYS, Layout, array_specs, batch_arrays, blank_row, decode_tokens, decode_waveform, encode_tokens,
-                               encode_waveform)
+from dfer.store.schema import (INFO_PREFIX, LISTING_DTYPES, MEDIA_ARRAYS, TOKEN_DTYPES, Layout, array_specs,
+                               batch_arrays, blank_row, decode_tokens, decode_waveform, encode_tokens, encode_waveform)
+from dfer.streams import Stream
 from dfer.testing.synthetic_store import make_synthetic_store
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = Layout(frames=4, image_size=32, num_tokens=4, vision_dim=8, audio_dim=6, audio_frames=16, samples=1000,
-                keep_media=True)
+HISTORIC = dict(frames=4, image_size=32, num_tokens=4, vision_dim=8, audio_dim=6, audio_frames=16, samples=1000,
+                keep_media=True)  # a format-3 store's `layout` attribute
+LAYOUT = Layout.from_record(HISTORIC)
+VIDEO, AUDIO = Stream("video", "face", 8, 2, 4, 32), Stream("audio", "waveform", 8, frame_seconds=0.08)
 
 
 def _documented() -> dict[str, str]:
@@ -57,7 +59,7 @@ def test_readme_documents_every_array_with_its_dtype():
 def test_store_arrays_follow_the_specs(tmp_path):
     store = make_synthetic_store(tmp_path / "store")
     group = zarr.open_group(str(store), mode="r")
-    layout = Layout(**group.attrs["layout"])
+    layout = Layout.from_record(group.attrs["layout"])
     clips = group["clip_id"].shape[0]
     for name, spec in array_specs(layout).items():
         array = group[name]
@@ -100,7 +102,7 @@ def test_int8_tokens_survive_outlier_dimensions():
     stored = encode_tokens("video/tokens", tokens, "int8")
     assert list(stored) == ["video/tokens", "video/tokens_scale", "video/tokens_offset"]
     assert stored["video/tokens"].dtype == np.int8 and stored["video/tokens_scale"].shape == (1, 1, D)
-    specs = array_specs(dataclasses.replace(LAYOUT, vision_dim=D, token_dtype="int8"))
+    specs = array_specs(Layout.from_record({**HISTORIC, "vision_dim": D, "token_dtype": "int8"}))
     assert all(specs[name].shape[-1] == D and np.dtype(specs[name].dtype) == value.dtype for name, value in
                stored.items())
     decoded = decode_tokens(*stored.values())  # (T, N, D) float32
@@ -151,17 +153,38 @@ def test_blank_row_holds_the_fill_values_and_skips_listing_columns():
 
 def test_batches_read_only_their_streams(tmp_path):
     names = set(array_specs(LAYOUT)) | set(LISTING_DTYPES)
-    assert {field.array for field in [*TOKEN_BATCH.values(), *MEDIA_BATCH.values()]} <= names
-    audio = batch_arrays(["audio"])
-    assert "video/tokens" not in audio.values() and "audio/tokens" in audio.values()
-    assert set(TOKEN_KEYS) <= set(batch_arrays(["video", "audio"]))
-    media = batch_arrays(["video", "audio"], media=True)
-    assert set(TOKEN_KEYS).isdisjoint(media) and set(MEDIA_ARRAYS.values()) <= set(media.values())
-    assert batch_arrays(["video"], media=True).keys() == {"faces", "landmarks", "face_found", "has_video",
-                                                          "has_audio", "frame_time", "label"}
+    for media in (False, True):
+        for token_dtype in TOKEN_DTYPES:
+            fields = batch_arrays([AUDIO, VIDEO], media, token_dtype)
+            assert set(fields.values()) <= set(array_specs(dataclasses.replace(LAYOUT, token_dtype=token_dtype))) | names
+    audio = batch_arrays([AUDIO])
+    assert "video/tokens" not in audio.values() and "video/landmarks" not in audio.values()
+    assert audio["audio_tokens"] == "audio/tokens" and audio["audio_length"] == "audio/length"
+    media = batch_arrays([VIDEO, AUDIO], media=True)
+    assert not any(key.endswith("_tokens") for key in media) and set(MEDIA_ARRAYS.values()) <= set(media.values())
+    assert batch_arrays([VIDEO], media=True).keys() == {"faces", "landmarks", "face_found", "has_video",
+                                                        "has_audio", "frame_time", "label"}
     reader = open_cache(make_synthetic_store(tmp_path / "store"))
-    row = {key: reader.read(array, 0) for key, array in batch_arrays(["video", "audio"]).items()}
+    row = {key: reader.read(array, 0) for key, array in batch_arrays([VIDEO, AUDIO]).items()}
     assert row["video_tokens"].shape == (4, 4, 8) and row["audio_tokens"].shape == (16, 8)
+
+
+def test_a_store_of_any_streams_has_each_streams_tokens_and_each_inputs_arrays():
+    """Format 4: `<stream>/tokens` per stream (and `<stream>/length` per sequence), the face track where a stream
+    reads faces, the waveform where one hears; the historic two keep format 3's attribute, key for key."""
+    encoders = {"face": ("vision", {"dim": 8, "grid": 2, "num_tokens": 4, "image_size": 32}),
+                "speech": ("audio", {"dim": 6, "frame_seconds": 0.01, "sample_rate": 16000}),
+                "prosody": ("audio", {"dim": 3, "frame_seconds": 0.01, "sample_rate": 16000})}
+    layout = Layout.from_settings(4, encoders, max_seconds=1.0, keep_media=True)
+    assert layout.format == "dfer-cache/4" and not layout.historic
+    specs = array_specs(layout)
+    assert specs["face/tokens"].shape == (4, 4, 8) and specs["speech/tokens"].shape == (101, 6)
+    assert specs["prosody/tokens"].shape == (101, 3) and "prosody/length" in specs and "face/length" not in specs
+    assert {"video/landmarks", "video/faces", "audio/waveform", "audio/num_samples"} <= set(specs)
+    assert Layout.from_record(layout.record()) == layout
+    hearing = Layout.from_settings(4, {"speech": encoders["speech"]}, max_seconds=1.0, keep_media=True)
+    assert not any(name.startswith("video/") and name != "video/frame_time" for name in array_specs(hearing))
+    assert LAYOUT.historic and LAYOUT.format == "dfer-cache/3" and LAYOUT.record() == {**HISTORIC, "token_dtype": "float16"}
 
 
 # ------------------------------------------------------------------------------------ files and shards

@@ -46,7 +46,7 @@ def test_health_of_a_fused_server_lists_its_members_encoders(fused_server):
     members = {Path(member["run"]).name: member for member in health["members"]}
     assert list(members) == ["voice", "face"]
     assert members["voice"]["modalities"] == "audio" and members["face"]["modalities"] == "video"
-    assert set(members["voice"]["encoders"]) == {"audio"} and set(members["face"]["encoders"]) == {"vision"}
+    assert set(members["voice"]["encoders"]) == {"audio"} and set(members["face"]["encoders"]) == {"video"}
     assert [member["weight"] for member in health["members"]] == [1.0, 1.0]
 
 

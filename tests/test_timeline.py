@@ -152,7 +152,7 @@ class Constant:
     """A stand-in model for `FileTimeline` that sees only: the same answer for every window, noting whether a
     reading thread was alive while it answered."""
 
-    max_seconds, frames, sample_rate, audio, frame_short_side, trained_adapt = 8.0, 2, 16000, None, None, False
+    max_seconds, frames, sample_rate, hears, frame_short_side, trained_adapt = 8.0, 2, 16000, False, None, False
 
     def __init__(self):
         self.reading: list[bool] = []

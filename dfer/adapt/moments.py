@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dfer.store.schema import length_array, tokens_array
+from dfer.streams import PRESENT, Stream
+
 STD_FLOOR = 1e-3  # as the heads floor the training set's std (`DferHeads.set_input_statistics`)
 
 
@@ -66,20 +69,26 @@ class Moments:
         return mean, np.maximum(np.sqrt(var), STD_FLOOR)
 
 
-def valid_tokens(stream: str, row: dict) -> np.ndarray:
-    """The tokens of one clip's store row (`row[f"{stream}/tokens"]` decoded to floats) that the heads read, (M, D)."""
-    tokens = np.asarray(row[f"{stream}/tokens"], np.float32)
-    if not bool(row[f"has_{stream}"]):
+def valid_tokens(stream: Stream, row: dict) -> np.ndarray:
+    """The tokens of one clip's store row (`row["<stream>/tokens"]` decoded to floats) that the heads read, (M, D):
+    a sequence's first `<stream>/length`, a grid's on the frames with a face."""
+    tokens = np.asarray(row[tokens_array(stream.name)], np.float32)
+    if not bool(row[PRESENT[stream.input]]):
         return tokens[:0].reshape(0, tokens.shape[-1])
-    if stream == "audio":
-        return tokens[:int(row["audio/length"])]  # (Ta, Da)
+    if stream.tokens == "sequence":
+        return tokens[:int(row[length_array(stream.name)])]  # (Ta, D)
     found = np.asarray(row["video/face_found"], bool)  # (T,)
     return tokens[found].reshape(-1, tokens.shape[-1])  # (T_found * N, D)
 
 
-def row_moments(row: dict, streams: tuple[str, ...]) -> dict[str, Moments]:
-    """stream -> the moments of one clip's store row, for each of `streams`."""
-    return {stream: Moments.of_tokens(valid_tokens(stream, row)) for stream in streams}
+def row_arrays(stream: Stream) -> tuple[str, ...]:
+    """The store arrays besides its tokens that `valid_tokens` reads of a stream."""
+    return (PRESENT[stream.input], length_array(stream.name) if stream.tokens == "sequence" else "video/face_found")
+
+
+def row_moments(row: dict, streams: tuple[Stream, ...]) -> dict[str, Moments]:
+    """stream name -> the moments of one clip's store row, for each of `streams`."""
+    return {stream.name: Moments.of_tokens(valid_tokens(stream, row)) for stream in streams}
 
 
 def group_moments(rows: list[dict[str, Moments]], dims: dict[str, int]) -> dict[str, Moments]:

@@ -10,11 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dfer.adapt.moments import Moments, valid_tokens
+from dfer.adapt.moments import Moments, row_arrays, valid_tokens
 from dfer.store.reader import CacheReader
-
-ROW_ARRAYS = {"audio": ("has_audio", "audio/length"), "video": ("has_video", "video/face_found")}
-
+from dfer.store.schema import tokens_array
 
 class ClipMoments:
     """Per stream, every listed clip's moments as arrays: count (C,), total (C, D), squares (C, D), float64."""
@@ -22,15 +20,16 @@ class ClipMoments:
     def __init__(self, reader: CacheReader, streams: Sequence[str], indices: Sequence[int]):
         self.streams = tuple(streams)
         self.rows = {int(index): position for position, index in enumerate(indices)}  # clip row -> position
-        dims = {"audio": reader.layout["audio_dim"], "video": reader.layout["vision_dim"]}
+        shapes = {stream.name: stream for stream in reader.streams}
+        dims = {s: shapes[s].dim for s in self.streams}
         self.count = {s: np.zeros(len(self.rows)) for s in self.streams}
         self.total = {s: np.zeros((len(self.rows), dims[s])) for s in self.streams}
         self.squares = {s: np.zeros((len(self.rows), dims[s])) for s in self.streams}
         for index, position in self.rows.items():
             for stream in self.streams:
-                row = {name: reader.read(name, index) for name in ROW_ARRAYS[stream]}
-                row[f"{stream}/tokens"] = reader.tokens(stream, index)
-                tokens = valid_tokens(stream, row)  # (M, D)
+                row = {name: reader.read(name, index) for name in row_arrays(shapes[stream])}
+                row[tokens_array(stream)] = reader.tokens(stream, index)
+                tokens = valid_tokens(shapes[stream], row)  # (M, D)
                 x = tokens.astype(np.float64)
                 self.count[stream][position] = len(x)
                 self.total[stream][position] = x.sum(0)

@@ -27,6 +27,11 @@ def extract(
     audio: Optional[str] = typer.Option(None, show_default="the preset's",
                                         help="audio encoder spec: ge2e, mel, random:<arch>, hf:<id or path>[,layer=N], "
                                         "a NeMo hub id, a .nemo file or a folder"),
+    stream: Optional[list[str]] = typer.Option(
+        None, "--stream", show_default="the preset's video and audio",
+        help="NAME=SPEC, repeatable: the store's streams, any number, in place of the preset's (then no --vision / "
+        "--audio). Named families say their input (faceapi, ge2e, egemaps); other specs start with it: "
+        "face:SPEC or waveform:SPEC. E.g. --stream face=faceapi --stream speech=ge2e"),
     frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16),
                                          help="frames sampled uniformly per clip"),
     batch: Optional[int] = typer.Option(None, show_default=RECIPE.format(8), help="clips per encoder call"),
@@ -65,7 +70,7 @@ def extract(
     summary = api.extract(dataset, root, out, recipe=recipe, preset=preset, vision=vision, audio=audio,
                           frames=frames, batch=batch, device=device, limit=limit, keep_media=keep_media,
                           workers=workers, seed=seed, max_seconds=max_seconds, face_track=face_track,
-                          token_dtype=token_dtype, classes=classes, face_frames=face_frames)
+                          token_dtype=token_dtype, classes=classes, face_frames=face_frames, streams=stream or None)
     if not summary.is_main:  # under torchrun only rank 0 reports
         raise typer.Exit(1 if summary.failures else 0)
     for problem in summary.problems:
@@ -85,7 +90,9 @@ def info(
     checks.cache(store)
     from rich.table import Table
 
+    from dfer.store.fingerprint import Fingerprint
     from dfer.store.info import store_info
+    from dfer.streams import INPUTS
 
     facts = store_info(store)
     if as_json:
@@ -101,7 +108,8 @@ def info(
                        "faces, {clips_not_largest} cropped another than the largest".format(**facts["face_tracks"])),
         ("classes", ", ".join(f"{k} {v}" for k, v in facts["class_counts"].items())),
         ("protocol", json.dumps(facts["protocol"])),
-        ("vision", facts["fingerprint"]["vision"]["id"]), ("audio", facts["fingerprint"]["audio"]["id"]),
+        *((f"stream {name}", f"{entry['id']} ({INPUTS[kind]})") for name, (kind, entry) in
+          Fingerprint.from_dict(facts["fingerprint"]).encoders.items()),
         ("tokens", facts["token_dtype"]),
         ("size on disk", f"{facts['bytes_on_disk'] / 2**20:.1f} MiB ({facts['bytes_per_clip'] / 2**20:.2f} MiB a clip "
                          "without media)"),

@@ -8,7 +8,7 @@ imported on first use (PEP 562), so the CLI checks a preset name before anything
 
 from dfer.encoders.presets import AUDIO_ARCHS, PRESETS, VISION_ARCHS, EncoderPair, resolve_preset
 
-_BUILD = {"SHAPE_FIELDS", "build_encoder", "rebuild_encoder", "seed_of"}
+_BUILD = {"SHAPE_FIELDS", "build_encoder", "rebuild_encoder", "seed_of", "stream_encoder"}
 
 
 def __getattr__(name: str):
@@ -29,4 +29,5 @@ __all__ = [
     "rebuild_encoder",
     "resolve_preset",
     "seed_of",
+    "stream_encoder",
 ]

@@ -34,6 +34,7 @@ from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder
 from dfer.encoders.hub import cached, offline_unless_resolvable
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.errors import EncoderUnavailable
+from dfer.streams import INPUTS
 
 HF_PREFIX = "hf:"
 # The encoder fields that fix the shapes of the tokens heads are built for, by kind.
@@ -133,6 +134,20 @@ def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bo
     from dfer.encoders.audio import load_audio
 
     return load_audio(spec, seed=seed, device=device, meta=meta)
+
+
+def stream_encoder(spec: str) -> tuple[str, str]:
+    """A stream's spec (`--stream NAME=SPEC`) -> (the encoder kind, the encoder spec). A named family says its input
+    (`faceapi` reads faces, `ge2e` the waveform); any other spec says it first, `face:SPEC` or `waveform:SPEC`
+    (`waveform:hf:facebook/wav2vec2-base`, `face:random:tiny`)."""
+    for kind, input_name in INPUTS.items():
+        if spec.startswith(input_name + ":"):
+            return kind, spec[len(input_name) + 1:]
+    family = FAMILIES.get((_saved_family(spec) or spec).split(",")[0])
+    if family is None:
+        raise ValueError(f"{spec}: say which input its encoder reads, face:{spec} or waveform:{spec} "
+                         f"(named families know theirs: {', '.join(sorted(FAMILIES))})")
+    return family.kind, spec
 
 
 def seed_of(recorded: dict) -> int:

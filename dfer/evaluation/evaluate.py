@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.streams import read_by
 from dfer.adapt.batches import GroupStatistics
 from dfer.adapt.settings import PROTOCOLS, TRAIN_MODES, run_adaptation
 from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
@@ -52,7 +53,7 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
         clips, batch_size = CachedClips, TOKEN_BATCH
     if reader.classes != config["classes"]:
         raise ValueError(f"{store}: classes {reader.classes} differ from the run's {config['classes']}")
-    modalities = config["heads"]["modalities"]
+    modalities = ",".join(read_by(config["heads"]))  # the run's own streams, by name
     indices, subset = clips_to_score(reader, config, modalities)
     cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
     statistics, protocol = adaptation(reader, indices, model, config, adapt, is_end_to_end(run))

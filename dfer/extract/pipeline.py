@@ -23,8 +23,9 @@ import dfer
 from dfer.recipe import settings_from
 from dfer.data import list_dataset
 from dfer.data.clip import Clip
-from dfer.encoders import build_encoder, resolve_preset
-from dfer.encoders.presets import DEFAULT_PRESET
+from dfer.encoders import build_encoder, resolve_preset, stream_encoder
+from dfer.encoders.base import Encoder, ImageEncoder
+from dfer.encoders.presets import DEFAULT_PRESET, FACE_CROP_MARGIN
 from dfer import distributed
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.extract.progress import ExtractProgress
@@ -37,6 +38,7 @@ from dfer.store.clip_store import ClipStore, writer_lock
 from dfer.store.fingerprint import Fingerprint
 from dfer.store.reader import ZarrReader
 from dfer.store.schema import MEDIA_ARRAYS, TOKEN_DTYPES
+from dfer.streams import check_name
 
 
 @dataclass
@@ -47,6 +49,9 @@ class ExtractConfig:
     preset: str = DEFAULT_PRESET
     vision: str | None = None  # overrides the preset's vision encoder (a spec: dfer.encoders.build)
     audio: str | None = None  # overrides the preset's audio encoder (a spec: dfer.encoders.build)
+    # stream -> its spec (`dfer.encoders.build.stream_encoder`), in place of the preset's two streams `video` and
+    # `audio` (which `vision` and `audio` name): any number, of either input (dfer.streams)
+    streams: dict[str, str] | None = None
     frames: int = 16
     batch: int = 8  # clips per encoder call
     device: str = "cpu"
@@ -75,6 +80,21 @@ class ExtractConfig:
             raise ValueError(f"faces {self.faces!r} is not a FaceSettings (a recipe names its settings: face_detect)")
         if self.token_dtype not in TOKEN_DTYPES:
             raise ValueError(f"token_dtype {self.token_dtype!r} is not one of {', '.join(TOKEN_DTYPES)}")
+        if self.streams is not None:
+            if self.vision or self.audio:
+                raise ValueError("name the encoders either as streams or as --vision / --audio, not both")
+            if not self.streams:
+                raise ValueError("a store needs at least one stream")
+            for name in self.streams:
+                check_name(name)
+
+    def stream_specs(self) -> dict[str, tuple[str, str]]:
+        """stream -> (encoder kind, encoder spec): the streams given, or the preset's `video` and `audio` with the
+        `vision` and `audio` overrides (today's stores, the historic two)."""
+        if self.streams is not None:
+            return {name: stream_encoder(spec) for name, spec in sorted(self.streams.items())}
+        vision, audio = resolve_preset(self.preset)
+        return {"audio": ("audio", self.audio or audio), "video": ("vision", self.vision or vision)}
 
 
 def extract_config(recipe: Path | None = None, **settings) -> ExtractConfig:
@@ -103,15 +123,15 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     if cfg.limit is not None:
         listing.clips = listing.clips[: cfg.limit]
     device = distributed.local_device(cfg.device)
-    vision, audio = _load_encoders(cfg, device)
+    encoders = load_encoders(cfg, device)
     if cfg.crop_margin is None:  # the crops the vision family was trained on (faceapi: tight; SigLIP2: 1.5x)
-        cfg = dataclasses.replace(cfg, crop_margin=vision.crop_margin)
+        cfg = dataclasses.replace(cfg, crop_margin=crop_margin(encoders))
     faces = face_settings(cfg)
-    fingerprint = Fingerprint(
-        dfer_version=dfer.__version__, vision=vision.describe(), audio=audio.describe(), frames=cfg.frames,
-        sample_rate=cfg.sample_rate, crop_margin=cfg.crop_margin, max_seconds=cfg.max_seconds,
-        keep_media=cfg.keep_media, token_dtype=cfg.token_dtype, face_track=cfg.face_track, faces=faces,
-        dataset_options=listing.options,
+    fingerprint = Fingerprint.of_encoders(
+        {name: (encoder.kind, encoder.describe()) for name, encoder in encoders.items()},
+        dfer_version=dfer.__version__, frames=cfg.frames, sample_rate=cfg.sample_rate, crop_margin=cfg.crop_margin,
+        max_seconds=cfg.max_seconds, keep_media=cfg.keep_media, token_dtype=cfg.token_dtype,
+        face_track=cfg.face_track, faces=faces, dataset_options=listing.options,
     )
     layout = fingerprint.layout()
 
@@ -124,11 +144,11 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
 
     done = store.array("done")[:]
     todo = [i for i in range(len(listing.clips)) if store.shard_of(i) % ranks.world == ranks.rank and not done[i]]
-    cropper = FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device),
-                          face_track=cfg.face_track, detect=faces.detect)
+    cropper = (FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device),
+                           face_track=cfg.face_track, detect=faces.detect) if "face" in layout.inputs else None)
     with ExtractProgress(total=len(todo), enabled=cfg.progress and ranks.is_main) as progress:
         try:
-            _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress, faces.frame_short_side)
+            _extract_clips(cfg, listing, todo, store, cropper, encoders, device, progress, faces.frame_short_side)
         finally:  # a run stopped by an error or Ctrl-C still keeps the finished clips of its last shard
             store.flush()
 
@@ -158,11 +178,20 @@ def summarise(store: ClipStore, problems: list[str], is_main: bool = True) -> Ex
     return ExtractSummary(store.path, len(ids), int(done.sum()), failures, problems, is_main)
 
 
-def _load_encoders(cfg: ExtractConfig, device: torch.device):
-    vision_spec, audio_spec = resolve_preset(cfg.preset)
-    vision = build_encoder("vision", cfg.vision or vision_spec, seed=cfg.seed, device=device).requires_grad_(False)
-    audio = build_encoder("audio", cfg.audio or audio_spec, seed=cfg.seed, device=device).requires_grad_(False)
-    return vision, audio
+def load_encoders(cfg: ExtractConfig, device: torch.device) -> dict[str, Encoder]:
+    """stream -> its frozen encoder; face readers first, as the historic pair was built (seeded random weights)."""
+    specs = sorted(cfg.stream_specs().items(), key=lambda item: item[1][0] != "vision")
+    return {name: build_encoder(kind, spec, seed=cfg.seed, device=device).requires_grad_(False)
+            for name, (kind, spec) in specs}
+
+
+def crop_margin(encoders: dict[str, Encoder]) -> float:
+    """The context around the face the face streams' families were trained on; one store has one crop."""
+    margins = {encoder.crop_margin for encoder in encoders.values() if isinstance(encoder, ImageEncoder)}
+    if len(margins) > 1:
+        raise ValueError(f"the face streams' encoders ask for different crop margins {sorted(margins)}: give one "
+                         "--crop-margin")
+    return margins.pop() if margins else FACE_CROP_MARGIN
 
 
 class _DecodeClips(Dataset):
@@ -190,7 +219,7 @@ class _DecodeClips(Dataset):
             return index, str(error)
 
 
-def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, progress, short_side=None) -> None:
+def _extract_clips(cfg, listing, todo, store, cropper, encoders, device, progress, short_side=None) -> None:
     decoded = DataLoader(
         _DecodeClips(listing.clips, todo, cfg.frames, cfg.sample_rate, cfg.max_seconds, short_side),
         batch_size=None, num_workers=cfg.workers, collate_fn=lambda item: item,
@@ -203,21 +232,22 @@ def _extract_clips(cfg, listing, todo, store, cropper, vision, audio, device, pr
             continue
         pending.append((index, result))
         if len(pending) == cfg.batch:
-            _flush(_with_faces(pending, listing.clips, cropper, cfg.sample_rate), store, vision, audio, device,
+            _flush(_with_faces(pending, listing.clips, cropper, cfg.sample_rate), store, encoders, device,
                    progress, cfg.keep_media)
             pending = []
     if pending:
-        _flush(_with_faces(pending, listing.clips, cropper, cfg.sample_rate), store, vision, audio, device, progress,
+        _flush(_with_faces(pending, listing.clips, cropper, cfg.sample_rate), store, encoders, device, progress,
                cfg.keep_media)
 
 
-def _with_faces(pending: list[tuple[int, DecodedClip]], clips: list[Clip], cropper: FaceCropper,
+def _with_faces(pending: list[tuple[int, DecodedClip]], clips: list[Clip], cropper: FaceCropper | None,
                 sample_rate: int) -> list[ClipInput]:
     """A batch of decoded clips with their face tracks: a dataset's own face crops are the face already; any other
-    frames go through detection (batched across the clips, `FaceCropper.many`) and the track choice."""
+    frames go through detection (batched across the clips, `FaceCropper.many`) and the track choice. Without a
+    cropper (no stream reads faces) no face is looked for."""
     tracks: dict[int, FaceTrack] = {}
     searched = []
-    for index, decoded in pending:
+    for index, decoded in pending if cropper is not None else []:
         if decoded.frames is not None and clips[index].precropped:
             tracks[index] = whole_frame_track(decoded.frames, cropper.image_size, cropper.device)
         elif decoded.frames is not None:
@@ -228,14 +258,14 @@ def _with_faces(pending: list[tuple[int, DecodedClip]], clips: list[Clip], cropp
             for index, decoded in pending]
 
 
-def _flush(pending, store, vision, audio, device, progress, keep_media) -> None:
+def _flush(pending, store, encoders, device, progress, keep_media) -> None:
     """Encode and write a batch; if the batch fails, retry clip by clip so one bad clip fails alone."""
     try:
-        results = encode_batch(pending, vision, audio, device, store.layout)
+        results = encode_batch(pending, encoders, device, store.layout)
     except Exception as error:
         if len(pending) > 1:
             for item in pending:
-                _flush([item], store, vision, audio, device, progress, keep_media)
+                _flush([item], store, encoders, device, progress, keep_media)
             return
         clip_id = store.array("clip_id")[pending[0].index]
         store.write_failure(pending[0].index, f"{clip_id}: encoder failed: {type(error).__name__}: {error}")

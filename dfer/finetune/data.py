@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from dfer.finetune.augment import Augment
-from dfer.streams import HISTORIC_STREAMS
+from dfer.streams import select
 from dfer.store.reader import CacheReader
 from dfer.store.schema import MEDIA_ARRAYS, batch_arrays, decode_waveform
 from dfer.train.data import CachedClips
@@ -21,7 +21,8 @@ from dfer.train.data import CachedClips
 
 def check_media(reader: CacheReader, modalities: str) -> None:
     """Refuse a store without the media a `modalities` model needs, saying how to make one that has them."""
-    missing = [MEDIA_ARRAYS[s] for s in HISTORIC_STREAMS[modalities] if MEDIA_ARRAYS[s] not in reader.handle]
+    inputs = {stream.input for stream in select(reader.streams, modalities)}
+    missing = [MEDIA_ARRAYS[name] for name in sorted(inputs) if MEDIA_ARRAYS[name] not in reader.handle]
     if not missing and reader.fingerprint.get("keep_media", False):
         return
     fp = reader.fingerprint
@@ -46,7 +47,7 @@ class MediaClips(CachedClips):
 
     def __init__(self, reader: CacheReader, indices: list[int], modalities: str, augment: Augment | None = None):
         super().__init__(reader, indices, modalities)  # never in memory: media is ~2.4 MB per clip at 224 px
-        self.fields = batch_arrays(HISTORIC_STREAMS[modalities], media=True)
+        self.fields = batch_arrays(select(reader.streams, modalities), media=True)
         self.augment = augment
 
     def __getitem__(self, position: int) -> dict[str, np.ndarray]:

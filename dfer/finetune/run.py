@@ -59,6 +59,9 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
         raise ValueError(f"--init {init}: a {init_config.get('model')} run has no heads to fine-tune; start from a "
                          "`dfer train` run")
     reader = open_cache(store)
+    if reader.fingerprint.get("streams") is not None:
+        raise ValueError(f"{store}: stage 3 fine-tunes the two historic streams, `video` and `audio` (extracted with "
+                         f"--vision / --audio); this store's streams are {', '.join(s.name for s in reader.streams)}")
     modalities, fusion = init_config["heads"]["modalities"], init_config["heads"]["fusion"]
     check_media(reader, modalities)
     if reader.classes != init_config["classes"]:
@@ -159,7 +162,7 @@ def build_encoders(fingerprint: dict, modalities: str, cfg: FinetuneConfig,
                    device: torch.device) -> tuple[ImageEncoder | None, WaveformEncoder | None]:
     """The encoders the store was extracted with (same seed for random ones), or --vision / --audio, checked to give
     the tokens the heads take; only the ones the heads read. In eval mode; `EndToEnd.train()` decides what trains."""
-    streams = HISTORIC_STREAMS[modalities]
+    streams = HISTORIC_STREAMS[modalities]  # stage 3 reads stores of the historic streams alone
     return tuple(rebuild_encoder(kind, fingerprint[kind], device, source=override) if stream in streams else None
                  for stream, kind, override in (("video", "vision", cfg.vision), ("audio", "audio", cfg.audio)))
 

@@ -28,14 +28,14 @@ def model_facts(name: str) -> dict:
     """What `dfer models` shows of one bundled model: its model.json, its folder, and from its config.json the
     modalities, classes (display names) and encoders."""
     from dfer.adapt.settings import adaptation_summary
-    from dfer.streams import HISTORIC_STREAMS
+    from dfer.store.fingerprint import Fingerprint
+    from dfer.streams import read_by
 
     folder = bundled()[name]
     facts = json.loads((folder / MODEL_FILE).read_text())
     config = json.loads((folder / "config.json").read_text())
-    fingerprint = config["fingerprint"]
+    recorded = Fingerprint.from_dict(config["fingerprint"]).encoders
     modalities = config["heads"]["modalities"]
-    encoders = {kind: fingerprint[kind]["id"] for kind, stream in (("vision", "video"), ("audio", "audio"))
-                if stream in HISTORIC_STREAMS[modalities]}
+    encoders = {stream: recorded[stream][1]["id"] for stream in read_by(config["heads"])}  # stream -> its encoder
     return {"name": name, "folder": str(folder), "modalities": modalities, "classes": config["display_names"],
             "encoders": encoders, "adapts": adaptation_summary(config), **facts}

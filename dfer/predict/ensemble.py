@@ -29,7 +29,6 @@ import numpy as np
 
 from dfer.adapt.moments import Moments
 from dfer.faces import FaceTrace, FaceTrack
-from dfer.streams import HISTORIC_STREAMS
 from dfer.media.decode import DecodedClip
 from dfer.media.probe import is_audio_only
 from dfer.models import DEFAULT_MODELS
@@ -57,12 +56,11 @@ def fuse(answers: list[tuple[list[str], np.ndarray, float]]) -> tuple[list[str],
 
 def abstains(predictor: Predictor, record: dict) -> str | None:
     """Why a member has nothing to go on in this clip (its `predict_file` record), or None."""
-    streams = HISTORIC_STREAMS[predictor.modalities]
     face = bool(record["has_video"]) and bool(record["face_found_ratio"])
     sound = bool(record["has_audio"])
-    if streams == ("video",) and not face:
+    if not predictor.hears and not face:
         return "no face" if record["has_video"] else "no video"
-    if streams == ("audio",) and not sound:
+    if not predictor.sees and not sound:
         return "no audio track"
     if not (face or sound):
         return "no face and no audio track"
@@ -97,8 +95,7 @@ class Ensemble(FilePredictor):
         self.classes = self.labels  # the members' codes differ by dataset: the fused classes are the words
         self.modalities = "+".join(member.modalities for member in self.members)
         self.warnings = [f"{member.run.name}: {warning}" for member in self.members for warning in member.warnings]
-        hearing = [member.audio for member in self.members if member.audio is not None]
-        self.audio = hearing[0] if hearing else None  # what decoding asks: read the sound when any member hears
+        self.hears = any(member.hears for member in self.members)  # what decoding asks: the sound, when any member hears
         self.suffixes = set().union(*(member.suffixes for member in self.members))
         self.trained_adapt = any(member.trained_adapt for member in self.members)
         self.encoder_records = {key: record for member in self.members for key, record in member.encoder_records.items()}
@@ -112,7 +109,7 @@ class Ensemble(FilePredictor):
     def check_readable(self, path: Path) -> bool:
         """Whether `path` is an audio-only file; UnusableClip when it is one and no member hears."""
         audio_only = is_audio_only(path)
-        if audio_only and self.audio is None:
+        if audio_only and not self.hears:
             raise UnusableClip(path, "an audio file, and none of these runs hears: they need a video")
         return audio_only
 

@@ -52,10 +52,14 @@ class Explanation:
 def variants(streams: tuple[str, ...], T: int) -> tuple[list[str], dict[str, torch.Tensor], torch.Tensor]:
     """The rows of the explanation batch: names, hide (stream -> (R,) bool) and keep_steps (R, T) bool.
 
-    Row 0 is the model as predict runs it, named "av" or after a one-stream run's stream; with two streams, rows
-    "audio" (video hidden) and "video" (audio hidden); then one row per step t with that step masked."""
-    names = ["av", "audio", "video"] if len(streams) == 2 else list(streams)
-    hide = {s: torch.tensor([name not in ("av", s) for name in names] + [False] * T) for s in streams}  # (R,)
+    Row 0 is the model as predict runs it: named "av" for the historic two streams (then rows "audio", video hidden,
+    and "video", audio hidden), after a one-stream run's stream, else "all" (then one row per stream, the others
+    hidden); then one row per step t with that step masked."""
+    if set(streams) == {"audio", "video"}:
+        names = ["av", "audio", "video"]
+    else:
+        names = list(streams) if len(streams) == 1 else ["all", *streams]
+    hide = {s: torch.tensor([name not in (names[0], s) for name in names] + [False] * T) for s in streams}  # (R,)
     keep = torch.ones(len(names) + T, T, dtype=torch.bool)  # (R, T)
     keep[len(names):] = ~torch.eye(T, dtype=torch.bool)  # row len(names) + t masks step t
     return names, hide, keep
@@ -84,14 +88,14 @@ def explain_batch(heads: DferHeads | ZeroShot, batch: dict[str, torch.Tensor], l
     answers = dict(zip(names, probs))  # name -> (C,)
     present = {s: bool(out[f"mask_{s}"][0].any()) for s in heads.streams}  # (T,) -> any step at all
     explanation = {
-        **{key: _named(answers.get(key), labels) for key in ("av", "audio", "video")},
+        **{key: _named(answers.get(key), labels) for key in dict.fromkeys(["av", "audio", "video", *names])},
         "available": names,
         "present": present,
         "notes": _notes(heads.streams, present) + ([ZEROSHOT_NOTE] if isinstance(heads, ZeroShot) else []),
-        "steps": [_step(t, batch, out, probs[len(names) + t], full, top, labels) for t in range(T)],
+        "steps": [_step(t, batch, out, probs[len(names) + t], full, top, labels, heads.streams) for t in range(T)],
     }
     arrays = {"probs": full}
-    if "video" in heads.streams:
+    if isinstance(heads, ZeroShot) or len(heads.roi):  # a stream of faces: where its attention lies
         attention = heads.roi_attention(batch)
         g = round(attention.weights.shape[-1] ** 0.5)  # patches per side
         arrays["attention"] = attention.weights[0].mean((1, 2)).reshape(T, g, g).float().cpu().numpy()  # (T, g, g)
@@ -107,25 +111,29 @@ def _named(probs: np.ndarray | None, labels: list[str]) -> dict[str, float] | No
 def _notes(streams: tuple[str, ...], present: dict[str, bool]) -> list[str]:
     """Plain words for what the numbers cannot say on their own."""
     notes = []
-    if len(streams) == 1:
+    if len(streams) == 1 and streams[0] not in ("audio", "video"):
+        notes.append(f"a run of one stream: only `{streams[0]}` is available")
+    elif len(streams) == 1:
         other = "video" if streams[0] == "audio" else "audio"
         notes.append(f"{'an' if streams[0] == 'audio' else 'a'} {streams[0]}-only run: it never reads {other}, "
                      f"so only `{streams[0]}` is available")
     for stream, there in present.items():
-        if not there and len(streams) == 2:
+        if not there and set(streams) == {"audio", "video"}:
             notes.append(f"this clip gives no {stream} step (no {'face' if stream == 'video' else 'audio'}): "
                          f"`{stream}` is the model's answer with nothing to go on, and `av` equals the other stream's")
+        elif not there and len(streams) > 1:
+            notes.append(f"this clip gives no {stream} step: `{stream}` is the model's answer with nothing to go on")
     return notes
 
 
-def _step(t: int, batch: dict, out: dict, masked: np.ndarray, full: np.ndarray, top: int, labels: list[str]) -> dict:
+def _step(t: int, batch: dict, out: dict, masked: np.ndarray, full: np.ndarray, top: int, labels: list[str],
+          streams: tuple[str, ...]) -> dict:
     """One step's entry: its time, the streams the fusion read there, and the effect of masking it: the drop in the
     predicted class's probability, and the total variation distance between the two distributions."""
     return {
         "step": t,
         "time": round(float(batch["frame_time"][0, t]), 4),
-        **{stream: bool(out[key][0, t]) for key, stream in (("mask_audio", "audio"), ("mask_video", "video"))
-           if key in out},
+        **{stream: bool(out[f"mask_{stream}"][0, t]) for stream in streams if f"mask_{stream}" in out},
         "top1_drop": round(float(full[top] - masked[top]), DIGITS),
         "shift": round(float(0.5 * np.abs(full - masked).sum()), DIGITS),
         "top1_without": labels[int(masked.argmax())],

@@ -34,7 +34,14 @@ def explanation_title(record: dict) -> str:
     """"p(fearful): audio + video 0.40 · audio only 0.01 · video only 0.48": the predicted class by its display name,
     and its probability from each input the run can answer from (an audio-only run has no "audio + video")."""
     info, top = record["explain"], record["top1"]
-    return f"p({top}): " + " · ".join(f"{ANSWERS[key]} {info[key][top]:.2f}" for key in info["available"])
+    return f"p({top}): " + " · ".join(f"{answer_words(key, info)} {info[key][top]:.2f}" for key in info["available"])
+
+
+def answer_words(key: str, info: dict) -> str:
+    """An explanation row's name in words: the historic streams' as they always read, others by their names."""
+    if key in ANSWERS:
+        return ANSWERS[key]
+    return "all streams" if key == "all" else f"{key} only"
 
 
 def explanation_figure(explanation: Explanation) -> Figure:

@@ -38,8 +38,8 @@ from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import Encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
-from dfer.streams import HISTORIC_STREAMS
-from dfer.inference.batch import collate, fields_for
+from dfer.streams import read_by, select
+from dfer.inference.batch import collate
 from dfer.inference.score import predict as run_heads
 from dfer.media.clip_error import ClipError, as_clip_error
 from dfer.media.decode import DecodedClip, decode_clip
@@ -49,7 +49,7 @@ from dfer.media.prefetch import prefetched
 from dfer.runs.folder import resolve_run
 from dfer.runs.load import load_run, run_display_names
 from dfer.store.fingerprint import Fingerprint
-from dfer.store.schema import blank_row
+from dfer.store.schema import batch_arrays, blank_row
 
 
 @dataclass
@@ -63,7 +63,6 @@ class EncodedFile:
 
 
 GroupOf = Callable[[object], dict[str, Moments]]  # an encoded clip -> the moments of its group (dfer.adapt)
-ENCODER_KINDS = {"video": "vision", "audio": "audio"}  # stream -> its encoder's entry in a run's fingerprint
 
 
 class UnusableClip(ClipError):
@@ -74,7 +73,7 @@ class FilePredictor:
     """Whole files in, predictions out: what a Predictor and an Ensemble (`dfer.predict.ensemble`) share. A file is
     decoded (`decode`), then predicted (`predict_decoded`); the two are apart so that the next file's decoding can run
     while this one is predicted (`predict_paths`, `dfer serve`). A subclass has `check_readable`, `predict_clip`, the
-    decoding settings (frames, sample_rate, max_seconds, frame_short_side) and `audio` (None: it does not hear)."""
+    decoding settings (frames, sample_rate, max_seconds, frame_short_side) and `hears` (whether it reads sound)."""
 
     def predict_file(self, path: Path | str) -> dict:
         """Class probabilities for one file (its central `max_seconds`), as a JSON-ready dict:
@@ -94,7 +93,7 @@ class FilePredictor:
         started = time.perf_counter()
         audio_only = self.check_readable(path)
         with as_clip_error(path):
-            decoded = decode_clip(None if audio_only else path, path if self.audio is not None else None,
+            decoded = decode_clip(None if audio_only else path, path if self.hears else None,
                                   self.frames, self.sample_rate, self.max_seconds,
                                   max_short_side=self.frame_short_side)
         return decoded, time.perf_counter() - started
@@ -126,32 +125,35 @@ class Predictor(FilePredictor):
         self.modalities: str = self.config["heads"]["modalities"]
         self.frames, self.sample_rate = fingerprint.frames, fingerprint.sample_rate
         self.max_seconds, self.crop_margin = fingerprint.max_seconds, fingerprint.crop_margin
-        streams = HISTORIC_STREAMS[self.modalities]
+        # the streams the run reads, with their shapes in its store
+        self.streams = select(fingerprint.stream_shapes(), ",".join(read_by(self.config["heads"])))
         self.warnings: list[str] = []
-        self.encoders: dict[str, str] = {}  # stream -> the spec it was built from
-        self.vision = self._encoder("vision") if "video" in streams else None
-        self.audio = self._encoder("audio") if "audio" in streams else None
+        self.encoders: dict[str, str] = {}  # stream -> the spec its encoder was built from
+        self.stream_encoders = {stream.name: self._encoder(stream.name) for stream in self.streams}
+        self.hears = any(stream.input == "waveform" for stream in self.streams)
+        self.sees = any(stream.input == "face" for stream in self.streams)
         self.layout = fingerprint.prediction_layout()
         self.faces = fingerprint.faces  # a store that records none: the full pyramid, as it was trained
         self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device),
                                     face_track=fingerprint.face_track, detect=self.faces.detect)
-                        if self.vision else None)
+                        if self.sees else None)
         self.frame_short_side = fingerprint.decode_short_side
-        self.fields = fields_for(self.modalities)  # batch key -> store row name
+        self.fields = batch_arrays(self.streams)  # batch key -> store row name
         # Adaptation (dfer.adapt): the training set's statistics of each stream the model standardises (none for a
         # zero-shot run or an unadapted probe), the run's shrinking, and the key of each stream's statistics.
         self.prior = self.heads.input_statistics()
         self.shrink = run_adaptation(self.config)["shrink"]
-        self.encoder_records = {encoder_key(s, fingerprint.encoders[ENCODER_KINDS[s]]):
-                                fingerprint.encoders[ENCODER_KINDS[s]] for s in self.prior}
+        self.encoder_records = {encoder_key(s, fingerprint.encoders[s][1]): fingerprint.encoders[s][1]
+                                for s in self.prior}
         self.adapt_keys = dict(zip(self.prior, self.encoder_records))  # stream -> key
         self.trained_adapt = run_adaptation(self.config)["mode"] != "none"  # timelines adapt by default
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         self.blank = blank_row(self.layout, self.fields.values())
 
-    def _encoder(self, kind: str) -> Encoder:
-        """The run's own fine-tuned encoder (RUN/vision, RUN/audio) if saved, else the fingerprint's, checked."""
-        recorded = self.fingerprint.encoders[kind]
+    def _encoder(self, stream: str) -> Encoder:
+        """A stream's encoder: the run's own fine-tuned one (RUN/vision, RUN/audio: stage 3 trains the historic
+        streams) if saved, else the fingerprint's, checked."""
+        kind, recorded = self.fingerprint.encoders[stream]
         saved = self.run / kind
         if not saved.exists() and "finetune" in self.config:  # its fingerprint names the encoders it started from
             raise FileNotFoundError(f"{self.run}: a fine-tuned run without its {kind} encoder folder ({saved})")
@@ -167,13 +169,13 @@ class Predictor(FilePredictor):
         if not saved.exists() and found["revision"] != recorded["revision"]:
             self.warnings.append(f"{kind} encoder {spec}: revision {found['revision']!r} differs from the run's "
                                  f"{recorded['revision']!r}; predictions may differ from its evaluation")
-        self.encoders[kind] = spec
+        self.encoders[stream] = spec
         return encoder
 
     @property
     def suffixes(self) -> set[str]:
         """The files this run can read, by suffix: videos, and audio files when it hears."""
-        return VIDEO_SUFFIXES | (AUDIO_SUFFIXES if self.audio is not None else set())
+        return VIDEO_SUFFIXES | (AUDIO_SUFFIXES if self.hears else set())
 
     def describe(self) -> dict:
         return {
@@ -218,7 +220,8 @@ class Predictor(FilePredictor):
 
     def moments(self, encoded: EncodedFile) -> dict[str, Moments]:
         """Adaptation key -> the moments of one encoded file's tokens, for each stream the model standardises."""
-        return {self.adapt_keys[stream]: m for stream, m in row_moments(encoded.row, tuple(self.prior)).items()}
+        standardised = tuple(stream for stream in self.streams if stream.name in self.prior)
+        return {self.adapt_keys[stream]: m for stream, m in row_moments(encoded.row, standardised).items()}
 
     def adaptation(self, group: dict[str, Moments]) -> tuple[dict | None, str]:
         """stream -> (mean (D,), std (D,)) to standardise a clip of `group` with (None: the training set's), and a
@@ -237,7 +240,7 @@ class Predictor(FilePredictor):
     def check_readable(self, path: Path) -> bool:
         """Whether `path` is an audio-only file; raises UnusableClip when it is one and this run does not hear."""
         audio_only = is_audio_only(path)
-        if audio_only and self.audio is None:
+        if audio_only and not self.hears:
             raise UnusableClip(path, f"an audio file, and this run's model is {self.modalities}-only: it needs a video")
         return audio_only
 
@@ -269,20 +272,19 @@ class Predictor(FilePredictor):
     def encode_track(self, path: Path, decoded: DecodedClip, track: FaceTrack | None, seconds: dict) -> EncodedFile:
         """The encoders on one decoded clip and its face track (`face_track`): the EncodedFile the heads read. A clip
         decoded with sound for another run (`dfer.predict.ensemble`) is read without it by a run that does not hear."""
-        if self.audio is None and decoded.waveform is not None:
+        if not self.hears and decoded.waveform is not None:
             decoded = dataclasses.replace(decoded, waveform=None)
         started = time.perf_counter()
         try:
-            row = encode_batch([ClipInput(0, decoded, track, expects_audio=self.audio is not None)],
-                               self.vision, self.audio, self.device, self.layout)[0]
+            row = encode_batch([ClipInput(0, decoded, track, expects_audio=self.hears)], self.stream_encoders,
+                               self.device, self.layout)[0]
         except Exception as error:  # the extraction pipeline treats this as one clip's failure, so do we
             raise UnusableClip(path, f"encoder failed: {type(error).__name__}: {error}") from error
         seconds["encoders"] = time.perf_counter() - started
         has_video, has_audio = bool(row["has_video"]), bool(row["has_audio"])
-        needed = {"av": has_video or has_audio, "audio": has_audio, "video": has_video}[self.modalities]
-        if not needed:
-            raise UnusableClip(path, f"no {'audio' if self.modalities == 'audio' else 'video'} stream, "
-                                     f"and this run's model is {self.modalities}-only")
+        if not (self.sees and has_video or self.hears and has_audio):
+            missing = "video or audio" if self.sees and self.hears else "video" if self.sees else "audio"
+            raise UnusableClip(path, f"no {missing} stream, and this run's model is {self.modalities}-only")
         return EncodedFile(path, row, track, seconds)
 
     def batch_of(self, row: dict) -> dict[str, torch.Tensor]:

@@ -102,7 +102,7 @@ class FileTimeline:
             spans = plan_windows(self.duration, self.window, self.hop)
             reader = (AudioWindows(path, spans, predictor.frames, predictor.sample_rate) if audio_only else
                       WindowReader(path, spans, predictor.frames, predictor.sample_rate,
-                                   want_audio=predictor.audio is not None,
+                                   want_audio=predictor.hears,
                                    max_short_side=predictor.frame_short_side))
             self.notes = reader.notes
         trace = None  # where the followed face was last seen, on the file's clock

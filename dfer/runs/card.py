@@ -26,7 +26,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from dfer.streams import HISTORIC_STREAMS
+from dfer.store.fingerprint import Fingerprint
+from dfer.streams import INPUTS, mode_of, read_by
 from dfer.models import MODEL_FILE, bundled
 from dfer.runs.folder import fold_runs
 from dfer.runs.report import BASELINES, markdown_header, markdown_row
@@ -40,7 +41,7 @@ METRICS = (("WAR", "accuracy", None, "WAR (accuracy)"), ("UAR", "recall", "macro
 TASKS = {"av": ("video-classification", "Audio-visual emotion recognition"),
          "video": ("video-classification", "Facial expression recognition"),
          "audio": ("audio-classification", "Speech emotion recognition")}
-INPUTS = {"av": "the face crops and the audio track of a clip", "video": "the face crops of a clip",
+READS = {"av": "the face crops and the audio track of a clip", "video": "the face crops of a clip",
           "audio": "the audio track of a clip"}
 DATASETS = {"ravdess": "RAVDESS", "cremad": "CREMA-D", "dfew": "DFEW", "mafw": "MAFW", "meld": "MELD"}
 # The data sets' terms as the adapters' READMEs (recipes/<dataset>/README.md) and the sample's README give them.
@@ -103,8 +104,7 @@ def write_card(run: Path, extra: dict | None = None) -> Path:
     # a fine-tuned run's stage-2 run (a cross-validation's: the parent, each fold starting from its own fold)
     init = (_read(run / "summary.json").get("config", {}) if folds else config.get("finetune", {})).get("init")
     kind = _kind(config)
-    modalities = config["heads"]["modalities"]
-    task_type, task_name = TASKS[modalities]
+    task_type, task_name = TASKS[mode_of(INPUTS[k] for _, k, _ in run_streams(config))]
     title = _title(run, config, kind)
     data = ModelCardData(
         license=LICENSE, library_name="dfer", pipeline_tag=task_type, datasets=[config["dataset"]],
@@ -194,8 +194,19 @@ def _eval_results(config: dict, figures: tuple[dict, bool] | None, folds: list[s
     return []
 
 
-def _streams(modalities: str) -> str:
-    return " and ".join({"video": "face", "audio": "voice"}[stream] for stream in HISTORIC_STREAMS[modalities])
+def run_streams(config: dict) -> list[tuple[str, str, dict]]:
+    """The streams a run reads: (name, its encoder's kind, its encoder's fingerprint entry), in name order."""
+    encoders = Fingerprint.from_dict(config["fingerprint"]).encoders
+    return [(name, *encoders[name]) for name in read_by(config["heads"])]
+
+
+def _streams(config: dict) -> str:
+    """What a run hears and sees, in words: "voice and face" for the historic streams, else the streams' names."""
+    words = {"video": "face", "audio": "voice"}
+    names = [name for name, _, _ in run_streams(config)]
+    if set(names) <= set(words):
+        return " and ".join(words[name] for name in names)
+    return ", ".join(f"`{name}`" for name in names) + " streams"
 
 
 def _summary(config: dict, kind: str, folds: list[str], facts: dict, init: str | None) -> str:
@@ -214,11 +225,11 @@ def _summary(config: dict, kind: str, folds: list[str], facts: dict, init: str |
                 "trained but the class prior a clip without a face gets (`dfer zeroshot`).")
     else:
         statistics = " with statistics pooling" if heads.get("statistics_width", 0) else ""
-        what = (f"Emotion recognition from the {_streams(modalities)}: dfer's heads ({heads.get('fusion')} fusion"
+        what = (f"Emotion recognition from the {_streams(config)}: dfer's heads ({heads.get('fusion')} fusion"
                 f"{statistics}) on frozen-encoder tokens (`dfer train`).")
         if kind == "fine-tuned":
             tuned = config["finetune"]
-            what = (f"Emotion recognition from the {_streams(modalities)}: dfer's heads ({heads.get('fusion')} "
+            what = (f"Emotion recognition from the {_streams(config)}: dfer's heads ({heads.get('fusion')} "
                     f"fusion{statistics}) and their encoders fine-tuned end to end (`dfer finetune`, unfreeze "
                     f"`{tuned.get('unfreeze')}`), starting from the stage-2 run `{init}`"
                     f"{' (each fold from its own fold)' if folds else ''}.")
@@ -233,21 +244,22 @@ def _inputs(config: dict, folds: list[str]) -> str:
     fingerprint, modalities = config["fingerprint"], config["heads"]["modalities"]
     names, codes = config.get("display_names") or config["classes"], config["classes"]
     classes = ", ".join(name if name == code else f"{name} ({code})" for name, code in zip(names, codes))
-    lines = [f"- **Classes** ({len(names)}): {classes}.", f"- **Input**: {INPUTS[modalities]} (`{modalities}`)."]
+    streams = run_streams(config)
+    read = READS[mode_of(INPUTS[k] for _, k, _ in streams)]
+    lines = [f"- **Classes** ({len(names)}): {classes}.", f"- **Input**: {read} (`{modalities}`)."]
     encoders = config.get("finetune", {}).get("encoders") or {}
-    for kind, stream in (("vision", "video"), ("audio", "audio")):
-        if stream not in HISTORIC_STREAMS[modalities]:
-            continue
-        spec = fingerprint[kind]
+    for name, kind, spec in sorted(streams, key=lambda stream: stream[1] != "vision"):  # faces first, as always
+        title = ("Vision encoder" if kind == "vision" else "Audio encoder") + (
+            "" if name in ("video", "audio") else f" of the `{name}` stream")
         where = f"{'foldK/' if folds else ''}{encoders.get(kind)}/"
         tuned = f"; fine-tuned weights in `{where}`" if encoders.get(kind) else " (frozen)"
         revision = f" @ {spec['revision']}" if spec.get("revision") else ""
         if kind == "vision":
-            lines.append(f"- **Vision encoder**: `{spec['id']}`{revision}, {spec.get('dim')}-dim tokens{tuned}; "
+            lines.append(f"- **{title}**: `{spec['id']}`{revision}, {spec.get('dim')}-dim tokens{tuned}; "
                          f"{fingerprint.get('frames')} frames per clip, face crops with margin "
                          f"{fingerprint.get('crop_margin')} at {spec.get('image_size')} px.")
         else:
-            lines.append(f"- **Audio encoder**: `{spec['id']}`{revision}, {spec.get('dim')}-dim tokens{tuned}; "
+            lines.append(f"- **{title}**: `{spec['id']}`{revision}, {spec.get('dim')}-dim tokens{tuned}; "
                          f"{fingerprint.get('sample_rate')} Hz audio.")
     if config.get("clip_seconds"):
         lines.append(f"- **Clip length**: the training clips' analysed spans have a median of "
@@ -364,7 +376,7 @@ def _usage(run: Path, config: dict, folds: list[str]) -> str:
     model = f"{name}/{folds[0]}" if folds else name
     files = {"av": "a video or audio file", "video": "a video file", "audio": "an audio or video file"}
     lines = ["```bash",
-             f"dfer predict FILE --model {model}          # {files[config['heads']['modalities']]}, or a folder",
+             f"dfer predict FILE --model {model}          # {files[mode_of(INPUTS[k] for _, k, _ in run_streams(config))]}, or a folder",
              f"dfer predict FILE --model {model} --json   # labels and probabilities as JSON",
              f"dfer evaluate {model} --store {config['store']}   # scores its test clips again",
              f"dfer serve --model {model}                 # a page and an HTTP API",

@@ -38,7 +38,7 @@ import zarr
 from dfer.data.clip import DatasetListing
 from dfer.errors import DferError
 from dfer.store import fingerprint as fp
-from dfer.store.schema import FORMAT, INFO_PREFIX, LISTING_DTYPES, READABLE_FORMATS, Layout, array_specs
+from dfer.store.schema import INFO_PREFIX, LISTING_DTYPES, READABLE_FORMATS, Layout, array_specs
 
 
 FORMAT_1_DEFAULTS = {"token_dtype": "float16"}  # what a store of format 1 holds without saying so
@@ -153,17 +153,17 @@ class ClipStore:
                 "dataset": listing.name,
                 "classes": list(listing.classes),
                 "protocol": listing.protocol,
-                "layout": layout.__dict__,
+                "layout": layout.record(),
                 "fingerprint": fingerprint,
                 "shard_clips": K,
-                "format": FORMAT,
+                "format": layout.format,
             }
         )
         return cls(path, group)
 
     def check_matches(self, fingerprint: dict, layout: Layout, listing: DatasetListing) -> None:
         fp.check(self.path, fingerprint, self.fingerprint)
-        fp.check(self.path, {"layout": layout.__dict__}, {"layout": self.layout.__dict__})
+        fp.check(self.path, {"layout": layout.record()}, {"layout": self.layout.record()})
         ids = [c.clip_id for c in listing.clips]
         stored = self.clip_ids
         if (self.attrs["dataset"], ids) != (listing.name, stored):
@@ -195,7 +195,7 @@ class ClipStore:
 
     @property
     def layout(self) -> Layout:
-        return Layout(**self.group.attrs["layout"])
+        return Layout.from_record(self.group.attrs["layout"])
 
     @property
     def shard_clips(self) -> int:

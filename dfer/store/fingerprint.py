@@ -21,9 +21,10 @@ from dfer.encoders.build import seed_of
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.faces.settings import FRAME_SHORT_SIDE, LEGACY_FACES, FaceSettings
 from dfer.store.schema import Layout
+from dfer.streams import HISTORIC, INPUTS, Stream
 
 
-TOKEN_FIELDS = ("vision", "audio", "frames", "sample_rate", "crop_margin")  # what decides a store's tokens
+TOKEN_FIELDS = ("vision", "audio", "streams", "frames", "sample_rate", "crop_margin")  # what decides a store's tokens
 # Fields added after the first stores, with what a record without them meant: stores before the speaker choice cropped
 # the largest face, stores before int8 tokens held float16, adapters had no options. The face settings' absence is
 # FaceSettings' own (LEGACY_FACES).
@@ -39,8 +40,11 @@ class Fingerprint:
     """The settings a store's tokens (and the media it keeps) were made with."""
 
     dfer_version: str
-    vision: dict  # the vision encoder's `describe()`: spec (`id`), revision, token shapes
-    audio: dict  # the audio encoder's
+    # A store of the two historic streams records their encoders' `describe()` (spec `id`, revision, token shapes) as
+    # `vision` (the stream `video`) and `audio` (the stream `audio`), as every store before streams were data did;
+    # any other store records `streams`: stream -> {"kind": its encoder's kind, **its `describe()`}, in name order.
+    vision: dict | None
+    audio: dict | None
     frames: int
     sample_rate: int
     crop_margin: float
@@ -50,6 +54,7 @@ class Fingerprint:
     face_track: str = LATER_FIELDS["face_track"]
     faces: FaceSettings = LEGACY_FACES
     dataset_options: dict = field(default_factory=dict)
+    streams: dict | None = None
     unrecorded: frozenset[str] = frozenset()  # LATER_FIELDS its record lacks: `to_dict` leaves them out again
 
     @classmethod
@@ -59,15 +64,24 @@ class Fingerprint:
         unknown = set(record) - known - {"face_detect", "frame_short_side"}
         if unknown:
             raise ValueError(f"a fingerprint with fields this dfer does not know: {', '.join(sorted(unknown))}")
-        return cls(**{key: value for key, value in record.items() if key in known}, faces=FaceSettings.of(record),
-                   unrecorded=frozenset(LATER_FIELDS) - set(record))
+        values = {"vision": None, "audio": None, **{key: value for key, value in record.items() if key in known}}
+        return cls(**values, faces=FaceSettings.of(record), unrecorded=frozenset(LATER_FIELDS) - set(record))
+
+    @classmethod
+    def of_encoders(cls, encoders: dict[str, tuple[str, dict]], **settings) -> Fingerprint:
+        """The fingerprint of a store of these streams (stream -> (encoder kind, its `describe()`)): the historic two
+        in their own fields, any others in `streams`."""
+        if {name: kind for name, (kind, _) in encoders.items()} == {HISTORIC[kind]: kind for kind in HISTORIC}:
+            return cls(vision=encoders["video"][1], audio=encoders["audio"][1], **settings)
+        streams = {name: {"kind": kind, **entry} for name, (kind, entry) in sorted(encoders.items())}
+        return cls(vision=None, audio=None, streams=streams, **settings)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as extraction writes it, key for key and in its order: a record read back gives itself."""
+        encoders = {"streams": self.streams} if self.streams is not None else {"vision": self.vision, "audio": self.audio}
         record = {
             "dfer_version": self.dfer_version,
-            "vision": self.vision,
-            "audio": self.audio,
+            **encoders,
             "frames": self.frames,
             "sample_rate": self.sample_rate,
             "crop_margin": self.crop_margin,
@@ -81,26 +95,33 @@ class Fingerprint:
         return {key: value for key, value in record.items() if key not in self.unrecorded}
 
     @property
-    def encoders(self) -> dict[str, dict]:
-        """Encoder kind ("vision", "audio") -> its entry, what `dfer.encoders.rebuild_encoder` takes."""
-        return {"vision": self.vision, "audio": self.audio}
+    def encoders(self) -> dict[str, tuple[str, dict]]:
+        """Stream -> (its encoder's kind, "vision" or "audio"; its entry, what `dfer.encoders.rebuild_encoder` takes)."""
+        if self.streams is None:
+            return {"audio": ("audio", self.audio), "video": ("vision", self.vision)}
+        return {name: (entry["kind"], {key: value for key, value in entry.items() if key != "kind"})
+                for name, entry in self.streams.items()}
+
+    def stream_shapes(self) -> tuple[Stream, ...]:
+        """The store's streams as heads are built for them, in name order."""
+        return tuple(Stream.of_encoder(name, kind, entry) for name, (kind, entry) in self.encoders.items())
 
     @property
     def seed(self) -> int:
-        """The one `--seed` that rebuilds the store's random encoders (extraction takes a single seed for both)."""
-        seeds = {seed_of(entry) for entry in self.encoders.values() if str(entry["id"]).startswith(RANDOM_PREFIX)}
+        """The one `--seed` that rebuilds the store's random encoders (extraction takes a single seed for all)."""
+        seeds = {seed_of(entry) for _, entry in self.encoders.values() if str(entry["id"]).startswith(RANDOM_PREFIX)}
         if len(seeds) > 1:
-            raise ValueError(f"the store's vision and audio encoders were built with different seeds {sorted(seeds)}")
+            raise ValueError(f"the store's encoders were built with different seeds {sorted(seeds)}")
         return seeds.pop() if seeds else 0
 
     def layout(self) -> Layout:
         """The arrays of the store these settings make."""
-        return Layout.from_settings(self.frames, self.vision, self.audio, self.max_seconds, self.keep_media,
+        return Layout.from_settings(self.frames, self.encoders, self.max_seconds, self.keep_media, self.sample_rate,
                                     self.token_dtype)
 
     def prediction_layout(self) -> Layout:
         """What a file is encoded into to be predicted: the tokens only (no face crops nor waveform), in float16."""
-        return Layout.from_settings(self.frames, self.vision, self.audio, self.max_seconds, keep_media=False)
+        return Layout.from_settings(self.frames, self.encoders, self.max_seconds, False, self.sample_rate)
 
     @property
     def decode_short_side(self) -> int:
@@ -114,8 +135,10 @@ class Fingerprint:
         ones with its seed), frames, audio, crops and exact face settings, and its adapter's options when the clips
         are listed by the same adapter (`same_dataset`; another adapter would not know them). The token dtype is
         left to ExtractConfig's default."""
+        encoders = ({"streams": {name: f"{INPUTS[kind]}:{entry['id']}" for name, (kind, entry) in self.encoders.items()}}
+                    if self.streams is not None else {"vision": self.vision["id"], "audio": self.audio["id"]})
         return {
-            "vision": self.vision["id"], "audio": self.audio["id"], "seed": self.seed,
+            **encoders, "seed": self.seed,
             "frames": self.frames, "sample_rate": self.sample_rate, "crop_margin": self.crop_margin,
             "max_seconds": self.max_seconds, "keep_media": self.keep_media,
             "face_track": self.face_track, "faces": self.faces,
@@ -149,7 +172,7 @@ def check(store_path: object, expected: dict[str, Any], found: dict[str, Any],
           fields: tuple[str, ...] | None = None) -> None:
     """Raise FingerprintMismatch naming every differing field (of the top-level `fields` only, when given)."""
     if fields is not None:
-        expected, found = ({key: tree[key] for key in fields} for tree in (expected, found))
+        expected, found = ({key: tree[key] for key in fields if key in tree} for tree in (expected, found))
     lines = differences(expected, found)
     if lines:
         raise FingerprintMismatch(

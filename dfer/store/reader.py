@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.data.names import display_names
+from dfer.streams import PRESENT
 
 CLIP_OUTCOME = ("done", "error", "note", "has_video", "has_audio", "duration")  # per clip, from extraction
 
@@ -57,12 +58,13 @@ class CacheReader:
         raise NotImplementedError
 
     def tokens(self, stream: str, index: int) -> np.ndarray:
-        """One clip's `stream` ("video" or "audio") encoder tokens as float32, decoded as the heads read them:
-        (T, N, D) video, (Ta_max, Da) audio, whose first `audio/length` rows hold tokens (the rest is padding)."""
+        """One clip's `stream` encoder tokens as float32, decoded as the heads read them: (T, N, D) of a grid stream
+        (`video`), (Ta_max, D) of a sequence (`audio`), whose first `<stream>/length` rows hold tokens (the rest is
+        padding)."""
         # schema pulls in torch and zarr's codecs: only a reader of tokens pays for them, not `dfer info`
-        from dfer.store.schema import SCALE_SUFFIXES, TOKEN_ARRAYS, decode_tokens
+        from dfer.store.schema import SCALE_SUFFIXES, decode_tokens, tokens_array
 
-        name = TOKEN_ARRAYS[stream]
+        name = tokens_array(stream)
         scales = [self.read(name + suffix, index) for suffix in SCALE_SUFFIXES] if self.token_dtype == "int8" else []
         return decode_tokens(self.read(name, index), *scales)
 
@@ -86,16 +88,19 @@ class CacheReader:
         return [*listing, *(f"info/{key}" for key in self.members("info")), *CLIP_OUTCOME]
 
     def clip(self, index: int) -> dict:
-        """Clip `index`: its row of `clips` (plain Python values, read for this clip alone) and its decoded tokens,
-        "video/tokens" (T, N, D) and "audio/tokens" (Ta, Da) cut to `audio/length`; None for a stream the clip does
-        not have."""
+        """Clip `index`: its row of `clips` (plain Python values, read for this clip alone) and each stream's decoded
+        tokens, e.g. "video/tokens" (T, N, D) and "audio/tokens" (Ta, D) cut to `audio/length`; None for a stream the
+        clip does not have."""
         row = {name: np.asarray(self.read(name, index)).item() for name in self.listed_arrays()}
         label = int(row["label"])
         known = 0 <= label < len(self.classes)
         row["class"], row["name"] = (self.classes[label], self.display_names[label]) if known else ("", "")
-        row["video/tokens"] = self.tokens("video", index) if row["has_video"] else None
-        length = int(self.read("audio/length", index))
-        row["audio/tokens"] = self.tokens("audio", index)[:length] if row["has_audio"] else None
+        for stream in self.streams:
+            has = row[PRESENT[stream.input]]
+            tokens = self.tokens(stream.name, index) if has else None
+            if has and stream.tokens == "sequence":
+                tokens = tokens[:int(self.read(f"{stream.name}/length", index))]
+            row[f"{stream.name}/tokens"] = tokens
         return row
 
     def __len__(self) -> int:
@@ -121,6 +126,14 @@ class CacheReader:
     @property
     def fingerprint(self) -> dict:
         return dict(self.attrs["fingerprint"])
+
+    @property
+    def streams(self) -> tuple:
+        """The store's streams (`dfer.streams.Stream`), in name order: `audio` and `video` in a store of format 3 or
+        older."""
+        from dfer.store.fingerprint import Fingerprint  # imports the encoders' builder: only when asked
+
+        return Fingerprint.from_dict(self.fingerprint).stream_shapes()
 
     @property
     def layout(self) -> dict:

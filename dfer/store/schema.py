@@ -20,26 +20,37 @@ import numpy as np
 import torch
 from zarr.codecs import BloscCodec
 
-FORMAT = "dfer-cache/3"  # the root attribute `format`; written last, so a store without it is unfinished
-# Formats this code reads (and resumes): 2 is 3 with a chunk file per clip instead of shards (3 added the root
-# attribute `shard_clips`); 1 is 2 with float16 tokens (2 added `token_dtype` int8).
-READABLE_FORMATS = ("dfer-cache/1", "dfer-cache/2", FORMAT)
+from dfer.streams import Stream
+
+FORMAT = "dfer-cache/4"  # the root attribute `format`; written last, so a store without it is unfinished
+# A store of the two historic streams, `video` of a vision encoder and `audio` of an audio encoder (`dfer.streams`),
+# is written in format 3, array for array and attribute for attribute as before streams were data, so today's
+# commands give today's stores; any other set of streams takes format 4, which records its streams (`Layout.tokens`).
+HISTORIC_FORMAT = "dfer-cache/3"
+# Formats this code reads (and resumes, each in its own format): 2 is 3 with a chunk file per clip instead of shards
+# (3 added the root attribute `shard_clips`); 1 is 2 with float16 tokens (2 added `token_dtype` int8).
+READABLE_FORMATS = ("dfer-cache/1", "dfer-cache/2", HISTORIC_FORMAT, FORMAT)
 
 # ----------------------------------------------------------------------------------------------- arrays
 
 
+class TokenArray(NamedTuple):
+    """One stream's tokens in a store: the input it reads and its per-clip shape, (T, N, D) for a grid, (Ta_max, D)
+    for a sequence."""
+
+    input: str
+    shape: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class Layout:
-    """The sizes that fix the arrays' shapes, derived from the encoders and the extraction settings."""
+    """The sizes that fix the arrays' shapes, derived from the streams' encoders and the extraction settings."""
 
     frames: int  # T
-    image_size: int  # S, the vision encoder's input side
-    num_tokens: int  # N patch tokens per frame
-    vision_dim: int  # D
-    audio_dim: int  # Da
-    audio_frames: int  # Ta_max, encoder frames in `max_seconds`
+    image_size: int  # S, the face crops' side (0: no stream reads faces)
     samples: int  # S_max, waveform samples in `max_seconds`
     keep_media: bool
+    tokens: dict[str, TokenArray]  # stream -> its tokens, in name order
     token_dtype: str = "float16"  # one of TOKEN_DTYPES; stores of format 1 have no such field and hold float16
 
     def __post_init__(self):
@@ -47,20 +58,60 @@ class Layout:
             raise ValueError(f"token dtype {self.token_dtype!r} is not one of {', '.join(TOKEN_DTYPES)}")
 
     @classmethod
-    def from_settings(cls, frames: int, vision: dict, audio: dict, max_seconds: float, keep_media: bool,
-                      token_dtype: str = "float16") -> Layout:
-        return cls(
-            frames=frames,
-            image_size=vision["image_size"],
-            num_tokens=vision["num_tokens"],
-            vision_dim=vision["dim"],
-            audio_dim=audio["dim"],
-            # +1: a span of exactly max_seconds can round up to one more encoder frame
-            audio_frames=math.ceil(max_seconds / audio["frame_seconds"]) + 1,
-            samples=round(max_seconds * audio["sample_rate"]),
-            keep_media=keep_media,
-            token_dtype=token_dtype,
-        )
+    def from_settings(cls, frames: int, encoders: dict[str, tuple[str, dict]], max_seconds: float, keep_media: bool,
+                      sample_rate: int = 16000, token_dtype: str = "float16") -> Layout:
+        """encoders: stream -> (its encoder's kind, "vision" or "audio"; its `describe()` record)."""
+        tokens, image_size = {}, 0
+        for name, (kind, entry) in sorted(encoders.items()):
+            if kind == "vision":
+                if image_size and entry["image_size"] != image_size:
+                    raise ValueError(f"stream {name!r} takes {entry['image_size']} px face crops and another stream "
+                                     f"{image_size} px: the streams of one store share its crops")
+                image_size = entry["image_size"]
+                tokens[name] = TokenArray("face", (frames, entry["num_tokens"], entry["dim"]))
+            else:
+                # +1: a span of exactly max_seconds can round up to one more encoder frame
+                tokens[name] = TokenArray("waveform", (math.ceil(max_seconds / entry["frame_seconds"]) + 1, entry["dim"]))
+                sample_rate = entry["sample_rate"]
+        return cls(frames=frames, image_size=image_size, samples=round(max_seconds * sample_rate),
+                   keep_media=keep_media, tokens=tokens, token_dtype=token_dtype)
+
+    @property
+    def inputs(self) -> set[str]:
+        """The inputs the streams read: "face", "waveform" or both."""
+        return {array.input for array in self.tokens.values()}
+
+    @property
+    def historic(self) -> bool:
+        """The two streams of every store before format 4 (see HISTORIC_FORMAT)."""
+        return {name: array.input for name, array in self.tokens.items()} == {"audio": "waveform", "video": "face"}
+
+    @property
+    def format(self) -> str:
+        return HISTORIC_FORMAT if self.historic else FORMAT
+
+    def record(self) -> dict:
+        """The store's root attribute `layout`: format 3's fields for the historic streams, key for key."""
+        if self.historic:
+            (audio_frames, audio_dim), (_, num_tokens, vision_dim) = self.tokens["audio"].shape, self.tokens["video"].shape
+            return {"frames": self.frames, "image_size": self.image_size, "num_tokens": num_tokens,
+                    "vision_dim": vision_dim, "audio_dim": audio_dim, "audio_frames": audio_frames,
+                    "samples": self.samples, "keep_media": self.keep_media, "token_dtype": self.token_dtype}
+        return {"frames": self.frames, "image_size": self.image_size, "samples": self.samples,
+                "keep_media": self.keep_media, "token_dtype": self.token_dtype,
+                "tokens": {name: {"input": array.input, "shape": list(array.shape)} for name, array in self.tokens.items()}}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Layout:
+        """A store's `layout` attribute, of any format (format 1's lacks the token dtype: float16)."""
+        record = {"token_dtype": "float16", **record}
+        if "tokens" in record:
+            tokens = {name: TokenArray(array["input"], tuple(array["shape"])) for name, array in record["tokens"].items()}
+        else:
+            tokens = {"audio": TokenArray("waveform", (record["audio_frames"], record["audio_dim"])),
+                      "video": TokenArray("face", (record["frames"], record["num_tokens"], record["vision_dim"]))}
+        return cls(frames=record["frames"], image_size=record["image_size"], samples=record["samples"],
+                   keep_media=record["keep_media"], tokens=tokens, token_dtype=record["token_dtype"])
 
 
 class ArraySpec(NamedTuple):
@@ -74,16 +125,27 @@ class ArraySpec(NamedTuple):
 
 
 TOKEN_DTYPES = ("float16", "int8")  # see encode_tokens
-TOKEN_ARRAYS = {"video": "video/tokens", "audio": "audio/tokens"}  # stream -> its encoder tokens
 SCALE_SUFFIXES = ("_scale", "_offset")  # int8 tokens: `<tokens>_scale` and `<tokens>_offset` beside the codes
 TOKENS_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")  # shuffled float16 compresses ~1.3-2x
 MEDIA_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")  # fast on images and int16 audio
-MEDIA_ARRAYS = {"video": "video/faces", "audio": "audio/waveform"}  # stream -> the media stage 3 reads (--keep-media)
+# input -> the media stage 3 reads (--keep-media). The inputs' arrays keep the groups they always had: `video/` holds
+# the face track, `audio/` the waveform; each stream's tokens are under its own name.
+MEDIA_ARRAYS = {"face": "video/faces", "waveform": "audio/waveform"}
+
+
+def tokens_array(stream: str) -> str:
+    """The store array of a stream's tokens."""
+    return f"{stream}/tokens"
+
+
+def length_array(stream: str) -> str:
+    """The store array of a sequence stream's valid tokens per clip."""
+    return f"{stream}/length"
 
 
 def array_specs(layout: Layout) -> dict[str, ArraySpec]:
     """Per-clip arrays, each chunked one clip per chunk, the chunks grouped into shard files (`dfer.store.clip_store`):
-    name -> spec."""
+    name -> spec. The face track's arrays where a stream reads faces, the waveform's where one reads it."""
     T, L = layout.frames, layout
     specs = {
         "done": ArraySpec((), "bool", False),
@@ -93,26 +155,31 @@ def array_specs(layout: Layout) -> dict[str, ArraySpec]:
         "span": ArraySpec((2,), "float32", 0.0),
         "has_video": ArraySpec((), "bool", False),
         "has_audio": ArraySpec((), "bool", False),
-        "video/tokens": ArraySpec((T, L.num_tokens, L.vision_dim), L.token_dtype, 0, TOKENS_CODEC),
         "video/frame_time": ArraySpec((T,), "float32", 0.0),
-        "video/box": ArraySpec((T, 4), "float32", 0.0),
-        "video/landmarks": ArraySpec((T, 5, 2), "float32", 0.0),
-        "video/face_found": ArraySpec((T,), "bool", False),
-        "video/track_rank": ArraySpec((), "int16", -1),  # the cropped face track: 0 the largest; -1 none (no face, pre-cropped)
-        "video/track_count": ArraySpec((), "int16", 0),  # face tracks found in the clip
-        "video/speaker_score": ArraySpec((), "float32", float("nan")),  # the chosen track's mouth motion while voiced
-        "audio/tokens": ArraySpec((L.audio_frames, L.audio_dim), L.token_dtype, 0, TOKENS_CODEC),
-        "audio/length": ArraySpec((), "int32", 0),
-        "audio/num_samples": ArraySpec((), "int32", 0),
     }
-    if layout.token_dtype == "int8":
-        for name, spec in list(specs.items()):
-            if name in TOKEN_ARRAYS.values():  # (1, ..., 1, D): broadcasts against a clip's or a batch's codes
-                for suffix in SCALE_SUFFIXES:
-                    specs[name + suffix] = ArraySpec((*(1,) * (len(spec.shape) - 1), spec.shape[-1]), "float32", 0.0)
-    if layout.keep_media:
-        specs[MEDIA_ARRAYS["video"]] = ArraySpec((T, 3, L.image_size, L.image_size), "uint8", 0, MEDIA_CODEC)
-        specs[MEDIA_ARRAYS["audio"]] = ArraySpec((L.samples,), "int16", 0, MEDIA_CODEC)
+    if "face" in layout.inputs:
+        specs.update({
+            "video/box": ArraySpec((T, 4), "float32", 0.0),
+            "video/landmarks": ArraySpec((T, 5, 2), "float32", 0.0),
+            "video/face_found": ArraySpec((T,), "bool", False),
+            "video/track_rank": ArraySpec((), "int16", -1),  # the cropped face track: 0 the largest; -1 none (no face, pre-cropped)
+            "video/track_count": ArraySpec((), "int16", 0),  # face tracks found in the clip
+            "video/speaker_score": ArraySpec((), "float32", float("nan")),  # the chosen track's mouth motion while voiced
+        })
+    if "waveform" in layout.inputs:
+        specs["audio/num_samples"] = ArraySpec((), "int32", 0)
+    for stream, array in layout.tokens.items():
+        specs[tokens_array(stream)] = ArraySpec(array.shape, L.token_dtype, 0, TOKENS_CODEC)
+        if layout.token_dtype == "int8":  # (1, ..., 1, D): broadcasts against a clip's or a batch's codes
+            for suffix in SCALE_SUFFIXES:
+                specs[tokens_array(stream) + suffix] = ArraySpec((*(1,) * (len(array.shape) - 1), array.shape[-1]),
+                                                                 "float32", 0.0)
+        if array.input == "waveform":
+            specs[length_array(stream)] = ArraySpec((), "int32", 0)
+    if layout.keep_media and "face" in layout.inputs:
+        specs[MEDIA_ARRAYS["face"]] = ArraySpec((T, 3, L.image_size, L.image_size), "uint8", 0, MEDIA_CODEC)
+    if layout.keep_media and "waveform" in layout.inputs:
+        specs[MEDIA_ARRAYS["waveform"]] = ArraySpec((L.samples,), "int16", 0, MEDIA_CODEC)
     return specs
 
 
@@ -193,43 +260,34 @@ def decode_tokens(stored, scale=None, offset=None):
 # ---------------------------------------------------------------------------------------------- batches
 
 
-class Field(NamedTuple):
-    """Where a batch key comes from: the store array, and the stream whose models need it (None: every model)."""
-
-    array: str
-    stream: str | None
-
-
-# Stage 2 (`dfer train`, `dfer predict`): batch key -> field.
-TOKEN_BATCH = {
-    "video_tokens": Field("video/tokens", "video"),
-    "landmarks": Field("video/landmarks", "video"),
-    "face_found": Field("video/face_found", "video"),
-    "audio_tokens": Field("audio/tokens", "audio"),
-    "audio_length": Field("audio/length", "audio"),
-    "has_video": Field("has_video", None),
-    "has_audio": Field("has_audio", None),
-    "frame_time": Field("video/frame_time", None),
-    "label": Field("label", None),
-}
-TOKEN_KEYS = ("video_tokens", "audio_tokens")  # the batch keys holding encoded tokens (decode_tokens)
-# int8 stores add each token key's scale and offset: `video_tokens_scale` <- `video/tokens_scale`, ...
-INT8_BATCH = {key + suffix: Field(TOKEN_BATCH[key].array + suffix, TOKEN_BATCH[key].stream)
-              for key in TOKEN_KEYS for suffix in SCALE_SUFFIXES}
-
-# Stage 3 (`dfer finetune`): stage 2's keys with the tokens swapped for the media the encoders turn into them.
-MEDIA_BATCH = {
-    **{key: field for key, field in TOKEN_BATCH.items() if key not in (*TOKEN_KEYS, "audio_length")},
-    "faces": Field(MEDIA_ARRAYS["video"], "video"),
-    "waveform": Field(MEDIA_ARRAYS["audio"], "audio"),
-    "num_samples": Field("audio/num_samples", "audio"),
-}
+def batch_arrays(streams: Iterable[Stream], media: bool = False, token_dtype: str = "float16") -> dict[str, str]:
+    """Batch key -> store array for a model reading `streams`: stage 2's (`dfer train`, `dfer predict`) each stream's
+    `<stream>_tokens` (with an int8 store's `_scale` and `_offset`) and a sequence's `<stream>_length`; stage 3's
+    (`media`) the media its encoders read in their place (`faces`, `waveform` and `num_samples`). Beside them, the face
+    track where a stream reads faces, and what every model reads. Arrays of other streams are never read (an audio
+    model skips `video/tokens`, the largest array by far)."""
+    streams = list(streams)
+    inputs = {stream.input for stream in streams}
+    fields = {}
+    if "face" in inputs:
+        fields.update(landmarks="video/landmarks", face_found="video/face_found")
+    fields.update(has_video="has_video", has_audio="has_audio", frame_time="video/frame_time", label="label")
+    if media:
+        if "face" in inputs:
+            fields["faces"] = MEDIA_ARRAYS["face"]
+        if "waveform" in inputs:
+            fields.update(waveform=MEDIA_ARRAYS["waveform"], num_samples="audio/num_samples")
+        return fields
+    for stream in streams:
+        fields[f"{stream.name}_tokens"] = tokens_array(stream.name)
+        if token_dtype == "int8":
+            fields.update({f"{stream.name}_tokens{suffix}": tokens_array(stream.name) + suffix
+                           for suffix in SCALE_SUFFIXES})
+        if stream.input == "waveform":
+            fields[f"{stream.name}_length"] = length_array(stream.name)
+    return fields
 
 
-def batch_arrays(streams: Iterable[str], media: bool = False, token_dtype: str = "float16") -> dict[str, str]:
-    """Batch key -> store array for a model reading `streams` (e.g. ("video", "audio")): stage 3's fields with
-    `media`, else stage 2's (with the scales of a `token_dtype` int8 store). Arrays of other streams are never read
-    (an audio model skips `video/tokens`)."""
-    streams = set(streams)
-    fields = MEDIA_BATCH if media else {**TOKEN_BATCH, **(INT8_BATCH if token_dtype == "int8" else {})}
-    return {key: field.array for key, field in fields.items() if field.stream is None or field.stream in streams}
+def is_tokens_key(key: str) -> bool:
+    """A batch key holding a stream's encoded tokens (`decode_tokens`), not their scales."""
+    return key.endswith("_tokens")

@@ -48,7 +48,9 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
     fingerprint = {"dfer_version": dfer.__version__, "vision": vision, "audio": audio, "frames": frames,
                    "sample_rate": 16000, "crop_margin": 0.25, "max_seconds": 1.2, "keep_media": False,
                    "token_dtype": token_dtype}
-    layout = Layout(frames, vision["image_size"], grid * grid, dim, dim, audio_frames, 19200, False, token_dtype)
+    layout = Layout.from_record(dict(frames=frames, image_size=vision["image_size"], num_tokens=grid * grid,
+                                     vision_dim=dim, audio_dim=dim, audio_frames=audio_frames, samples=19200,
+                                     keep_media=False, token_dtype=token_dtype))
     store = ClipStore.create_or_open(path, fingerprint, layout, listing)
     for index, clip in enumerate(clips):
         has_video, has_audio = index % 6 != 5, index % 7 != 6

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dfer import distributed
-from dfer.streams import HISTORIC_STREAMS
+from dfer.streams import select
 from dfer.runs.report import BASELINES, comparison_table
 from dfer.store.reader import open_cache
 from dfer.train.config import TrainConfig
@@ -46,7 +46,8 @@ def baselines_for(store: Path, cfg: TrainConfig) -> list[Baseline]:
     has a classifier of its own and the heads see faces, then the linear probe."""
     probe_settings = probe_config_for(cfg)
     rows = []
-    if "video" in HISTORIC_STREAMS[cfg.modalities] and has_classifier(open_cache(store).fingerprint):
+    reader = open_cache(store)
+    if "video" in [stream.name for stream in select(reader.streams, cfg.modalities)] and has_classifier(reader.fingerprint):
         rows.append(Baseline(BASELINES["zeroshot"], "zeroshot", ZeroShotConfig(
             modalities=cfg.modalities, fold=cfg.fold, seed=cfg.seed, val_fraction=probe_settings.val_fraction),
             zeroshot))

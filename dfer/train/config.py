@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dfer.adapt.settings import LONE, SHRINK, check_adapt
 from dfer.heads import FUSIONS, HeadConfig
-from dfer.streams import MODES, historic
+from dfer.store.fingerprint import Fingerprint
+from dfer.streams import check_modalities, select
 from dfer.recipe import settings_from
 
 SELECT_METRICS = ("UAR", "WAR", "macro_f1", "weighted_f1")  # what may pick a best epoch (or a probe's C)
@@ -46,8 +47,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
-        if self.modalities not in MODES:
-            raise ValueError(f"modalities must be one of {tuple(MODES)}, not {self.modalities!r}")
+        check_modalities(self.modalities)
         if self.balance not in ("none", "sampler", "loss"):
             raise ValueError(f"balance must be none, sampler or loss, not {self.balance!r}")
         if self.select_metric not in SELECT_METRICS:
@@ -68,5 +68,6 @@ def make_config(recipe: Path | None = None, **overrides) -> TrainConfig:
 
 def head_config(fingerprint: dict, classes: list[str], train: TrainConfig) -> HeadConfig:
     """The heads' input sizes come from the cache's encoders; their own sizes from the recipe."""
-    return HeadConfig(streams=historic(fingerprint["vision"], fingerprint["audio"], train.modalities),
+    streams = select(Fingerprint.from_dict(fingerprint).stream_shapes(), train.modalities)
+    return HeadConfig(streams=streams,
                       num_classes=len(classes), fusion=train.fusion, modalities=train.modalities, **train.heads)

@@ -21,9 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dfer.distributed import ALONE, Ranks
-from dfer.streams import HISTORIC_STREAMS
-from dfer.inference.batch import collate, fields_for, finish
+from dfer.inference.batch import LENGTH_SUFFIX, collate, finish
+from dfer.adapt.moments import row_arrays, valid_tokens
 from dfer.store.reader import CacheReader
+from dfer.store.schema import batch_arrays, tokens_array
+from dfer.streams import PRESENT, select
 from dfer.train.splits import Split
 
 Statistics = Callable[[dict], dict] | None  # a batch -> the batch with its clips' adaptation statistics
@@ -89,7 +91,7 @@ class CachedClips(Dataset):
 
     def __init__(self, reader: CacheReader, indices: list[int], modalities: str, statistics: Statistics = None):
         self.reader, self.indices, self.statistics = reader, list(indices), statistics
-        self.fields = fields_for(modalities, reader.token_dtype)
+        self.fields = fields_for(reader, modalities)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -141,15 +143,14 @@ class ResidentClips:
                  statistics: Statistics = None):
         self.reader, self.indices, self.device = reader, list(indices), torch.device(device)
         self.statistics = statistics
-        fields = fields_for(modalities, reader.token_dtype)
+        fields = fields_for(reader, modalities)
         check_fits(resident_bytes(reader, self.indices, modalities), self.device)
         rows = np.asarray(self.indices, dtype=np.int64)
-        longest = audio_span(reader, rows) if "audio_tokens" in fields else 0
         self.arrays = {}
         for key, name in fields.items():
             values = reader.read_all(name)[rows]  # (n, ...)
-            if key == "audio_tokens":
-                values = values[:, :longest]  # (n, Ta_split, Da)
+            if key in sequence_keys(fields):
+                values = values[:, :span(reader, fields, key, rows)]  # (n, Ta_split, D)
             self.arrays[key] = torch.from_numpy(np.ascontiguousarray(values)).to(self.device)
         self.arrays["clip_row"] = torch.from_numpy(rows).to(self.device)
         self.labels = self.arrays["label"].cpu().numpy().astype(np.int64)  # (n,)
@@ -198,9 +199,21 @@ def clip_sets(reader: CacheReader, split: Split, modalities: str, resident: bool
             for part, indices in parts.items()}
 
 
-def audio_span(reader: CacheReader, rows: np.ndarray) -> int:
-    """The longest `audio/length` of clip `rows` (at least 1: a batch always has an audio axis)."""
-    return max(int(reader.read_all("audio/length")[rows].max(initial=0)), 1)
+def fields_for(reader: CacheReader, modalities: str) -> dict[str, str]:
+    """Batch key -> store array for a model of the store's streams `modalities` selects (`dfer.streams.select`)."""
+    return batch_arrays(select(reader.streams, modalities), token_dtype=reader.token_dtype)
+
+
+def sequence_keys(fields: dict[str, str]) -> set[str]:
+    """The batch keys of sequence streams' tokens (`<stream>_tokens` beside a `<stream>_length`)."""
+    return {key.removesuffix(LENGTH_SUFFIX) + "_tokens" for key in fields if key.endswith(LENGTH_SUFFIX)}
+
+
+def span(reader: CacheReader, fields: dict[str, str], key: str, rows: np.ndarray) -> int:
+    """The longest valid span of the sequence tokens `key` over clip `rows` (at least 1: a batch always has a time
+    axis)."""
+    lengths = fields[key.removesuffix("_tokens") + LENGTH_SUFFIX]
+    return max(int(reader.read_all(lengths)[rows].max(initial=0)), 1)
 
 
 def resident_bytes(reader: CacheReader, indices: list[int], modalities: str) -> int:
@@ -208,11 +221,12 @@ def resident_bytes(reader: CacheReader, indices: list[int], modalities: str) -> 
     tokens read): per clip, each needed array's row, the audio tokens up to these clips' longest span."""
     rows = np.asarray(indices, dtype=np.int64)
     total = 0
-    for key, name in fields_for(modalities, reader.token_dtype).items():
+    fields = fields_for(reader, modalities)
+    for key, name in fields.items():
         array = reader.handle[name]
         shape = list(array.shape[1:])
-        if key == "audio_tokens":
-            shape[0] = audio_span(reader, rows)
+        if key in sequence_keys(fields):
+            shape[0] = span(reader, fields, key, rows)
         total += math.prod(shape) * np.dtype(array.dtype).itemsize
     return (total + np.dtype(np.int64).itemsize) * len(rows)  # and each clip's `clip_row`
 
@@ -241,23 +255,20 @@ def check_fits(needed: int, device: torch.device) -> None:
 
 def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
                      max_clips: int = 256) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-dimension mean and std of each stream's valid tokens over (an evenly spaced subset of) the training clips:
-    audio frames inside `audio/length`, video tokens of frames with a detected face."""
-    streams = HISTORIC_STREAMS[modalities]
+    """Per-dimension mean and std of each stream's valid tokens (`dfer.adapt.moments.valid_tokens`: a sequence's
+    frames inside its length, a grid's tokens of frames with a detected face) over (an evenly spaced subset of) the
+    training clips."""
+    streams = select(reader.streams, modalities)
     chosen = [indices[i] for i in np.linspace(0, len(indices) - 1, min(max_clips, len(indices))).astype(int)]
     sums: dict[str, list] = {}
     for index in chosen:
-        rows = {}
-        if "audio" in streams and reader.read("has_audio", index):
-            length = int(reader.read("audio/length", index))
-            rows["audio"] = reader.tokens("audio", index)[:length]  # (Ta, Da)
-        if "video" in streams and reader.read("has_video", index):
-            found = reader.read("video/face_found", index).astype(bool)
-            tokens = reader.tokens("video", index)[found]  # (T_found, N, D)
-            rows["video"] = tokens.reshape(-1, reader.layout["vision_dim"])  # (T_found*N, D)
-        for stream, x in rows.items():
+        for stream in streams:
+            row = {name: reader.read(name, index) for name in row_arrays(stream)}
+            if not row[PRESENT[stream.input]]:
+                continue
+            x = valid_tokens(stream, {**row, tokens_array(stream.name): reader.tokens(stream.name, index)})
             x = x.astype(np.float64)
-            total = sums.setdefault(stream, [0, 0.0, 0.0])
+            total = sums.setdefault(stream.name, [0, 0.0, 0.0])
             total[0] += len(x)
             total[1] = total[1] + x.sum(0)
             total[2] = total[2] + (x * x).sum(0)

@@ -35,7 +35,7 @@ from dfer.adapt.batches import GroupStatistics, prior_of
 from dfer.adapt.settings import LONE, PROTOCOLS, SHRINK, check_adapt
 from dfer.adapt.store_moments import moments_by_speaker
 from dfer.heads import LinearProbe
-from dfer.streams import MODES, historic
+from dfer.streams import check_modalities, select
 from dfer.heads.probe import adapt_features
 from dfer.inference.batch import collate, to_device
 from dfer.recipe import settings_from
@@ -66,8 +66,7 @@ class ProbeConfig:
     adapt_lone: float = LONE  # > 0: every fitting clip is fitted twice, as its speaker's and as a lone clip
 
     def __post_init__(self):
-        if self.modalities not in MODES:
-            raise ValueError(f"modalities must be one of {tuple(MODES)}, not {self.modalities!r}")
+        check_modalities(self.modalities)
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         if not self.c_grid or min(self.c_grid) <= 0:
@@ -127,8 +126,7 @@ class PooledClips:
     read every clip's tokens about 6 times (4 folds' fitting clips or validation clips, 1 fold's test clips)."""
 
     def __init__(self, reader: CacheReader, modalities: str):
-        streams = historic(reader.fingerprint["vision"], reader.fingerprint["audio"], modalities)
-        self.model = LinearProbe(streams, len(reader.classes), modalities)
+        self.model = LinearProbe(select(reader.streams, modalities), len(reader.classes), modalities)
         self.reader, self.rows = reader, {}  # clip row -> (features (F,), present (F,), label ())
 
     def __call__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:

@@ -17,8 +17,7 @@ from rich.console import Console
 from dfer import distributed
 from dfer.adapt.batches import speaker_split
 from dfer.adapt.settings import PROTOCOLS
-from dfer.heads import DferHeads
-from dfer.streams import HISTORIC_STREAMS
+from dfer.heads import DferHeads, HeadConfig
 from dfer.inference.score import predict
 from dfer.runs.card import write_card
 from dfer.runs.files import write_json
@@ -55,7 +54,8 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     config = run_config(reader, split, model="heads", train=cfg.to_dict(), heads=heads_config.to_dict())
     if resume and (run / "config.json").exists():
         previous = json.loads((run / "config.json").read_text())
-        if previous["split"] != config["split"] or previous["heads"] != config["heads"]:
+        same_heads = HeadConfig.from_dict(previous["heads"]) == heads_config  # a config.json of any format
+        if previous["split"] != config["split"] or not same_heads:
             raise ValueError(f"{run}: --resume needs the same store, split and heads as the run it continues")
     write_json(run / "config.json", config)
     if show:
@@ -68,7 +68,7 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     statistics = None
     if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
         parts = {part: getattr(split, part) for part in ("train", "val", "test")}
-        prior, statistics = speaker_split(reader, HISTORIC_STREAMS[cfg.modalities], parts, cfg.adapt_shrink, cfg.adapt_lone)
+        prior, statistics = speaker_split(reader, model.streams, parts, cfg.adapt_shrink, cfg.adapt_lone)
         prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in prior.items()}
     else:
         prior = token_statistics(reader, split.train, cfg.modalities)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dfer.store.reader import CacheReader
+from dfer.streams import PRESENT, select
 
 
 @dataclass
@@ -27,8 +28,8 @@ class Split:
 def usable_clips(reader: CacheReader, modalities: str) -> np.ndarray:
     """Done clips that carry the modality a model needs (an audio model cannot learn from a silent clip)."""
     done = reader.read_all("done").astype(bool)
-    has_video, has_audio = reader.read_all("has_video").astype(bool), reader.read_all("has_audio").astype(bool)
-    needed = {"av": has_video | has_audio, "audio": has_audio, "video": has_video}[modalities]
+    inputs = {stream.input for stream in select(reader.streams, modalities)}
+    needed = np.logical_or.reduce([reader.read_all(PRESENT[name]).astype(bool) for name in sorted(inputs)])
     return done & needed
 
 

@@ -29,7 +29,7 @@ from dfer import distributed
 from dfer.data.names import match_labels
 from dfer.encoders import rebuild_encoder
 from dfer.heads import ZeroShot
-from dfer.streams import MODES
+from dfer.streams import check_modalities
 from dfer.inference.batch import collate
 from dfer.inference.score import predict
 from dfer.recipe import settings_from
@@ -55,8 +55,7 @@ class ZeroShotConfig:
 
     def __post_init__(self):
         self.fold = str(self.fold)
-        if self.modalities not in MODES:
-            raise ValueError(f"modalities must be one of {tuple(MODES)}, not {self.modalities!r}")
+        check_modalities(self.modalities)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,7 +67,7 @@ def make_zeroshot_config(recipe: Path | None = None, **overrides) -> ZeroShotCon
 
 def has_classifier(fingerprint: dict) -> bool:
     """The store's vision encoder carries its own classifier (its fingerprint entry records the labels)."""
-    return bool(fingerprint["vision"].get("labels"))
+    return bool((fingerprint.get("vision") or {}).get("labels"))
 
 
 def zeroshot(store: Path, out: Path, cfg: ZeroShotConfig, show: bool = True) -> ProtocolResult:
@@ -90,8 +89,10 @@ def zeroshot(store: Path, out: Path, cfg: ZeroShotConfig, show: bool = True) -> 
 def vision_classifier(reader: CacheReader) -> torch.nn.Module:
     """The store's vision encoder's own classifier (a `TokenClassifier`), from the encoder its fingerprint names."""
     if not has_classifier(reader.fingerprint):
-        raise ValueError(f"{reader.path}: its vision encoder {reader.fingerprint['vision']['id']!r} has no classifier "
-                         "of its own to run zero-shot (the faceapi family has one: --preset lite)")
+        vision = (reader.fingerprint.get("vision") or {}).get("id")
+        raise ValueError(f"{reader.path}: zero-shot reads the `video` stream, whose vision encoder must have a "
+                         f"classifier of its own; this store's {vision!r} has no classifier of its own (the faceapi "
+                         "family has one: --preset lite)")
     return rebuild_encoder("vision", reader.fingerprint["vision"]).classifier
 
 
