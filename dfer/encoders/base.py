@@ -14,7 +14,7 @@ A family subclasses one of them and provides:
 - `forward`, `parts()` (how stage 3 trains it) and `save(path)` (a folder the builder reads back), both refused by
   `Weightless` for a family with no weights;
 - `family_fields()`, only where the fingerprint records more about the family (hf: and faceapi say which they are,
-  ge2e and hf: audio their layer);
+  ge2e and hf: audio their layer, egemaps its feature set and descriptor names);
 - `crop_margin` (vision), only where its network was trained on other crops than dfer's default;
 - `lora_targets()`, only where not every linear of its blocks should get an adapter.
 
