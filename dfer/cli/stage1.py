@@ -25,8 +25,9 @@ def extract(
                                          help="vision encoder spec: random:<arch>, hf:<id or path>, faceapi, a SigLIP2 "
                                          "hub id or a local folder (offline: a folder you downloaded)"),
     audio: Optional[str] = typer.Option(None, show_default="the preset's",
-                                        help="audio encoder spec: ge2e, mel, random:<arch>, hf:<id or path>[,layer=N], "
-                                        "a NeMo hub id, a .nemo file or a folder"),
+                                        help="audio encoder spec: ge2e, mel, egemaps (openSMILE's prosody descriptors; "
+                                        "its licence is for research, not commercial, use), random:<arch>, hf:<id or path>"
+                                        "[,layer=N], a NeMo hub id, a .nemo file or a folder"),
     frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16),
                                          help="frames sampled uniformly per clip"),
     batch: Optional[int] = typer.Option(None, show_default=RECIPE.format(8), help="clips per encoder call"),

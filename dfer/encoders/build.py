@@ -11,6 +11,7 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | `random:<arch>` | both | the default classes (SigLIP2 vision tower, NeMo FastConformer), random init, seeded |
 | `ge2e[,layer=N]` | audio | resemblyzer 0.1.4's pretrained GE2E LSTM, layer N (1..3, default 2), 256-d every 10 ms |
 | `mel` | audio | the FastConformer's NeMo log-mel front end, 80-d every 10 ms, no encoder (an ablation) |
+| `egemaps` | audio | openSMILE's eGeMAPS v02 descriptors (prosody), 25-d every 10 ms, no weights; research licence |
 | `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
 | `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
 | `faceapi` | vision | face-api.js's pretrained FaceExpressionNet (weights vendored from npm), 7x7 grid of 256-d tokens |
@@ -54,6 +55,7 @@ class Family(NamedTuple):
 FAMILIES: dict[str, Family] = {
     "ge2e": Family("audio", "dfer.encoders.ge2e:load_ge2e", options=("layer",)),
     "mel": Family("audio", "dfer.encoders.audio:load_mel"),
+    "egemaps": Family("audio", "dfer.encoders.egemaps:load_egemaps"),  # openSMILE: a research-only licence
     "faceapi": Family("vision", "dfer.encoders.faceapi:load_faceapi"),
 }
 

@@ -1,7 +1,8 @@
 """Which encoder weights train, at what learning rate, and how their activations are kept.
 
 Every encoder says what it is made of (`Encoder.parts`: a stem, a stack of L blocks, sometimes a final norm; the
-table of families is `dfer.encoders.base.Parts`). The `mel` family has no weights and is refused.
+table of families is `dfer.encoders.base.Parts`). A family with no weights (`mel`, `egemaps`:
+`dfer.encoders.base.Weightless`) is refused.
 
 - `all`: every encoder weight that makes tokens trains. `last:N`: the last N blocks and the final norm train, the
   rest is frozen. `lora:R`: rank-R LoRA adapters (peft) on the encoder's `lora_targets()`, everything else frozen;
