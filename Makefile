@@ -29,23 +29,19 @@ FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
 install: $(STAMP)
 
+# dfer with every extra ([all]) at the pinned versions: one resolver run over the pins and pyproject.toml's ranges, so
+# a pin outside its range fails here. Then the two test references with --no-deps (requirements-nodeps.txt says why).
 # Re-runs whenever a dependency file changes; pip skips what is already installed.
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-docs.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-docs.txt -e '.[all]'
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # The docs site (mkdocs.yml, docs/) into site/, strict: a broken link, include or reference fails the build.
-DOCS_STAMP := $(VENV)/.dfer-docs-installed
-docs: $(DOCS_STAMP)
+docs: install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
-
-$(DOCS_STAMP): requirements-docs.txt $(STAMP)
-	$(PY) -m pip install --quiet -r requirements-docs.txt
-	touch $(DOCS_STAMP)
 
 # Tests build their own stores in temporary folders, so they run side by side: one worker per core, at most four.
 test: install

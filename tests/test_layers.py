@@ -22,6 +22,7 @@ PACKAGE = REPO / "dfer"
 # packages of one layer do not import each other. "dfer" is the package's own __init__, which imports nothing.
 LAYERS = [
     {"dfer", "errors", "host_memory", "distributed", "recipe", "vendored"},
+    {"extras"},
     {"media"},
     {"data", "faces"},
     {"encoders"},

@@ -29,6 +29,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from dfer.encoders.base import Encoder
+from dfer.extras import require
 
 
 def make_trainable(encoder: Encoder, mode: str, number: int = 0, lora_alpha: float | None = None) -> None:
@@ -45,6 +46,7 @@ def make_trainable(encoder: Encoder, mode: str, number: int = 0, lora_alpha: flo
             module.requires_grad_(True)
     elif mode == "lora":
         targets = encoder.lora_targets()
+        require("LoRA fine-tuning (--unfreeze lora:R)", "hf", "peft")
         from peft import LoraConfig, inject_adapter_in_model
 
         config = LoraConfig(r=number, lora_alpha=lora_alpha or 2 * number, lora_dropout=0.0, bias="none",
