@@ -175,5 +175,14 @@ ge2e-weights:
 	cmp build/ge2e/wheel/Resemblyzer-0.1.4.dist-info/LICENSE $(GE2E_WEIGHTS)/LICENSE
 	@echo "$(GE2E_WEIGHTS): identical to resemblyzer 0.1.4"
 
+# The wheel, dist/dfer-<version>-py3-none-any.whl: pure Python, with the bundled models and the vendored weights as
+# package data (pyproject.toml's package-data); built in pip's isolated build environment, so it needs no .venv.
+# tests/test_wheel.py (slow) installs it, core only, into a fresh venv and runs `dfer predict` on a sample clip.
+wheel:
+	rm -rf dist build/lib build/bdist.*
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@$(PYTHON) -m zipfile -l dist/dfer-*-py3-none-any.whl | grep -E "weights/|models/" | awk '{print $$1}'
+	@ls -l dist/dfer-*-py3-none-any.whl | awk '{printf "%s: %.1f MB\n", $$NF, $$5 / 1e6}'
+
 clean:
-	rm -rf cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site
+	rm -rf dist cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site
