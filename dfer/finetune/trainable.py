@@ -125,7 +125,7 @@ def layer_groups(encoder: Encoder, lr: float, decay: float, weight_decay: float,
 def lora_merged(encoder: nn.Module) -> Iterator[None]:
     """Inside, every LoRA linear is replaced by a plain nn.Linear holding base + adapter weights (new tensors:
     nothing is merged in place, so training resumes with its exact weights afterwards). No-op without LoRA."""
-    if "peft" not in sys.modules:  # no adapter can exist before peft is imported
+    if sys.modules.get("peft") is None:  # no adapter can exist before peft is imported (or without it)
         yield
         return
     from peft.tuners.lora import LoraLayer
