@@ -87,6 +87,8 @@ class ONet(nn.Module):
 
 
 class Nets(NamedTuple):
+    """The three networks, in the order MTCNN's stages run them."""
+
     pnet: PNet
     rnet: RNet
     onet: ONet
