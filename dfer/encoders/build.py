@@ -18,6 +18,9 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
 | anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
 
+ge2e and faceapi need only the core install; the SigLIP2 and `hf:` families need the `[hf]` extra (transformers),
+the NeMo ones and `mel` the `[nemo]` extra: building one without it fails in one line naming the extra.
+
 Every encoder built is an `Encoder` (`dfer.encoders.base`). The families named by their spec are the `FAMILIES`
 registry below: a new one is its module and one line there.
 """
@@ -35,6 +38,7 @@ from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder
 from dfer.encoders.hub import cached, offline_unless_resolvable
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.errors import EncoderUnavailable
+from dfer.extras import require
 
 HF_PREFIX = "hf:"
 # The encoder fields that fix the shapes of the tokens heads are built for, by kind.
@@ -49,13 +53,15 @@ class Family(NamedTuple):
     kind: str
     loader: str  # "module:function", imported on first use
     options: tuple[str, ...] = ()  # the integer options its spec takes
+    needs: tuple[str, str] | None = None  # (module, extra): an optional package its loader imports
 
 
 # The named families. A new one needs its module (an `Encoder` subclass and its loader) and one line here.
 FAMILIES: dict[str, Family] = {
     "ge2e": Family("audio", "dfer.encoders.ge2e:load_ge2e", options=("layer",)),
-    "mel": Family("audio", "dfer.encoders.audio:load_mel"),
-    "egemaps": Family("audio", "dfer.encoders.egemaps:load_egemaps"),  # openSMILE: a research-only licence
+    "mel": Family("audio", "dfer.encoders.audio:load_mel", needs=("nemo", "nemo")),
+    # openSMILE: a research-only licence
+    "egemaps": Family("audio", "dfer.encoders.egemaps:load_egemaps", needs=("opensmile", "prosody")),
     "faceapi": Family("vision", "dfer.encoders.faceapi:load_faceapi"),
 }
 
@@ -72,6 +78,9 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
     retried."""
     if kind not in KINDS:
         raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
+    module, extra = _needs(kind, spec)
+    if module is not None:
+        require(f"the {kind} encoder {spec}", extra, module)
     repo = _hub_id(spec)
     if repo is None:
         return _build(kind, spec, seed, device, meta)
@@ -94,6 +103,18 @@ def _unavailable(kind: str, spec: str, reason: str) -> EncoderUnavailable:
     return EncoderUnavailable(f"{kind} encoder {spec}: could not get its weights from the Hugging Face hub ({reason}); "
                               f"download them where the hub can be reached and pass {local} instead: "
                               f"--{kind} /path/to/it")
+
+
+def _needs(kind: str, spec: str) -> tuple[str | None, str | None]:
+    """The optional package (module, extra) building `spec` imports: transformers for SigLIP2 and `hf:`, NeMo for
+    the FastConformer, a named family's own; (None, None) for one the core builds."""
+    family = _saved_family(spec)
+    if spec.startswith(HF_PREFIX) or family == "hf":
+        return "transformers", "hf"
+    name = family or spec.split(",")[0]
+    if name in FAMILIES:
+        return FAMILIES[name].needs or (None, None)
+    return ("transformers", "hf") if kind == "vision" else ("nemo", "nemo")
 
 
 def _hub_id(spec: str) -> str | None:
