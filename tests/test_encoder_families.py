@@ -88,7 +88,7 @@ def test_ge2e_save_load_round_trip_and_refuses_other_weights(tmp_path, ge2e, mon
         torch.testing.assert_close(loaded(wave, torch.tensor([3000]))[0], ge2e(wave, torch.tensor([3000]))[0])
     tampered = tmp_path / "pretrained.pt"
     tampered.write_bytes(b"not the shipped weights")
-    monkeypatch.setattr("dfer.encoders.ge2e.shipped_weights", lambda: tampered)
+    monkeypatch.setattr("dfer.encoders.ge2e.WEIGHTS", tampered)
     with pytest.raises(ValueError, match="SHA-256"):
         load_ge2e()
 

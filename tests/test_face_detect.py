@@ -183,6 +183,32 @@ def test_the_full_method_is_facenet_pytorchs_detect():
         np.testing.assert_allclose(d.points, np.asarray(q, np.float32)[keep] / scale, atol=0.05)
 
 
+def test_the_vendored_networks_are_facenet_pytorchs():
+    """dfer's PNet, RNet and ONet with the vendored weights give facenet-pytorch's own networks' outputs, bit for bit,
+    and a tampered weights file is refused."""
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    from dfer.faces.mtcnn import load_mtcnn
+
+    generator = torch.Generator().manual_seed(0)
+    ours = load_mtcnn()
+    for net, reference, size in zip(ours, (PNet(), RNet(), ONet()), (37, 24, 48)):
+        x = torch.rand(3, 3, size, size, generator=generator) * 2 - 1  # (N, 3, s, s) normalised pixels
+        with torch.no_grad():
+            for a, b in zip(net(x), reference.eval()(x)):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_tampered_mtcnn_weights_are_refused(tmp_path, monkeypatch):
+    from dfer.faces import mtcnn
+
+    for name in mtcnn.SHIPPED_SHA256:
+        (tmp_path / f"{name}.pt").write_bytes((mtcnn.WEIGHTS / f"{name}.pt").read_bytes()[:-1])
+    monkeypatch.setattr(mtcnn, "WEIGHTS", tmp_path)
+    with pytest.raises(ValueError, match="SHA-256 .* facenet-pytorch 2.6.0's pnet.pt"):
+        mtcnn.load_mtcnn()
+
+
 def test_the_area_table_resamples_as_adaptive_pooling_does():
     """MTCNN's pyramid levels and its RNet/ONet crops, read from the summed-area table, against PyTorch's pooling
     (what facenet-pytorch calls): whole images to small sizes (table lookups) and large ones (pooled), rectangles of

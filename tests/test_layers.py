@@ -21,7 +21,8 @@ PACKAGE = REPO / "dfer"
 # Low to high. A package (a folder under dfer/, or a module directly in it) imports only from lower layers; the
 # packages of one layer do not import each other. "dfer" is the package's own __init__, which imports nothing.
 LAYERS = [
-    {"dfer", "errors", "host_memory", "distributed", "recipe", "streams"},
+    {"dfer", "errors", "host_memory", "distributed", "recipe", "vendored", "streams"},
+    {"extras"},
     {"media"},
     {"data", "faces"},
     {"encoders"},

@@ -7,6 +7,7 @@ import typer
 from dfer import checks
 from dfer.cli.output import errors
 from dfer.cli.predict import parse_weights
+from dfer.extras import require
 from dfer.models import DEFAULT_MODELS
 from dfer.serve import DEFAULT_WORKERS, MAX_VIDEO_PIXELS
 
@@ -32,6 +33,7 @@ def serve(
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
     """Serve a run (or several fused) over HTTP: POST /predict, GET /health, /labels, /docs, a recording page at /."""
+    require("dfer serve", "serve", "fastapi", "fastapi_offline", "uvicorn")
     checks.model_inputs(model)
     weights = parse_weights(weights)
     import uvicorn

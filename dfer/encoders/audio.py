@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dfer.encoders.base import Parts, WaveformEncoder
+from dfer.encoders.base import Parts, WaveformEncoder, Weightless
 from dfer.encoders.presets import (
     AUDIO_ARCHS,
     FASTCONFORMER_PREPROCESSOR,
@@ -109,7 +109,7 @@ def padded_mel(preprocessor: nn.Module, waveform: torch.Tensor, length: torch.Te
     return preprocessor(input_signal=waveform, length=length.clamp(min=min_samples))
 
 
-class MelEncoder(WaveformEncoder):
+class MelEncoder(Weightless, WaveformEncoder):
     """The `mel` family, the encoder-free ablation: the FastConformer's own NeMo log-mel front end as the tokens.
 
     (B, S) waveform -> (B, Tm, 80) log-mel frames every 10 ms (25 ms windows), normalised per feature over each
@@ -130,13 +130,6 @@ class MelEncoder(WaveformEncoder):
         of silence, as the FastConformer's are."""
         mel, mel_length = padded_mel(self.preprocessor, waveform, length, 8 * self.hop)  # (B, 80, Tm), (B,)
         return mel.transpose(1, 2)[:, : int(mel_length.max())], mel_length  # (B, Tm, 80)
-
-    def parts(self) -> Parts:
-        raise ValueError("the mel audio family has no weights to fine-tune: fine-tune the video stream only, or "
-                         "train the heads with `dfer train`")
-
-    def save(self, path: str | Path) -> None:
-        raise ValueError("the mel audio family has no weights to save: its spec `mel` rebuilds it")
 
 
 def load_mel(meta: bool = False, device: str | torch.device = "cpu") -> MelEncoder:

@@ -11,9 +11,10 @@ the token shape and the fields that describe that shape:
 A family subclasses one of them and provides:
 - `spec` and `revision` (attributes): the spec it was built from and the identity of its weights;
 - the shape fields (attributes, or class attributes where they are fixed);
-- `forward`, `parts()` (how stage 3 trains it) and `save(path)` (a folder the builder reads back);
+- `forward`, `parts()` (how stage 3 trains it) and `save(path)` (a folder the builder reads back), both refused by
+  `Weightless` for a family with no weights;
 - `family_fields()`, only where the fingerprint records more about the family (hf: and faceapi say which they are,
-  ge2e and hf: audio their layer);
+  ge2e and hf: audio their layer, egemaps its feature set and descriptor names);
 - `crop_margin` (vision), only where its network was trained on other crops than dfer's default;
 - `lora_targets()`, only where not every linear of its blocks should get an adapter.
 
@@ -90,6 +91,22 @@ class Encoder(nn.Module, ABC):
             raise ValueError(f"lora adapters are for attention and MLP linears; the blocks of {self.spec} have none: "
                              "use --unfreeze all or last:N")
         return names
+
+
+class Weightless:
+    """A family whose tokens are computed, not learned (`mel`, `egemaps`): nothing for stage 3 to train or save, and
+    its spec alone rebuilds it. Listed before its kind's base (`class MelEncoder(Weightless, WaveformEncoder)`)."""
+
+    spec: str
+    kind: str
+
+    def parts(self) -> Parts:
+        raise ValueError(f"the {self.spec} {self.kind} family has no weights to fine-tune: fine-tune the other "
+                         "stream only, or train the heads with `dfer train`")
+
+    def save(self, path: str | Path) -> None:
+        raise ValueError(f"the {self.spec} {self.kind} family has no weights to save: its spec `{self.spec}` "
+                         "rebuilds it")
 
 
 class ImageEncoder(Encoder):

@@ -11,11 +11,15 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | `random:<arch>` | both | the default classes (SigLIP2 vision tower, NeMo FastConformer), random init, seeded |
 | `ge2e[,layer=N]` | audio | resemblyzer 0.1.4's pretrained GE2E LSTM, layer N (1..3, default 2), 256-d every 10 ms |
 | `mel` | audio | the FastConformer's NeMo log-mel front end, 80-d every 10 ms, no encoder (an ablation) |
+| `egemaps` | audio | openSMILE's eGeMAPS v02 descriptors (prosody), 25-d every 10 ms, no weights; research licence |
 | `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
 | `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
 | `faceapi` | vision | face-api.js's pretrained FaceExpressionNet (weights vendored from npm), 7x7 grid of 256-d tokens |
 | a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
 | anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
+
+ge2e and faceapi need only the core install; the SigLIP2 and `hf:` families need the `[hf]` extra (transformers),
+the NeMo ones and `mel` the `[nemo]` extra: building one without it fails in one line naming the extra.
 
 Every encoder built is an `Encoder` (`dfer.encoders.base`). The families named by their spec are the `FAMILIES`
 registry below: a new one is its module and one line there.
@@ -34,6 +38,7 @@ from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder
 from dfer.encoders.hub import cached, offline_unless_resolvable
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.errors import EncoderUnavailable
+from dfer.extras import require
 from dfer.streams import INPUTS
 
 HF_PREFIX = "hf:"
@@ -49,12 +54,15 @@ class Family(NamedTuple):
     kind: str
     loader: str  # "module:function", imported on first use
     options: tuple[str, ...] = ()  # the integer options its spec takes
+    needs: tuple[str, str] | None = None  # (module, extra): an optional package its loader imports
 
 
 # The named families. A new one needs its module (an `Encoder` subclass and its loader) and one line here.
 FAMILIES: dict[str, Family] = {
     "ge2e": Family("audio", "dfer.encoders.ge2e:load_ge2e", options=("layer",)),
-    "mel": Family("audio", "dfer.encoders.audio:load_mel"),
+    "mel": Family("audio", "dfer.encoders.audio:load_mel", needs=("nemo", "nemo")),
+    # openSMILE: a research-only licence
+    "egemaps": Family("audio", "dfer.encoders.egemaps:load_egemaps", needs=("opensmile", "prosody")),
     "faceapi": Family("vision", "dfer.encoders.faceapi:load_faceapi"),
 }
 
@@ -71,6 +79,9 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
     retried."""
     if kind not in KINDS:
         raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
+    module, extra = _needs(kind, spec)
+    if module is not None:
+        require(f"the {kind} encoder {spec}", extra, module)
     repo = _hub_id(spec)
     if repo is None:
         return _build(kind, spec, seed, device, meta)
@@ -93,6 +104,18 @@ def _unavailable(kind: str, spec: str, reason: str) -> EncoderUnavailable:
     return EncoderUnavailable(f"{kind} encoder {spec}: could not get its weights from the Hugging Face hub ({reason}); "
                               f"download them where the hub can be reached and pass {local} instead: "
                               f"--{kind} /path/to/it")
+
+
+def _needs(kind: str, spec: str) -> tuple[str | None, str | None]:
+    """The optional package (module, extra) building `spec` imports: transformers for SigLIP2 and `hf:`, NeMo for
+    the FastConformer, a named family's own; (None, None) for one the core builds."""
+    family = _saved_family(spec)
+    if spec.startswith(HF_PREFIX) or family == "hf":
+        return "transformers", "hf"
+    name = family or spec.split(",")[0]
+    if name in FAMILIES:
+        return FAMILIES[name].needs or (None, None)
+    return ("transformers", "hf") if kind == "vision" else ("nemo", "nemo")
 
 
 def _hub_id(spec: str) -> str | None:

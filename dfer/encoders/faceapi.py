@@ -33,7 +33,6 @@ stage 3, whose `last:N` counts the four dense blocks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from torch import nn
 from dfer.encoders.base import ImageEncoder, Parts
 from dfer.encoders.classifier import TokenClassifier
 from dfer.encoders.presets import local_revision
+from dfer.vendored import read_vendored
 
 SPEC = "faceapi"
 SAVE_FORMAT = "dfer.faceapi/1"
@@ -185,12 +185,10 @@ def read_tfjs_weights(manifest_path: Path, expected: dict[str, str] | None = SHI
 
     `expected`: file name -> SHA-256 each file read must have (None: unchecked)."""
     def read(path: Path) -> bytes:
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if expected is not None and expected.get(path.name) != digest:
-            raise ValueError(f"{path}: SHA-256 {digest} is not that of @vladmandic/face-api 1.7.15's {path.name} "
-                             f"({expected.get(path.name)}); reinstall dfer or run `make faceapi-weights`")
-        return data
+        if expected is None:
+            return path.read_bytes()
+        return read_vendored(path, expected.get(path.name), f"@vladmandic/face-api 1.7.15's {path.name}",
+                             "faceapi-weights")
 
     tensors = {}
     for group in json.loads(read(manifest_path)):

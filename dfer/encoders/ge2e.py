@@ -2,9 +2,9 @@
 
 GE2E (Wan et al., "Generalized end-to-end loss for speaker verification", ICASSP 2018) is a 3-layer LSTM (256 units)
 over 40 mel bands, trained on thousands of speakers. It is the one pretrained speech encoder this project can measure
-itself on without a model hub: the resemblyzer wheel ships its weights (`resemblyzer/pretrained.pt`, Apache-2.0).
-Only that file is read (with `weights_only=True`, its SHA-256 checked); resemblyzer itself is never imported, since
-its package import pulls in webrtcvad.
+itself on without a model hub: the resemblyzer 0.1.4 wheel ships its weights (`resemblyzer/pretrained.pt`,
+Apache-2.0), and dfer vendors that file unchanged (`dfer/encoders/weights/ge2e/`, read with `weights_only=True`, its
+SHA-256 checked). resemblyzer itself is only the tests' reference: its install needs webrtcvad, a C extension.
 
 Front end, exactly resemblyzer's `audio.wav_to_mel_spectrogram`: librosa's power mel spectrogram (not log) of the
 16 kHz waveform, 25 ms window (n_fft 400), 10 ms hop, 40 bands, centred frames. Frame j is centred on j x 10 ms.
@@ -24,8 +24,7 @@ without gradients; the LSTMs stay differentiable for stage 3.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from torch import nn
 
 from dfer.encoders.base import Parts, WaveformEncoder
 from dfer.encoders.presets import local_revision
+from dfer.vendored import read_vendored
 
 SAVE_FORMAT = "dfer.ge2e/1"
 SAMPLE_RATE = 16000
@@ -45,6 +45,7 @@ HIDDEN = 256
 LAYERS = 3
 DEFAULT_LAYER = 2  # the token layer (see the module docstring for why)
 SHIPPED_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"  # resemblyzer 0.1.4 pretrained.pt
+WEIGHTS = Path(__file__).parent / "weights" / "ge2e" / "pretrained.pt"
 
 
 def power_mel(wave: np.ndarray) -> np.ndarray:
@@ -54,15 +55,6 @@ def power_mel(wave: np.ndarray) -> np.ndarray:
     mel = librosa.feature.melspectrogram(y=np.asarray(wave, np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
                                          hop_length=HOP, n_mels=MEL_BANDS)  # (40, F)
     return mel.astype(np.float32).T
-
-
-def shipped_weights() -> Path:
-    """resemblyzer's `pretrained.pt`, found without importing the package (its import needs webrtcvad)."""
-    found = importlib.util.find_spec("resemblyzer")
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError("the ge2e encoder needs the resemblyzer 0.1.4 wheel for its weights: "
-                                "pip install --no-deps resemblyzer==0.1.4")
-    return Path(next(iter(found.submodule_search_locations))) / "pretrained.pt"
 
 
 class Ge2eEncoder(WaveformEncoder):
@@ -144,7 +136,7 @@ class Ge2eEncoder(WaveformEncoder):
 
 def load_ge2e(layer: int | None = None, folder: str | Path | None = None, device: str | torch.device = "cpu",
               meta: bool = False) -> Ge2eEncoder:
-    """Layers 1..`layer` (default 2) of resemblyzer's shipped weights, or a folder `save` wrote (its own layer)."""
+    """Layers 1..`layer` (default 2) of resemblyzer's weights (vendored), or a folder `save` wrote (its own layer)."""
     if folder is not None:
         from safetensors.torch import load_model
 
@@ -159,12 +151,9 @@ def load_ge2e(layer: int | None = None, folder: str | Path | None = None, device
     if meta:
         with torch.device("meta"):
             return Ge2eEncoder(layer)
-    path = shipped_weights()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != SHIPPED_SHA256:
-        raise ValueError(f"{path}: SHA-256 {digest} is not resemblyzer 0.1.4's pretrained.pt ({SHIPPED_SHA256})")
-    state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
-    encoder = Ge2eEncoder(layer, revision=f"sha256={digest}")
+    data = read_vendored(WEIGHTS, SHIPPED_SHA256, "resemblyzer 0.1.4's pretrained.pt", "ge2e-weights")
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)["model_state"]
+    encoder = Ge2eEncoder(layer, revision=f"sha256={SHIPPED_SHA256}")
     # The checkpoint also holds GE2E's similarity scale and bias (its training loss only), and the layers above N.
     wanted = encoder.state_dict().keys()
     encoder.load_state_dict({k: v for k, v in ((_layer_key(k), v) for k, v in state.items()) if k in wanted},

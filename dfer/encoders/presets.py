@@ -103,9 +103,9 @@ PRESETS: dict[str, EncoderPair] = {
 }
 
 
-# The preset every command defaults to (extract, params, the Makefile's PRESET): pretrained weights that pip
-# installs (face-api.js's FaceExpressionNet, vendored; resemblyzer's GE2E), so it works offline and on a CPU, and
-# its tokens are real ones, unlike tiny's random encoders; base and large need the hub and a GPU to be quick.
+# The preset every command defaults to (extract, params, the Makefile's PRESET): pretrained weights inside dfer's own
+# package (face-api.js's FaceExpressionNet and resemblyzer's GE2E, both vendored), so it works offline and on a CPU,
+# and its tokens are real ones, unlike tiny's random encoders; base and large need the hub and a GPU to be quick.
 DEFAULT_PRESET = "lite"
 
 

@@ -1,6 +1,7 @@
-"""Batched face detection with facenet-pytorch's MTCNN: every face in every frame, with its 5 landmarks.
+"""Batched face detection with MTCNN: every face in every frame, with its 5 landmarks.
 
-MTCNN's weights ship inside the facenet-pytorch package, so detection works offline. Every face is returned, because
+MTCNN's networks and weights (facenet-pytorch's, vendored: `dfer.faces.mtcnn`) ship inside dfer, so detection works
+offline. Every face is returned, because
 choosing which face to follow is the tracker's job (`dfer.faces.track`), not the detector's. All T frames of a clip go
 through in one call: they share a size, and MTCNN batches its image pyramid across them.
 
@@ -43,11 +44,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from facenet_pytorch import MTCNN
-from facenet_pytorch.models.utils.detect_face import (batched_nms, batched_nms_numpy, bbreg,
-                                                      fixed_batch_process, generateBoundingBox, pad, rerec)
+from torchvision.ops import batched_nms
 
 from dfer.faces.area import SHRINKS, AreaTable
+from dfer.faces.boxes import batched_nms_min, bbreg, in_batches, pad, pnet_boxes, rerec
+from dfer.faces.mtcnn import FACTOR, THRESHOLDS, load_mtcnn
 from dfer.faces.track import Detections
 
 DETECT_METHODS = ("large-first", "full")
@@ -114,7 +115,7 @@ class FaceDetector:
         self.device = torch.device(device)
         self.batch_frames = (CUDA_BATCH_FRAMES if self.device.type == "cuda" else 0) if batch_frames is None \
             else batch_frames
-        self.nets = _Nets(MTCNN(keep_all=True, device=self.device))
+        self.nets = _Nets(self.device)
         self.last_fallback_frames = 0  # frames the last call searched again with the full method
 
     @property
@@ -192,11 +193,11 @@ class FaceDetector:
 
 
 class _Nets:
-    """MTCNN's three networks (channels-last), its stage thresholds and pyramid factor; weights from facenet-pytorch."""
+    """MTCNN's three networks (channels-last), its stage thresholds and pyramid factor."""
 
-    def __init__(self, mtcnn: MTCNN):
-        self.thresholds, self.factor = mtcnn.thresholds, mtcnn.factor
-        self.pnet, self.rnet, self.onet = (_ChannelsLast(n) for n in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet))
+    def __init__(self, device: torch.device):
+        self.thresholds, self.factor = THRESHOLDS, FACTOR
+        self.pnet, self.rnet, self.onet = (_ChannelsLast(n) for n in load_mtcnn(device))
 
 
 def _grid(min_face: float, hw: tuple[int, int], factor: float = 0.709) -> list[float]:
@@ -217,7 +218,7 @@ def _proposals(area: AreaTable, scales: list[float], m: _Nets) -> tuple[torch.Te
         x = (area.resized((int(h * scale + 1), int(w * scale + 1))) - 127.5) * 0.0078125  # (T, 3, h', w')
         chunks = x.split(max(1, PNET_PIXELS // (x.shape[2] * x.shape[3])))  # one call's numbers, to float rounding
         reg, probs = (torch.cat(outputs) for outputs in zip(*(m.pnet(chunk) for chunk in chunks)))
-        b, i = generateBoundingBox(reg, probs[:, 1], scale, m.thresholds[0])
+        b, i = pnet_boxes(reg, probs[:, 1], scale, m.thresholds[0])
         pick = batched_nms(b[:, :4], b[:, 4], i, 0.5)
         boxes.append(b[pick]), image_inds.append(i[pick])
     if not boxes:
@@ -231,7 +232,7 @@ def _proposals(area: AreaTable, scales: list[float], m: _Nets) -> tuple[torch.Te
     boxes, image_inds = _inside(rerec(boxes), image_inds, w, h)
     if not len(boxes):
         return boxes, image_inds
-    out = fixed_batch_process(_crops(area, boxes, image_inds, 24), m.rnet)
+    out = in_batches(_crops(area, boxes, image_inds, 24), m.rnet)
     score = out[1][:, 1]
     ok = score > m.thresholds[1]
     boxes = torch.cat([boxes[ok, :4], score[ok, None]], dim=1)
@@ -247,7 +248,7 @@ def _refine(area: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor,
     boxes, image_inds = _inside(boxes, image_inds, w, h)
     if not len(boxes):
         return [_as_arrays(None, None) for _ in range(T)]
-    out = fixed_batch_process(_crops(area, boxes, image_inds, 48), m.onet)
+    out = in_batches(_crops(area, boxes, image_inds, 48), m.onet)
     reg, points, score = out[0], out[1], out[2][:, 1]  # (N, 4), (N, 10), (N,)
     ok = score > m.thresholds[2]
     boxes = torch.cat([boxes[ok, :4], score[ok, None]], dim=1)
@@ -256,7 +257,7 @@ def _refine(area: AreaTable, boxes: torch.Tensor, image_inds: torch.Tensor,
     points = torch.stack([bw[:, None] * points[:, :5] + boxes[:, :1] - 1,
                           bh[:, None] * points[:, 5:] + boxes[:, 1:2] - 1], dim=2)  # (n, 5, 2)
     boxes = bbreg(boxes, reg)
-    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+    pick = batched_nms_min(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
     boxes, image_inds, points = boxes[pick].cpu().numpy(), image_inds[pick].cpu().numpy(), points[pick].cpu().numpy()
     return [_as_arrays(boxes[image_inds == t], points[image_inds == t]) for t in range(T)]
 

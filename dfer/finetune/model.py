@@ -21,6 +21,7 @@ from torch import nn
 
 from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import ImageEncoder, WaveformEncoder
+from dfer.extras import installed
 from dfer.finetune.trainable import frozen_roots, lora_merged
 from dfer.heads import DferHeads
 from dfer.streams import read_by
@@ -125,7 +126,11 @@ def load_end_to_end(run: Path, device: str = "cpu") -> tuple[EndToEnd, dict]:
 
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """No transformers tqdm bars inside (it draws one per save and load, through the training progress bar)."""
+    """No transformers tqdm bars inside (it draws one per save and load, through the training progress bar); nothing
+    to quieten without transformers (the lite encoders)."""
+    if not installed("transformers"):
+        yield
+        return
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()

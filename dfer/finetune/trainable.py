@@ -1,7 +1,8 @@
 """Which encoder weights train, at what learning rate, and how their activations are kept.
 
 Every encoder says what it is made of (`Encoder.parts`: a stem, a stack of L blocks, sometimes a final norm; the
-table of families is `dfer.encoders.base.Parts`). The `mel` family has no weights and is refused.
+table of families is `dfer.encoders.base.Parts`). A family with no weights (`mel`, `egemaps`:
+`dfer.encoders.base.Weightless`) is refused.
 
 - `all`: every encoder weight that makes tokens trains. `last:N`: the last N blocks and the final norm train, the
   rest is frozen. `lora:R`: rank-R LoRA adapters (peft) on the encoder's `lora_targets()`, everything else frozen;
@@ -29,6 +30,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from dfer.encoders.base import Encoder
+from dfer.extras import require
 
 
 def make_trainable(encoder: Encoder, mode: str, number: int = 0, lora_alpha: float | None = None) -> None:
@@ -45,6 +47,7 @@ def make_trainable(encoder: Encoder, mode: str, number: int = 0, lora_alpha: flo
             module.requires_grad_(True)
     elif mode == "lora":
         targets = encoder.lora_targets()
+        require("LoRA fine-tuning (--unfreeze lora:R)", "hf", "peft")
         from peft import LoraConfig, inject_adapter_in_model
 
         config = LoraConfig(r=number, lora_alpha=lora_alpha or 2 * number, lora_dropout=0.0, bias="none",
@@ -123,7 +126,7 @@ def layer_groups(encoder: Encoder, lr: float, decay: float, weight_decay: float,
 def lora_merged(encoder: nn.Module) -> Iterator[None]:
     """Inside, every LoRA linear is replaced by a plain nn.Linear holding base + adapter weights (new tensors:
     nothing is merged in place, so training resumes with its exact weights afterwards). No-op without LoRA."""
-    if "peft" not in sys.modules:  # no adapter can exist before peft is imported
+    if sys.modules.get("peft") is None:  # no adapter can exist before peft is imported (or without it)
         yield
         return
     from peft.tuners.lora import LoraLayer

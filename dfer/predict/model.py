@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from dfer import checks
 from dfer.adapt.saved import load_statistics, save_statistics
 from dfer.errors import InputError
+from dfer.extras import require
 from dfer.predict.adapted import predict_adapted
 from dfer.predict.explain import explain_clip, explain_to
 from dfer.predict.predictor import OutputStems, Predictor, predict_paths
@@ -181,10 +182,8 @@ def to_frame(records: list[dict]) -> pd.DataFrame:
     """Records (of `Model.predict`, or timeline rows) as a pandas DataFrame: one row each, their fields as columns,
     `probs` spread into a column per label named `p_<label>` (as in predictions.csv and the timeline CSV); `labels`
     and `classes` (the same in every row) left out."""
-    try:
-        import pandas as pd  # optional: only this needs it
-    except ImportError as error:
-        raise ImportError("as_frame=True needs pandas (pip install pandas)") from error
+    require("as_frame=True", "pandas", "pandas")
+    import pandas as pd
     rows = []
     for record in records:
         row = {key: value for key, value in record.items() if key not in ("labels", "classes", "probs")}

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.tensorboard import SummaryWriter
 
 from dfer import distributed
 from dfer.distributed import ALONE, Ranks
+from dfer.extras import installed
 from dfer.heads import DferHeads
 from dfer.host_memory import keep_freed_memory
 from dfer.inference.batch import to_device
@@ -129,7 +129,7 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
     elif main and (not resume or not (run / "log.csv").exists()):
         with open(run / "log.csv", "w", newline="") as file:
             csv.writer(file).writerow(LOG_FIELDS)
-    writer = SummaryWriter(str(run / "tensorboard")) if main else None
+    writer = tensorboard_writer(run) if main else None
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         if state["stale"] >= cfg.patience:
@@ -193,11 +193,20 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
         with open(run / "log.csv", "a", newline="") as file:
             csv.DictWriter(file, LOG_FIELDS).writerow(row)
         for key in ("train_loss", "val_loss", "val_UAR", "val_WAR", "lr"):
-            if row[key] != "":
+            if writer and row[key] != "":
                 writer.add_scalar(key, row[key], epoch)
         if progress:
             progress.epoch_done(row)
-    if main:
+    if writer:
         writer.close()
     return state
 
+
+def tensorboard_writer(run: Path):
+    """A TensorBoard writer of RUN/tensorboard, or None without the `[tensorboard]` extra: RUN/log.csv has the same
+    figures either way, so training needs nothing more than the core."""
+    if not installed("tensorboard"):
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run / "tensorboard"))
