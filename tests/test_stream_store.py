@@ -103,3 +103,13 @@ def test_a_stream_spec_that_does_not_say_its_input_is_refused_in_one_line(tmp_pa
     assert isinstance(result.exception, ValueError)  # `dfer` prints it as one line (dfer.cli.main)
     assert "face:random:tiny or waveform:random:tiny" in str(result.exception)
     assert not (tmp_path / "s").exists()  # refused before anything was made
+
+
+def test_a_store_of_sound_alone_looks_for_no_face(tmp_path):
+    store = tmp_path / "hearing"
+    cli("extract", "manifest", FIXTURES / "manifest.csv", "--out", store, "--frames", 2, "--limit", 2,
+        "--stream", "speech=ge2e", "--stream", "spectrum=mel")
+    reader = open_cache(store)
+    assert [stream.name for stream in reader.streams] == ["spectrum", "speech"]
+    assert not reader.has("video/landmarks") and not reader.has("video/faces") and reader.has("audio/waveform")
+    assert reader.read_all("has_audio").all() and not reader.read_all("has_video").any()  # no face stream to read

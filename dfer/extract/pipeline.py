@@ -252,8 +252,9 @@ def _with_faces(pending: list[tuple[int, DecodedClip]], clips: list[Clip], cropp
             tracks[index] = whole_frame_track(decoded.frames, cropper.image_size, cropper.device)
         elif decoded.frames is not None:
             searched.append((index, decoded))
-    found = cropper.many([(d.frames, d.waveform, d.frame_time) for _, d in searched], sample_rate)
-    tracks.update((index, track) for (index, _), track in zip(searched, found))
+    if searched:
+        found = cropper.many([(d.frames, d.waveform, d.frame_time) for _, d in searched], sample_rate)
+        tracks.update((index, track) for (index, _), track in zip(searched, found))
     return [ClipInput(index, decoded, tracks.get(index), expects_audio=clips[index].audio is not None)
             for index, decoded in pending]
 
