@@ -35,7 +35,7 @@ install: $(STAMP)
 $(STAMP): requirements.txt requirements-docs.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-build-isolation -r requirements.txt -r requirements-docs.txt -e '.[all]'
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-docs.txt -e '.[all]'
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
