@@ -15,7 +15,7 @@ from dfer.store.reader import open_cache
 
 FIXTURES = Path(__file__).parent / "fixtures" / "acceptance"
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "cremad" / "VideoFlash"
-THREE = ["--stream", "face=faceapi", "--stream", "speech=ge2e", "--stream", "spectrum=mel"]
+THREE = ["--stream", "face=faceapi", "--stream", "speech=ge2e", "--stream", "prosody=egemaps"]  # the three
 
 
 def cli(*arguments) -> str:
@@ -36,12 +36,12 @@ def test_a_store_records_its_streams_and_resumes_in_its_format(three_streams):
     group = zarr.open_group(str(three_streams), mode="r")
     assert group.attrs["format"] == "dfer-cache/4"
     reader = open_cache(three_streams)
-    assert [(s.name, s.input) for s in reader.streams] == [("face", "face"), ("spectrum", "waveform"),
+    assert [(s.name, s.input) for s in reader.streams] == [("face", "face"), ("prosody", "waveform"),
                                                            ("speech", "waveform")]
-    assert set(reader.fingerprint["streams"]) == {"face", "speech", "spectrum"} and "vision" not in reader.fingerprint
+    assert set(reader.fingerprint["streams"]) == {"face", "speech", "prosody"} and "vision" not in reader.fingerprint
     clip = reader.clip(0)
     assert clip["face/tokens"].shape == (4, 49, 256) and clip["speech/tokens"].shape[1] == 256
-    assert clip["spectrum/tokens"].shape[1] == 80 and "video/tokens" not in clip
+    assert clip["prosody/tokens"].shape[1] == 25 and "video/tokens" not in clip
     info = cli("info", three_streams)
     assert "stream speech" in info and "ge2e,layer=2 (waveform)" in info
     # the same command again resumes the finished store: nothing to do, nothing changed
@@ -54,7 +54,7 @@ def test_three_streams_train_evaluate_predict_explain_and_serve(three_streams, t
     run = tmp_path / "heads"
     cli("train", three_streams, "--out", run, "--recipe", FIXTURES / "train.yaml", "--fold", "none")
     config = json.loads((run / "config.json").read_text())
-    assert [stream["name"] for stream in config["heads"]["streams"]] == ["face", "spectrum", "speech"]
+    assert [stream["name"] for stream in config["heads"]["streams"]] == ["face", "prosody", "speech"]
     scored = json.loads(cli("evaluate", run, "--store", three_streams, "--json"))
     assert scored["n"] == 6 and 0 <= scored["UAR"] <= 1
     clip = SAMPLE / "1001_DFA_HAP_XX.flv"
@@ -78,12 +78,12 @@ def test_three_streams_train_evaluate_predict_explain_and_serve(three_streams, t
 
 def test_a_selection_of_streams_trains_and_probes_on_them_alone(three_streams, tmp_path):
     cli("train", three_streams, "--out", tmp_path / "voice", "--recipe", FIXTURES / "train.yaml", "--fold", "none",
-        "--modalities", "speech,spectrum")
+        "--modalities", "speech,prosody")
     heads = json.loads((tmp_path / "voice" / "config.json").read_text())["heads"]
-    assert [stream["name"] for stream in heads["streams"]] == ["spectrum", "speech"]
+    assert [stream["name"] for stream in heads["streams"]] == ["prosody", "speech"]
     cli("probe", three_streams, "--out", tmp_path / "probe", "--fold", "none", "--modalities", "audio")
     probe = json.loads((tmp_path / "probe" / "config.json").read_text())["heads"]
-    assert [stream["name"] for stream in probe["streams"]] == ["spectrum", "speech"]  # audio: every waveform stream
+    assert [stream["name"] for stream in probe["streams"]] == ["prosody", "speech"]  # audio: every waveform stream
 
 
 def test_the_historic_streams_named_as_streams_are_todays_store(tmp_path):
