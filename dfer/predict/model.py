@@ -149,8 +149,11 @@ class Model:
 
         Args:
             path: one video file.
-            window, hop, adapt, statistics: as in `timeline`, whose windows' sampled frames these are.
+            window: window length in seconds, as in `timeline`, whose windows' sampled frames these are.
+            hop: seconds between window starts, as in `timeline`.
             landmarks: add the 478 landmarks as columns x_0 .. x_477, y_*, z_* (file pixels).
+            adapt: as in `timeline`.
+            statistics: as in `timeline`.
 
         Returns:
             A pandas DataFrame, one row per analysed frame in file order (windows overlap, so rows of neighbouring
