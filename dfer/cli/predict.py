@@ -43,12 +43,17 @@ def predict(
                                            "(--save-statistics) that every file joins"),
     save_statistics: Path | None = typer.Option(None, "--save-statistics", help="with --adapt together: save the "
                                                 "inputs' statistics here, for later --statistics"),
+    actions: bool = typer.Option(False, "--actions", help="with --timeline: read the face's actions too (MediaPipe's "
+                                 "52 blendshapes and head pose): the strongest per window beside the emotions, and "
+                                 "every analysed frame's in DIR/<stem>.actions.csv; needs pip install mediapipe==1.2.2"),
 ) -> None:
     """Emotion probabilities for video and audio files through a run's whole pipeline, or several runs' fused.
 
     Exit code 1 if a file failed (the others are still scored), 2 if an input is wrong: a missing file, an empty
     folder, a file that is no video, an unknown model; those are found before any model loads.
     """
+    if actions and timeline is None:
+        raise typer.BadParameter("reads actions over a whole file's windows; give --timeline DIR", param_hint="--actions")
     if timeline is not None and explain is not None:
         raise typer.BadParameter("explains one clip per file; not with --timeline", param_hint="--explain")
     modes = TIMELINE_ADAPT if timeline is not None else PREDICT_MODES
@@ -63,6 +68,7 @@ def predict(
     checks.media_inputs(paths)
     checks.model_inputs(model)
     weights = parse_weights(weights)
+    reader = face_action_reader() if actions else None
     from dfer.adapt.saved import load_statistics
     from dfer.predict.adapted import predict_adapted
     from dfer.predict.ensemble import load_model
@@ -73,7 +79,7 @@ def predict(
         errors.print(f"[yellow]warning:[/] {warning}")
     saved = load_statistics(statistics) if statistics is not None else None
     if timeline is not None:
-        raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json, adapt, saved))
+        raise typer.Exit(predict_timelines(predictor, paths, timeline, window, hop, as_json, adapt, saved, reader))
     from rich.table import Table
 
     failed = 0
@@ -125,8 +131,18 @@ def parse_weights(weights: str | None) -> list[float] | None:
         raise typer.BadParameter(f"{weights!r} is not comma-separated numbers", param_hint="--weights") from None
 
 
+def face_action_reader():
+    """The face-action reader of `--actions`, made before any model loads: without mediapipe, exit 2 with its line."""
+    from dfer.encoders.face_actions import FaceActionReader
+
+    try:
+        return FaceActionReader()
+    except ImportError as error:
+        raise typer.BadParameter(str(error), param_hint="--actions") from None
+
+
 def predict_timelines(predictor, paths: list[Path], folder: Path, window: float | None, hop: float | None,
-                      as_json: bool, adapt: str | None = None, saved: dict | None = None) -> int:
+                      as_json: bool, adapt: str | None = None, saved: dict | None = None, actions=None) -> int:
     """`dfer predict --timeline`: a progress bar per file on stderr, a line (or JSON object) per file; the exit
     code."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -149,7 +165,7 @@ def predict_timelines(predictor, paths: list[Path], folder: Path, window: float 
                 tasks[path] = progress.add_task(path.name, total=total)
             progress.update(tasks[path], completed=end)
 
-        for record in timeline_paths(predictor, paths, folder, window, hop, advance, adapt, saved):
+        for record in timeline_paths(predictor, paths, folder, window, hop, advance, adapt, saved, actions):
             failed += "error" in record
             if as_json:
                 print(json.dumps(record), flush=True)

@@ -30,6 +30,13 @@ class FaceTrack:
     detect_prob: np.ndarray  # (T,) float32 detector confidence, 0 where not found
     choice: TrackChoice  # which of the clip's face tracks this is, and why
     trace: FaceTrace | None = None  # where this face was last detected (frame_time clock); None: never
+    margin: float = 0.0  # context on each side of the crop, as a fraction of the face's side (FaceCropper's)
+
+    def face_box(self) -> np.ndarray:
+        """(T, 4) float32 x1, y1, x2, y2 of the face's own square in frame pixels: `box` less its margin."""
+        centre, half = (self.box[:, :2] + self.box[:, 2:]) / 2, (self.box[:, 2:] - self.box[:, :2]) / 2
+        return np.concatenate([centre - half / (1 + 2 * self.margin), centre + half / (1 + 2 * self.margin)],
+                              axis=1).astype(np.float32)
 
 
 class FaceCropper:
@@ -110,7 +117,8 @@ class FaceCropper:
                           fallback=None if follow is None else follow.box)
         faces = crop(frames, plan.box, self.image_size, self.device)  # (T, 3, S, S)
         trace = face_trace(detections, chosen, times) or follow
-        return FaceTrack(faces, plan.box, plan.landmarks, plan.face_found, plan.detect_prob, choice, trace)
+        return FaceTrack(faces, plan.box, plan.landmarks, plan.face_found, plan.detect_prob, choice, trace,
+                         self.margin)
 
 
 def whole_frame_track(frames: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> FaceTrack:

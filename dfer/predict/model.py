@@ -44,6 +44,7 @@ class Model:
 
     def __init__(self, predictor):
         self.predictor = predictor
+        self._actions = None  # the face-action reader (`frames`), made on first use
 
     @property
     def labels(self) -> list[str]:
@@ -142,6 +143,47 @@ class Model:
             return to_frame([window_record(row) for row in rows])
         return record if "error" in record else {**record, "rows": [window_record(row) for row in rows]}
 
+    def frames(self, path: PathLike, window: float | None = None, hop: float | None = None, landmarks: bool = False,
+               adapt: str | None = None, statistics: PathLike | None = None) -> pd.DataFrame:
+        """Every frame the model analyses in a whole file, one row each, with the face's actions: as py-feat's `Fex`
+        (`dfer.predict.face_frames`; needs mediapipe and pandas).
+
+        Args:
+            path: one video file.
+            window: window length in seconds, as in `timeline`, whose windows' sampled frames these are.
+            hop: seconds between window starts, as in `timeline`.
+            landmarks: add the 478 landmarks as columns x_0 .. x_477, y_*, z_* (file pixels).
+            adapt: as in `timeline`.
+            statistics: as in `timeline`.
+
+        Returns:
+            A pandas DataFrame, one row per analysed frame in file order (windows overlap, so rows of neighbouring
+                windows interleave in time): time, window, window_start, window_end, face_found, x1, y1, x2, y2,
+                actions_found, the 52 blendshapes (mediapipe's names), yaw, pitch, roll (degrees), tx, ty, tz (cm),
+                one `p_<label>` per class and top (the window's answer).
+
+        Raises:
+            dfer.errors.InputError: `path` is a folder, missing, or not a media file.
+            ValueError: the file cannot be decoded, or has no picture (one line naming it and why).
+            ImportError: mediapipe or pandas is missing (one line saying how to install it).
+        """
+        from dfer.encoders.face_actions import FaceActionReader
+        from dfer.media.clip_error import ClipError
+        from dfer.predict.face_frames import window_actions
+        from dfer.predict.timeline import FileTimeline
+
+        pd = pandas()
+        window, hop, _ = window_and_hop(self.predictor.config, window, hop)
+        saved = None if statistics is None else load_statistics(statistics)
+        timeline = FileTimeline(self.predictor, self._one(path), window, hop, adapt, saved)
+        if self._actions is None:
+            self._actions = FaceActionReader()
+        try:
+            rows = [frame for _, frames in window_actions(timeline, self._actions, landmarks) for frame in frames]
+        except ClipError as error:
+            raise ValueError(f"{error.path}: {error.reason}") from None
+        return pd.DataFrame(rows)
+
     def explain(self, path: PathLike, out: PathLike | None = None) -> dict:
         """Why the model predicts what it does for one file, as `dfer explain` and `dfer predict --explain` say it.
 
@@ -182,8 +224,7 @@ def to_frame(records: list[dict]) -> pd.DataFrame:
     """Records (of `Model.predict`, or timeline rows) as a pandas DataFrame: one row each, their fields as columns,
     `probs` spread into a column per label named `p_<label>` (as in predictions.csv and the timeline CSV); `labels`
     and `classes` (the same in every row) left out."""
-    require("as_frame=True", "pandas", "pandas")
-    import pandas as pd
+    pd = pandas()
     rows = []
     for record in records:
         row = {key: value for key, value in record.items() if key not in ("labels", "classes", "probs")}
@@ -192,3 +233,11 @@ def to_frame(records: list[dict]) -> pd.DataFrame:
         row.update((PROB + label, p) for label, p in pairs)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pandas():
+    """pandas, optional in the package: only tables need it."""
+    require("tables (as_frame=True, frames)", "pandas", "pandas")
+    import pandas as pd
+
+    return pd

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,10 @@ from dfer.adapt.moments import Moments
 from dfer.adapt.saved import merged
 from dfer.adapt.settings import TIMELINE_ADAPT
 from dfer.host_memory import release_freed_memory
+from dfer.encoders.face_actions import FaceActionReader
+from dfer.faces import FaceTrack
 from dfer.media.clip_error import ClipError, as_clip_error
+from dfer.media.decode import DecodedClip
 from dfer.media.probe import stated_duration
 from dfer.media.stream import AudioWindows, WindowReader
 from dfer.media.find import find_media
@@ -78,6 +82,15 @@ def plan_windows(duration: float, window: float, hop: float) -> list[tuple[float
     return [(round(s, 6), round(s + window, 6)) for s in starts]
 
 
+@dataclass
+class Window:
+    """One window of a timeline as the model read it."""
+
+    clip: DecodedClip  # its frames (T, H, W, 3) (None for an audio file), frame_time (T,) from span[0], audio
+    result: dict  # the model's `predict_clip` answer
+    track: FaceTrack | None  # the face followed, its boxes in the frames' pixels; None: the model reads no faces
+
+
 class FileTimeline:
     """The timeline of one file, window by window: iterating yields one row per window (start, end, labels, probs,
     top, top_prob, face_found_ratio, has_audio) as it is done, so a caller can show progress or stop early. After
@@ -95,6 +108,14 @@ class FileTimeline:
         self.saved = saved
 
     def __iter__(self) -> Iterator[dict]:
+        for window in self.windows():
+            row = window_row(window.clip.span, window.result)
+            del window  # its frames and crops go before the next window is read
+            yield row
+
+    def windows(self) -> Iterator[Window]:
+        """Each window as it is done: its decoded clip, the model's answer and the face track; a caller drops each
+        before asking for the next, so that the memory of one window's frames is given back before the next."""
         path, predictor = self.path, self.predictor
         audio_only = predictor.check_readable(path)
         with as_clip_error(path):
@@ -130,10 +151,9 @@ class FileTimeline:
                                                            group_of=group_of if adapting else None)
                 if track is not None and track.trace is not None:
                     trace = track.trace.shifted(-start)
-                span = clip.span
+                yield Window(clip, result, track)
                 del clip, track  # this window's frames and crops, before the memory they held is given back
                 release_freed_memory()
-                yield window_row(span, result)
 
 
 def timeline_adapt(predictor, adapt: str | None) -> str:
@@ -157,39 +177,48 @@ def window_row(span: tuple[float, float], result: dict) -> dict:
 
 def file_timeline(predictor: Predictor, path: Path, window: float, hop: float, folder: Path | None = None,
                   stem: str | None = None, on_window: Callable[[Path, float, float], None] | None = None,
-                  adapt: str | None = None, saved: dict[str, Moments] | None = None) -> tuple[dict, list[dict]]:
+                  adapt: str | None = None, saved: dict[str, Moments] | None = None,
+                  actions: FaceActionReader | None = None) -> tuple[dict, list[dict]]:
     """One file's timeline: (its record, as `dfer predict --timeline --json` prints it, and its window rows).
 
     The record is {"path", "windows" (how many), "files" (suffix -> path), "notes"}, or {"path", "error"} with no rows
     for a file that cannot be read. With `folder`, the four timeline files are written there as `<stem>.*` (by default
     the file's own stem) once the timeline is complete; without it there are none and the record has no "files".
     `on_window(path, end, duration)` is called after each window (the CLI's progress bar). `adapt` and `saved`: as
-    `FileTimeline`'s."""
-    timeline, rows = FileTimeline(predictor, path, window, hop, adapt, saved), []
+    `FileTimeline`'s. With `actions`, each row also names its strongest face actions, and every analysed frame's
+    actions go to `<stem>.actions.csv` (`dfer.predict.face_frames`)."""
+    from dfer.predict.face_frames import window_actions, write_frames_csv  # it reads a timeline's windows
+
+    timeline, rows, frames = FileTimeline(predictor, path, window, hop, adapt, saved), [], []
+    windows = ((row, []) for row in timeline) if actions is None else window_actions(timeline, actions)
     try:
-        for row in timeline:
+        for row, frame_rows in windows:
             rows.append(row)
+            frames += frame_rows
             if on_window is not None:
                 on_window(path, row["end"], timeline.duration)
     except ClipError as error:
         return {"path": str(path), "error": error.reason}, []
     record = {"path": str(path), "windows": len(rows)}
     if folder is not None:
-        written = write_timeline(Path(folder), stem or Path(path).stem, rows, f"{Path(path).name}: {predictor.run}")
+        stem = stem or Path(path).stem
+        written = write_timeline(Path(folder), stem, rows, f"{Path(path).name}: {predictor.run}")
+        if actions is not None:
+            written["actions.csv"] = write_frames_csv(Path(folder) / f"{stem}.actions.csv", frames)
         record["files"] = {k: str(v) for k, v in written.items()}
     return {**record, "notes": timeline.notes}, rows
 
 
 def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window: float, hop: float,
                    on_window: Callable[[Path, float, float], None] | None = None, adapt: str | None = None,
-                   saved: dict[str, Moments] | None = None) -> Iterator[dict]:
+                   saved: dict[str, Moments] | None = None, actions: FaceActionReader | None = None) -> Iterator[dict]:
     """Write the timeline files of each file named (folders expanded) into `folder`; one `file_timeline` record per
     file. A bad file never stops the others. Two files with the same stem get `stem`, `stem-2`, ... (`OutputStems`)."""
     files, errors = find_media(paths, predictor.suffixes)
     yield from errors
     stems = OutputStems()
     for path in files:
-        yield file_timeline(predictor, path, window, hop, folder, stems(path), on_window, adapt, saved)[0]
+        yield file_timeline(predictor, path, window, hop, folder, stems(path), on_window, adapt, saved, actions)[0]
 
 
 def segment_top(rows: list[dict], span: tuple[float, float]) -> str | None:

@@ -1,7 +1,8 @@
 """The files of one timeline (`dfer.predict.timeline` rows): DIR/<stem>.csv, .jsonl, .vtt and .png.
 
 - CSV: `start,end,top,top_prob,face_found_ratio,has_audio,p_<name 1>,...,p_<name C>`, one row per window, the
-  probability columns named as in predictions.csv (`p_` + the class's display name).
+  probability columns named as in predictions.csv (`p_` + the class's display name); with `--actions`, an `actions`
+  column: the window's strongest face actions ("mouthSmileLeft 0.57; ...").
 - JSONL: one object per window (`window_record`, also what `dfer serve` returns), `probs` a {display name:
   probability} map.
 - WebVTT: one cue per window ("angry 0.71"). Windows overlap, so each cue runs from halfway between its centre and
@@ -44,17 +45,20 @@ def write_timeline(folder: Path, stem: str, rows: list[dict], title: str) -> dic
 def write_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(FIXED + [PROB + name for name in rows[0]["labels"]])
+        actions = "actions" in rows[0]
+        writer.writerow(FIXED + [PROB + name for name in rows[0]["labels"]] + ["actions"] * actions)
         for row in rows:
             ratio = "" if row["face_found_ratio"] is None else row["face_found_ratio"]
             writer.writerow([row["start"], row["end"], row["top"], f"{row['top_prob']:.6f}", ratio,
-                             int(row["has_audio"]), *(f"{p:.6f}" for p in row["probs"])])
+                             int(row["has_audio"]), *(f"{p:.6f}" for p in row["probs"]),
+                             *([row["actions"]] if actions else [])])
 
 
 def window_record(row: dict) -> dict:
     """One window as the .jsonl holds it and `dfer serve`'s `/predict` returns it: the FIXED fields and `probs`, a
-    {display name: probability} map."""
-    return {**{key: row[key] for key in FIXED}, "probs": dict(zip(row["labels"], row["probs"], strict=True))}
+    {display name: probability} map; and `actions`, its strongest face actions, when they were read."""
+    return {**{key: row[key] for key in FIXED}, "probs": dict(zip(row["labels"], row["probs"], strict=True)),
+            **{key: row[key] for key in ("actions",) if key in row}}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
