@@ -172,7 +172,7 @@ class Model:
         from dfer.predict.face_frames import window_actions
         from dfer.predict.timeline import FileTimeline
 
-        pd = pandas()
+        pd = pandas("Model.frames")
         window, hop, _ = window_and_hop(self.predictor.config, window, hop)
         saved = None if statistics is None else load_statistics(statistics)
         timeline = FileTimeline(self.predictor, self._one(path), window, hop, adapt, saved)
@@ -224,7 +224,7 @@ def to_frame(records: list[dict]) -> pd.DataFrame:
     """Records (of `Model.predict`, or timeline rows) as a pandas DataFrame: one row each, their fields as columns,
     `probs` spread into a column per label named `p_<label>` (as in predictions.csv and the timeline CSV); `labels`
     and `classes` (the same in every row) left out."""
-    pd = pandas()
+    pd = pandas("as_frame=True")
     rows = []
     for record in records:
         row = {key: value for key, value in record.items() if key not in ("labels", "classes", "probs")}
@@ -235,9 +235,9 @@ def to_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pandas():
+def pandas(what: str):
     """pandas, optional in the package: only tables need it."""
-    require("tables (as_frame=True, frames)", "pandas", "pandas")
+    require(what, "pandas", "pandas")
     import pandas as pd
 
     return pd
