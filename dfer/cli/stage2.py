@@ -14,13 +14,17 @@ from dfer.cli.help import RECIPE, one_of
 
 ADAPT_HELP = f"{one_of(TRAIN_MODES)}; speaker: standardise each clip with its speaker's statistics (dfer.adapt)"
 
+MODALITIES_HELP = ("the store's streams to read: av, audio or video (those reading both inputs, the waveform, or the "
+                   "face crops), or stream names, e.g. speech,prosody")
+
+
 def train(
     store: Path = typer.Argument(..., help="a dfer cache (Zarr store or .h5 export)"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder"),
     recipe: Optional[Path] = typer.Option(None, help="YAML of training settings (the options below override it)"),
     fusion: Optional[str] = typer.Option(None, show_default=RECIPE.format("liquid"),
                                          help="liquid, late, concat, gated or xattn"),
-    modalities: Optional[str] = typer.Option(None, show_default=RECIPE.format("av"), help="av, audio or video"),
+    modalities: Optional[str] = typer.Option(None, show_default=RECIPE.format("av"), help=MODALITIES_HELP),
     fold: Optional[str] = typer.Option(None, show_default=RECIPE.format("all"),
                                        help="a fold number, all, or none (train on every clip)"),
     epochs: Optional[int] = typer.Option(None, show_default=RECIPE.format(40), help="passes over the training clips"),
@@ -51,7 +55,7 @@ def probe(
     store: Path = typer.Argument(..., help="a dfer cache (Zarr store or .h5 export)"),
     out: Path = typer.Option(..., "--out", "-o", help="run folder"),
     recipe: Optional[Path] = typer.Option(None, help="YAML of probe settings (the options below override it)"),
-    modalities: Optional[str] = typer.Option(None, show_default=RECIPE.format("av"), help="av, audio or video"),
+    modalities: Optional[str] = typer.Option(None, show_default=RECIPE.format("av"), help=MODALITIES_HELP),
     fold: Optional[str] = typer.Option(None, show_default=RECIPE.format("all"),
                                        help="a fold number, all, or none (fit on every clip)"),
     seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
