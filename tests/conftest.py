@@ -22,6 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 VOICED = [(0.2, 0.8), (1.2, 1.8)]  # seconds of the talking pair's speech
 
 
+@pytest.fixture
+def one_thread():
+    """Toy tensors gain nothing from intra-op threads, and when another process holds a core, every parallel op waits
+    for a descheduled thread: 60 training steps went from ~1 s to ~80 s with 2 threads on a busy 2-core machine.
+    Modules of toy-tensor tests use it throughout: `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def talking_pair(tmp_path_factory) -> dict[str, Path]:
     """Two-person scenes (a bundled CREMA-D head, and its smaller mirror image who talks during VOICED), one with the

@@ -35,13 +35,7 @@ MOUTH = [2 * GRID + 1, 2 * GRID + 2]  # the patches holding the mouth corners
 CORNER = [0, 1]  # top-left patches, far from every landmark
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy tensors gain nothing from intra-op threads, and a busy core makes every parallel op wait (test_heads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: toy tensors, one thread
 
 
 def video_heads(**overrides) -> DferHeads:

@@ -64,14 +64,7 @@ def make_batch(kinds: list[str], labels: torch.Tensor | None = None, signal: flo
 MIXED = ["av", "av", "audio", "video", "av"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy tensors gain nothing from intra-op threads, and when another process holds a core, every parallel op waits
-    for a descheduled thread: 60 training steps went from ~1 s to ~80 s with 2 threads on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: toy tensors, one thread
 
 
 # ---------------------------------------------------------------- ROI compressor

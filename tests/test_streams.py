@@ -19,12 +19,7 @@ PROSODY = Stream("prosody", "waveform", 6, frame_seconds=0.01)
 THREE = (AUDIO, PROSODY, VIDEO)  # name order
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: toy tensors, one thread
 
 
 def batch_of(streams, has_video: list[bool], has_audio: list[bool], seed: int = 0) -> dict:
