@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 DFER := $(VENV)/bin/dfer
 STAMP := $(VENV)/.dfer-installed
 
+comma := ,
 DATASET ?= cremad
 ROOT ?=
 PRESET ?= lite
@@ -24,7 +25,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt models faceapi-weights \
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody models faceapi-weights \
 	mtcnn-weights ge2e-weights mediapipe-weights wheel clean
 
 install: $(STAMP)
@@ -127,6 +128,22 @@ $(SPEECH_OUT)/stage2-adapt/summary.json: $(SPEECH_OUT)/cache.done $(SPEECH)/trai
 $(SPEECH_OUT)/final-adapt.done: $(SPEECH_OUT)/cache.done $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/cache --out $(SPEECH_OUT)/final-adapt --recipe $(SPEECH)/train.yaml --fold none --adapt speaker
 	touch $@
+
+# A prosody stream beside GE2E (RESULTS.md, "a prosody stream beside GE2E"): a store of two streams, `speech` (ge2e)
+# and `prosody` (egemaps: openSMILE, a research-only licence), and the recipe's heads on `speech` alone and on both,
+# unadapted and adapted, on the same folds.
+ravdess-speech-prosody: $(foreach run,speech speech+prosody speech-adapt speech+prosody-adapt,$(SPEECH_OUT)/streams-$(run)/summary.json)
+	@cat $(SPEECH_OUT)/streams-*/results.md
+
+$(SPEECH_OUT)/prosody-cache.done: $(STAMP) $(SPEECH)/extract-prosody.yaml
+	$(DFER) extract ravdess $(SPEECH_ROOT) --out $(SPEECH_OUT)/prosody-cache --recipe $(SPEECH)/extract-prosody.yaml
+	touch $@
+
+$(SPEECH_OUT)/streams-%-adapt/summary.json: $(SPEECH_OUT)/prosody-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/prosody-cache --out $(@D) --recipe $(SPEECH)/train.yaml --modalities $(subst +,$(comma),$*) --adapt speaker
+
+$(SPEECH_OUT)/streams-%/summary.json: $(SPEECH_OUT)/prosody-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/prosody-cache --out $(@D) --recipe $(SPEECH)/train.yaml --modalities $(subst +,$(comma),$*)
 
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
 # `voice` is the RAVDESS speech recipe's final stage-2 run adapted to the speaker (actors 01-18, GE2E + liquid heads,
