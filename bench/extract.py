@@ -21,9 +21,9 @@ keeping the least contended run. Read a row whose other load is well above 0 as 
 
 Each measurement runs in a fresh process (`python bench/extract.py --child ...`), so the models load once
 and `ru_maxrss` is that extraction alone. Inside it `dfer.extract.pipeline.run` runs unchanged; the bench
-only wraps module-level names that `run` looks up at call time (`_load_encoders`, `_extract_clips`,
+only wraps module-level names that `run` looks up at call time (`load_encoders`, `_extract_clips`,
 `decode_clip`, `FaceCropper`, `encode_batch`, `ClipStore.write_clip`) with timers, so:
-- build_s = encoder construction (`_load_encoders`), excluded from throughput;
+- build_s = encoder construction (`load_encoders`), excluded from throughput;
 - extract_s = the whole clip loop (`_extract_clips`: decode, faces, encoders, writes), clips/s = clips / extract_s;
 - store creation, MTCNN construction and the final summary are in total_s only.
 The first batch pays one-off costs (thread pools, allocator warm-up); with few clips that is part of the
@@ -114,7 +114,7 @@ def child(spec: dict) -> dict:
     from dfer.extract import pipeline
     from dfer.store.clip_store import ClipStore
 
-    for name in ("_load_encoders", "_extract_clips", "decode_clip", "FaceCropper", "encode_batch"):
+    for name in ("load_encoders", "_extract_clips", "decode_clip", "FaceCropper", "encode_batch"):
         if not hasattr(pipeline, name):
             raise SystemExit(f"bench/extract.py: dfer.extract.pipeline.{name} is gone; update the bench's timers")
 
@@ -130,7 +130,7 @@ def child(spec: dict) -> dict:
                 seconds[key] += time.perf_counter() - start
         return wrapper
 
-    load_encoders = timed("build", pipeline._load_encoders)
+    load_encoders = timed("build", pipeline.load_encoders)
 
     def load_and_mark(*args, **kwargs):
         result = load_encoders(*args, **kwargs)
@@ -140,7 +140,7 @@ def child(spec: dict) -> dict:
     class TimedCropper(pipeline.FaceCropper):
         many = timed("faces", pipeline.FaceCropper.many)
 
-    pipeline._load_encoders = load_and_mark
+    pipeline.load_encoders = load_and_mark
     extract_clips = timed("extract", pipeline._extract_clips)
 
     # CPU seconds of the clip loop too: CPU s / wall s near the core count means the loop had the cores to

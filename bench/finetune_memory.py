@@ -48,6 +48,7 @@ def child(args: argparse.Namespace) -> dict:
     from dfer.finetune.model import EndToEnd
     from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
     from dfer.heads import DferHeads, HeadConfig
+    from dfer.streams import historic
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -55,9 +56,7 @@ def child(args: argparse.Namespace) -> dict:
     vision = load_vision(vision_spec, device=device)
     audio = load_audio(audio_spec, device=device)
     v, a = vision.describe(), audio.describe()
-    heads = DferHeads(HeadConfig(vision_dim=v["dim"], num_tokens=v["num_tokens"], grid=v["grid"],
-                                 image_size=v["image_size"], audio_dim=a["dim"], audio_frame_seconds=a["frame_seconds"],
-                                 num_classes=8))
+    heads = DferHeads(HeadConfig(streams=historic(v, a), num_classes=8))
     mode, number = FinetuneConfig(unfreeze=args.unfreeze).mode
     for encoder in (vision, audio):
         make_trainable(encoder, mode, number)
@@ -128,7 +127,7 @@ def computed(preset: str) -> dict:
     from dfer.encoders import resolve_preset
     from dfer.encoders.audio import load_audio
     from dfer.encoders.vision import load_vision
-    from dfer.finetune.trainable import LORA_TARGETS, make_trainable, parts
+    from dfer.finetune.trainable import make_trainable
 
     vision_spec, audio_spec = resolve_preset(COMPUTED_PRESETS[preset])
     encoders = {"vision": load_vision(vision_spec, meta=True), "audio": load_audio(audio_spec, meta=True)}
@@ -138,9 +137,9 @@ def computed(preset: str) -> dict:
     for unfreeze in COMPUTED_MODES:
         mode, number = unfreeze.split(":")[0], int(unfreeze.partition(":")[2] or 0)
         if mode == "lora":  # adapters add r x (in + out) per targeted linear; counted without building them
-            trainable = sum(number * (m.in_features + m.out_features) for name, e in encoders.items()
-                            for module_name, m in parts(e).root.named_modules()
-                            if isinstance(m, nn.Linear) and module_name.rpartition(".")[2] in LORA_TARGETS[name])
+            trainable = sum(number * (m.in_features + m.out_features) for e in encoders.values()
+                            for module_name, m in e.parts().root.named_modules()
+                            if isinstance(m, nn.Linear) and module_name.rpartition(".")[2] in e.lora_targets())
             frozen = total
         else:
             for e in encoders.values():

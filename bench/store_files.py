@@ -54,7 +54,7 @@ def measure_store(folder: Path, clips: int) -> dict:
     from dfer.store.reader import open_cache
     from dfer.store.schema import Layout
 
-    layout = Layout(**BASE_SIZES)
+    layout = Layout.from_record(BASE_SIZES)
     listing = DatasetListing("synthetic", ["a", "b"], {"kind": "kfold", "folds": 2},
                              [Clip(f"s{i % 4}/c{i:04d}", None, None, i % 2, f"s{i % 4}", i % 2 + 1)
                               for i in range(clips)])

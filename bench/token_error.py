@@ -22,18 +22,18 @@ import numpy as np
 
 from dfer.store.info import store_info
 from dfer.store.reader import open_cache
-from dfer.store.schema import TOKEN_ARRAYS, decode_tokens, encode_tokens
+from dfer.adapt.moments import row_arrays
+from dfer.adapt.moments import valid_tokens as heads_read
+from dfer.store.schema import decode_tokens, encode_tokens, tokens_array
+from dfer.streams import PRESENT
 
 
-def valid_tokens(reader, stream: str, index: int) -> np.ndarray | None:
-    """The clip's tokens the heads read, (L, D) float32, or None without the stream."""
-    if not reader.read("has_" + stream, index):
+def valid_tokens(reader, stream, index: int) -> np.ndarray | None:
+    """The clip's tokens of `stream` (a `dfer.streams.Stream`) the heads read, (L, D) float32, or None without it."""
+    row = {name: reader.read(name, index) for name in row_arrays(stream)}
+    if not row[PRESENT[stream.input]]:
         return None
-    tokens = reader.tokens(stream, index)
-    if stream == "audio":
-        return tokens[: int(reader.read("audio/length", index))]  # (Ta, Da)
-    found = reader.read("video/face_found", index).astype(bool)
-    return tokens[found].reshape(-1, tokens.shape[-1])  # (T_found*N, D)
+    return heads_read(stream, {**row, tokens_array(stream.name): reader.tokens(stream.name, index)})
 
 
 def per_token_absmax(tokens: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def measure(float16: Path, int8: Path | None, clips: int) -> dict:
     done = np.flatnonzero(reader.read_all("done"))
     chosen = done[np.linspace(0, len(done) - 1, min(clips, len(done))).astype(int)]
     report = {}
-    for stream in TOKEN_ARRAYS:
+    for stream in reader.streams:
         rows = {"float16": [], "int8": [], "per-token absmax": [], "store": []}
         for index in chosen:
             tokens = valid_tokens(reader, stream, index)
@@ -64,11 +64,11 @@ def measure(float16: Path, int8: Path | None, clips: int) -> dict:
         reference = np.concatenate(rows.pop("float16"))  # (L_all, D)
         std = reference.std(0)  # (D,) the heads' standardisation
         std = np.where(std > 0, std, 1)
-        report[stream] = {"tokens": reference.shape[0], "dim": reference.shape[1]}
+        report[stream.name] = {"tokens": reference.shape[0], "dim": reference.shape[1]}
         for name, decoded in rows.items():
             if decoded:
                 error = (np.concatenate(decoded) - reference) / std  # (L_all, D) in standard deviations
-                report[stream][name] = {"rms_std": float(np.sqrt((error ** 2).mean())),
+                report[stream.name][name] = {"rms_std": float(np.sqrt((error ** 2).mean())),
                                         "max_std": float(np.abs(error).max())}
     report["bytes_per_clip"] = {str(path): store_info(path)["bytes_per_clip"] for path in filter(None, (float16, int8))}
     return report

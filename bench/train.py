@@ -41,6 +41,7 @@ figure. Temporary stores are deleted unless `--out` is given.
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import os
 import resource
@@ -68,6 +69,7 @@ from dfer.store.h5 import export_h5
 from dfer.store.reader import open_cache
 from dfer.store.schema import Layout, encode_tokens
 from dfer.train.config import head_config, make_config
+from dfer.streams import historic
 from dfer.train.data import CachedClips, EpochOrder, ResidentClips
 from machine import add_contention_options, cpu_model, least_contended, machine_busy_s  # bench/machine.py
 
@@ -166,7 +168,7 @@ def cached_rows(inputs: dict, tokens: dict, layout: Layout) -> list[dict[str, np
     rows = []
     for i in range(len(inputs["label"])):
         n = int(tokens["audio_length"][i])
-        audio = np.zeros((layout.audio_frames, layout.audio_dim), np.float16)  # (Ta_max, Da)
+        audio = np.zeros(layout.tokens["audio"].shape, np.float16)  # (Ta_max, Da)
         audio[:n] = tokens["audio_tokens"][i, :n].cpu().numpy()
         rows.append({
             "video_tokens": tokens["video_tokens"][i].cpu().numpy().astype(np.float16),  # (T, N, D)
@@ -204,9 +206,10 @@ def bench_step(args, device: torch.device, started_bench: float) -> dict:
     audio = load_audio(spec.audio, seed=args.seed, device=device).eval()
     build_s = time.perf_counter() - started
     fingerprint = {"vision": vision.describe(), "audio": audio.describe()}
-    layout = Layout.from_settings(args.frames, fingerprint["vision"], fingerprint["audio"], MAX_SECONDS, False)
+    layout = Layout.from_settings(args.frames, {"video": ("vision", fingerprint["vision"]),
+                                                "audio": ("audio", fingerprint["audio"])}, MAX_SECONDS, False)
     cfg = make_config(fusion="liquid", modalities="av", device=str(device))
-    heads = head_config(fingerprint, CLASSES, cfg)
+    heads = head_config(historic(fingerprint["vision"], fingerprint["audio"]), CLASSES, cfg)
     torch.manual_seed(args.seed)
     model = DferHeads(heads).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -267,8 +270,8 @@ def bench_step(args, device: torch.device, started_bench: float) -> dict:
     print(f"[bench] step: {args.steps} steps on the encoder path ...", flush=True)
     runs["encoders"] = least_contended("encoder step", encoder_steps, args, started_bench)
     result = {
-        "batch": args.batch, "frames": args.frames, "num_tokens": layout.num_tokens, "vision_dim": layout.vision_dim,
-        "audio_dim": layout.audio_dim, "audio_frames": int(batch["audio_length"].max()),
+        "batch": args.batch, "frames": args.frames, "num_tokens": layout.record()["num_tokens"],
+        "vision_dim": layout.record()["vision_dim"], "audio_dim": layout.record()["audio_dim"], "audio_frames": int(batch["audio_length"].max()),
         "head_params": model.num_parameters(),
         "encoder_params": sum(p.numel() for p in vision.parameters()) + sum(p.numel() for p in audio.parameters()),
         "head_threads": head_threads, "encoder_threads": encoder_threads, "encoder_build_s": build_s,
@@ -293,7 +296,8 @@ def base_layout(frames: int, token_dtype: str = "float16") -> tuple[Layout, dict
               "num_tokens": grid * grid, "grid": grid}
     audio = {"id": "synthetic", "revision": "seed=0", "dim": a["d_model"], "sample_rate": SAMPLE_RATE,
              "frame_seconds": 0.08}
-    layout = Layout.from_settings(frames, vision, audio, MAX_SECONDS, keep_media=False, token_dtype=token_dtype)
+    layout = Layout.from_settings(frames, {"video": ("vision", vision), "audio": ("audio", audio)}, MAX_SECONDS,
+                                  keep_media=False, token_dtype=token_dtype)
     fingerprint = {"vision": vision, "audio": audio, "frames": frames, "sample_rate": SAMPLE_RATE,
                    "crop_margin": 0.25, "max_seconds": MAX_SECONDS, "keep_media": False, "token_dtype": token_dtype}
     return layout, fingerprint
@@ -316,9 +320,9 @@ def write_store(path: Path, clips: int, frames: int, seed: int, token_dtype: str
     landmarks = np.repeat(LANDMARKS[None] * layout.image_size, frames, 0)  # (T, 5, 2)
     frame_time = ((np.arange(frames) + 0.5) * CLIP_SECONDS / frames).astype(np.float32)
     for index in range(clips):
-        audio = np.zeros((layout.audio_frames, layout.audio_dim), np.float16)  # (Ta_max, Da)
-        audio[:length] = rng.standard_normal((length, layout.audio_dim), np.float32)
-        video = rng.standard_normal((frames, layout.num_tokens, layout.vision_dim), np.float32)  # (T, N, D)
+        audio = np.zeros(layout.tokens["audio"].shape, np.float16)  # (Ta_max, Da)
+        audio[:length] = rng.standard_normal((length, audio.shape[-1]), np.float32)
+        video = rng.standard_normal(layout.tokens["video"].shape, np.float32)  # (T, N, D)
         store.write_clip(index, {
             "duration": np.float32(CLIP_SECONDS), "span": np.array([0, CLIP_SECONDS], np.float32),
             "has_video": np.bool_(True), "has_audio": np.bool_(True), "note": "",
@@ -365,7 +369,7 @@ def bench_loader(args, work: Path, device: torch.device, started_bench: float) -
     export_s = time.perf_counter() - started
     print(f"[bench] loader: the same clips as int8 to {stores['int8']} ...", flush=True)
     write_store(stores["int8"], args.clips, args.frames, args.seed, token_dtype="int8")
-    raw = args.clips * (layout.frames * layout.num_tokens * layout.vision_dim + layout.audio_frames * layout.audio_dim) * 2
+    raw = args.clips * sum(math.prod(array.shape) for array in layout.tokens.values()) * 2
     result: dict = {"clips": args.clips, "loader_batch": args.loader_batch, "cold": args.cold,
                     "raw_token_bytes": raw, "zarr_bytes": disk_bytes(stores["float16"]), "h5_bytes": disk_bytes(h5),
                     "int8_zarr_bytes": disk_bytes(stores["int8"]), "write_s": write_s, "export_s": export_s,

@@ -113,3 +113,5 @@ def test_a_store_of_sound_alone_looks_for_no_face(tmp_path):
     assert [stream.name for stream in reader.streams] == ["spectrum", "speech"]
     assert not reader.has("video/landmarks") and not reader.has("video/faces") and reader.has("audio/waveform")
     assert reader.read_all("has_audio").all() and not reader.read_all("has_video").any()  # no face stream to read
+    info = json.loads(cli("info", store, "--json"))
+    assert info["face_found_ratio"] is None and info["clips_with_audio"] == 2

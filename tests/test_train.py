@@ -134,7 +134,7 @@ def test_torchrun_spreads_the_folds_and_gathers_one_summary(synthetic_store, tmp
 def test_fewer_batches_than_ranks_is_refused(synthetic_store, tmp_path):
     """A rank without a single batch could not take part in the gradient all-reduce: refused before any is made."""
     reader, cfg = open_cache(synthetic_store), quick()
-    model = DferHeads(head_config(reader.fingerprint, reader.classes, cfg))
+    model = DferHeads(head_config(reader.streams, reader.classes, cfg))
     with pytest.raises(ValueError, match="1 batches of 16, fewer than the 2 ranks"):
         fit(model, CachedClips(reader, [0, 1], "av"), None, cfg, tmp_path, reader.classes, ranks=Ranks(0, 2, 0, 2))
 

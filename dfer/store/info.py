@@ -20,7 +20,8 @@ def store_info(path: Path) -> dict:
     ids = store.clip_ids
     classes = store.classes
     with_video = done & store.array("has_video")[:]
-    face_found = store.array("video/face_found").get_orthogonal_selection((np.flatnonzero(with_video), slice(None)))
+    face_found = (store.array("video/face_found").get_orthogonal_selection((np.flatnonzero(with_video), slice(None)))
+                  if "video/face_found" in store.array_names() else np.zeros(0))  # a store whose streams read no faces
     counts = Counter(int(label) for label in labels)
     return {
         "path": str(store.path),

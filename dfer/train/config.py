@@ -8,8 +8,7 @@ from pathlib import Path
 
 from dfer.adapt.settings import LONE, SHRINK, check_adapt
 from dfer.heads import FUSIONS, HeadConfig
-from dfer.store.fingerprint import Fingerprint
-from dfer.streams import check_modalities, select
+from dfer.streams import Stream, check_modalities, select
 from dfer.recipe import settings_from
 
 SELECT_METRICS = ("UAR", "WAR", "macro_f1", "weighted_f1")  # what may pick a best epoch (or a probe's C)
@@ -66,8 +65,8 @@ def make_config(recipe: Path | None = None, **overrides) -> TrainConfig:
     return settings_from(TrainConfig, recipe, "training", **overrides)
 
 
-def head_config(fingerprint: dict, classes: list[str], train: TrainConfig) -> HeadConfig:
-    """The heads' input sizes come from the cache's encoders; their own sizes from the recipe."""
-    streams = select(Fingerprint.from_dict(fingerprint).stream_shapes(), train.modalities)
-    return HeadConfig(streams=streams,
+def head_config(streams: tuple[Stream, ...], classes: list[str], train: TrainConfig) -> HeadConfig:
+    """The heads' input sizes come from the store's streams (`CacheReader.streams`), those `train.modalities`
+    selects; their own sizes from the recipe."""
+    return HeadConfig(streams=select(streams, train.modalities),
                       num_classes=len(classes), fusion=train.fusion, modalities=train.modalities, **train.heads)

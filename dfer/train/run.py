@@ -50,7 +50,7 @@ def train(store: Path, out: Path, cfg: TrainConfig, resume: bool = False, show: 
 def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig, resume: bool, show: bool) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     classes = reader.classes
-    heads_config = head_config(reader.fingerprint, classes, cfg)
+    heads_config = head_config(reader.streams, classes, cfg)
     config = run_config(reader, split, model="heads", train=cfg.to_dict(), heads=heads_config.to_dict())
     if resume and (run / "config.json").exists():
         previous = json.loads((run / "config.json").read_text())
