@@ -88,8 +88,15 @@ AUDIO_ARCHS: dict[str, dict] = {
 
 
 class EncoderPair(NamedTuple):
+    """A preset: the specs of the two historic streams, `video` (a vision encoder) and `audio` (`dfer.streams`)."""
+
     vision: str
     audio: str
+
+    def streams(self, vision: str | None = None, audio: str | None = None) -> dict[str, tuple[str, str]]:
+        """The preset as a list of streams, stream -> (encoder kind, spec), with `--vision` / `--audio` in place of
+        its own specs where given."""
+        return {"audio": ("audio", audio or self.audio), "video": ("vision", vision or self.vision)}
 
 
 PRESETS: dict[str, EncoderPair] = {

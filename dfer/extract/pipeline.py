@@ -93,8 +93,7 @@ class ExtractConfig:
         `vision` and `audio` overrides (today's stores, the historic two)."""
         if self.streams is not None:
             return {name: stream_encoder(spec) for name, spec in sorted(self.streams.items())}
-        vision, audio = resolve_preset(self.preset)
-        return {"audio": ("audio", self.audio or audio), "video": ("vision", self.vision or vision)}
+        return resolve_preset(self.preset).streams(self.vision, self.audio)
 
 
 def extract_config(recipe: Path | None = None, **settings) -> ExtractConfig:
