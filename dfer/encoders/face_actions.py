@@ -29,7 +29,7 @@ right (the person's own left), pitch > 0 it looks down, roll > 0 it tilts anticl
 the person's right shoulder). tx, ty, tz are where the face is: tz is negative, the distance in front of the camera.
 
 **Threads.** mediapipe 1.2.2 runs each landmarker's calls one at a time on a thread of its own, so threads sharing
-one would queue behind each other: each thread builds its own (a `threading.local`), once, from the bytes read and
+one would queue behind each other: each thread builds its own (the reader keeps it by thread), once, from the bytes read and
 checked once per process; `dfer serve` runs several.
 """
 
@@ -79,7 +79,8 @@ def drop_landmarkers() -> None:
     after that hook, which turns the landmarkers' closing into nothing: left to the interpreter's teardown, mediapipe
     1.2.2's `__del__` finds its functions gone and prints a traceback; closed earlier, it finds its executor stopped."""
     for reader in list(READERS):
-        reader.local.__dict__.clear()
+        with reader.lock:
+            reader.landmarkers.clear()
 
 
 @dataclass
@@ -150,14 +151,24 @@ class FaceActionReader:
     def __init__(self, max_faces: int = MAX_FACES, min_iou: float = MIN_IOU):
         mediapipe_vision()  # a missing package fails here, before any frame is decoded
         self.max_faces, self.min_iou = max_faces, min_iou
-        self.local = threading.local()
+        # thread -> its landmarker, kept while the reader lives. Not a `threading.local`: a finished thread's would be
+        # let go whenever the garbage collector runs, on whichever thread that is, and mediapipe 1.2.2's `__del__`
+        # then closes it there, waiting on its own dispatcher (a thread of zarr's I/O loop was seen to wait for good).
+        # A new thread that reuses a finished one's identifier takes over its landmarker.
+        self.landmarkers: dict[int, object] = {}
+        self.lock = threading.Lock()
         READERS.add(self)
 
     def landmarker(self):
         """This thread's own FaceLandmarker, made on its first call."""
-        if not hasattr(self.local, "landmarker"):
-            self.local.landmarker = new_landmarker(self.max_faces)
-        return self.local.landmarker
+        thread = threading.get_ident()
+        with self.lock:
+            made = self.landmarkers.get(thread)
+        if made is None:
+            made = new_landmarker(self.max_faces)  # outside the lock: building one takes a while
+            with self.lock:
+                self.landmarkers[thread] = made
+        return made
 
     def faces(self, image: np.ndarray):
         """Every face the landmarker finds in one frame (H, W, 3) uint8 RGB: its result, as mediapipe gives it."""
