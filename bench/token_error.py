@@ -22,18 +22,8 @@ import numpy as np
 
 from dfer.store.info import store_info
 from dfer.store.reader import open_cache
-from dfer.adapt.moments import row_arrays
-from dfer.adapt.moments import valid_tokens as heads_read
-from dfer.store.schema import decode_tokens, encode_tokens, tokens_array
-from dfer.streams import PRESENT
-
-
-def valid_tokens(reader, stream, index: int) -> np.ndarray | None:
-    """The clip's tokens of `stream` (a `dfer.streams.Stream`) the heads read, (L, D) float32, or None without it."""
-    row = {name: reader.read(name, index) for name in row_arrays(stream)}
-    if not row[PRESENT[stream.input]]:
-        return None
-    return heads_read(stream, {**row, tokens_array(stream.name): reader.tokens(stream.name, index)})
+from dfer.adapt.store_moments import stored_valid_tokens
+from dfer.store.schema import decode_tokens, encode_tokens
 
 
 def per_token_absmax(tokens: np.ndarray) -> np.ndarray:
@@ -51,14 +41,14 @@ def measure(float16: Path, int8: Path | None, clips: int) -> dict:
     for stream in reader.streams:
         rows = {"float16": [], "int8": [], "per-token absmax": [], "store": []}
         for index in chosen:
-            tokens = valid_tokens(reader, stream, index)
-            if tokens is None or not len(tokens):
+            tokens = stored_valid_tokens(reader, stream, index)
+            if not len(tokens):
                 continue
             rows["float16"].append(tokens)
             rows["int8"].append(decode_tokens(*encode_tokens("tokens", tokens, "int8").values()))
             rows["per-token absmax"].append(per_token_absmax(tokens))
             if other is not None:
-                rows["store"].append(valid_tokens(other, stream, index))
+                rows["store"].append(stored_valid_tokens(other, stream, index))
         if not rows["float16"]:
             continue
         reference = np.concatenate(rows.pop("float16"))  # (L_all, D)

@@ -13,6 +13,17 @@ import numpy as np
 from dfer.adapt.moments import Moments, row_arrays, valid_tokens
 from dfer.store.reader import CacheReader
 from dfer.store.schema import tokens_array
+from dfer.streams import PRESENT, Stream
+
+
+def stored_valid_tokens(reader: CacheReader, stream: Stream, index: int) -> np.ndarray:
+    """A stored clip's tokens of `stream` that the heads read (`valid_tokens`), (M, D) float32; none (M = 0), and its
+    tokens not read, when the clip lacks the stream's input."""
+    row = {name: reader.read(name, index) for name in row_arrays(stream)}
+    if not row[PRESENT[stream.input]]:
+        return np.zeros((0, stream.dim), np.float32)
+    return valid_tokens(stream, {**row, tokens_array(stream.name): reader.tokens(stream.name, index)})
+
 
 class ClipMoments:
     """Per stream, every listed clip's moments as arrays: count (C,), total (C, D), squares (C, D), float64."""
@@ -27,10 +38,7 @@ class ClipMoments:
         self.squares = {s: np.zeros((len(self.rows), dims[s])) for s in self.streams}
         for index, position in self.rows.items():
             for stream in self.streams:
-                row = {name: reader.read(name, index) for name in row_arrays(shapes[stream])}
-                row[tokens_array(stream)] = reader.tokens(stream, index)
-                tokens = valid_tokens(shapes[stream], row)  # (M, D)
-                x = tokens.astype(np.float64)
+                x = stored_valid_tokens(reader, shapes[stream], index).astype(np.float64)  # (M, D)
                 self.count[stream][position] = len(x)
                 self.total[stream][position] = x.sum(0)
                 self.squares[stream][position] = np.square(x).sum(0)

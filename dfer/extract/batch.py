@@ -29,50 +29,58 @@ class ClipInput:
 def encode_batch(items: list[ClipInput], encoders: dict[str, Encoder], device: torch.device,
                  layout: Layout) -> list[dict]:
     """One store row (name -> array) per item, in order. encoders: stream -> its encoder (face crops in for a vision
-    encoder, the waveform for an audio one)."""
+    encoder, the waveform for an audio one). Each input goes to the device once, whatever number of streams read it."""
     with_video = [item for item in items if item.track is not None and "face" in layout.inputs]
     with_audio = [item for item in items if "waveform" in layout.inputs
                   and item.decoded.waveform is not None and item.decoded.waveform.size > 0]
+    inputs = {"face": (with_video, _faces([item.track for item in with_video], device)),
+              "waveform": (with_audio, _waves([item.decoded.waveform for item in with_audio], layout.samples, device))}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     tokens: dict[int, dict] = {item.index: {} for item in items}  # clip -> its streams' arrays
-    lengths: dict[int, int] = {}  # clip -> its waveform's samples
     with torch.inference_mode(), autocast:
         for stream, encoder in encoders.items():
-            if layout.tokens[stream].input == "face" and with_video:
-                faces = [item.track for item in with_video]
-                for item, arrays in zip(with_video, _encode_faces(faces, encoder, device, layout, stream)):
-                    tokens[item.index].update(arrays)
-        for stream, encoder in encoders.items():
-            if layout.tokens[stream].input == "waveform":
-                waves = [item.decoded.waveform for item in with_audio]
-                for item, arrays in zip(with_audio, _encode_audio(waves, encoder, device, layout, stream)):
-                    tokens[item.index].update(arrays)
-    for item in with_audio:
-        lengths[item.index] = min(len(item.decoded.waveform), layout.samples)
-    return [_row(item, tokens[item.index], lengths.get(item.index), layout) for item in items]
+            clips, given = inputs[layout.tokens[stream].input]
+            if not clips:
+                continue
+            encode = _encode_faces if layout.tokens[stream].input == "face" else _encode_audio
+            for item, arrays in zip(clips, encode(given, encoder, layout, stream)):
+                tokens[item.index].update(arrays)
+    heard = {item.index for item in with_audio}
+    return [_row(item, tokens[item.index], min(len(item.decoded.waveform), layout.samples)
+                 if item.index in heard else None, layout) for item in items]
 
 
-def _encode_faces(tracks: list[FaceTrack], encoder: ImageEncoder, device: torch.device, layout: Layout,
-                  stream: str) -> list[dict]:
-    """Per clip, its `<stream>/tokens` arrays (with an int8 store's scales)."""
-    faces = torch.from_numpy(np.stack([track.faces for track in tracks])).to(device)  # (B, T, 3, S, S) uint8
+def _faces(tracks: list[FaceTrack], device: torch.device) -> torch.Tensor | None:
+    """The clips' face crops on the device, (B, T, 3, S, S) uint8; None without any."""
+    return torch.from_numpy(np.stack([track.faces for track in tracks])).to(device) if tracks else None
+
+
+def _waves(waves: list[np.ndarray], samples: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The clips' waveforms cut to `samples`, zero padded, on the device: (B, S) and their lengths (B,); None
+    without any."""
+    if not waves:
+        return None
+    waves = [wave[:samples] for wave in waves]
+    length = torch.tensor([len(wave) for wave in waves])
+    padded = torch.zeros(len(waves), int(length.max()))  # (B, S)
+    for row, wave in zip(padded, waves):
+        row[: len(wave)] = torch.from_numpy(wave)
+    return padded.to(device), length.to(device)
+
+
+def _encode_faces(faces: torch.Tensor, encoder: ImageEncoder, layout: Layout, stream: str) -> list[dict]:
+    """Per clip, its `<stream>/tokens` arrays (with an int8 store's scales), from faces (B, T, 3, S, S)."""
     B, T = faces.shape[:2]
     tokens = encoder(faces.flatten(0, 1))  # (B*T, N, D)
     tokens = tokens.unflatten(0, (B, T)).half().cpu().numpy()  # (B, T, N, D), half on the device: half the bytes to copy
     return [encode_tokens(tokens_array(stream), clip, layout.token_dtype) for clip in tokens]
 
 
-def _encode_audio(waves: list[np.ndarray], encoder: WaveformEncoder, device: torch.device, layout: Layout,
+def _encode_audio(waves: tuple[torch.Tensor, torch.Tensor], encoder: WaveformEncoder, layout: Layout,
                   stream: str) -> list[dict]:
-    """Per clip, its `<stream>/tokens` arrays (with an int8 store's scales) and `<stream>/length`, its valid frames."""
-    if not waves:
-        return []
-    waves = [wave[: layout.samples] for wave in waves]
-    length = torch.tensor([len(wave) for wave in waves])
-    padded = torch.zeros(len(waves), int(length.max()))  # (B, S)
-    for row, wave in zip(padded, waves):
-        row[: len(wave)] = torch.from_numpy(wave)
-    tokens, token_length = encoder(padded.to(device), length.to(device))  # (B, Ta, D), (B,)
+    """Per clip, its `<stream>/tokens` arrays (with an int8 store's scales) and `<stream>/length`, its valid frames,
+    from the padded waveforms (B, S) and their lengths (B,)."""
+    tokens, token_length = encoder(*waves)  # (B, Ta, D), (B,)
     tokens = tokens.half().cpu().numpy()  # (B, Ta, D), half on the device: half the bytes to copy
     frames, dim = layout.tokens[stream].shape  # (Ta_max, D)
     rows = []

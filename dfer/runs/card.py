@@ -104,7 +104,7 @@ def write_card(run: Path, extra: dict | None = None) -> Path:
     # a fine-tuned run's stage-2 run (a cross-validation's: the parent, each fold starting from its own fold)
     init = (_read(run / "summary.json").get("config", {}) if folds else config.get("finetune", {})).get("init")
     kind = _kind(config)
-    task_type, task_name = TASKS[mode_of(INPUTS[k] for _, k, _ in run_streams(config))]
+    task_type, task_name = TASKS[run_mode(config)]
     title = _title(run, config, kind)
     data = ModelCardData(
         license=LICENSE, library_name="dfer", pipeline_tag=task_type, datasets=[config["dataset"]],
@@ -200,6 +200,11 @@ def run_streams(config: dict) -> list[tuple[str, str, dict]]:
     return [(name, *encoders[name]) for name in read_by(config["heads"])]
 
 
+def run_mode(config: dict) -> str:
+    """The mode naming the inputs a run reads ("av", "audio" or "video"): what its card says it takes."""
+    return mode_of(INPUTS[kind] for _, kind, _ in run_streams(config))
+
+
 def _streams(config: dict) -> str:
     """What a run hears and sees, in words: "voice and face" for the historic streams, else the streams' names."""
     words = {"video": "face", "audio": "voice"}
@@ -245,7 +250,7 @@ def _inputs(config: dict, folds: list[str]) -> str:
     names, codes = config.get("display_names") or config["classes"], config["classes"]
     classes = ", ".join(name if name == code else f"{name} ({code})" for name, code in zip(names, codes))
     streams = run_streams(config)
-    read = READS[mode_of(INPUTS[k] for _, k, _ in streams)]
+    read = READS[run_mode(config)]
     lines = [f"- **Classes** ({len(names)}): {classes}.", f"- **Input**: {read} (`{modalities}`)."]
     encoders = config.get("finetune", {}).get("encoders") or {}
     for name, kind, spec in sorted(streams, key=lambda stream: stream[1] != "vision"):  # faces first, as always
@@ -376,7 +381,7 @@ def _usage(run: Path, config: dict, folds: list[str]) -> str:
     model = f"{name}/{folds[0]}" if folds else name
     files = {"av": "a video or audio file", "video": "a video file", "audio": "an audio or video file"}
     lines = ["```bash",
-             f"dfer predict FILE --model {model}          # {files[mode_of(INPUTS[k] for _, k, _ in run_streams(config))]}, or a folder",
+             f"dfer predict FILE --model {model}          # {files[run_mode(config)]}, or a folder",
              f"dfer predict FILE --model {model} --json   # labels and probabilities as JSON",
              f"dfer evaluate {model} --store {config['store']}   # scores its test clips again",
              f"dfer serve --model {model}                 # a page and an HTTP API",

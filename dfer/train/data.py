@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dfer.distributed import ALONE, Ranks
 from dfer.inference.batch import LENGTH_SUFFIX, collate, finish
-from dfer.adapt.moments import row_arrays, valid_tokens
+from dfer.adapt.store_moments import stored_valid_tokens
 from dfer.store.reader import CacheReader
-from dfer.store.schema import batch_arrays, tokens_array
-from dfer.streams import PRESENT, select
+from dfer.store.schema import batch_arrays
+from dfer.streams import select
 from dfer.train.splits import Split
 
 Statistics = Callable[[dict], dict] | None  # a batch -> the batch with its clips' adaptation statistics
@@ -263,11 +263,9 @@ def token_statistics(reader: CacheReader, indices: list[int], modalities: str,
     sums: dict[str, list] = {}
     for index in chosen:
         for stream in streams:
-            row = {name: reader.read(name, index) for name in row_arrays(stream)}
-            if not row[PRESENT[stream.input]]:
+            x = stored_valid_tokens(reader, stream, index).astype(np.float64)  # (M, D)
+            if not len(x):
                 continue
-            x = valid_tokens(stream, {**row, tokens_array(stream.name): reader.tokens(stream.name, index)})
-            x = x.astype(np.float64)
             total = sums.setdefault(stream.name, [0, 0.0, 0.0])
             total[0] += len(x)
             total[1] = total[1] + x.sum(0)
