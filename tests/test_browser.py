@@ -1,7 +1,7 @@
 """The recording page in headless Chromium: a fake camera and microphone play a sample clip, the page records 3 s
 with MediaRecorder, uploads the WebM, and draws the bars, the attention strip and the three modality bar sets. Also
-the file picker, the timeline chart of a long file, an audio-only run's answer stubbed, and the API docs drawn from
-this server alone. Skips when Chromium, its driver or Selenium is absent (CI installs Debian's `chromium` and
+the file picker (a video, and a photo), the timeline chart of a long file, an audio-only run's answer stubbed, and the
+API docs drawn from this server alone. Skips when Chromium, its driver or Selenium is absent (CI installs Debian's `chromium` and
 `chromium-driver`)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from PIL import Image
 
 from dfer.media.decode import decode_clip
 from dfer.predict.predictor import Predictor
@@ -232,3 +233,15 @@ def test_the_fused_pair_shows_each_member_beside_the_fused_bars(fused_server, br
     assert not browser.find_element("id", "explain").is_displayed()  # an explanation is of one run
     browser.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 20_000
+
+
+def test_a_photo_is_shown_and_answered_by_the_face(fused_server, browser, tmp_path):
+    """A picked photo shows in #photo, not the video preview; the fused pair answers it with the voice abstaining."""
+    photo = tmp_path / "smile.jpg"
+    Image.fromarray(decode_clip(CLIP, None, frames=12).frames[9]).save(photo)  # 1.5 s into the clip: a broad smile
+    browser.get(fused_server)
+    browser.find_element("id", "file").send_keys(str(photo))
+    assert wait_for_result(browser, 90) == "done", browser.find_element("id", "error").text
+    assert browser.find_element("id", "photo").is_displayed() and not browser.find_element("id", "preview").is_displayed()
+    assert browser.find_element("id", "top1").text.lower().startswith("happy")
+    assert "abstained" in browser.find_element("id", "member-0").text

@@ -61,7 +61,7 @@ def test_version_and_short_help():
     assert CliRunner().invoke(app, ["-h"]).output == CliRunner().invoke(app, ["--help"]).output
 
 
-@pytest.mark.parametrize("mistake, reason", [("gone.mp4", "file not found"), ("empty", "no video or audio files"),
+@pytest.mark.parametrize("mistake, reason", [("gone.mp4", "file not found"), ("empty", "no video, audio or image files"),
                                              ("text.mp4", "not a decodable media file")])
 def test_predict_mistakes_fail_fast_in_one_line_without_torch(tmp_path, mistake, reason):
     (tmp_path / "empty").mkdir()

@@ -113,7 +113,7 @@ def test_files_decode_ahead_and_a_bad_one_is_its_own_record_in_order(tmp_path):
 
 
 @pytest.mark.parametrize("name, reason", [("gone.mp4", "file not found"), ("text.mp4", "not a decodable media file"),
-                                          ("empty", "no video or audio files")])
+                                          ("empty", "no video, audio or image files")])
 def test_a_bad_named_input_stops_before_any_model_loads(sample_made, tmp_path, name, reason):
     """A path named on the command line is checked first: one bad one is the user's mistake, not a file's failure."""
     (tmp_path / "text.mp4").write_text("not a video")

@@ -15,8 +15,8 @@ from dfer.models import DEFAULT_MODELS
 
 
 def predict(
-    paths: list[Path] = typer.Argument(..., metavar="FILE", help="video or audio files, or folders searched "
-                                       "recursively for them"),
+    paths: list[Path] = typer.Argument(..., metavar="FILE", help="video or audio files, photos (each its own "
+                                       "answer), or folders searched recursively for them"),
     model: list[str] | None = typer.Option(None, "--model", "-m", show_default=" + ".join(DEFAULT_MODELS),
                                            help="a run folder (e.g. runs/demo) or a bundled model (dfer models); "
                                            "repeat to fuse several"),
@@ -47,7 +47,7 @@ def predict(
                                  "52 blendshapes and head pose): the strongest per window beside the emotions, and "
                                  "every analysed frame's in DIR/<stem>.actions.csv; needs pip install mediapipe==1.2.2"),
 ) -> None:
-    """Emotion probabilities for video and audio files through a run's whole pipeline, or several runs' fused.
+    """Emotion probabilities for video, audio and photo files through a run's whole pipeline, or several runs' fused.
 
     Exit code 1 if a file failed (the others are still scored), 2 if an input is wrong: a missing file, an empty
     folder, a file that is no video, an unknown model; those are found before any model loads.

@@ -8,7 +8,7 @@ of it: `whole_frame_track` only resizes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -31,6 +31,12 @@ class FaceTrack:
     choice: TrackChoice  # which of the clip's face tracks this is, and why
     trace: FaceTrace | None = None  # where this face was last detected (frame_time clock); None: never
     margin: float = 0.0  # context on each side of the crop, as a fraction of the face's side (FaceCropper's)
+
+    def repeated(self, times: int) -> FaceTrack:
+        """The track of a one-frame clip as the track of `times` copies of its frame."""
+        per_frame = {name: np.repeat(getattr(self, name), times, axis=0)
+                     for name in ("faces", "box", "landmarks", "face_found", "detect_prob")}
+        return replace(self, **per_frame)
 
     def face_box(self) -> np.ndarray:
         """(T, 4) float32 x1, y1, x2, y2 of the face's own square in frame pixels: `box` less its margin."""
@@ -80,7 +86,13 @@ class FaceCropper:
         frame_time (T,) seconds of the frames from the same start. `follow` (on the frame_time clock) continues a face
         from a previous window: its track is chosen when one continues it, and a window without any face is cropped
         where it was last seen.
+
+        Frames that are T views of one picture (stride 0 over T: a photo, `dfer.media.still`) are searched, tracked
+        and cropped once.
         """
+        if len(frames) > 1 and frames.strides[0] == 0:
+            once = self(frames[:1], waveform, None if frame_time is None else frame_time[:1], sample_rate, follow)
+            return once.repeated(len(frames))
         return self.track(frames, self.detect(frames), waveform, frame_time, sample_rate, follow)
 
     def many(self, clips: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],

@@ -56,6 +56,7 @@ class DecodedClip:
     span: tuple[float, float]  # (start, end) seconds of the analysed window within the file
     duration: float  # seconds of the whole clip (of its readable part when the file breaks off)
     notes: list[str] = field(default_factory=list)  # recoverable oddities, e.g. a truncated file
+    still: bool = False  # a photo: every frame is its one picture (`dfer.media.still`)
 
 
 def decode_clip(

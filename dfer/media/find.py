@@ -12,7 +12,10 @@ from pathlib import Path
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".flv", ".avi", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
 # Audio-only files (a manifest's, a predict folder's).
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus"}
-MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES
+# Photos, each read as a one-frame clip (`dfer.media.still`); a dataset's folder of frames is one clip, read by its
+# adapter (`dfer.media.frames`), never through here.
+STILL_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | AUDIO_SUFFIXES | STILL_SUFFIXES
 
 
 def find_media(paths: list[Path], suffixes: set[str] = VIDEO_SUFFIXES) -> tuple[list[Path], list[dict]]:
@@ -24,7 +27,9 @@ def find_media(paths: list[Path], suffixes: set[str] = VIDEO_SUFFIXES) -> tuple[
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             files.extend(found)
             if not found:
-                kind = "video or audio" if suffixes & AUDIO_SUFFIXES else "video"
+                kinds = [name for name, kind in (("video", VIDEO_SUFFIXES), ("audio", AUDIO_SUFFIXES),
+                                                 ("image", STILL_SUFFIXES)) if suffixes & kind]
+                kind = " or ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
                 errors.append({"path": str(path), "error": f"no {kind} files ({', '.join(sorted(suffixes))})"})
         elif path.exists():
             files.append(path)

@@ -72,8 +72,8 @@ class Model:
         """Class probabilities for each file, as `dfer predict PATHS --json` prints them.
 
         Args:
-            paths: a video or audio file, a folder (searched recursively for the files this model reads), or a list
-                of them.
+            paths: a video or audio file, a photo (a one-frame clip, each its own answer), a folder (searched
+                recursively for the files this model reads), or a list of them.
             adapt: "none" (each file standardised with the training set's statistics), "together" (all the files
                 are one speaker: each is standardised with their statistics) or "folder" (the files of one folder
                 are one speaker), as `dfer predict --adapt`.

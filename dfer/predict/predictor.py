@@ -44,8 +44,9 @@ from dfer.inference.score import predict as run_heads
 from dfer.media.clip_error import ClipError, as_clip_error
 from dfer.media.decode import DecodedClip, decode_clip
 from dfer.media.probe import is_audio_only
-from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES, find_media
+from dfer.media.find import AUDIO_SUFFIXES, STILL_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
+from dfer.media.still import decode_still, is_still
 from dfer.runs.folder import resolve_run
 from dfer.runs.load import load_run, run_display_names
 from dfer.store.fingerprint import Fingerprint
@@ -89,13 +90,17 @@ class FilePredictor:
     def decode(self, path: Path) -> tuple[DecodedClip, float]:
         """The central window of a whole file as this model reads it: its frames, and its audio when the model hears
         (`check_readable` refuses an audio file a model cannot hear); and the seconds it took. The frames are decoded
-        even for a model that only hears: their times cut its audio segments."""
+        even for a model that only hears: their times cut its audio segments. A photo is a one-frame clip without
+        sound (`dfer.media.still`)."""
         started = time.perf_counter()
-        audio_only = self.check_readable(path)
         with as_clip_error(path):
-            decoded = decode_clip(None if audio_only else path, path if self.hears else None,
-                                  self.frames, self.sample_rate, self.max_seconds,
-                                  max_short_side=self.frame_short_side)
+            if is_still(path):
+                decoded = decode_still(path, self.frames, self.frame_short_side)
+            else:
+                audio_only = self.check_readable(path)
+                decoded = decode_clip(None if audio_only else path, path if self.hears else None,
+                                      self.frames, self.sample_rate, self.max_seconds,
+                                      max_short_side=self.frame_short_side)
         return decoded, time.perf_counter() - started
 
     def predict_decoded(self, path: Path, decoded: DecodedClip, decode_seconds: float,
@@ -138,6 +143,9 @@ class Predictor(FilePredictor):
                                     face_track=fingerprint.face_track, detect=self.faces.detect)
                         if self.sees else None)
         self.frame_short_side = fingerprint.decode_short_side
+        # A zero-shot run reads each frame on its own, so a photo is what it knows; heads trained on clips read how a
+        # face moves over T frames, and a photo does not move: they refuse it (`encode_track`).
+        self.reads_stills = self.config.get("model") == "zeroshot"
         self.fields = batch_arrays(self.streams)  # batch key -> store row name
         # Adaptation (dfer.adapt): the training set's statistics of each stream the model standardises (none for a
         # zero-shot run or an unadapted probe), the run's shrinking, and the key of each stream's statistics.
@@ -174,8 +182,8 @@ class Predictor(FilePredictor):
 
     @property
     def suffixes(self) -> set[str]:
-        """The files this run can read, by suffix: videos, and audio files when it hears."""
-        return VIDEO_SUFFIXES | (AUDIO_SUFFIXES if self.hears else set())
+        """The files this run can read, by suffix: videos, audio files when it hears, photos when it sees."""
+        return VIDEO_SUFFIXES | (AUDIO_SUFFIXES if self.hears else set()) | (STILL_SUFFIXES if self.sees else set())
 
     def describe(self) -> dict:
         return {
@@ -271,7 +279,12 @@ class Predictor(FilePredictor):
 
     def encode_track(self, path: Path, decoded: DecodedClip, track: FaceTrack | None, seconds: dict) -> EncodedFile:
         """The encoders on one decoded clip and its face track (`face_track`): the EncodedFile the heads read. A clip
-        decoded with sound for another run (`dfer.predict.ensemble`) is read without it by a run that does not hear."""
+        decoded with sound for another run (`dfer.predict.ensemble`) is read without it by a run that does not hear.
+        A run trained on clips refuses a photo (`reads_stills`)."""
+        if decoded.still and self.sees and not self.reads_stills:
+            raise UnusableClip(path, f"a still image, and this {self.config.get('model')} run was trained on clips: it "
+                               f"reads how a face moves over {self.frames} frames (a zero-shot run such as the bundled "
+                               "face model reads photos)")
         if not self.hears and decoded.waveform is not None:
             decoded = dataclasses.replace(decoded, waveform=None)
         started = time.perf_counter()

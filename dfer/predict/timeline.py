@@ -34,8 +34,9 @@ from dfer.media.clip_error import ClipError, as_clip_error
 from dfer.media.decode import DecodedClip
 from dfer.media.probe import stated_duration
 from dfer.media.stream import AudioWindows, WindowReader
-from dfer.media.find import find_media
+from dfer.media.find import STILL_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
+from dfer.media.still import is_still
 from dfer.predict.predictor import OutputStems, Predictor
 from dfer.predict.timeline_files import write_timeline
 from dfer.store.reader import open_cache
@@ -117,6 +118,8 @@ class FileTimeline:
         """Each window as it is done: its decoded clip, the model's answer and the face track; a caller drops each
         before asking for the next, so that the memory of one window's frames is given back before the next."""
         path, predictor = self.path, self.predictor
+        if is_still(path):
+            raise ClipError(path, "a still image has no timeline: give it without --timeline")
         audio_only = predictor.check_readable(path)
         with as_clip_error(path):
             self.duration = stated_duration(path)
@@ -214,7 +217,7 @@ def timeline_paths(predictor: Predictor, paths: list[Path], folder: Path, window
                    saved: dict[str, Moments] | None = None, actions: FaceActionReader | None = None) -> Iterator[dict]:
     """Write the timeline files of each file named (folders expanded) into `folder`; one `file_timeline` record per
     file. A bad file never stops the others. Two files with the same stem get `stem`, `stem-2`, ... (`OutputStems`)."""
-    files, errors = find_media(paths, predictor.suffixes)
+    files, errors = find_media(paths, predictor.suffixes - STILL_SUFFIXES)  # a folder's photos have no timeline
     yield from errors
     stems = OutputStems()
     for path in files:

@@ -4,10 +4,11 @@
     GET  /health   liveness and what is loaded
     GET  /labels   the display names of the run's classes (`labels`) and their codes (`classes`), in the order of
                    `probs`
-    POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ...) and an optional `session` id ->
-                   the prediction `dfer predict --json` prints, plus `timing`; a recording with a `session` is
-                   standardised with the statistics of its session's recordings so far, itself included
-                   (`dfer.adapt.sessions`: in memory only, bounded; the page sends one id per page load); with `?explain=true` also `explain` (`dfer.predict.explain`, and
+    POST /predict  multipart `file` (mp4, WebM from MediaRecorder, flv, mov, ..., or a photo: jpg, png, webp, bmp,
+                   read as a one-frame clip) and an optional `session` id -> the prediction `dfer predict --json`
+                   prints, plus `timing`; a recording with a `session` is standardised with the statistics of its
+                   session's recordings so far, itself included (`dfer.adapt.sessions`: in memory only, bounded; the
+                   page sends one id per page load); with `?explain=true` also `explain` (`dfer.predict.explain`, and
                    `faces`: the crops the attention lies over, for the page); an upload longer than one window of the
                    run also gets `timeline`, the windows `dfer predict --timeline` writes to its .jsonl
     GET  /docs     the OpenAPI page (Swagger UI), its script and style served by this app (fastapi-offline's copies), so
@@ -62,7 +63,8 @@ from dfer.adapt.sessions import MAX_ID, SessionStatistics
 from dfer.media.clip_error import ClipError
 from dfer.media.decode import DecodedClip
 from dfer.media.probe import frame_pixels, stated_duration
-from dfer.media.find import AUDIO_SUFFIXES, VIDEO_SUFFIXES
+from dfer.media.find import MEDIA_SUFFIXES
+from dfer.media.still import is_still
 from dfer.predict.ensemble import Ensemble
 from dfer.predict.explain import explain_clip
 from dfer.predict.predictor import UnusableClip
@@ -206,10 +208,10 @@ def create_app(predictor, max_upload_mb: float = 50, workers: int = DEFAULT_WORK
 
 
 async def _save_upload(file: UploadFile, limit: int, max_upload_mb: float) -> Path:
-    """Copy the upload to a temp file (keeping a known video or audio suffix, a hint for the demuxer); 413 past the limit,
-    422 when empty. The caller deletes the file."""
+    """Copy the upload to a temp file (keeping a known video, audio or image suffix: a hint for the demuxer, and what
+    makes a photo a photo, `dfer.media.still`); 413 past the limit, 422 when empty. The caller deletes the file."""
     suffix = Path(file.filename or "").suffix.lower()
-    with tempfile.NamedTemporaryFile(prefix="dfer-upload-", suffix=suffix if suffix in VIDEO_SUFFIXES | AUDIO_SUFFIXES else "",
+    with tempfile.NamedTemporaryFile(prefix="dfer-upload-", suffix=suffix if suffix in MEDIA_SUFFIXES else "",
                                      delete=False) as out:
         path, size = Path(out.name), 0
         try:
@@ -287,11 +289,10 @@ def _predicted(predictor, path: Path, decoded: DecodedClip, decode_seconds: floa
 
 def _timeline(predictor, path: Path, window: float, longest: float) -> dict:
     """`timeline` and `timeline_notes` of an upload whose whole-file prediction has just succeeded: None for one no
-    longer than a window (it is one window: the whole-file answer says it all) or longer than `longest` seconds. A
-    window that fails to decode costs the timeline, not the whole-file answer already made."""
+    longer than a window (it is one window: the whole-file answer says it all; a photo is one moment) or longer than
+    `longest` seconds. A window that fails to decode costs the timeline, not the whole-file answer already made."""
     try:
-        duration = stated_duration(path)
-        if duration <= window:
+        if is_still(path) or (duration := stated_duration(path)) <= window:
             return {"timeline": None, "timeline_notes": []}
         if duration > longest:
             return {"timeline": None, "timeline_notes": [

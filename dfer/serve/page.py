@@ -1,18 +1,19 @@
 """The page `dfer serve` shows at `/`: plain HTML and JavaScript, no build step, no external files.
 
 It records 3 seconds from camera and microphone with MediaRecorder (WebM in Chromium and Firefox, MP4 in Safari) or
-takes a picked file, POSTs it to `predict?explain=true`, and draws one probability bar per class with the top emotion
-above them, each named by the class's display name (the response's `labels`: "angry", not CREMA-D's "ANG"). From the
-answer's `explain` (`dfer.predict.explain`) it draws the ROI attention of every step as a strip of small heatmaps
-(canvas, one cell per patch, over the step's face crop when the answer has `faces`) and the three modality bar sets
-(audio + video, audio only, video only; "not available" where the run has no such input). A file longer than one
-window of the run gets a `timeline` in its answer (the windows `dfer predict --timeline` writes to its .jsonl:
-`{start, end, top, top_prob, face_found_ratio, has_audio, probs: {label: p}}`), drawn as a line chart of every class
-over time; the answer's `timeline_notes` (e.g. why a very long file has none) are shown below it.
+takes a picked file (a video, or a photo), POSTs it to `predict?explain=true`, and draws one probability bar per class
+with the top emotion above them, each named by the class's display name (the response's `labels`: "angry", not
+CREMA-D's "ANG"). From the answer's `explain` (`dfer.predict.explain`) it draws the ROI attention of every step as a
+strip of small heatmaps (canvas, one cell per patch, over the step's face crop when the answer has `faces`) and the
+three modality bar sets (audio + video, audio only, video only; "not available" where the run has no such input). A
+file longer than one window of the run gets a `timeline` in its answer (the windows `dfer predict --timeline` writes
+to its .jsonl: `{start, end, top, top_prob, face_found_ratio, has_audio, probs: {label: p}}`), drawn as a line chart of
+every class over time; the answer's `timeline_notes` (e.g. why a very long file has none) are shown below it.
 The browser only grants the camera to secure pages: https, or http on localhost / 127.0.0.1.
 Element ids are stable (tests and anyone scripting the page rely on them):
-  #record, #file (buttons / input), #preview (video), #status, #error, #top1, #bars (one .bar per class, id
-  `bar-<label>`, with data-label (the display name), data-class (the store's code) and data-prob), #timing;
+  #record, #file (buttons / input), #preview (video), #photo (img, shown instead of #preview for a picked photo),
+  #status, #error, #top1, #bars (one .bar per class, id `bar-<label>`, with data-label (the display name), data-class
+  (the store's code) and data-prob), #timing;
   #explain (hidden until an answer has `explain`): #strip (one canvas.heat per step, data-step, data-time, over an
   img.face when there are crops), #mod-av, #mod-audio, #mod-video (each data-available, and its .bar rows as in
   #bars, ids `bar-<key>-<label>`), #notes; #timeline (hidden without a `timeline`: an svg with one polyline.line per
@@ -36,7 +37,7 @@ PAGE = """<!doctype html>
   h1 { font-size: 1.4rem; }
   .controls { display: flex; gap: 1rem; align-items: center; flex-wrap: wrap; margin: 1rem 0; }
   button { font-size: 1rem; padding: .5rem 1rem; cursor: pointer; }
-  video { width: 100%; max-height: 22rem; background: #111; border-radius: 4px; }
+  video, #photo { width: 100%; max-height: 22rem; background: #111; border-radius: 4px; object-fit: contain; }
   #status { min-height: 1.4em; color: #555; }
   #error { min-height: 1.4em; color: #b00020; }
   #top1 { font-size: 1.8rem; font-weight: 600; min-height: 2.2rem; }
@@ -67,13 +68,15 @@ PAGE = """<!doctype html>
 </head>
 <body data-state="idle">
 <h1>Which emotion does the face show?</h1>
-<p>Record RECORD_SECONDS seconds from your camera and microphone, or pick a video file.
-   The clip is sent to this server only, and deleted after the prediction.</p>
+<p>Record RECORD_SECONDS seconds from your camera and microphone, or pick a video file or a photo.
+   The clip or photo is sent to this server only, and deleted after the prediction.</p>
 <div class="controls">
   <button id="record" type="button">Record RECORD_SECONDS s</button>
-  <label>or pick a file: <input id="file" type="file" accept="video/*,audio/*,.flv,.mkv,.opus"></label>
+  <label>or pick a file: <input id="file" type="file"
+    accept="video/*,audio/*,image/jpeg,image/png,image/webp,image/bmp,.flv,.mkv,.opus"></label>
 </div>
 <video id="preview" muted playsinline></video>
+<img id="photo" alt="the photo sent" hidden>
 <p id="status"></p>
 <p id="error" role="alert"></p>
 <div id="top1" aria-live="polite"></div>
@@ -291,6 +294,12 @@ function recorderType() {
   return types.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t)) || "";
 }
 
+function showPhoto(url) {  // a photo shows in #photo, in place of the video preview (null: back to the video)
+  $("photo").hidden = url === null;
+  $("preview").hidden = url !== null;
+  if (url !== null) $("photo").src = url;
+}
+
 async function record() {
   $("record").disabled = true;
   $("error").textContent = "";
@@ -301,6 +310,7 @@ async function record() {
     return fail("No camera/microphone: " + error.message);
   }
   const preview = $("preview");
+  showPhoto(null);
   preview.srcObject = stream;
   preview.controls = false;
   preview.play().catch(() => {});
@@ -329,8 +339,14 @@ $("file").addEventListener("change", () => {
   if (!file) return;
   const preview = $("preview");
   preview.srcObject = null;
-  preview.src = URL.createObjectURL(file);
-  preview.controls = true;
+  if (file.type.startsWith("image/")) {
+    preview.removeAttribute("src");
+    showPhoto(URL.createObjectURL(file));
+  } else {
+    showPhoto(null);
+    preview.src = URL.createObjectURL(file);
+    preview.controls = true;
+  }
   upload(file, file.name);
 });
 if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.MediaRecorder)) {
