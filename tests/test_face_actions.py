@@ -139,6 +139,25 @@ def test_threads_read_as_one_thread_does(reader, happy):
         np.testing.assert_array_equal(result, alone)
 
 
+def test_landmarkers_outlive_their_readers(happy):
+    """A landmarker is never let go mid-run (mediapipe's `__del__` can wait for good under the garbage collector):
+    readers on one thread share that thread's, and it stays open after they are collected."""
+    import gc
+
+    from dfer.encoders import face_actions
+
+    frames, boxes = happy
+    first = FaceActionReader()
+    first.cycle = first  # only the cycle collector can free it
+    made = first.landmarker()
+    del first
+    gc.collect()
+    second = FaceActionReader()
+    assert second.landmarker() is made
+    assert made in face_actions.LANDMARKERS.values()
+    assert second(frames[:1], boxes[:1]).found.all()  # still open
+
+
 def test_missing_mediapipe_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` now raises ImportError
     monkeypatch.setitem(sys.modules, "mediapipe.tasks", None)

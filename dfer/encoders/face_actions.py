@@ -29,8 +29,8 @@ right (the person's own left), pitch > 0 it looks down, roll > 0 it tilts anticl
 the person's right shoulder). tx, ty, tz are where the face is: tz is negative, the distance in front of the camera.
 
 **Threads.** mediapipe 1.2.2 runs each landmarker's calls one at a time on a thread of its own, so threads sharing
-one would queue behind each other: each thread builds its own (the reader keeps it by thread), once, from the bytes read and
-checked once per process; `dfer serve` runs several.
+one would queue behind each other: each thread builds its own once, from the bytes read and checked once per
+process, and keeps it for the life of the process (`LANDMARKERS` says why); `dfer serve` runs several.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import threading
-import weakref
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -69,18 +68,24 @@ BLENDSHAPES = (
 POSE = ("yaw", "pitch", "roll", "tx", "ty", "tz")  # degrees, then centimetres
 
 
-READERS: weakref.WeakSet[FaceActionReader] = weakref.WeakSet()
+# (thread, max_faces) -> that thread's landmarker, for the life of the process, whichever readers use it. A landmarker
+# must never be let go by the garbage collector: mediapipe 1.2.2's `__del__` closes it through its dispatcher's
+# one-thread executor and waits; collected with that executor in one cycle (a reader or model in a reference cycle,
+# or a finished thread's `threading.local`), the executor's thread has already been told to stop, and the wait never
+# ends (seen in the test suite, on the main thread and on a zarr I/O thread). A new thread that reuses a finished one's
+# identifier takes over its landmarker.
+LANDMARKERS: dict[tuple[int, int], object] = {}
+LANDMARKERS_LOCK = threading.Lock()
 
 
 @atexit.register
 def drop_landmarkers() -> None:
-    """Let go of the main thread's landmarkers at exit, while the modules are whole. Registered when this module is
-    imported, before mediapipe registers its own exit hook (mediapipe is imported lazily, through here), so it runs
-    after that hook, which turns the landmarkers' closing into nothing: left to the interpreter's teardown, mediapipe
-    1.2.2's `__del__` finds its functions gone and prints a traceback; closed earlier, it finds its executor stopped."""
-    for reader in list(READERS):
-        with reader.lock:
-            reader.landmarkers.clear()
+    """Let go of the landmarkers at exit, while the modules are whole. Registered when this module is imported, before
+    mediapipe registers its own exit hook (mediapipe is imported lazily, through here), so it runs after that hook,
+    which turns the landmarkers' closing into nothing: left to the interpreter's teardown, mediapipe 1.2.2's `__del__`
+    finds its functions gone and prints a traceback; closed earlier, it finds its executor stopped."""
+    with LANDMARKERS_LOCK:
+        LANDMARKERS.clear()
 
 
 @dataclass
@@ -151,23 +156,16 @@ class FaceActionReader:
     def __init__(self, max_faces: int = MAX_FACES, min_iou: float = MIN_IOU):
         mediapipe_vision()  # a missing package fails here, before any frame is decoded
         self.max_faces, self.min_iou = max_faces, min_iou
-        # thread -> its landmarker, kept while the reader lives. Not a `threading.local`: a finished thread's would be
-        # let go whenever the garbage collector runs, on whichever thread that is, and mediapipe 1.2.2's `__del__`
-        # then closes it there, waiting on its own dispatcher (a thread of zarr's I/O loop was seen to wait for good).
-        # A new thread that reuses a finished one's identifier takes over its landmarker.
-        self.landmarkers: dict[int, object] = {}
-        self.lock = threading.Lock()
-        READERS.add(self)
 
     def landmarker(self):
-        """This thread's own FaceLandmarker, made on its first call."""
-        thread = threading.get_ident()
-        with self.lock:
-            made = self.landmarkers.get(thread)
+        """This thread's own FaceLandmarker (`LANDMARKERS`), made on its first call."""
+        key = (threading.get_ident(), self.max_faces)
+        with LANDMARKERS_LOCK:
+            made = LANDMARKERS.get(key)
         if made is None:
             made = new_landmarker(self.max_faces)  # outside the lock: building one takes a while
-            with self.lock:
-                self.landmarkers[thread] = made
+            with LANDMARKERS_LOCK:
+                made = LANDMARKERS.setdefault(key, made)
         return made
 
     def faces(self, image: np.ndarray):
