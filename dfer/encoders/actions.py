@@ -17,10 +17,16 @@ extraction and in prediction.
 
 No torch weights: the bundle is run by the `mediapipe` package on the CPU (a thread's own landmarker), whatever the
 store's device, and stage 3 has nothing to train. The revision names the package's version and the bundle's SHA-256.
+
+Every encoder of a process reads through one reader (`shared_reader`), kept until exit: a reader let go with its
+encoder would close its landmarkers from the garbage collector, and mediapipe 1.2.2's close, reached from a reference
+cycle (an encoder a predictor holds), waits for good on a dispatcher thread that the same collection has already
+stopped (seen in the test suite).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import version
 
 import numpy as np
@@ -38,7 +44,7 @@ class MediaPipeActions(Weightless, FrameEncoder):
 
     def __init__(self):
         super().__init__()
-        self.reader = FaceActionReader()  # fails in one line without mediapipe
+        self.reader = shared_reader()  # fails in one line without mediapipe
         self.spec, self.revision = "mediapipe", f"mediapipe-{version('mediapipe')}+{TASK_FILE}:{TASK_SHA256[:16]}"
         self.dim, self.points = len(FEATURES), LANDMARKS
 
@@ -50,6 +56,13 @@ class MediaPipeActions(Weightless, FrameEncoder):
 
     def family_fields(self) -> dict:
         return {"features": list(FEATURES)}
+
+
+@cache
+def shared_reader() -> FaceActionReader:
+    """The process's one reader, never let go (the module docstring); each thread still reads with its own
+    landmarker."""
+    return FaceActionReader()
 
 
 def load_mediapipe(meta: bool = False, device: str | torch.device = "cpu") -> MediaPipeActions:
