@@ -6,13 +6,20 @@ A stream is a name, the input its encoder reads and the shape of its tokens. The
 |---|---|---|---|
 | `face` (the face crops of the T sampled frames) | vision | a grid per frame | (T, N, D), N = grid x grid |
 | `waveform` (the clip's audio track) | audio | a sequence in time | (Ta, D), token j over [j, j + 1) x frame_seconds |
+| `frame` (the T sampled frames whole, and the face dfer tracks on them) | actions | a vector per frame | (T, D) |
 
-Heads keep one adapter per token kind (a grid through the ROI compressor and the temporal encoder, a sequence
-through segment attention pooling, `dfer.heads.model`), so a store of any streams trains one set of heads.
+A `frame` stream reads what a `face` one is cut from: its encoder (face actions, `dfer.encoders.actions`) needs the
+whole picture, and the track only says which face to read. It may miss the face on a frame where the track has it:
+such a stream records its own frames read, `<stream>/found` (`dfer.store.schema.found_array`), where a grid's are the
+track's `video/face_found`.
+
+Heads keep one adapter per token kind (a grid through the ROI compressor and the temporal encoder, a vector through
+a projection and the temporal encoder, a sequence through segment attention pooling, `dfer.heads.model`), so a store
+of any streams trains one set of heads.
 
 Every store and run made before streams were data has two: `video` (the vision encoder's) and `audio` (the audio
 encoder's). `modalities` selects among a store's streams: "av", "audio" and "video" keep their meaning as the streams
-that read both inputs, the waveform, or the face crops; any other value is a comma-separated list of stream names.
+that read the picture and the sound, the waveform, or the picture (face crops or whole frames); any other value is a comma-separated list of stream names.
 The selected streams are always in name order, the order fusions concatenate them in, which for the two historic
 streams is the order they always had ("audio", "video").
 """
@@ -24,13 +31,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-INPUTS = {"vision": "face", "audio": "waveform"}  # encoder kind -> the input a stream of it reads
-TOKEN_KINDS = {"face": "grid", "waveform": "sequence"}  # input -> the shape of its tokens
-MODES = {"av": ("face", "waveform"), "audio": ("waveform",), "video": ("face",)}  # the modes named by their inputs
-PRESENT = {"face": "has_video", "waveform": "has_audio"}  # input -> the store array / batch key of the clips that have it
+INPUTS = {"vision": "face", "audio": "waveform", "actions": "frame"}  # encoder kind -> the input a stream of it reads
+TOKEN_KINDS = {"face": "grid", "waveform": "sequence", "frame": "vector"}  # input -> the shape of its tokens
+# the modes named by their inputs: "video" is what the picture gives, face crops or whole frames
+MODES = {"av": ("face", "frame", "waveform"), "audio": ("waveform",), "video": ("face", "frame")}
+# input -> the store array / batch key of the clips that have it
+PRESENT = {"face": "has_video", "waveform": "has_audio", "frame": "has_video"}
 HISTORIC = {"vision": "video", "audio": "audio"}  # encoder kind -> its stream's name in stores of formats 1-3
 # mode -> the names of the historic streams it reads, in name order
-HISTORIC_STREAMS = {mode: tuple(sorted(HISTORIC[kind] for kind, need in INPUTS.items() if need in inputs))
+HISTORIC_STREAMS = {mode: tuple(sorted(name for kind, name in HISTORIC.items() if INPUTS[kind] in inputs))
                     for mode, inputs in MODES.items()}
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
@@ -38,8 +47,8 @@ NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 @dataclass(frozen=True)
 class Stream:
     """One stream's name, input and token shape: what heads are built for (a fingerprint entry holds more: the
-    encoder's spec and revision). Grid fields are 0 for a sequence, `frame_seconds` 0 for a grid; a linear probe,
-    which pools every token alike, records the width alone."""
+    encoder's spec and revision). Grid fields are 0 but for a grid, `frame_seconds` 0 but for a sequence (a vector's
+    shape is its width alone); a linear probe, which pools every token alike, records the width alone."""
 
     name: str
     input: str  # one of TOKEN_KINDS
@@ -58,15 +67,17 @@ class Stream:
 
     @property
     def tokens(self) -> str:
-        """The token kind: "grid" or "sequence"."""
+        """The token kind: "grid", "sequence" or "vector"."""
         return TOKEN_KINDS[self.input]
 
     @classmethod
     def of_encoder(cls, name: str, kind: str, entry: dict) -> Stream:
-        """The stream an encoder of `kind` ("vision" or "audio") makes, from its `describe()` record."""
+        """The stream an encoder of `kind` ("vision", "audio" or "actions") makes, from its `describe()` record."""
         if kind == "vision":
             return cls(name, "face", entry["dim"], entry.get("grid", 0), entry.get("num_tokens", 0),
                        entry.get("image_size", 0))
+        if kind == "actions":
+            return cls(name, "frame", entry["dim"])
         return cls(name, "waveform", entry["dim"], frame_seconds=entry.get("frame_seconds", 0.0))
 
     def to_dict(self) -> dict:
@@ -75,6 +86,12 @@ class Stream:
     @classmethod
     def from_dict(cls, record: dict) -> Stream:
         return cls(**record)
+
+
+def found_key(stream: Stream) -> str:
+    """The batch key of the frames whose tokens hold the face, of a grid or vector stream: the face track's
+    `face_found` for face crops, a frame stream's own `<stream>_found` (`dfer.store.schema.found_array`)."""
+    return "face_found" if stream.input == "face" else f"{stream.name}_found"
 
 
 def check_name(name: str) -> str:
@@ -117,9 +134,9 @@ def select(streams: Iterable[Stream], modalities: str) -> tuple[Stream, ...]:
 
 
 def mode_of(inputs: Iterable[str]) -> str:
-    """The mode that names the inputs some streams read: "av", "audio" or "video"."""
+    """The narrowest mode that reads the inputs some streams read: "av", "audio" or "video"."""
     inputs = set(inputs)
-    return next(mode for mode, read in MODES.items() if set(read) == inputs)
+    return min((mode for mode, read in MODES.items() if inputs <= set(read)), key=lambda mode: len(MODES[mode]))
 
 
 def historic(vision: dict, audio: dict, modalities: str = "av") -> tuple[Stream, ...]:

@@ -12,7 +12,7 @@ import torch
 import transformers
 
 from dfer.encoders import SHAPE_FIELDS, build_encoder, rebuild_encoder
-from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder, Weightless
+from dfer.encoders.base import Encoder, FrameEncoder, ImageEncoder, WaveformEncoder, Weightless
 from dfer.encoders.build import FAMILIES
 from dfer.store.schema import Layout
 
@@ -43,7 +43,9 @@ RECORD_KEYS = {
     "ge2e": ["id", "revision", "dim", "sample_rate", "frame_seconds", "layer"],
     "egemaps": ["id", "revision", "dim", "sample_rate", "frame_seconds", "feature_set", "features"],
     "hf-audio": ["id", "revision", "dim", "sample_rate", "frame_seconds", "family", "layer"],
+    "mediapipe": ["id", "revision", "dim", "points", "features"],
 }
+BASES = {"vision": ImageEncoder, "audio": WaveformEncoder, "actions": FrameEncoder}
 
 
 def _hf_spec(family: str, folder) -> str:
@@ -62,9 +64,10 @@ def family_encoder(request, tmp_path_factory) -> tuple[str, str, Encoder]:
 
 def test_every_family_is_an_encoder_of_its_kind(family_encoder):
     family, kind, encoder = family_encoder
-    assert isinstance(encoder, {"vision": ImageEncoder, "audio": WaveformEncoder}[kind])
+    assert isinstance(encoder, BASES[kind])
     assert encoder.kind == kind and encoder.shape_fields == SHAPE_FIELDS[kind]
-    assert isinstance(encoder.crop_margin if kind == "vision" else encoder.frame_seconds, float)
+    shape = {"vision": "crop_margin", "audio": "frame_seconds", "actions": "points"}[kind]
+    assert isinstance(getattr(encoder, shape), int if kind == "actions" else float)
 
 
 def test_describe_is_the_fingerprint_record_the_store_needs(family_encoder):
@@ -79,15 +82,16 @@ def test_describe_is_the_fingerprint_record_the_store_needs(family_encoder):
     other = {"vision": {"image_size": 64, "num_tokens": 16, "dim": 32},
              "audio": {"dim": 32, "frame_seconds": 0.08, "sample_rate": 16000}}
     records = {**other, kind: record}
-    layout = Layout.from_settings(2, {"video": ("vision", records["vision"]), "audio": ("audio", records["audio"])},
+    streams = {"video": "vision", "audio": "audio", "actions": "actions"}  # stream -> kind
+    layout = Layout.from_settings(2, {name: (k, records[k]) for name, k in streams.items() if k in records},
                                   max_seconds=1.0, keep_media=False)
-    assert layout.tokens["video" if kind == "vision" else "audio"].shape[-1] == encoder.dim
+    assert layout.tokens[next(name for name, k in streams.items() if k == kind)].shape[-1] == encoder.dim
     assert rebuild_encoder(kind, record).describe() == record
 
 
 def test_parts_are_the_encoders_own_modules(family_encoder):
     family, kind, encoder = family_encoder
-    if isinstance(encoder, Weightless):  # mel, egemaps
+    if isinstance(encoder, Weightless):  # mel, egemaps, mediapipe
         with pytest.raises(ValueError, match="no weights"):
             encoder.parts()
         return

@@ -10,13 +10,15 @@ import torch
 
 from dfer.heads import FUSIONS, DferHeads, HeadConfig, LinearProbe
 from dfer.heads.fusion import ModalityDropout
-from dfer.streams import Stream, check_modalities, historic, read_by, select
+from dfer.streams import Stream, check_modalities, historic, mode_of, read_by, select
 
 T, N, GRID, SIZE, C = 5, 4, 2, 32, 3
 VIDEO = Stream("video", "face", 12, GRID, N, SIZE)
 AUDIO = Stream("audio", "waveform", 10, frame_seconds=0.08)
 PROSODY = Stream("prosody", "waveform", 6, frame_seconds=0.01)
 THREE = (AUDIO, PROSODY, VIDEO)  # name order
+ACTIONS = Stream("actions", "frame", 9)  # a vector per frame, as face actions' (58-d) are
+FOUR = (ACTIONS, *THREE)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: toy tensors, one thread
@@ -33,6 +35,9 @@ def batch_of(streams, has_video: list[bool], has_audio: list[bool], seed: int = 
     for stream in streams:
         if stream.tokens == "grid":
             batch[f"{stream.name}_tokens"] = torch.randn(B, T, stream.num_tokens, stream.dim, generator=g)
+        elif stream.tokens == "vector":  # its encoder missed the face on every third frame
+            batch[f"{stream.name}_tokens"] = torch.randn(B, T, stream.dim, generator=g)
+            batch[f"{stream.name}_found"] = has_video[:, None] & (torch.arange(T) % 3 != 1)
         else:
             frames = round(2.0 / stream.frame_seconds)
             batch[f"{stream.name}_tokens"] = torch.randn(B, frames, stream.dim, generator=g)
@@ -161,3 +166,46 @@ def test_a_probe_reads_any_streams_and_probes_saved_before_load():
     assert LinearProbe.from_config(json.loads(json.dumps(probe.config))).config == probe.config
     old = LinearProbe.from_config({"modalities": "audio", "vision_dim": 7, "audio_dim": 5, "num_classes": C})
     assert old.streams == ("audio",) and old.widths == {"audio": 10}
+
+
+def test_a_frame_stream_is_video_and_its_own_token_kind():
+    assert ACTIONS.tokens == "vector"
+    assert select(FOUR, "video") == (ACTIONS, VIDEO) and select(FOUR, "av") == FOUR
+    assert select(FOUR, "audio") == (AUDIO, PROSODY)
+    assert [mode_of(inputs) for inputs in ({"frame"}, {"face", "frame"}, {"frame", "waveform"}, {"face", "waveform"},
+                                           {"waveform"})] == ["video", "video", "av", "av", "audio"]
+    assert Stream.of_encoder("actions", "actions", {"id": "mediapipe", "dim": 58, "points": 478}) == \
+        Stream("actions", "frame", 58)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_heads_read_a_vector_stream_on_the_frames_its_encoder_read(fusion):
+    """Every parameter trains; a frame where the face was not read (`actions_found` False) is never read: its tokens
+    change nothing; the stream's steps are those frames."""
+    torch.manual_seed(0)
+    model = DferHeads(config(FOUR, fusion=fusion))
+    assert set(model.proj) == {"actions"} and set(model.roi) == {"video"} and "actions" in model.temporal
+    batch = batch_of(FOUR, [True, True, False], [True, False, True])
+    out = model.train()(batch)
+    out["logits"].sum().backward()
+    idle = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not idle, idle
+    model.eval()
+    missed = ~batch["actions_found"]
+    changed = {**batch, "actions_tokens": batch["actions_tokens"] + 9.0 * missed[..., None]}
+    with torch.no_grad():
+        out = model(batch)
+        torch.testing.assert_close(model(changed)["logits"], out["logits"], rtol=0, atol=0)
+        alone = torch.cat([model({k: v[i:i + 1] for k, v in batch.items()})["logits"] for i in range(3)])
+    assert torch.equal(out["mask_actions"], batch["actions_found"])
+    torch.testing.assert_close(out["logits"], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_a_probe_pools_a_vector_stream_over_the_frames_read():
+    probe = LinearProbe(FOUR, C, "av")
+    batch = batch_of(FOUR, [True, False], [True, True])
+    features, present = probe.pooled(batch)
+    found = batch["actions_found"][0]
+    tokens = batch["actions_tokens"][0, found]  # (T_found, D)
+    torch.testing.assert_close(features[0, :2 * ACTIONS.dim], torch.cat([tokens.mean(0), tokens.std(0, unbiased=False)]))
+    assert not present[1, :2 * ACTIONS.dim].any() and present[0, :2 * ACTIONS.dim].all()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfer.store.schema import length_array, tokens_array
+from dfer.store.schema import found_array, length_array, tokens_array
 from dfer.streams import PRESENT, Stream
 
 STD_FLOOR = 1e-3  # as the heads floor the training set's std (`DferHeads.set_input_statistics`)
@@ -71,19 +71,20 @@ class Moments:
 
 def valid_tokens(stream: Stream, row: dict) -> np.ndarray:
     """The tokens of one clip's store row (`row["<stream>/tokens"]` decoded to floats) that the heads read, (M, D):
-    a sequence's first `<stream>/length`, a grid's on the frames with a face."""
+    a sequence's first `<stream>/length`, a grid's or a vector's on the frames with the face (`found_array`)."""
     tokens = np.asarray(row[tokens_array(stream.name)], np.float32)
     if not bool(row[PRESENT[stream.input]]):
         return tokens[:0].reshape(0, tokens.shape[-1])
     if stream.tokens == "sequence":
         return tokens[:int(row[length_array(stream.name)])]  # (Ta, D)
-    found = np.asarray(row["video/face_found"], bool)  # (T,)
-    return tokens[found].reshape(-1, tokens.shape[-1])  # (T_found * N, D)
+    found = np.asarray(row[found_array(stream.name, stream.input)], bool)  # (T,)
+    return tokens[found].reshape(-1, tokens.shape[-1])  # (T_found * N, D), or (T_found, D) of a vector
 
 
 def row_arrays(stream: Stream) -> tuple[str, ...]:
     """The store arrays besides its tokens that `valid_tokens` reads of a stream."""
-    return (PRESENT[stream.input], length_array(stream.name) if stream.tokens == "sequence" else "video/face_found")
+    return (PRESENT[stream.input], length_array(stream.name) if stream.tokens == "sequence"
+            else found_array(stream.name, stream.input))
 
 
 def row_moments(row: dict, streams: tuple[Stream, ...]) -> dict[str, Moments]:

@@ -31,8 +31,9 @@ def extract(
     stream: Optional[list[str]] = typer.Option(
         None, "--stream", show_default="the preset's video and audio",
         help="NAME=SPEC, repeatable: the store's streams, any number, in place of the preset's (then no --vision / "
-        "--audio). Named families say their input (faceapi, ge2e, egemaps); other specs start with it: "
-        "face:SPEC or waveform:SPEC. E.g. --stream face=faceapi --stream speech=ge2e --stream prosody=egemaps"),
+        "--audio). Named families say their input (faceapi, ge2e, egemaps; mediapipe, face actions on whole "
+        "frames, needs dfer[actions]); other specs start with it: face:SPEC or waveform:SPEC. E.g. --stream "
+        "face=faceapi --stream actions=mediapipe --stream speech=ge2e --stream prosody=egemaps"),
     frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16),
                                          help="frames sampled uniformly per clip"),
     batch: Optional[int] = typer.Option(None, show_default=RECIPE.format(8), help="clips per encoder call"),

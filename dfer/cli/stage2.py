@@ -14,8 +14,8 @@ from dfer.cli.help import RECIPE, one_of
 
 ADAPT_HELP = f"{one_of(TRAIN_MODES)}; speaker: standardise each clip with its speaker's statistics (dfer.adapt)"
 
-MODALITIES_HELP = ("the store's streams to read: av, audio or video (those reading both inputs, the waveform, or the "
-                   "face crops), or stream names, e.g. speech,prosody")
+MODALITIES_HELP = ("the store's streams to read: av, audio or video (every stream, those reading the waveform, or "
+                   "those reading the picture: face crops and face actions), or stream names, e.g. speech,prosody")
 
 
 def train(

@@ -1,12 +1,15 @@
 """`Encoder`: what every encoder family provides, declared once, with the code every family shares.
 
-An encoder is a module that turns one input into tokens. Two kinds exist, each a base class that fixes the input,
+An encoder is a module that turns one input into tokens. Three kinds exist, each a base class that fixes the input,
 the token shape and the fields that describe that shape:
 
 - `ImageEncoder` (kind "vision"): face crops (B, 3, S, S), uint8 0..255 or float 0..1 -> tokens (B, N, D), a grid
   per frame; shape fields dim, image_size, num_tokens, grid.
 - `WaveformEncoder` (kind "audio"): waveform (B, S) at `sample_rate` and valid lengths (B,) -> tokens (B, T, D) and
   their lengths (B,), a sequence in time; shape fields dim, sample_rate, frame_seconds.
+- `FrameEncoder` (kind "actions"): one clip's sampled frames whole (T, H, W, 3) and the tracked face's box on each
+  -> one token per frame (T, D), the frames where it read that face, and the 3-D points it located on each; shape
+  fields dim, points.
 
 A family subclasses one of them and provides:
 - `spec` and `revision` (attributes): the spec it was built from and the identity of its weights;
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from torch import nn
 
 from dfer.encoders.presets import FACE_CROP_MARGIN
@@ -94,8 +98,9 @@ class Encoder(nn.Module, ABC):
 
 
 class Weightless:
-    """A family whose tokens are computed, not learned (`mel`, `egemaps`): nothing for stage 3 to train or save, and
-    its spec alone rebuilds it. Listed before its kind's base (`class MelEncoder(Weightless, WaveformEncoder)`)."""
+    """A family with no torch weights: its tokens are computed, not learned (`mel`, `egemaps`), or a vendored model
+    another runtime runs (`mediapipe`, a TFLite bundle): nothing for stage 3 to train or save, and its spec alone
+    rebuilds it. Listed before its kind's base (`class MelEncoder(Weightless, WaveformEncoder)`)."""
 
     spec: str
     kind: str
@@ -128,3 +133,22 @@ class WaveformEncoder(Encoder):
     shape_fields = ("dim", "sample_rate", "frame_seconds")
     sample_rate: int
     frame_seconds: float
+
+
+@dataclass
+class FrameTokens:
+    """What a FrameEncoder read on one clip's T frames."""
+
+    tokens: np.ndarray  # (T, D) float32, zeros where not found
+    found: np.ndarray  # (T,) bool: the tracked face was read on this frame
+    points: np.ndarray  # (T, P, 3) float32 the 3-D points located on it, NaN where not found
+
+
+class FrameEncoder(Encoder):
+    """One clip's frames whole (T, H, W, 3) uint8 RGB and the tracked face's box on each, (T, 4) x1, y1, x2, y2 in
+    the same pixels (None: no track, read the largest face) -> FrameTokens. Clip by clip: clips' frames differ in
+    size, and such a model finds the face again on the whole frame (whose geometry its outputs depend on)."""
+
+    kind = "actions"
+    shape_fields = ("dim", "points")
+    points: int  # P, the 3-D points per frame kept beside the tokens (0: none)

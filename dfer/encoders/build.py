@@ -15,11 +15,13 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
 | `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
 | `faceapi` | vision | face-api.js's pretrained FaceExpressionNet (weights vendored from npm), 7x7 grid of 256-d tokens |
+| `mediapipe` | actions | MediaPipe's FaceLandmarker (bundle vendored): 52 blendshapes + head pose, 58-d per frame |
 | a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
 | anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
 
 ge2e and faceapi need only the core install; the SigLIP2 and `hf:` families need the `[hf]` extra (transformers),
-the NeMo ones and `mel` the `[nemo]` extra: building one without it fails in one line naming the extra.
+the NeMo ones and `mel` the `[nemo]` extra, `egemaps` `[prosody]`, `mediapipe` `[actions]`: building one without it
+fails in one line naming the extra.
 
 Every encoder built is an `Encoder` (`dfer.encoders.base`). The families named by their spec are the `FAMILIES`
 registry below: a new one is its module and one line there.
@@ -34,7 +36,7 @@ from typing import NamedTuple
 
 import torch
 
-from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder
+from dfer.encoders.base import Encoder, FrameEncoder, ImageEncoder, WaveformEncoder
 from dfer.encoders.hub import cached, offline_unless_resolvable
 from dfer.encoders.presets import RANDOM_PREFIX
 from dfer.errors import EncoderUnavailable
@@ -43,7 +45,7 @@ from dfer.streams import INPUTS
 
 HF_PREFIX = "hf:"
 # The encoder fields that fix the shapes of the tokens heads are built for, by kind.
-SHAPE_FIELDS = {base.kind: base.shape_fields for base in (ImageEncoder, WaveformEncoder)}
+SHAPE_FIELDS = {base.kind: base.shape_fields for base in (ImageEncoder, WaveformEncoder, FrameEncoder)}
 KINDS = tuple(SHAPE_FIELDS)
 
 
@@ -64,12 +66,13 @@ FAMILIES: dict[str, Family] = {
     # openSMILE: a research-only licence
     "egemaps": Family("audio", "dfer.encoders.egemaps:load_egemaps", needs=("opensmile", "prosody")),
     "faceapi": Family("vision", "dfer.encoders.faceapi:load_faceapi"),
+    "mediapipe": Family("actions", "dfer.encoders.actions:load_mediapipe", needs=("mediapipe", "actions")),
 }
 
 
 def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.device = "cpu",
                   meta: bool = False) -> Encoder:
-    """The `kind` ("vision" or "audio") encoder a spec names, in eval mode. `seed` only matters for `random:`;
+    """The `kind` ("vision", "audio" or "actions") encoder a spec names, in eval mode. `seed` only matters for `random:`;
     `meta=True` builds on the meta device from configs alone (parameter counts).
 
     Weights that must come from the hub and cannot (no network: transformers' "We couldn't connect to
@@ -79,6 +82,9 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
     retried."""
     if kind not in KINDS:
         raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
+    frame_families = sorted(name for name, family in FAMILIES.items() if family.kind == "actions")
+    if kind == "actions" and spec.split(",")[0] not in frame_families:
+        raise ValueError(f"{spec}: whole frames are read by a named family: {', '.join(frame_families)}")
     module, extra = _needs(kind, spec)
     if module is not None:
         require(f"the {kind} encoder {spec}", extra, module)
@@ -161,8 +167,8 @@ def _build(kind: str, spec: str, seed: int, device: str | torch.device, meta: bo
 
 def stream_encoder(spec: str) -> tuple[str, str]:
     """A stream's spec (`--stream NAME=SPEC`) -> (the encoder kind, the encoder spec). A named family says its input
-    (`faceapi` reads faces, `ge2e` the waveform); any other spec says it first, `face:SPEC` or `waveform:SPEC`
-    (`waveform:hf:facebook/wav2vec2-base`, `face:random:tiny`)."""
+    (`faceapi` reads faces, `ge2e` the waveform, `mediapipe` whole frames); any other spec says it first,
+    `face:SPEC` or `waveform:SPEC` (`waveform:hf:facebook/wav2vec2-base`, `face:random:tiny`)."""
     for kind, input_name in INPUTS.items():
         if spec.startswith(input_name + ":"):
             return kind, spec[len(input_name) + 1:]

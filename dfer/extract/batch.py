@@ -1,7 +1,8 @@
 """Run the frozen encoders on several decoded clips at once and lay the results out as store rows.
 
 Batching across clips is what keeps a GPU busy: 8 clips x 16 frames make one 128-image vision call and one
-padded audio call. Everything returned is already in the store's dtypes and fixed shapes.
+padded audio call. A frame stream's encoder (face actions) reads each clip's whole frames on the CPU, clip by clip.
+Everything returned is already in the store's dtypes and fixed shapes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dfer.encoders.base import Encoder, ImageEncoder, WaveformEncoder
+from dfer.encoders.base import Encoder, FrameEncoder, ImageEncoder, WaveformEncoder
 from dfer.faces import FaceTrack
 from dfer.media.decode import DecodedClip
-from dfer.store.schema import MEDIA_ARRAYS, Layout, encode_tokens, encode_waveform, length_array, tokens_array
+from dfer.store.schema import (MEDIA_ARRAYS, Layout, encode_tokens, encode_waveform, found_array, landmarks_array,
+                                length_array, tokens_array)
 
 
 @dataclass
@@ -29,12 +31,16 @@ class ClipInput:
 def encode_batch(items: list[ClipInput], encoders: dict[str, Encoder], device: torch.device,
                  layout: Layout) -> list[dict]:
     """One store row (name -> array) per item, in order. encoders: stream -> its encoder (face crops in for a vision
-    encoder, the waveform for an audio one). Each input goes to the device once, whatever number of streams read it."""
-    with_video = [item for item in items if item.track is not None and "face" in layout.inputs]
+    encoder, the waveform for an audio one, whole frames and the face track for an actions one). Each input goes to
+    the device once, whatever number of streams read it."""
+    with_video = [item for item in items if item.track is not None and layout.sees]
     with_audio = [item for item in items if "waveform" in layout.inputs
                   and item.decoded.waveform is not None and item.decoded.waveform.size > 0]
-    inputs = {"face": (with_video, _faces([item.track for item in with_video], device)),
-              "waveform": (with_audio, _waves([item.decoded.waveform for item in with_audio], layout.samples, device))}
+    inputs = {"face": (with_video, _faces([item.track for item in with_video], device)
+                       if "face" in layout.inputs else None),
+              "waveform": (with_audio, _waves([item.decoded.waveform for item in with_audio], layout.samples, device)),
+              "frame": (with_video, [(item.decoded.frames, item.track.face_box()) for item in with_video])}
+    encode_input = {"face": _encode_faces, "waveform": _encode_audio, "frame": _encode_frames}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     tokens: dict[int, dict] = {item.index: {} for item in items}  # clip -> its streams' arrays
     with torch.inference_mode(), autocast:
@@ -42,8 +48,7 @@ def encode_batch(items: list[ClipInput], encoders: dict[str, Encoder], device: t
             clips, given = inputs[layout.tokens[stream].input]
             if not clips:
                 continue
-            encode = _encode_faces if layout.tokens[stream].input == "face" else _encode_audio
-            for item, arrays in zip(clips, encode(given, encoder, layout, stream)):
+            for item, arrays in zip(clips, encode_input[layout.tokens[stream].input](given, encoder, layout, stream)):
                 tokens[item.index].update(arrays)
     heard = {item.index for item in with_audio}
     return [_row(item, tokens[item.index], min(len(item.decoded.waveform), layout.samples)
@@ -93,10 +98,25 @@ def _encode_audio(waves: tuple[torch.Tensor, torch.Tensor], encoder: WaveformEnc
     return rows
 
 
+def _encode_frames(clips: list[tuple[np.ndarray, np.ndarray]], encoder: FrameEncoder, layout: Layout,
+                   stream: str) -> list[dict]:
+    """Per clip, its `<stream>/tokens` (T, D) (with an int8 store's scales), `<stream>/found` (T,) and, where the
+    encoder locates points, `<stream>/landmarks` (T, P, 3), from its frames (T, H, W, 3) and face boxes (T, 4)."""
+    rows = []
+    for frames, boxes in clips:
+        read = encoder(frames, boxes)
+        row = {**encode_tokens(tokens_array(stream), read.tokens, layout.token_dtype),
+               found_array(stream, "frame"): read.found}
+        if layout.tokens[stream].points:
+            row[landmarks_array(stream)] = read.points.astype(np.float32)
+        rows.append(row)
+    return rows
+
+
 def _row(item: ClipInput, tokens: dict, samples: int | None, layout: Layout) -> dict:
     """A clip's store row: its streams' `tokens`, its face track, and its waveform of `samples` (None: no sound)."""
     decoded, track = item.decoded, item.track
-    track = track if "face" in layout.inputs else None
+    track = track if layout.sees else None
     notes = list(decoded.notes)
     values: dict = {
         "duration": np.float32(decoded.duration),
@@ -109,13 +129,13 @@ def _row(item: ClipInput, tokens: dict, samples: int | None, layout: Layout) -> 
     if track is not None:
         values.update({
             "video/box": track.box.astype(np.float32),
-            "video/landmarks": track.landmarks.astype(np.float32),
             "video/face_found": track.face_found,
-            MEDIA_ARRAYS["face"]: track.faces,
             "video/track_rank": np.int16(track.choice.rank),
             "video/track_count": np.int16(track.choice.count),
             "video/speaker_score": np.float32(track.choice.score),
         })
+        if "face" in layout.inputs:  # the crops, and the landmarks in their pixels
+            values.update({MEDIA_ARRAYS["face"]: track.faces, "video/landmarks": track.landmarks.astype(np.float32)})
         if track.choice.note():
             notes.append(track.choice.note())
         if not track.face_found.any():

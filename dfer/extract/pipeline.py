@@ -144,7 +144,7 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     done = store.array("done")[:]
     todo = [i for i in range(len(listing.clips)) if store.shard_of(i) % ranks.world == ranks.rank and not done[i]]
     cropper = (FaceCropper(image_size=layout.image_size, margin=cfg.crop_margin, device=str(device),
-                           face_track=cfg.face_track, detect=faces.detect) if "face" in layout.inputs else None)
+                           face_track=cfg.face_track, detect=faces.detect) if layout.sees else None)
     with ExtractProgress(total=len(todo), enabled=cfg.progress and ranks.is_main) as progress:
         try:
             _extract_clips(cfg, listing, todo, store, cropper, encoders, device, progress, faces.frame_short_side)

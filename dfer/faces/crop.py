@@ -26,7 +26,7 @@ def crop(
     index = np.arange(len(box)) if frame_index is None else frame_index  # (M,)
     T, H, W = frames.shape[:3]
     out = torch.zeros(len(box), 3, size, size, device=device)  # a box wholly outside its frame reads black
-    for m, (x1, y1, x2, y2) in enumerate(np.asarray(box, np.float64)):
+    for m, (x1, y1, x2, y2) in enumerate(np.asarray(box, np.float64) if size else ()):
         # the part of the frame the box's samples and their bilinear neighbours can reach
         left, top = max(int(np.floor(x1)) - 2, 0), max(int(np.floor(y1)) - 2, 0)
         right, bottom = min(int(np.ceil(x2)) + 3, W), min(int(np.ceil(y2)) + 3, H)

@@ -48,7 +48,8 @@ class FaceTrack:
 class FaceCropper:
     """Detect, track and crop one face per clip.
 
-    image_size: side S of the crops (the vision encoder's input size).
+    image_size: side S of the crops (the vision encoder's input size); 0 cuts none, for a model that reads the face
+    track on whole frames alone (face actions).
     margin: context added on each side, as a fraction of the face box's longer side (0.25: crop side = 1.5 x face).
     min_prob: detections below this MTCNN confidence are ignored.
     smooth: width in frames of the running median over the track's boxes.
@@ -127,7 +128,7 @@ class FaceCropper:
         chosen = tracks[choice.rank] if tracks else np.full(len(frames), -1)  # (T,)
         plan = plan_track(detections, chosen, frames.shape[1:3], self.image_size, self.margin, self.smooth,
                           fallback=None if follow is None else follow.box)
-        faces = crop(frames, plan.box, self.image_size, self.device)  # (T, 3, S, S)
+        faces = crop(frames, plan.box, self.image_size, self.device)  # (T, 3, S, S); S = 0: a track without crops
         trace = face_trace(detections, chosen, times) or follow
         return FaceTrack(faces, plan.box, plan.landmarks, plan.face_found, plan.detect_prob, choice, trace,
                          self.margin)

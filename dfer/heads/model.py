@@ -2,20 +2,23 @@
 of streams (`dfer.streams`), one adapter per token kind:
 
     grid     `{s}_tokens` (B, T, N, D) --RoiCompressor--> (B, T, K, d) --TemporalEncoder--> (B, T, d) -.
-    sequence `{s}_tokens` (B, Ta, D) --SegmentAttentionPool (cut at frame_time)-----------> (B, T, d) -+-> fusion -> (B, C)
+    vector   `{s}_tokens` (B, T, D) --LayerNorm, Linear--> (B, T, 1, d) --TemporalEncoder--> (B, T, d) --+-> fusion -> (B, C)
+    sequence `{s}_tokens` (B, Ta, D) --SegmentAttentionPool (cut at frame_time)-----------> (B, T, d) -'
 
 and beside that sequence path, with `statistics_width` W > 0, one clip-level summary per stream that every fusion's
 classifier reads too (StatisticsPool: mean and std of per-token features, (B, 2W)): of a sequence's tokens, and of a
-grid's patch tokens as its ROI compressor projects them, (B, T, N, d), computed once for both (`video_statistics`).
+grid's patch tokens as its ROI compressor projects them, (B, T, N, d), computed once for both (`video_statistics`),
+and of a vector's projected tokens (B, T, d).
 
 Only the streams in the config are built and read: a model of the `audio` stream has no grid modules and never
 touches `video_tokens` / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
 The inputs' presence and the face track are shared by the streams that read them: step masks of a grid stream are
-has_video & face_found (a crop of a borrowed or centre box is not a face we trust), of a sequence has_audio & "the
-segment holds tokens". Modality dropout (training only) edits those masks. `forward`'s `hide` and `keep_steps` let
+has_video & face_found (a crop of a borrowed or centre box is not a face we trust), of a vector has_video & its own
+`<stream>_found` (the frames its encoder read the face on), of a sequence has_audio & "the segment holds tokens". Modality dropout (training only) edits those masks. `forward`'s `hide` and `keep_steps` let
 explanations mask a stream or a step exactly as training does.
 
-Parameter names: `roi.<stream>`, `temporal.<stream>`, `pool.<stream>`, `statistics.<stream>`, `<stream>_mean`. Runs
+Parameter names: `roi.<stream>`, `proj.<stream>`, `temporal.<stream>`, `pool.<stream>`, `statistics.<stream>`,
+`<stream>_mean`. Runs
 saved before streams were data named the one grid module `roi` / `temporal` and the one sequence module
 `audio_pool`; `HISTORIC_MODULES` maps their weights onto the `video` and `audio` streams when they load.
 """
@@ -35,7 +38,7 @@ from dfer.heads.roi import RoiAttention, RoiCompressor
 from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
 from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
-from dfer.streams import PRESENT, Stream, historic
+from dfer.streams import PRESENT, Stream, found_key, historic
 
 VIDEO_STATISTICS = ("projected", "tokens")  # HeadConfig.video_statistics
 # Module prefixes of runs saved before streams were data -> theirs now
@@ -78,7 +81,8 @@ class HeadConfig:
         if not names or names != sorted(set(names)):
             raise ValueError(f"heads need one or more streams, each once, in name order; not {names}")
         for stream in self.streams:
-            if not (stream.grid if stream.tokens == "grid" else stream.frame_seconds > 0):
+            shaped = {"grid": stream.grid, "sequence": stream.frame_seconds > 0, "vector": stream.dim}[stream.tokens]
+            if not shaped:
                 raise ValueError(f"stream {stream.name!r}: heads need its token shape, which {stream} lacks")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
@@ -128,15 +132,21 @@ class DferHeads(nn.Module):
         self.streams = tuple(stream.name for stream in c.streams)
         grids = [s for s in c.streams if s.tokens == "grid"]
         sequences = [s for s in c.streams if s.tokens == "sequence"]
-        # Modules are built, and streams read, grids first: the order of the random draws (initialisation, dropout)
-        # of the two historic streams, so a run of them trains as it always did, to the last digit.
-        self.order = (*grids, *sequences)
+        vectors = [s for s in c.streams if s.tokens == "vector"]
+        # Modules are built, and streams read, grids first and vectors last: the order of the random draws
+        # (initialisation, dropout) of the two historic streams, so a run of them trains as it always did, to the
+        # last digit.
+        self.order = (*grids, *sequences, *vectors)
         self.roi = nn.ModuleDict({s.name: RoiCompressor(s.dim, c.d_model, s.grid, s.image_size, c.roi_queries, c.heads,
                                                         c.dropout) for s in grids})
         self.temporal = nn.ModuleDict({s.name: TemporalEncoder(c.d_model, c.roi_queries, c.temporal_layers, c.heads,
                                                                c.dropout, c.frame_pool) for s in grids})
         self.pool = nn.ModuleDict({s.name: SegmentAttentionPool(s.dim, c.d_model, s.frame_seconds, c.heads)
                                    for s in sequences})
+        self.proj = nn.ModuleDict({s.name: nn.Sequential(nn.LayerNorm(s.dim), nn.Linear(s.dim, c.d_model))
+                                   for s in vectors})
+        self.temporal.update({s.name: TemporalEncoder(c.d_model, 1, c.temporal_layers, c.heads, c.dropout, c.frame_pool)
+                              for s in vectors})
         # Per-dimension input standardisation with training-set statistics (set by `set_input_statistics`, saved with
         # the weights). Frozen-encoder tokens carry large constant offsets per dimension and small clip-to-clip
         # differences; without this the heads barely move off chance on real tokens (RAVDESS speech, random
@@ -159,9 +169,10 @@ class DferHeads(nn.Module):
         self.register_load_state_dict_pre_hook(rename_historic_modules)
 
     def statistics_dim(self, stream: Stream) -> int:
-        """The width of the per-token features a stream's statistics pool: a grid's projection, or its tokens."""
-        return self.config.d_model if stream.tokens == "grid" and self.config.video_statistics == "projected" \
-            else stream.dim
+        """The width of the per-token features a stream's statistics pool: a grid's projection, or its tokens; a
+        vector's projection."""
+        projected = stream.tokens == "vector" or stream.tokens == "grid" and self.config.video_statistics == "projected"
+        return self.config.d_model if projected else stream.dim
 
     def forward(self, batch: dict[str, torch.Tensor], hide: Features | None = None,
                 keep_steps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -172,7 +183,7 @@ class DferHeads(nn.Module):
         window = self.crop(frame_time)  # (B, 2) seconds in training with cropping on, else None
         feats, masks, summary = {}, {}, {}
         for stream in self.order:
-            read = self.read_grid if stream.tokens == "grid" else self.read_sequence
+            read = {"grid": self.read_grid, "sequence": self.read_sequence, "vector": self.read_vector}[stream.tokens]
             feats[stream.name], masks[stream.name], summary[stream.name] = read(stream, batch, window, keep_steps)
         masks = hide_streams(self.modality_dropout(masks), hide or {})
         out = self.fusion(feats, masks, frame_time, summary)
@@ -219,6 +230,18 @@ class DferHeads(nn.Module):
         feats, segment_mask = self.pool[stream.name](tokens, valid, frame_time)  # (B, T, d), (B, T)
         return feats, present[:, None] & segment_mask, summary
 
+    def read_vector(self, stream: Stream, batch: dict[str, torch.Tensor], window: torch.Tensor | None,
+                    keep_steps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A vector stream -> its step features (B, T, d), step mask (B, T) bool and summary (B, 2W) or None: each
+        frame's token projected, then the frames in context, as a grid's ROI tokens are."""
+        frame_time, found = batch["frame_time"], batch[found_key(stream)].bool()  # (B, T) each
+        mask = self.present(stream, batch)[:, None] & found & inside(frame_time, window)  # (B, T)
+        if keep_steps is not None:
+            mask = mask & keep_steps.bool()
+        projected = self.proj[stream.name](self.standardise(stream.name, batch, mask))  # (B, T, d)
+        feats = self.temporal[stream.name](projected[:, :, None], frame_time, mask)  # (B, T, d)
+        summary = self.statistics[stream.name](projected, mask) if self.config.statistics_width else None  # (B, 2W)
+        return feats, mask, summary
 
     def roi_attention(self, batch: dict[str, torch.Tensor], stream: str | None = None) -> RoiAttention:
         """A grid stream's ROI attention on this batch's frames (the first grid stream by default), from the
@@ -275,7 +298,7 @@ class DferHeads(nn.Module):
 def rename_historic_modules(module: DferHeads, state_dict: dict, prefix: str, *_) -> None:
     """A load_state_dict pre-hook: weights saved before streams were data load under their names now. Theirs are the
     keys under an old prefix that no stream's module of today holds (`roi.proj...`, not `roi.video.proj...`)."""
-    today = tuple(f"{prefix}{group}.{stream}." for group in ("roi", "temporal", "pool") for stream in module.streams)
+    today = tuple(f"{prefix}{group}.{stream}." for group in ("roi", "proj", "temporal", "pool") for stream in module.streams)
     for key in [key for key in state_dict if key.startswith(prefix) and not key.startswith(today)]:
         for old, new in HISTORIC_MODULES.items():
             if key.startswith(prefix + old):

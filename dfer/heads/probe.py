@@ -2,6 +2,7 @@
 folder (`dfer evaluate`, `dfer predict`, `dfer serve`) runs a probe run too.
 
     grid     `{s}_tokens` (B, T, N, D), frames with has_video & face_found --mean, std over the T*N tokens--> (B, 2D) -.
+    vector   `{s}_tokens` (B, T, D), frames with has_video & `{s}_found` --mean, std over those frames--> (B, 2D) ----+
     sequence `{s}_tokens` (B, Ta, D), frames < `{s}_length` with has_audio --mean, std over those frames--> (B, 2D) -+->
     (B, F), streams in name order --standardise with the fitting clips' statistics--> Linear --> logits (B, C)
 
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from dfer.heads.fusion import masked_mean
-from dfer.streams import PRESENT, Stream, historic
+from dfer.streams import PRESENT, Stream, found_key, historic
 
 ABSENT = -1e4  # the logit of a class no fitting clip had: scikit-learn never predicts it, so its probability is 0
 
@@ -90,6 +91,8 @@ class LinearProbe(nn.Module):
                 frames = batch[PRESENT[stream.input]].bool()[:, None] & batch["face_found"].bool()  # (B, T)
                 valid = frames.repeat_interleave(tokens.shape[2], 1)  # (B, T*N)
                 tokens = tokens.flatten(1, 2)  # (B, T*N, D)
+            elif stream.tokens == "vector":  # (B, T, D)
+                valid = batch[PRESENT[stream.input]].bool()[:, None] & batch[found_key(stream)].bool()  # (B, T)
             else:  # (B, Ta, D)
                 inside = torch.arange(tokens.shape[1], device=tokens.device) < batch[f"{name}_length"][:, None]
                 valid = inside & batch[PRESENT[stream.input]].bool()[:, None]  # (B, Ta)

@@ -38,7 +38,7 @@ from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import Encoder
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
-from dfer.streams import read_by, select
+from dfer.streams import MODES, read_by, select
 from dfer.inference.batch import collate
 from dfer.inference.score import predict as run_heads
 from dfer.media.clip_error import ClipError, as_clip_error
@@ -136,7 +136,7 @@ class Predictor(FilePredictor):
         self.encoders: dict[str, str] = {}  # stream -> the spec its encoder was built from
         self.stream_encoders = {stream.name: self._encoder(stream.name) for stream in self.streams}
         self.hears = any(stream.input == "waveform" for stream in self.streams)
-        self.sees = any(stream.input == "face" for stream in self.streams)
+        self.sees = any(stream.input in MODES["video"] for stream in self.streams)  # face crops or whole frames
         self.layout = fingerprint.prediction_layout()
         self.faces = fingerprint.faces  # a store that records none: the full pyramid, as it was trained
         self.cropper = (FaceCropper(self.layout.image_size, self.crop_margin, str(self.device),

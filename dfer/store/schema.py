@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from zarr.codecs import BloscCodec
 
-from dfer.streams import Stream
+from dfer.streams import MODES, Stream, found_key
 
 FORMAT = "dfer-cache/4"  # the root attribute `format`; written last, so a store without it is unfinished
 # A store of the two historic streams, `video` of a vision encoder and `audio` of an audio encoder (`dfer.streams`),
@@ -36,10 +36,12 @@ READABLE_FORMATS = ("dfer-cache/1", "dfer-cache/2", HISTORIC_FORMAT, FORMAT)
 
 class TokenArray(NamedTuple):
     """One stream's tokens in a store: the input it reads and its per-clip shape, (T, N, D) for a grid, (Ta_max, D)
-    for a sequence."""
+    for a sequence, (T, D) for a vector; and the 3-D points a frame stream's encoder locates per frame, kept beside
+    its tokens (`landmarks_array`: face actions' 478 landmarks), 0 for none."""
 
     input: str
     shape: tuple[int, ...]
+    points: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Layout:
     @classmethod
     def from_settings(cls, frames: int, encoders: dict[str, tuple[str, dict]], max_seconds: float, keep_media: bool,
                       sample_rate: int = 16000, token_dtype: str = "float16") -> Layout:
-        """encoders: stream -> (its encoder's kind, "vision" or "audio"; its `describe()` record)."""
+        """encoders: stream -> (its encoder's kind, "vision", "audio" or "actions"; its `describe()` record)."""
         tokens, image_size = {}, 0
         for name, (kind, entry) in sorted(encoders.items()):
             if kind == "vision":
@@ -69,6 +71,8 @@ class Layout:
                                      f"{image_size} px: the streams of one store share its crops")
                 image_size = entry["image_size"]
                 tokens[name] = TokenArray("face", (frames, entry["num_tokens"], entry["dim"]))
+            elif kind == "actions":
+                tokens[name] = TokenArray("frame", (frames, entry["dim"]), entry.get("points", 0))
             else:
                 # +1: a span of exactly max_seconds can round up to one more encoder frame
                 tokens[name] = TokenArray("waveform", (math.ceil(max_seconds / entry["frame_seconds"]) + 1, entry["dim"]))
@@ -78,8 +82,13 @@ class Layout:
 
     @property
     def inputs(self) -> set[str]:
-        """The inputs the streams read: "face", "waveform" or both."""
+        """The inputs the streams read: some of "face", "waveform" and "frame"."""
         return {array.input for array in self.tokens.values()}
+
+    @property
+    def sees(self) -> bool:
+        """A stream reads the picture (face crops or whole frames): faces are tracked, and the track is kept."""
+        return bool(self.inputs & set(MODES["video"]))
 
     @property
     def historic(self) -> bool:
@@ -99,14 +108,17 @@ class Layout:
                     "samples": self.samples, "keep_media": self.keep_media, "token_dtype": self.token_dtype}
         return {"frames": self.frames, "image_size": self.image_size, "samples": self.samples,
                 "keep_media": self.keep_media, "token_dtype": self.token_dtype,
-                "tokens": {name: {"input": array.input, "shape": list(array.shape)} for name, array in self.tokens.items()}}
+                "tokens": {name: {"input": array.input, "shape": list(array.shape),
+                                  **({"points": array.points} if array.points else {})}
+                           for name, array in self.tokens.items()}}
 
     @classmethod
     def from_record(cls, record: dict) -> Layout:
         """A store's `layout` attribute, of any format (format 1's lacks the token dtype: float16)."""
         record = {"token_dtype": "float16", **record}
         if "tokens" in record:
-            tokens = {name: TokenArray(array["input"], tuple(array["shape"])) for name, array in record["tokens"].items()}
+            tokens = {name: TokenArray(array["input"], tuple(array["shape"]), array.get("points", 0))
+                      for name, array in record["tokens"].items()}
         else:
             tokens = {"audio": TokenArray("waveform", (record["audio_frames"], record["audio_dim"])),
                       "video": TokenArray("face", (record["frames"], record["num_tokens"], record["vision_dim"]))}
@@ -143,9 +155,22 @@ def length_array(stream: str) -> str:
     return f"{stream}/length"
 
 
+def found_array(stream: str, input: str) -> str:
+    """The store array of the frames whose tokens hold the face, of a stream reading `input` ("face" or "frame"):
+    the face track's `video/face_found` for face crops, a frame stream's own `<stream>/found` (its encoder may miss
+    a face the track has)."""
+    return "video/face_found" if input == "face" else f"{stream}/found"
+
+
+def landmarks_array(stream: str) -> str:
+    """The store array of the 3-D points a frame stream's encoder located per frame (`TokenArray.points`)."""
+    return f"{stream}/landmarks"
+
+
 def array_specs(layout: Layout) -> dict[str, ArraySpec]:
     """Per-clip arrays, each chunked one clip per chunk, the chunks grouped into shard files (`dfer.store.clip_store`):
-    name -> spec. The face track's arrays where a stream reads faces, the waveform's where one reads it."""
+    name -> spec. The face track's arrays where a stream reads the picture, its crops where one reads faces, the
+    waveform's where one reads it."""
     T, L = layout.frames, layout
     specs = {
         "done": ArraySpec((), "bool", False),
@@ -157,10 +182,10 @@ def array_specs(layout: Layout) -> dict[str, ArraySpec]:
         "has_audio": ArraySpec((), "bool", False),
         "video/frame_time": ArraySpec((T,), "float32", 0.0),
     }
-    if "face" in layout.inputs:
+    if layout.sees:
         specs.update({
             "video/box": ArraySpec((T, 4), "float32", 0.0),
-            "video/landmarks": ArraySpec((T, 5, 2), "float32", 0.0),
+            **({"video/landmarks": ArraySpec((T, 5, 2), "float32", 0.0)} if "face" in layout.inputs else {}),  # crop px
             "video/face_found": ArraySpec((T,), "bool", False),
             "video/track_rank": ArraySpec((), "int16", -1),  # the cropped face track: 0 the largest; -1 none (no face, pre-cropped)
             "video/track_count": ArraySpec((), "int16", 0),  # face tracks found in the clip
@@ -176,6 +201,10 @@ def array_specs(layout: Layout) -> dict[str, ArraySpec]:
                                                                  "float32", 0.0)
         if array.input == "waveform":
             specs[length_array(stream)] = ArraySpec((), "int32", 0)
+        if array.input == "frame":
+            specs[found_array(stream, "frame")] = ArraySpec((T,), "bool", False)
+        if array.points:  # NaN where the face was not read
+            specs[landmarks_array(stream)] = ArraySpec((T, array.points, 3), "float32", float("nan"), TOKENS_CODEC)
     if layout.keep_media and "face" in layout.inputs:
         specs[MEDIA_ARRAYS["face"]] = ArraySpec((T, 3, L.image_size, L.image_size), "uint8", 0, MEDIA_CODEC)
     if layout.keep_media and "waveform" in layout.inputs:
@@ -262,7 +291,8 @@ def decode_tokens(stored, scale=None, offset=None):
 
 def batch_arrays(streams: Iterable[Stream], media: bool = False, token_dtype: str = "float16") -> dict[str, str]:
     """Batch key -> store array for a model reading `streams`: stage 2's (`dfer train`, `dfer predict`) each stream's
-    `<stream>_tokens` (with an int8 store's `_scale` and `_offset`) and a sequence's `<stream>_length`; stage 3's
+    `<stream>_tokens` (with an int8 store's `_scale` and `_offset`), a sequence's `<stream>_length` and a frame
+    stream's `<stream>_found` (`dfer.streams.found_key`); stage 3's
     (`media`) the media its encoders read in their place (`faces`, `waveform` and `num_samples`). Beside them, the face
     track where a stream reads faces, and what every model reads. Arrays of other streams are never read (an audio
     model skips `video/tokens`, the largest array by far)."""
@@ -285,6 +315,8 @@ def batch_arrays(streams: Iterable[Stream], media: bool = False, token_dtype: st
                            for suffix in SCALE_SUFFIXES})
         if stream.input == "waveform":
             fields[f"{stream.name}_length"] = length_array(stream.name)
+        if stream.input == "frame":
+            fields[found_key(stream)] = found_array(stream.name, stream.input)
     return fields
 
 
