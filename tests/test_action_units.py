@@ -170,3 +170,9 @@ def test_explain_names_the_smile_of_the_happy_clip(tmp_path):
     assert "actions: lip corners pulled up (smile)" in " ".join(result.output.split())
     record = json.loads(next(tmp_path.glob("*.explain.json")).read_text())
     assert record["explain"]["actions"]["named"][0]["au"] == 12
+
+
+def test_the_docs_table_is_the_code_s():
+    page = (REPO / "docs" / "face-actions.md").read_text()
+    for name, (au, words) in ACTIONS.items():
+        assert f"| `{name}` | {f'AU{au}' if au else '—'} | {words} |" in page
