@@ -139,9 +139,6 @@ def test_zeroshot_actions_records_them_and_needs_fold_none(store, actions_run, t
 
 
 def test_without_mediapipe_an_actions_run_is_refused_in_one_line_and_explain_says_so(actions_run, monkeypatch):
-    from dfer.predict import action_words
-
-    action_words.shared_reader.cache_clear()
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` now raises ImportError
     missing = "face actions needs mediapipe (not installed): pip install 'dfer[actions]'"
     with pytest.raises(MissingExtra) as raised:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dfer.encoders.action_units import ACTIONS, action_intensities
-from dfer.encoders.face_actions import BLENDSHAPES, FaceActionReader
+from dfer.encoders.face_actions import BLENDSHAPES, FaceActionReader, mediapipe_vision
 from dfer.errors import MissingExtra
 from dfer.faces import FaceTrack
 from dfer.media.decode import DecodedClip
@@ -30,9 +30,16 @@ MIN_MOVED = 0.2  # the least movement (0..1, a fifth of an action's range) worth
 DIGITS = 3
 
 
-@cache
 def shared_reader() -> FaceActionReader:
-    """One reader per process: it keeps a landmarker per thread (`FaceActionReader`)."""
+    """The process's one reader (it keeps a landmarker per thread, `FaceActionReader`); a MissingExtra of one line
+    whenever mediapipe is missing, made or not."""
+    mediapipe_vision()
+    return process_reader()
+
+
+@cache
+def process_reader() -> FaceActionReader:
+    """Made once and never let go: a landmarker collected mid-run can hang in mediapipe's close (`FaceActionReader`)."""
     return FaceActionReader()
 
 
