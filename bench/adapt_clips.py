@@ -42,6 +42,12 @@ def right(records: list[dict]) -> dict:
             "answers": {name: top for name, (top, _) in answers.items()}}
 
 
+def av_clips() -> list[Path]:
+    """The 8 real audio-visual clips, as folders: speaker 1001's six CREMA-D clips and the two RAVDESS AV clips (each
+    alone in its folder)."""
+    return [ROOT / "samples/cremad/VideoFlash", *sorted((SHARED / "ravdess_av").glob("Actor_*"))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--voice", default="voice")
@@ -50,7 +56,7 @@ def main() -> None:
         print(json.dumps({"skipped": f"{SHARED} is absent"}))
         return
     speech = [ROOT / "samples/cremad/VideoFlash", SHARED / "cremad/AudioMP3"]
-    av = [ROOT / "samples/cremad/VideoFlash", *sorted((SHARED / "ravdess_av").glob("Actor_*"))]
+    av = av_clips()
     voice, face, fused = dfer.load(args.voice), dfer.load("face"), dfer.load(["voice", "face"] if args.voice == "voice"
                                                                               else [args.voice, "face"])
     figures = {}

@@ -40,4 +40,6 @@ def explain(
     console.print(f"{file}: {record['top1']} ({answers})", soft_wrap=True)
     for note in facts["notes"]:
         console.print(f"note: {note}", soft_wrap=True)
+    actions = facts["actions"]
+    console.print(f"actions: {escape(actions['words'] or actions['unavailable'])}", soft_wrap=True)
     console.print(f"wrote {record['explain_files']['png']} and {record['explain_files']['json']}", soft_wrap=True)

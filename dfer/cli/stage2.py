@@ -83,6 +83,10 @@ def zeroshot(
                                        help="a fold number, all, or none (every clip sets the class prior)"),
     seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
                                        help="picks the validation speakers, as in dfer train"),
+    actions: Optional[bool] = typer.Option(None, "--actions/--no-actions", show_default=RECIPE.format("no"),
+                                           help="combine the network's answer with the face actions' EMFACS prototypes "
+                                           "(needs dfer[actions]; a store holds no actions: --fold none, then predict "
+                                           "on files)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
     """What the pretrained face network knows: its own expression classifier on dfer train's splits, as a run folder."""
@@ -91,6 +95,6 @@ def zeroshot(
     from dfer import distributed
 
     ranks = distributed.init()  # under torchrun the folds are spread over the ranks; the API's init is then a no-op
-    result = api.zeroshot(store, out, recipe=recipe, fold=fold, seed=seed, show=not as_json)
+    result = api.zeroshot(store, out, recipe=recipe, fold=fold, seed=seed, actions=actions, show=not as_json)
     if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))

@@ -17,6 +17,18 @@ Classes: the classifier is asked only among the labels the store has (its softma
 A clip without a frame with a face gets the log prior, the class frequencies of the clips the run was fitted on, so
 its answer is the best guess without evidence, never a silent copy of the classifier's bias.
 
+**Face actions** (a run made with `dfer zeroshot --actions`; `actions` > 0 in its config's "heads"): the answer is
+a product of two experts, fixed before it was measured and never fitted:
+
+    logits (B, C) = log p_network (B, C) + ACTION_WEIGHT * match (B, C)
+
+where match is each class's EMFACS prototype match (`dfer.encoders.action_units.prototype_match`, 0..1), computed
+on each frame whose face the landmarker read and averaged over those frames, as the network's probabilities are. The
+batch carries the frames' blendshapes as "face_actions" (B, T, 52), NaN where the face was not read (the predictor
+reads them, `dfer.predict.predictor`). A class no prototype means gets the mean match of those one does, so the
+actions neither favour nor disfavour it; a clip without a frame read keeps the network's answer. A run without
+`actions` in its config answers exactly as before.
+
 `forward` takes the heads' `hide` and `keep_steps`, and `roi_attention` gives where on the 7x7 grid the evidence
 for the answer lies, so `dfer explain` runs a zero-shot run as it runs the heads. The classifier is a global mean
 then a linear layer, so a label's logit is exactly the mean over the grid of w_label . token_n (+ bias): a class
@@ -28,10 +40,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dfer.encoders.action_units import prototype_match
 from dfer.encoders.classifier import TokenClassifier
 from dfer.heads.fusion import masked_mean
 from dfer.heads.probe import ABSENT
 from dfer.heads.roi import RoiAttention
+
+# How far the actions move the answer: each tenth of a prototype's match multiplies its class's odds by e^0.5 (1.65);
+# a face showing all of a prototype's actions at full strength, against one showing none, moves them e^5 (about
+# 150:1), the odds of a confident network's answer (p = 0.99). Chosen before any clip was scored with it.
+ACTION_WEIGHT = 5.0
 
 
 class ZeroShot(nn.Module):
@@ -41,19 +59,24 @@ class ZeroShot(nn.Module):
     streams = ("video",)
 
     def __init__(self, dim: int, labels: list[str], class_of_label: list[int], num_classes: int,
-                 modalities: str = "video"):
+                 modalities: str = "video", actions: float = 0.0, class_of_emotion: list[int] | None = None):
+        """actions: the face actions' weight (ACTION_WEIGHT; 0: the network alone); class_of_emotion: per
+        `dfer.encoders.action_units.EMOTIONS`, the index of the store class it means, or -1."""
         super().__init__()
         if modalities != "video":
             raise ValueError(f"a zero-shot model reads the face tokens only, not modalities={modalities!r}")
-        # the constructor's arguments: a run's config.json "heads", as for LinearProbe
+        # the constructor's arguments: a run's config.json "heads", as for LinearProbe; a run without actions records
+        # none, so its config reads as every zero-shot run's before them
         self.config = {"dim": dim, "labels": list(labels), "class_of_label": list(class_of_label),
                        "num_classes": num_classes, "modalities": modalities}
+        self.actions = float(actions)
+        if self.actions:
+            if class_of_emotion is None:
+                raise ValueError("a zero-shot model reading face actions needs class_of_emotion")
+            self.config.update(actions=self.actions, class_of_emotion=list(class_of_emotion))
+            self.register_buffer("emotion_mapping", one_hot_rows(class_of_emotion, num_classes), persistent=False)
         self.classifier = TokenClassifier(dim, labels)
-        mapping = torch.zeros(len(labels), num_classes)  # (L, C) one-hot rows; all zero for a label the store lacks
-        for label, cls in enumerate(class_of_label):
-            if cls >= 0:
-                mapping[label, cls] = 1.0
-        self.register_buffer("mapping", mapping, persistent=False)
+        self.register_buffer("mapping", one_hot_rows(class_of_label, num_classes), persistent=False)  # (L, C)
         self.register_buffer("log_prior", torch.zeros(num_classes))
 
     def input_statistics(self) -> dict:
@@ -72,8 +95,28 @@ class ZeroShot(nn.Module):
         faces = self.faces(batch, hide, keep_steps)  # (B, T)
         probs = masked_mean(self.frame_probabilities(batch), faces) @ self.mapping  # (B, C)
         scored = torch.where(self.known, probs.clamp(min=1e-30).log(), ABSENT)  # (B, C)
+        if self.actions:
+            scored = scored + self.actions * self.action_match(batch, faces)
         logits = torch.where(faces.any(1, keepdim=True), scored, self.log_prior)  # (B, C)
         return {"logits": logits, "mask_video": faces}
+
+    @property
+    def reads_actions(self) -> bool:
+        """Whether the batch must carry the frames' face actions ("face_actions")."""
+        return bool(self.actions)
+
+    def action_match(self, batch: dict[str, torch.Tensor], faces: torch.Tensor) -> torch.Tensor:
+        """(B, C) each class's prototype match, averaged over the `faces` (B, T) frames the landmarker read (module
+        docstring); 0 for a clip without one."""
+        if "face_actions" not in batch:
+            raise ValueError("this zero-shot run reads face actions (its config's heads.actions), which a store does not "
+                             "hold: score it on video files (dfer predict)")
+        blendshapes = batch["face_actions"].float()  # (B, T, 52), NaN where not read
+        read = faces & ~blendshapes.isnan().any(-1)  # (B, T)
+        match = masked_mean(prototype_match(blendshapes.nan_to_num()), read) @ self.emotion_mapping  # (B, C)
+        covered = self.emotion_mapping.sum(0) > 0  # (C,) the classes a prototype means
+        mean = match[:, covered].mean(-1, keepdim=True)  # (B, 1)
+        return torch.where(covered, match, mean) * read.any(1, keepdim=True)  # (B, C)
 
     @staticmethod
     def faces(batch: dict[str, torch.Tensor], hide: dict[str, torch.Tensor] | None = None,
@@ -113,3 +156,12 @@ class ZeroShot(nn.Module):
         none of them has."""
         counts = torch.bincount(labels.long(), minlength=len(self.log_prior)).double()  # (C,)
         self.log_prior.copy_(torch.where(counts > 0, (counts / counts.sum()).log(), ABSENT).float())
+
+
+def one_hot_rows(class_of: list[int], num_classes: int) -> torch.Tensor:
+    """(len(class_of), C): row i one-hot at class_of[i], all zero where it is -1 (a name the store lacks)."""
+    mapping = torch.zeros(len(class_of), num_classes)
+    for row, cls in enumerate(class_of):
+        if cls >= 0:
+            mapping[row, cls] = 1.0
+    return mapping

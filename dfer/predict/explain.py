@@ -9,6 +9,8 @@
 - steps: occlusion. Step t is masked as a training crop masks the frames outside its window (video frame t and the
   audio frames of segment t, `DferHeads.forward(keep_steps=...)`); a step's effect is how far that moves the
   prediction.
+- actions: the face actions that moved most in the clip against its own quietest frames, in words
+  (`dfer.predict.action_words`); without mediapipe, one line saying they are unavailable.
 
 All variants of a clip run as one batch through one forward.
 """
@@ -26,6 +28,7 @@ import torch
 from dfer.heads import DferHeads, ZeroShot
 from dfer.inference.score import autocast
 from dfer.media.decode import DecodedClip
+from dfer.predict.action_words import explain_actions
 from dfer.predict.explain_figure import save_explanation_png
 from dfer.predict.predictor import GroupOf, OutputStems, Predictor
 
@@ -156,6 +159,8 @@ def explain_clip(predictor: Predictor, path: Path, decoded: DecodedClip, decode_
     batch, note = predictor.batch_for(encoded, None if group_of is None else group_of(encoded))
     batch = {key: value.to(predictor.device) for key, value in batch.items()}
     explanation, arrays = explain_batch(predictor.heads, batch, predictor.labels)
+    explanation["actions"] = explain_actions(decoded, encoded.track, len(decoded.frame_time),
+                                             encoded.row.get("video/face_actions"))
     encoded.seconds["explain"] = time.perf_counter() - started
     record = predictor.with_note(predictor.record(encoded, arrays.pop("probs")), note)
     track = encoded.track

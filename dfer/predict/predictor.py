@@ -36,6 +36,7 @@ from dfer.adapt.saved import encoder_key
 from dfer.adapt.settings import run_adaptation
 from dfer.encoders import rebuild_encoder
 from dfer.encoders.base import Encoder
+from dfer.encoders.face_actions import mediapipe_vision
 from dfer.extract.batch import ClipInput, encode_batch
 from dfer.faces import FaceCropper, FaceTrace, FaceTrack
 from dfer.streams import MODES, read_by, select
@@ -47,6 +48,7 @@ from dfer.media.probe import is_audio_only
 from dfer.media.find import AUDIO_SUFFIXES, STILL_SUFFIXES, VIDEO_SUFFIXES, find_media
 from dfer.media.prefetch import prefetched
 from dfer.media.still import decode_still, is_still
+from dfer.predict.action_words import read_actions
 from dfer.runs.folder import resolve_run
 from dfer.runs.load import load_run, run_display_names
 from dfer.store.fingerprint import Fingerprint
@@ -157,6 +159,11 @@ class Predictor(FilePredictor):
         self.trained_adapt = run_adaptation(self.config)["mode"] != "none"  # timelines adapt by default
         # What the store holds for a clip without a stream (its fill values), so such a clip looks as in training.
         self.blank = blank_row(self.layout, self.fields.values())
+        # A zero-shot run that reads face actions (`dfer.heads.zeroshot`): they are read on the sampled frames here, a
+        # store holds none; a missing mediapipe fails now, in one line, before any file is read.
+        self.reads_actions = bool(getattr(self.heads, "reads_actions", False))
+        if self.reads_actions:
+            mediapipe_vision()
 
     def _encoder(self, stream: str) -> Encoder:
         """A stream's encoder: the run's own fine-tuned one (RUN/vision, RUN/audio: stage 3 trains the historic
@@ -294,6 +301,10 @@ class Predictor(FilePredictor):
         except Exception as error:  # the extraction pipeline treats this as one clip's failure, so do we
             raise UnusableClip(path, f"encoder failed: {type(error).__name__}: {error}") from error
         seconds["encoders"] = time.perf_counter() - started
+        if self.reads_actions:
+            started = time.perf_counter()
+            row["video/face_actions"] = read_actions(decoded, track, len(row["video/face_found"]))  # (T, 52)
+            seconds["actions"] = time.perf_counter() - started
         has_video, has_audio = bool(row["has_video"]), bool(row["has_audio"])
         if not (self.sees and has_video or self.hears and has_audio):
             missing = "video or audio" if self.sees and self.hears else "video" if self.sees else "audio"
@@ -304,6 +315,8 @@ class Predictor(FilePredictor):
         """A batch of one for the heads from an encoded store row, missing streams filled as the store fills them."""
         example = {key: row.get(name, self.blank.get(name)) for key, name in self.fields.items() if name != "label"}
         example["label"] = np.int16(-1)  # unknown; collate and the heads' loop expect the key
+        if "video/face_actions" in row:
+            example["face_actions"] = row["video/face_actions"]
         return collate([example])
 
     def record(self, encoded: EncodedFile, probs: np.ndarray) -> dict:

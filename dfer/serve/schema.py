@@ -52,6 +52,7 @@ class Explain(BaseModel):
     notes: list[str]
     steps: list[dict]  # per step: step, time, audio / video (read there), top1_drop, shift, top1_without
     attention: dict | None = None  # video runs: grid, frames (T x grid x grid) ROI attention over the patch grid
+    actions: dict | None = None  # words (the face actions that moved most), named, frames_read; or unavailable
     faces: list[str] | None = None  # per step, the face crop the vision encoder saw as a JPEG data URL (None: no track)
 
 

@@ -28,7 +28,9 @@ from torch.utils.data import DataLoader
 from dfer import distributed
 from dfer.data.names import match_labels
 from dfer.encoders import rebuild_encoder
+from dfer.encoders.action_units import EMOTIONS
 from dfer.heads import ZeroShot
+from dfer.heads.zeroshot import ACTION_WEIGHT
 from dfer.streams import check_modalities
 from dfer.inference.batch import collate
 from dfer.inference.score import predict
@@ -52,13 +54,19 @@ class ZeroShotConfig:
     # The clips the splits hold (`dfer.train.splits.plan`), as for the heads: "av" scores every clip the heads of an
     # audio-visual run are scored on, a clip without video with the prior; "video" only clips with video.
     modalities: str = "av"
+    # Combine the network's answer with the face actions' EMFACS prototype matches (`dfer.heads.zeroshot`): the run
+    # then reads the faces' blendshapes, which a store does not hold, so its test clips cannot be scored here.
+    actions: bool = False
 
     def __post_init__(self):
         self.fold = str(self.fold)
         check_modalities(self.modalities)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings a run's config.json records; `actions` only when on, so a run without them records what every
+        zero-shot run recorded before them."""
+        settings = dataclasses.asdict(self)
+        return settings if self.actions else {k: v for k, v in settings.items() if k != "actions"}
 
 
 def make_zeroshot_config(recipe: Path | None = None, **overrides) -> ZeroShotConfig:
@@ -73,6 +81,9 @@ def has_classifier(fingerprint: dict) -> bool:
 def zeroshot(store: Path, out: Path, cfg: ZeroShotConfig, show: bool = True) -> ProtocolResult:
     """Score the vision encoder's own classifier on every split of `cfg.fold` into `out`, as `dfer train` lays out
     its runs."""
+    if cfg.actions and cfg.fold != "none":
+        raise ValueError(f"{store}: a zero-shot run reading face actions cannot score test clips from a store, which "
+                         "holds no blendshapes: use --fold none, then dfer predict on the video files")
     shared: dict[str, torch.nn.Module] = {}
 
     def run_split(reader: CacheReader, split: Split, run: Path) -> dict:
@@ -96,14 +107,21 @@ def vision_classifier(reader: CacheReader) -> torch.nn.Module:
     return rebuild_encoder("vision", reader.fingerprint["vision"]).classifier
 
 
-def build_zeroshot(reader: CacheReader, classifier: torch.nn.Module) -> tuple[ZeroShot, list[str]]:
-    """The ZeroShot model of `classifier` on the store's classes, and the store classes no label of it means."""
+def build_zeroshot(reader: CacheReader, classifier: torch.nn.Module,
+                   actions: bool = False) -> tuple[ZeroShot, list[str]]:
+    """The ZeroShot model of `classifier` on the store's classes (with `actions`, reading the face actions too), and
+    the store classes no label of it means."""
     names = reader.display_names
     class_of_label = match_labels(classifier.labels, names)
     if max(class_of_label) < 0:
         raise ValueError(f"{reader.path}: none of the vision classifier's labels {classifier.labels} means one of "
                          f"the store's classes {names}")
-    model = ZeroShot(classifier.dim, classifier.labels, class_of_label, len(names))
+    class_of_emotion = match_labels(list(EMOTIONS), names) if actions else None
+    if actions and max(class_of_emotion) < 0:
+        raise ValueError(f"{reader.path}: none of the face actions' prototypes {', '.join(EMOTIONS)} means one of "
+                         f"the store's classes {names}")
+    model = ZeroShot(classifier.dim, classifier.labels, class_of_label, len(names),
+                     actions=ACTION_WEIGHT if actions else 0.0, class_of_emotion=class_of_emotion)
     model.classifier.load_state_dict(classifier.state_dict())
     unmatched = [name for i, name in enumerate(names) if i not in class_of_label]
     return model, unmatched
@@ -112,7 +130,7 @@ def build_zeroshot(reader: CacheReader, classifier: torch.nn.Module) -> tuple[Ze
 def _zeroshot_split(reader: CacheReader, split: Split, run: Path, cfg: ZeroShotConfig, classifier: torch.nn.Module,
                     show: bool) -> dict:
     run.mkdir(parents=True, exist_ok=True)
-    model, unmatched = build_zeroshot(reader, classifier)
+    model, unmatched = build_zeroshot(reader, classifier, cfg.actions)
     fitting = split.train + split.val
     model.set_prior(torch.from_numpy(reader.read_all("label")[np.asarray(fitting, np.int64)]))
     write_json(run / "config.json", run_config(reader, split, model="zeroshot", zeroshot=cfg.to_dict(),
