@@ -2,7 +2,7 @@
 on the 8 real audio-visual clips of ../shared/data.
 
     python bench/zeroshot_actions.py                     # makes the actions run in a temporary folder: ~2 min
-    python bench/zeroshot_actions.py --run runs/face-actions   # keep (or reuse) the actions run there
+    python bench/zeroshot_actions.py --run runs/face-actions    # keep (or reuse) the actions run there
 
 The actions run is made as `make models` makes the bundled `face`, with one flag more: the same manifest and
 extraction recipe (recipes/models/face.csv, extract-face.yaml), then `dfer zeroshot --fold none --actions`. So the
@@ -10,7 +10,8 @@ two runs hold the same classifier and class prior, and differ only in the action
 (`dfer.heads.zeroshot`: log p_network + ACTION_WEIGHT x prototype match) was fixed before these clips were scored
 with it. The clips are `bench/adapt_clips.py`'s (speaker 1001's six CREMA-D clips, the two RAVDESS AV clips); a
 clip is right when the top answer is the emotion its file name states. Also printed: each clip's prototype matches,
-the actions `dfer explain` names in it, and the seconds reading the actions adds to a clip. The last line of stdout is one JSON object.
+the actions `dfer explain` names in it, and the seconds reading the actions adds to a clip. The last line of stdout
+is one JSON object.
 """
 
 from __future__ import annotations

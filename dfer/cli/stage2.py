@@ -83,10 +83,11 @@ def zeroshot(
                                        help="a fold number, all, or none (every clip sets the class prior)"),
     seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
                                        help="picks the validation speakers, as in dfer train"),
-    actions: Optional[bool] = typer.Option(None, "--actions/--no-actions", show_default=RECIPE.format("no"),
-                                           help="combine the network's answer with the face actions' EMFACS prototypes "
-                                           "(needs dfer[actions]; a store holds no actions: --fold none, then predict "
-                                           "on files)"),
+    actions: Optional[bool] = typer.Option(None, "--actions/--no-actions",
+                                           show_default=RECIPE.format("--no-actions"),
+                                           help="combine the network's answer with the face actions' EMFACS "
+                                           "prototypes (needs dfer[actions]; a store holds no actions: --fold none, "
+                                           "then predict on files)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
     """What the pretrained face network knows: its own expression classifier on dfer train's splits, as a run folder."""

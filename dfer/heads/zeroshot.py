@@ -109,8 +109,8 @@ class ZeroShot(nn.Module):
         """(B, C) each class's prototype match, averaged over the `faces` (B, T) frames the landmarker read (module
         docstring); 0 for a clip without one."""
         if "face_actions" not in batch:
-            raise ValueError("this zero-shot run reads face actions (its config's heads.actions), which a store does not "
-                             "hold: score it on video files (dfer predict)")
+            raise ValueError("this zero-shot run reads face actions (its config's heads.actions), which a store does "
+                             "not hold: score it on video files (dfer predict)")
         blendshapes = batch["face_actions"].float()  # (B, T, 52), NaN where not read
         read = faces & ~blendshapes.isnan().any(-1)  # (B, T)
         match = masked_mean(prototype_match(blendshapes.nan_to_num()), read) @ self.emotion_mapping  # (B, C)
