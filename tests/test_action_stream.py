@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from dfer.cli import app, main
+from dfer.cli import main
 from dfer.errors import MissingExtra
 from dfer.faces import FaceTrack
 from dfer.media.decode import decode_clip
 from dfer.store.fingerprint import Fingerprint
 from dfer.store.reader import open_cache
+from test_stream_store import cli
 
 pytest.importorskip("mediapipe", reason="face actions need mediapipe (pip install 'dfer[actions]')")
 
@@ -25,13 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "acceptance"
 SAMPLE = REPO / "samples" / "cremad" / "VideoFlash" / "1001_DFA_HAP_XX.flv"
 STREAMS = ["--stream", "face=faceapi", "--stream", "actions=mediapipe", "--stream", "speech=ge2e"]
-
-
-def cli(*arguments) -> str:
-    result = CliRunner().invoke(app, [str(argument) for argument in arguments], catch_exceptions=False,
-                                env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
