@@ -19,9 +19,9 @@ of any streams trains one set of heads.
 
 Every store and run made before streams were data has two: `video` (the vision encoder's) and `audio` (the audio
 encoder's). `modalities` selects among a store's streams: "av", "audio" and "video" keep their meaning as the streams
-that read the picture and the sound, the waveform, or the picture (face crops or whole frames); any other value is a comma-separated list of stream names.
-The selected streams are always in name order, the order fusions concatenate them in, which for the two historic
-streams is the order they always had ("audio", "video").
+that read the picture and the sound, the waveform, or the picture (face crops or whole frames); any other value is a
+comma-separated list of stream names. The selected streams are always in name order, the order fusions concatenate
+them in, which for the two historic streams is the order they always had ("audio", "video").
 """
 
 from __future__ import annotations

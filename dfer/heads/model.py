@@ -14,13 +14,13 @@ Only the streams in the config are built and read: a model of the `audio` stream
 touches `video_tokens` / landmarks / face_found, so it trains on audio-only datasets whose batches do not have them.
 The inputs' presence and the face track are shared by the streams that read them: step masks of a grid stream are
 has_video & face_found (a crop of a borrowed or centre box is not a face we trust), of a vector has_video & its own
-`<stream>_found` (the frames its encoder read the face on), of a sequence has_audio & "the segment holds tokens". Modality dropout (training only) edits those masks. `forward`'s `hide` and `keep_steps` let
-explanations mask a stream or a step exactly as training does.
+`<stream>_found` (the frames its encoder read the face on), of a sequence has_audio & "the segment holds tokens".
+Modality dropout (training only) edits those masks. `forward`'s `hide` and `keep_steps` let explanations mask a
+stream or a step exactly as training does.
 
 Parameter names: `roi.<stream>`, `proj.<stream>`, `temporal.<stream>`, `pool.<stream>`, `statistics.<stream>`,
-`<stream>_mean`. Runs
-saved before streams were data named the one grid module `roi` / `temporal` and the one sequence module
-`audio_pool`; `HISTORIC_MODULES` maps their weights onto the `video` and `audio` streams when they load.
+`<stream>_mean`. Runs saved before streams were data named the one grid module `roi` / `temporal` and the one
+sequence module `audio_pool`; `HISTORIC_MODULES` maps their weights onto the `video` and `audio` streams when they load.
 """
 
 from __future__ import annotations
