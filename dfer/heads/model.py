@@ -194,16 +194,21 @@ class DferHeads(nn.Module):
         frame_time = batch["frame_time"]
         return batch.get(PRESENT[stream.input], torch.ones(len(frame_time), device=frame_time.device)).bool()
 
+    def frame_mask(self, stream: Stream, batch: dict[str, torch.Tensor], window: torch.Tensor | None,
+                   keep_steps: torch.Tensor | None) -> torch.Tensor:
+        """(B, T) bool the frames a grid or vector stream reads: the clip has its input, the face was found on the
+        frame (`found_key`), the frame is inside the training crop's `window` and among `keep_steps`."""
+        mask = (self.present(stream, batch)[:, None] & batch[found_key(stream)].bool()
+                & inside(batch["frame_time"], window))  # (B, T)
+        return mask if keep_steps is None else mask & keep_steps.bool()
+
     def read_grid(self, stream: Stream, batch: dict[str, torch.Tensor], window: torch.Tensor | None,
                   keep_steps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A grid stream -> its step features (B, T, d), step mask (B, T) bool and summary (B, 2W) or None."""
-        frame_time, face_found = batch["frame_time"], batch["face_found"].bool()  # (B, T) each
-        mask = self.present(stream, batch)[:, None] & face_found & inside(frame_time, window)  # (B, T)
-        if keep_steps is not None:
-            mask = mask & keep_steps.bool()
+        frame_time, mask = batch["frame_time"], self.frame_mask(stream, batch, window, keep_steps)  # (B, T) each
         tokens = self.standardise(stream.name, batch, mask)  # (B, T, N, D)
         projected = self.roi[stream.name].project(tokens)  # (B, T, N, d)
-        rois = self.roi[stream.name].compress(projected, batch["landmarks"], face_found)  # (B, T, K, d)
+        rois = self.roi[stream.name].compress(projected, batch["landmarks"], batch["face_found"].bool())  # (B, T, K, d)
         feats = self.temporal[stream.name](rois, frame_time, mask)  # (B, T, d)
         summary = None
         if self.config.statistics_width:
@@ -234,10 +239,7 @@ class DferHeads(nn.Module):
                     keep_steps: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A vector stream -> its step features (B, T, d), step mask (B, T) bool and summary (B, 2W) or None: each
         frame's token projected, then the frames in context, as a grid's ROI tokens are."""
-        frame_time, found = batch["frame_time"], batch[found_key(stream)].bool()  # (B, T) each
-        mask = self.present(stream, batch)[:, None] & found & inside(frame_time, window)  # (B, T)
-        if keep_steps is not None:
-            mask = mask & keep_steps.bool()
+        frame_time, mask = batch["frame_time"], self.frame_mask(stream, batch, window, keep_steps)  # (B, T) each
         projected = self.proj[stream.name](self.standardise(stream.name, batch, mask))  # (B, T, d)
         feats = self.temporal[stream.name](projected[:, :, None], frame_time, mask)  # (B, T, d)
         summary = self.statistics[stream.name](projected, mask) if self.config.statistics_width else None  # (B, 2W)
@@ -298,7 +300,8 @@ class DferHeads(nn.Module):
 def rename_historic_modules(module: DferHeads, state_dict: dict, prefix: str, *_) -> None:
     """A load_state_dict pre-hook: weights saved before streams were data load under their names now. Theirs are the
     keys under an old prefix that no stream's module of today holds (`roi.proj...`, not `roi.video.proj...`)."""
-    today = tuple(f"{prefix}{group}.{stream}." for group in ("roi", "proj", "temporal", "pool") for stream in module.streams)
+    today = tuple(f"{prefix}{group}.{stream}." for group in ("roi", "proj", "temporal", "pool")
+                  for stream in module.streams)
     for key in [key for key in state_dict if key.startswith(prefix) and not key.startswith(today)]:
         for old, new in HISTORIC_MODULES.items():
             if key.startswith(prefix + old):

@@ -87,12 +87,11 @@ class LinearProbe(nn.Module):
         features, present = [], []
         for name, stream in self.inputs.items():
             tokens = batch[f"{name}_tokens"]
-            if stream.tokens == "grid":  # (B, T, N, D)
-                frames = batch[PRESENT[stream.input]].bool()[:, None] & batch["face_found"].bool()  # (B, T)
-                valid = frames.repeat_interleave(tokens.shape[2], 1)  # (B, T*N)
-                tokens = tokens.flatten(1, 2)  # (B, T*N, D)
-            elif stream.tokens == "vector":  # (B, T, D)
+            if stream.tokens in ("grid", "vector"):  # (B, T, N, D) or (B, T, D)
                 valid = batch[PRESENT[stream.input]].bool()[:, None] & batch[found_key(stream)].bool()  # (B, T)
+                if stream.tokens == "grid":
+                    valid = valid.repeat_interleave(tokens.shape[2], 1)  # (B, T*N)
+                    tokens = tokens.flatten(1, 2)  # (B, T*N, D)
             else:  # (B, Ta, D)
                 inside = torch.arange(tokens.shape[1], device=tokens.device) < batch[f"{name}_length"][:, None]
                 valid = inside & batch[PRESENT[stream.input]].bool()[:, None]  # (B, Ta)
