@@ -27,12 +27,10 @@ def one_thread():
     """Toy tensors gain nothing from intra-op threads, and when another process holds a core, every parallel op waits
     for a descheduled thread: 60 training steps went from ~1 s to ~80 s with 2 threads on a busy 2-core machine.
     Modules of toy-tensor tests use it throughout: `pytestmark = pytest.mark.usefixtures("one_thread")`."""
-    import torch
+    from acceptance import one_thread as on_one_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with on_one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

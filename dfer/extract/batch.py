@@ -39,7 +39,8 @@ def encode_batch(items: list[ClipInput], encoders: dict[str, Encoder], device: t
     inputs = {"face": (with_video, _faces([item.track for item in with_video], device)
                        if "face" in layout.inputs else None),
               "waveform": (with_audio, _waves([item.decoded.waveform for item in with_audio], layout.samples, device)),
-              "frame": (with_video, [(item.decoded.frames, item.track.face_box()) for item in with_video])}
+              "frame": (with_video, [(item.decoded.frames, item.track.face_box()) for item in with_video]
+                        if "frame" in layout.inputs else None)}
     encode_input = {"face": _encode_faces, "waveform": _encode_audio, "frame": _encode_frames}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     tokens: dict[int, dict] = {item.index: {} for item in items}  # clip -> its streams' arrays
