@@ -72,8 +72,8 @@ FAMILIES: dict[str, Family] = {
 
 def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.device = "cpu",
                   meta: bool = False) -> Encoder:
-    """The `kind` ("vision", "audio" or "actions") encoder a spec names, in eval mode. `seed` only matters for `random:`;
-    `meta=True` builds on the meta device from configs alone (parameter counts).
+    """The `kind` ("vision", "audio" or "actions") encoder a spec names, in eval mode. `seed` only matters for
+    `random:`; `meta=True` builds on the meta device from configs alone (parameter counts).
 
     Weights that must come from the hub and cannot (no network: transformers' "We couldn't connect to
     'https://huggingface.co'", NeMo's own OSError) raise `EncoderUnavailable`, one line naming the spec and how to
@@ -82,9 +82,10 @@ def build_encoder(kind: str, spec: str, seed: int = 0, device: str | torch.devic
     retried."""
     if kind not in KINDS:
         raise ValueError(f"encoder kind must be one of {KINDS}, not {kind!r}")
-    frame_families = sorted(name for name, family in FAMILIES.items() if family.kind == "actions")
-    if kind == "actions" and spec.split(",")[0] not in frame_families:
-        raise ValueError(f"{spec}: whole frames are read by a named family: {', '.join(frame_families)}")
+    if kind == "actions":
+        frame_families = sorted(name for name, family in FAMILIES.items() if family.kind == "actions")
+        if spec.split(",")[0] not in frame_families:
+            raise ValueError(f"{spec}: whole frames are read by a named family: {', '.join(frame_families)}")
     module, extra = _needs(kind, spec)
     if module is not None:
         require(f"the {kind} encoder {spec}", extra, module)
