@@ -84,7 +84,7 @@ def extract(dataset: str, root: PathLike, out: PathLike, recipe: PathLike | None
         face_frames: dfew only: "original" or "precropped".
         streams: the store's streams in place of the preset's `video` and `audio`, any number: {name: spec}, or
             "NAME=SPEC" strings as `--stream` takes them. A named family says its input (`faceapi`, `ge2e`,
-            `egemaps`); any other spec starts with it, `face:SPEC` or `waveform:SPEC` (`dfer.streams`).
+            `acoustic`, `egemaps`); any other spec starts with it, `face:SPEC` or `waveform:SPEC` (`dfer.streams`).
         **settings: any other `ExtractConfig` field.
 
     Returns:

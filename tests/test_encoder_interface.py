@@ -42,6 +42,7 @@ RECORD_KEYS = {
     "mel": ["id", "revision", "dim", "sample_rate", "frame_seconds"],
     "ge2e": ["id", "revision", "dim", "sample_rate", "frame_seconds", "layer"],
     "egemaps": ["id", "revision", "dim", "sample_rate", "frame_seconds", "feature_set", "features"],
+    "acoustic": ["id", "revision", "dim", "sample_rate", "frame_seconds", "features"],
     "hf-audio": ["id", "revision", "dim", "sample_rate", "frame_seconds", "family", "layer"],
     "mediapipe": ["id", "revision", "dim", "points", "features"],
 }
@@ -91,7 +92,7 @@ def test_describe_is_the_fingerprint_record_the_store_needs(family_encoder):
 
 def test_parts_are_the_encoders_own_modules(family_encoder):
     family, kind, encoder = family_encoder
-    if isinstance(encoder, Weightless):  # mel, egemaps, mediapipe
+    if isinstance(encoder, Weightless):  # mel, egemaps, acoustic, mediapipe
         with pytest.raises(ValueError, match="no weights"):
             encoder.parts()
         return

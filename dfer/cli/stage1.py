@@ -25,13 +25,14 @@ def extract(
                                          help="vision encoder spec: random:<arch>, hf:<id or path>, faceapi, a SigLIP2 "
                                          "hub id or a local folder (offline: a folder you downloaded)"),
     audio: Optional[str] = typer.Option(None, show_default="the preset's",
-                                        help="audio encoder spec: ge2e, mel, egemaps (openSMILE's prosody descriptors; "
-                                        "its licence is for research, not commercial, use), random:<arch>, hf:<id or path>"
-                                        "[,layer=N], a NeMo hub id, a .nemo file or a folder"),
+                                        help="audio encoder spec: ge2e, mel, acoustic (pitch, loudness and spectral "
+                                        "shape, librosa), egemaps (openSMILE's prosody descriptors; its licence is "
+                                        "for research, not commercial, use), random:<arch>, hf:<id or path>[,layer=N], "
+                                        "a NeMo hub id, a .nemo file or a folder"),
     stream: Optional[list[str]] = typer.Option(
         None, "--stream", show_default="the preset's video and audio",
         help="NAME=SPEC, repeatable: the store's streams, any number, in place of the preset's (then no --vision / "
-        "--audio). Named families say their input (faceapi, ge2e, egemaps; mediapipe, face actions on whole "
+        "--audio). Named families say their input (faceapi, ge2e, acoustic, egemaps; mediapipe, face actions on whole "
         "frames, needs dfer[actions]); other specs start with it: face:SPEC or waveform:SPEC. E.g. --stream "
         "face=faceapi --stream actions=mediapipe --stream speech=ge2e --stream prosody=egemaps"),
     frames: Optional[int] = typer.Option(None, show_default=RECIPE.format(16),

@@ -30,9 +30,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
+import torch
 from torch import nn
 
 from dfer.encoders.presets import FACE_CROP_MARGIN
@@ -133,6 +134,20 @@ class WaveformEncoder(Encoder):
     shape_fields = ("dim", "sample_rate", "frame_seconds")
     sample_rate: int
     frame_seconds: float
+
+
+def clip_by_clip(waveform: torch.Tensor, length: torch.Tensor,
+                 measure: Callable[[np.ndarray], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """waveform (B, S), length (B,) -> `measure` of each clip's valid samples, zero-padded to (B, F, D), and each
+    clip's F_b (B,), on the waveform's device. For families that measure on the CPU one clip at a time (`egemaps`,
+    `acoustic`), so a batch's padding never reaches a clip's tokens."""
+    waves = waveform.detach().float().cpu().numpy()
+    clips = [measure(wave[: int(n)]) for wave, n in zip(waves, length.tolist())]  # B x (F_b, D)
+    frames = torch.tensor([len(clip) for clip in clips])
+    tokens = torch.zeros(len(clips), int(frames.max()), clips[0].shape[1])  # (B, F, D)
+    for row, clip in zip(tokens, clips):
+        row[: len(clip)] = clip
+    return tokens.to(waveform.device), frames.to(waveform.device)
 
 
 @dataclass

@@ -11,6 +11,7 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | `random:<arch>` | both | the default classes (SigLIP2 vision tower, NeMo FastConformer), random init, seeded |
 | `ge2e[,layer=N]` | audio | resemblyzer 0.1.4's pretrained GE2E LSTM, layer N (1..3, default 2), 256-d every 10 ms |
 | `mel` | audio | the FastConformer's NeMo log-mel front end, 80-d every 10 ms, no encoder (an ablation) |
+| `acoustic` | audio | pitch (pYIN), voicing, loudness and spectral shape (librosa), 30-d every 10 ms, no weights |
 | `egemaps` | audio | openSMILE's eGeMAPS v02 descriptors (prosody), 25-d every 10 ms, no weights; research licence |
 | `hf:<hub id or path>[,layer=N]` | audio | wav2vec2 / HuBERT / WavLM / Whisper's encoder, hidden layer N |
 | `hf:<hub id or path>` | vision | CLIP vision, DINOv2, ViT: patch tokens, class and register tokens dropped |
@@ -19,9 +20,9 @@ Specs (one string, the same in every command, recorded in the fingerprint as the
 | a folder | both | a fine-tuned encoder saved by stage 3 (its config says which family) |
 | anything else | both | SigLIP2 (vision) or a NeMo ASR model (audio): a hub id, a local model folder, a `.nemo` file |
 
-ge2e and faceapi need only the core install; the SigLIP2 and `hf:` families need the `[hf]` extra (transformers),
-the NeMo ones and `mel` the `[nemo]` extra, `egemaps` `[prosody]`, `mediapipe` `[actions]`: building one without it
-fails in one line naming the extra.
+ge2e, acoustic and faceapi need only the core install; the SigLIP2 and `hf:` families need the `[hf]` extra
+(transformers), the NeMo ones and `mel` the `[nemo]` extra, `egemaps` `[prosody]`, `mediapipe` `[actions]`: building
+one without it fails in one line naming the extra.
 
 Every encoder built is an `Encoder` (`dfer.encoders.base`). The families named by their spec are the `FAMILIES`
 registry below: a new one is its module and one line there.
@@ -65,6 +66,7 @@ FAMILIES: dict[str, Family] = {
     "mel": Family("audio", "dfer.encoders.audio:load_mel", needs=("nemo", "nemo")),
     # openSMILE: a research-only licence
     "egemaps": Family("audio", "dfer.encoders.egemaps:load_egemaps", needs=("opensmile", "prosody")),
+    "acoustic": Family("audio", "dfer.encoders.acoustic:load_acoustic"),
     "faceapi": Family("vision", "dfer.encoders.faceapi:load_faceapi"),
     "mediapipe": Family("actions", "dfer.encoders.actions:load_mediapipe", needs=("mediapipe", "actions")),
 }

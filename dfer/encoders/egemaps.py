@@ -33,7 +33,7 @@ from functools import cache
 import numpy as np
 import torch
 
-from dfer.encoders.base import Weightless, WaveformEncoder
+from dfer.encoders.base import Weightless, WaveformEncoder, clip_by_clip
 
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms
@@ -75,13 +75,7 @@ class EgemapsEncoder(Weightless, WaveformEncoder):
         """waveform (B, S), length (B,) -> tokens (B, F, 25) float32, zero past each clip's F_b, lengths (B,).
 
         openSMILE on the CPU, clip by clip over its valid samples only, so padding never reaches a clip's tokens."""
-        waves = waveform.detach().float().cpu().numpy()
-        clips = [self.descriptors(wave[: int(n)]) for wave, n in zip(waves, length.tolist())]  # B x (F_b, 25)
-        frames = torch.tensor([len(clip) for clip in clips])
-        tokens = torch.zeros(len(clips), int(frames.max()), self.dim)  # (B, F, 25)
-        for row, clip in zip(tokens, clips):
-            row[: len(clip)] = clip
-        return tokens.to(waveform.device), frames.to(waveform.device)
+        return clip_by_clip(waveform, length, self.descriptors)
 
     def descriptors(self, wave: np.ndarray) -> torch.Tensor:
         """One clip's samples (S,) -> its tokens (F, 25), each descriptor from the frame centred at (j + 1) x 10 ms
