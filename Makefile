@@ -25,7 +25,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody models faceapi-weights \
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody ravdess-speech-acoustic models faceapi-weights \
 	mtcnn-weights ge2e-weights mediapipe-weights wheel clean
 
 install: $(STAMP)
@@ -117,7 +117,8 @@ $(SPEECH_OUT)/egemaps/results.md: $(STAMP)
 	$(PY) bench/egemaps_svm.py --root $(SPEECH_ROOT) --out $(@D)
 
 # The same heads and probe adapted to the speaker (--adapt speaker, docs/adapt.md), cross-validated on the same folds,
-# the figures by group size (bench/adapt_groups.py), and the final adapted run on all 18 actors: the bundled voice.
+# the figures by group size (bench/adapt_groups.py), and the final adapted run on all 18 actors (the bundled voice
+# until it read the acoustic stream).
 ravdess-speech-adapt: $(SPEECH_OUT)/stage2-adapt/summary.json $(SPEECH_OUT)/final-adapt.done
 	@cat $(SPEECH_OUT)/stage2-adapt/results.md
 	$(PY) bench/adapt_groups.py $(SPEECH_OUT)/stage2-adapt --store $(SPEECH_OUT)/cache
@@ -152,14 +153,39 @@ $(SPEECH_OUT)/streams-%-adapt/summary.json: $(SPEECH_OUT)/prosody-cache.done $(S
 $(SPEECH_OUT)/streams-%/summary.json: $(SPEECH_OUT)/prosody-cache.done $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/prosody-cache --out $(@D) --recipe $(SPEECH)/train.yaml --modalities $(subst +,$(comma),$*)
 
+# The core install's acoustic measures beside GE2E (RESULTS.md, "acoustic measures beside GE2E"): a store of two
+# streams, `speech` (ge2e) and `acoustic` (pitch, voicing, loudness and spectral shape, librosa), the recipe's heads
+# on both with late fusion, cross-validated unadapted and adapted on the recipe's folds, the figures by group size,
+# and the final adapted run on all 18 actors: the bundled voice (`make models`).
+ACOUSTIC_HEADS := --recipe $(SPEECH)/train.yaml --modalities speech,acoustic --fusion late
+ravdess-speech-acoustic: $(SPEECH_OUT)/acoustic/summary.json $(SPEECH_OUT)/acoustic-adapt/summary.json \
+		$(SPEECH_OUT)/final-acoustic-adapt.done
+	@cat $(SPEECH_OUT)/acoustic/results.md $(SPEECH_OUT)/acoustic-adapt/results.md
+	$(PY) bench/adapt_groups.py $(SPEECH_OUT)/acoustic-adapt --store $(SPEECH_OUT)/acoustic-cache
+
+$(SPEECH_OUT)/acoustic-cache.done: $(STAMP) $(SPEECH)/extract-acoustic.yaml
+	$(DFER) extract ravdess $(SPEECH_ROOT) --out $(SPEECH_OUT)/acoustic-cache --recipe $(SPEECH)/extract-acoustic.yaml
+	touch $@
+
+$(SPEECH_OUT)/acoustic/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS)
+
+$(SPEECH_OUT)/acoustic-adapt/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) --adapt speaker
+
+$(SPEECH_OUT)/final-acoustic-adapt.done: $(SPEECH_OUT)/acoustic-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(SPEECH_OUT)/final-acoustic-adapt $(ACOUSTIC_HEADS) --fold none --adapt speaker
+	touch $@
+
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
-# `voice` is the RAVDESS speech recipe's final stage-2 run adapted to the speaker (actors 01-18, GE2E + liquid heads,
-# --adapt speaker; the steps above), its figures the recipe's adapted cross-validation by actor;
+# `voice` is the RAVDESS speech recipe's final stage-2 run on GE2E and the acoustic measures, adapted to the speaker
+# (actors 01-18, late fusion, --adapt speaker; ravdess-speech-acoustic above), its figures the recipe's adapted
+# cross-validation by actor;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
 # dfer.runs.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
 MODELS_OUT := runs/models
-models: $(SPEECH_OUT)/final-adapt.done $(SPEECH_OUT)/stage2-adapt/summary.json $(MODELS_OUT)/face/metrics.json
-	$(PY) -m dfer.runs.bundle voice $(SPEECH_OUT)/final-adapt recipes/models/voice.json $(SPEECH_OUT)/stage2-adapt/summary.json
+models: $(SPEECH_OUT)/final-acoustic-adapt.done $(SPEECH_OUT)/acoustic-adapt/summary.json $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.runs.bundle voice $(SPEECH_OUT)/final-acoustic-adapt recipes/models/voice.json $(SPEECH_OUT)/acoustic-adapt/summary.json
 	$(PY) -m dfer.runs.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 

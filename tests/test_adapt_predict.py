@@ -47,13 +47,12 @@ def test_a_group_is_standardised_with_its_own_statistics_and_none_is_todays_answ
     # by hand: the six clips' moments, the run's prior and shrink, the heads on the standardised tokens
     encoded = [voice.encode_clip(p, voice.decode(p)[0]) for p in CLIPS]
     group = merged(*(voice.moments(e) for e in encoded))
-    key = voice.adapt_keys["audio"]
-    mean, std = group[key].standardiser(voice.prior["audio"], voice.shrink)
-    tokens = encoded[0].row["audio/tokens"][:int(encoded[0].row["audio/length"])].astype(np.float64)
-    assert group[key].clips == 6 and np.allclose(group[key].mean * group[key].count,
-                                                 sum(e.row["audio/tokens"][:int(e.row["audio/length"])].astype(
-                                                     np.float64).sum(0) for e in encoded))
-    assert np.all(std > 0) and tokens.shape[1] == mean.shape[0]
+    assert set(voice.adapt_keys) == {"speech", "acoustic"}  # GE2E and the acoustic measures, each its own statistics
+    for stream, key in voice.adapt_keys.items():
+        mean, std = group[key].standardiser(voice.prior[stream], voice.shrink)
+        tokens = [e.row[f"{stream}/tokens"][:int(e.row[f"{stream}/length"])].astype(np.float64) for e in encoded]
+        assert group[key].clips == 6 and np.allclose(group[key].mean * group[key].count, sum(t.sum(0) for t in tokens))
+        assert np.all(std > 0) and tokens[0].shape[1] == mean.shape[0]
     assert voice.score(encoded[0], group)["probs"] == together[0]["probs"]
     assert together[0]["probs"] != plain[0]["probs"]
 
@@ -74,7 +73,7 @@ def test_saved_statistics_let_a_later_lone_clip_join_its_speakers_recordings(voi
     result = runner.invoke(app, ["predict", str(folder), "--model", "voice", "--adapt", "together",
                                  "--save-statistics", str(saved), "--json"])
     assert result.exit_code == 0, result.output
-    assert load_statistics(saved)[voice.adapt_keys["audio"]].clips == 5
+    assert [load_statistics(saved)[key].clips for key in voice.adapt_keys.values()] == [5, 5]
     result = runner.invoke(app, ["predict", str(CLIPS[0]), "--model", "voice", "--statistics", str(saved), "--json"])
     later = json.loads(result.stdout)
     together = next(predict_adapted(voice, CLIPS, "together"))  # the same six clips as one group

@@ -21,8 +21,12 @@ from dfer.store.schema import Layout
 from dfer.testing.synth import write_clip
 
 REPO = Path(__file__).resolve().parents[1]
-SAVED_RUNS = [*sorted(REPO.glob("dfer/models/*/config.json")),
-              REPO / "tests/fixtures/acceptance/before/voice/config.json"]
+# The bundled voice's config before it read two streams: a record of the two historic streams with every field they
+# came to have (store format 3).
+HISTORIC_VOICE = REPO / "tests/fixtures/voice-ge2e-adapted.config.json"
+# Saved runs of the two historic streams, from the first record to the last.
+SAVED_RUNS = [REPO / "dfer/models/face/config.json", REPO / "tests/fixtures/acceptance/before/voice/config.json",
+              HISTORIC_VOICE]
 NEWER_FIELDS = ("token_dtype", "face_track", "face_detect", "frame_short_side", "dataset_options")
 
 
@@ -67,7 +71,7 @@ def test_stores_made_by_the_tests_read_back_unchanged(extracted, synthetic_store
     ("face_detect", "frame_short_side"),  # before face settings
 ])
 def test_an_older_record_reads_as_its_store_was_made_and_writes_out_as_it_was(lacking):
-    today = _recorded(REPO / "dfer/models/voice/config.json")
+    today = _recorded(HISTORIC_VOICE)
     old = {key: value for key, value in today.items() if key not in lacking}
     fingerprint = Fingerprint.from_dict(old)
     expected = {"token_dtype": "float16", "face_track": "largest", "dataset_options": {}}
@@ -78,7 +82,7 @@ def test_an_older_record_reads_as_its_store_was_made_and_writes_out_as_it_was(la
 
 
 def test_a_face_record_from_before_shrink_reads_bilinear_and_keeps_its_record():
-    recorded = _recorded(REPO / "dfer/models/voice/config.json")
+    recorded = _recorded(HISTORIC_VOICE)
     recorded["face_detect"] = {key: value for key, value in recorded["face_detect"].items() if key != "shrink"}
     fingerprint = Fingerprint.from_dict(recorded)
     assert fingerprint.faces.detect == DetectSettings(large_face=(6, 8), shrink="bilinear")
@@ -91,7 +95,7 @@ def test_a_record_with_a_field_this_dfer_does_not_know_is_refused():
 
 
 def test_the_seed_comes_only_from_random_encoders_and_must_be_one():
-    fingerprint = Fingerprint.from_dict(_recorded(REPO / "dfer/models/voice/config.json"))  # random:tiny, ge2e
+    fingerprint = Fingerprint.from_dict(_recorded(HISTORIC_VOICE))  # random:tiny, ge2e
     random_vision = {**fingerprint.vision, "revision": "seed=7"}
     assert dataclasses.replace(fingerprint, vision=random_vision).seed == 7
     with pytest.raises(ValueError, match="different seeds"):
@@ -100,7 +104,7 @@ def test_the_seed_comes_only_from_random_encoders_and_must_be_one():
 
 
 def test_the_prediction_layout_holds_float16_tokens_and_no_media():
-    recorded = {**_recorded(REPO / "dfer/models/voice/config.json"), "token_dtype": "int8"}
+    recorded = {**_recorded(HISTORIC_VOICE), "token_dtype": "int8"}
     layout = Fingerprint.from_dict(recorded).prediction_layout()
     assert (layout.keep_media, layout.token_dtype, layout.frames, layout.samples) == (False, "float16", 16, 128000)
 
@@ -137,3 +141,14 @@ def test_extract_like_run_extracts_with_the_settings_it_always_did(config, datas
     assert made == [_as_extract_like_run_made_it(run_config, dataset, tmp_path / "root", tmp_path / "out", "cuda")]
     if dataset == "dfew" and not old:  # the check can fail: the adapter's options and track did carry over
         assert (made[0].dataset_options, made[0].face_track) == ({"frames": "precropped"}, "speaker")
+
+
+def test_a_run_of_named_streams_extracts_each_stream_with_its_encoder(monkeypatch, tmp_path):
+    """The bundled voice reads two named streams (GE2E and the acoustic measures): raw files are extracted with both."""
+    saved = json.loads((REPO / "dfer/models/voice/config.json").read_text())
+    made = []
+    monkeypatch.setattr(importlib.import_module("dfer.extract.pipeline"), "run",
+                        lambda cfg: made.append(cfg) or SimpleNamespace(failures=[]))
+    extract_like_run(saved, "ravdess", tmp_path / "root", tmp_path / "out", "cpu")
+    assert made[0].streams == {"acoustic": "waveform:acoustic", "speech": "waveform:ge2e,layer=2"}
+    assert (made[0].max_seconds, made[0].sample_rate) == (saved["fingerprint"]["max_seconds"], 16000)

@@ -45,8 +45,8 @@ def test_health_of_a_fused_server_lists_its_members_encoders(fused_server):
     assert health["run"] == "voice + face" and health["encoders"] is None
     members = {Path(member["run"]).name: member for member in health["members"]}
     assert list(members) == ["voice", "face"]
-    assert members["voice"]["modalities"] == "audio" and members["face"]["modalities"] == "video"
-    assert set(members["voice"]["encoders"]) == {"audio"} and set(members["face"]["encoders"]) == {"video"}
+    assert members["voice"]["modalities"] == "speech,acoustic" and members["face"]["modalities"] == "video"
+    assert set(members["voice"]["encoders"]) == {"speech", "acoustic"} and set(members["face"]["encoders"]) == {"video"}
     assert [member["weight"] for member in health["members"]] == [1.0, 1.0]
 
 
