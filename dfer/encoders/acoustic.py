@@ -30,6 +30,11 @@ librosa is imported on first use, not with this module.
 
 from __future__ import annotations
 
+import fcntl
+import tempfile
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -65,8 +70,31 @@ def carried_pitch(f0: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(f0)), voiced, semitones).astype(np.float32)
 
 
+@cache
+def compiled() -> None:
+    """Run every librosa kernel `measures` uses once, alone among this machine's processes.
+
+    librosa compiles pYIN's numba kernels on first use and caches them beside its own code. Processes doing that at
+    once on a fresh install (pytest-xdist workers, torchrun ranks) read each other's half-written cache files and
+    die in a segmentation fault (seen in `librosa.util.localmin`), so the first call of each process holds a file
+    lock; later processes load the finished cache under it, quickly."""
+    with open(Path(tempfile.gettempdir()) / "dfer-librosa-kernels.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            t = np.arange(PITCH_FRAME * 4) / SAMPLE_RATE
+            unlocked_measures(np.sin(2 * np.pi * 150 * t).astype(np.float32))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def measures(wave: np.ndarray) -> np.ndarray:
     """One clip's samples (S,) float 16 kHz -> its tokens (1 + S // 160, 30) float32, in `FEATURES`' order."""
+    compiled()
+    return unlocked_measures(wave)
+
+
+def unlocked_measures(wave: np.ndarray) -> np.ndarray:
+    """`measures` without the first call's lock (`compiled`)."""
     import librosa
 
     frames = 1 + len(wave) // HOP
