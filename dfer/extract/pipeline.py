@@ -125,20 +125,25 @@ def _run(cfg: ExtractConfig, ranks: distributed.Ranks) -> ExtractSummary:
     encoders = load_encoders(cfg, device)
     if cfg.crop_margin is None:  # the crops the vision family was trained on (faceapi: tight; SigLIP2: 1.5x)
         cfg = dataclasses.replace(cfg, crop_margin=crop_margin(encoders))
-    faces = face_settings(cfg)
-    fingerprint = Fingerprint.of_encoders(
-        {name: (encoder.kind, encoder.describe()) for name, encoder in encoders.items()},
-        dfer_version=dfer.__version__, frames=cfg.frames, sample_rate=cfg.sample_rate, crop_margin=cfg.crop_margin,
-        max_seconds=cfg.max_seconds, keep_media=cfg.keep_media, token_dtype=cfg.token_dtype,
-        face_track=cfg.face_track, faces=faces, dataset_options=listing.options,
-    )
-    layout = fingerprint.layout()
+
+    def store_fingerprint() -> Fingerprint:
+        return Fingerprint.of_encoders(
+            {name: (encoder.kind, encoder.describe()) for name, encoder in encoders.items()},
+            dfer_version=dfer.__version__, frames=cfg.frames, sample_rate=cfg.sample_rate, crop_margin=cfg.crop_margin,
+            max_seconds=cfg.max_seconds, keep_media=cfg.keep_media, token_dtype=cfg.token_dtype,
+            face_track=cfg.face_track, faces=face_settings(cfg), dataset_options=listing.options,
+        )
 
     # Rank 0 creates (or checks) the store and clears a killed run's temporary files while the others wait, then
-    # everyone opens it.
+    # everyone opens it. The others make their fingerprint only then: the face settings may be read from the store,
+    # and one half made by rank 0 has no fingerprint yet.
     if ranks.is_main:
-        ClipStore.create_or_open(cfg.out, fingerprint.to_dict(), layout, listing).remove_torn_writes()
+        fingerprint = store_fingerprint()
+        ClipStore.create_or_open(cfg.out, fingerprint.to_dict(), fingerprint.layout(), listing).remove_torn_writes()
     distributed.barrier()
+    if not ranks.is_main:
+        fingerprint = store_fingerprint()
+    layout, faces = fingerprint.layout(), fingerprint.faces
     store = ClipStore.create_or_open(cfg.out, fingerprint.to_dict(), layout, listing)
 
     done = store.array("done")[:]
