@@ -11,6 +11,7 @@ import torch
 
 from dfer.encoders import build_encoder, rebuild_encoder, seed_of
 from dfer.encoders.ge2e import SHIPPED_SHA256, Ge2eEncoder, load_ge2e
+from dfer.encoders.librosa_kernels import librosa_module
 from dfer.media.decode import decode_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ def speech() -> np.ndarray:
 def test_ge2e_matches_resemblyzers_own_utterance_embedding(ge2e, speech):
     """Our mel front end and our three LSTM layers reproduce `VoiceEncoder.embed_utterance`, computed as the library
     computes it: its preprocessing, its 1.6 s windows, its shipped weights."""
+    librosa_module()  # resemblyzer imports librosa: first, under its lock
     from resemblyzer import VoiceEncoder, preprocess_wav
 
     whole = build_encoder("audio", "ge2e,layer=3")

@@ -13,6 +13,7 @@ import torch
 
 from dfer.encoders import resolve_preset
 from dfer.encoders.audio import AudioEncoder, load_audio
+from dfer.encoders.librosa_kernels import librosa_module
 from dfer.encoders.vision import VisionEncoder, load_vision
 from dfer.encoders.presets import PRESETS, hub_commit, local_revision
 
@@ -236,6 +237,7 @@ def test_vision_loads_a_full_siglip_checkpoint(tmp_path):
 
 def test_audio_restores_a_nemo_file(tmp_path):
     """A real (tiny, CTC) NeMo ASR model saved as `.nemo`: the path the pretrained FastConformer takes."""
+    librosa_module()  # NeMo imports librosa: first, under its lock
     from nemo.collections.asr.models import EncDecCTCModel
     from omegaconf import OmegaConf
 

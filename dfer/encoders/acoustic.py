@@ -25,20 +25,16 @@ The spectral values read the spectrum floored 80 dB below full scale (`SPECTRUM_
 reads the same in every recording. Units differ per value; a consumer standardises each dimension (the heads and the probe do, per speaker or with the
 training set's statistics).
 
-librosa is imported on first use, not with this module.
+librosa is imported on first use, not with this module (`librosa_kernels` says how).
 """
 
 from __future__ import annotations
-
-import fcntl
-import tempfile
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from dfer.encoders.base import Weightless, WaveformEncoder, clip_by_clip
+from dfer.encoders.librosa_kernels import librosa_module
 
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms
@@ -70,33 +66,9 @@ def carried_pitch(f0: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(f0)), voiced, semitones).astype(np.float32)
 
 
-@cache
-def compiled() -> None:
-    """Run every librosa kernel `measures` uses once, alone among this machine's processes.
-
-    librosa compiles pYIN's numba kernels on first use and caches them beside its own code. Processes doing that at
-    once on a fresh install (pytest-xdist workers, torchrun ranks) read each other's half-written cache files and
-    die in a segmentation fault (seen in `librosa.util.localmin`), so the first call of each process holds a file
-    lock; later processes load the finished cache under it, quickly."""
-    with open(Path(tempfile.gettempdir()) / "dfer-librosa-kernels.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            t = np.arange(PITCH_FRAME * 4) / SAMPLE_RATE
-            unlocked_measures(np.sin(2 * np.pi * 150 * t).astype(np.float32))
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def measures(wave: np.ndarray) -> np.ndarray:
     """One clip's samples (S,) float 16 kHz -> its tokens (1 + S // 160, 30) float32, in `FEATURES`' order."""
-    compiled()
-    return unlocked_measures(wave)
-
-
-def unlocked_measures(wave: np.ndarray) -> np.ndarray:
-    """`measures` without the first call's lock (`compiled`)."""
-    import librosa
-
+    librosa = librosa_module()
     frames = 1 + len(wave) // HOP
     wave = np.pad(np.asarray(wave, np.float32), (0, max(PITCH_FRAME - len(wave), 0)))  # pYIN needs one frame
     f0, _, voicing = librosa.pyin(wave, fmin=FMIN, fmax=FMAX, sr=SAMPLE_RATE, frame_length=PITCH_FRAME,
@@ -130,9 +102,7 @@ class AcousticEncoder(Weightless, WaveformEncoder):
 
     def __init__(self):
         super().__init__()
-        import librosa
-
-        self.spec, self.revision = "acoustic", f"librosa-{librosa.__version__},v{VERSION}"
+        self.spec, self.revision = "acoustic", f"librosa-{librosa_module().__version__},v{VERSION}"
         self.features = list(FEATURES)
 
     def forward(self, waveform: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

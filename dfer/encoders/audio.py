@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from dfer.encoders.base import Parts, WaveformEncoder, Weightless
+from dfer.encoders.librosa_kernels import librosa_module
 from dfer.encoders.presets import (
     AUDIO_ARCHS,
     FASTCONFORMER_PREPROCESSOR,
@@ -132,10 +133,18 @@ class MelEncoder(Weightless, WaveformEncoder):
         return mel.transpose(1, 2)[:, : int(mel_length.max())], mel_length  # (B, Tm, 80)
 
 
-def load_mel(meta: bool = False, device: str | torch.device = "cpu") -> MelEncoder:
-    """NeMo's AudioToMelSpectrogramPreprocessor with the FastConformer family's settings, dither off."""
+def nemo_serialization() -> type:
+    """NeMo's builder of modules from `_target_` configs. NeMo imports librosa, which must come first, alone among
+    this machine's processes (`librosa_kernels` says why)."""
+    librosa_module()
     from nemo.core.classes.common import Serialization
 
+    return Serialization
+
+
+def load_mel(meta: bool = False, device: str | torch.device = "cpu") -> MelEncoder:
+    """NeMo's AudioToMelSpectrogramPreprocessor with the FastConformer family's settings, dither off."""
+    Serialization = nemo_serialization()
     config = {**FASTCONFORMER_PREPROCESSOR, "dither": 0.0, "nb_augmentation_prob": 0.0}
     with _parameters_on_meta() if meta else nullcontext():
         module = MelEncoder(Serialization.from_config_dict(config))
@@ -164,8 +173,7 @@ def load_audio(spec: str, seed: int = 0, device: str | torch.device = "cpu", met
 
 def _build(config: dict, spec: str, revision: str | None, meta: bool) -> AudioEncoder:
     """Instantiate both NeMo modules from their `_target_` configs, with the extraction overrides."""
-    from nemo.core.classes.common import Serialization
-
+    Serialization = nemo_serialization()
     config = copy.deepcopy(config)
     config["preprocessor"].update(dither=0.0, nb_augmentation_prob=0.0)
     config["encoder"]["sync_max_audio_length"] = False
@@ -195,6 +203,7 @@ def _load_folder(path: Path, spec: str, meta: bool) -> AudioEncoder:
 
 def _load_nemo(spec: str, meta: bool) -> AudioEncoder:
     """A `.nemo` file or a hub id: restore the ASR model, keep its preprocessor and encoder."""
+    librosa_module()  # NeMo imports librosa: first, under its lock
     from nemo.collections.asr.models import ASRModel
     from omegaconf import OmegaConf
 

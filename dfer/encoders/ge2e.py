@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from dfer.encoders.base import Parts, WaveformEncoder
+from dfer.encoders.librosa_kernels import librosa_module
 from dfer.encoders.presets import local_revision
 from dfer.vendored import read_vendored
 
@@ -50,10 +51,8 @@ WEIGHTS = Path(__file__).parent / "weights" / "ge2e" / "pretrained.pt"
 
 def power_mel(wave: np.ndarray) -> np.ndarray:
     """wave (S,) float 16 kHz -> (F, 40) float32 power mel frames, F = 1 + S // 160: resemblyzer's front end."""
-    import librosa
-
-    mel = librosa.feature.melspectrogram(y=np.asarray(wave, np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
-                                         hop_length=HOP, n_mels=MEL_BANDS)  # (40, F)
+    mel = librosa_module().feature.melspectrogram(y=np.asarray(wave, np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
+                                                  hop_length=HOP, n_mels=MEL_BANDS)  # (40, F)
     return mel.astype(np.float32).T
 
 
