@@ -1,14 +1,15 @@
 """librosa, imported once per process alone among this machine's processes, with pYIN's kernels compiled.
 
 Why: librosa compiles its numba kernels with `cache=True` and writes them beside its own code. Its `guvectorize`
-kernels (`util.localmin`, `util.localmax`, ...) compile when librosa is imported, and each writes two cache files
-with nothing tying the pair together (numba#10128). Processes importing librosa at once on a fresh install
-(pytest-xdist workers collecting tests, torchrun ranks) can leave one process's loop wrapper beside another's
-function, and from then on every process that loads the pair dies in a segmentation fault: seen in CI, in
-`librosa.util.localmin`, on every worker. So each process's first import, and its first pYIN call (the Viterbi
-kernel compiles lazily), hold a file lock; later processes load the finished cache under it, quickly.
+kernels (`util.localmin`, `util.localmax`, ...) compile when `librosa.util` first loads (librosa loads its submodules
+on first use), and each writes two cache files with nothing tying the pair together (numba#10128). Processes doing
+that at once on a fresh install (pytest-xdist workers, torchrun ranks) can leave one process's loop wrapper beside
+another's function, and from then on every process that loads the pair dies in a segmentation fault: seen in CI, in
+`librosa.util.localmin`, on every worker. So each process's first use, a pYIN call that loads those kernels and
+compiles the lazy Viterbi one, holds a file lock; later processes load the finished cache under it, quickly.
 
-Every import of librosa in dfer, and of packages that import it (resemblyzer), goes through `librosa_module`.
+Every use of librosa in dfer, and every import of a package that uses it (NeMo, resemblyzer), comes after
+`librosa_module`.
 """
 
 from __future__ import annotations
