@@ -2,6 +2,9 @@
 
     python bench/adapt_groups.py runs/exp/s2a --store runs/ravdess_speech/cache    # heads and probe, every fold
 
+`--store` is the store the folds trained on, or another store of the same clips (the same clip ids; a copy of the
+recordings through another channel, say): each fold is scored on its own test clips in it, found by clip id.
+
 For every fold's test speakers (never a training clip), each test clip is standardised with the statistics of:
 - `lone`: itself alone, i.e. the training set's statistics (a group of one adapts nothing);
 - `2`, `4`, `8`: a group of that many of its speaker's test clips, the speaker's clips cut into random groups
@@ -29,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 from dfer.adapt.batches import GroupStatistics  # noqa: E402
 from dfer.adapt.settings import run_adaptation  # noqa: E402
 from dfer.adapt.store_moments import ClipMoments, speaker_groups  # noqa: E402
-from dfer.evaluation.evaluate import clips_to_score  # noqa: E402
 from dfer.inference.score import predict  # noqa: E402
 from dfer.runs.folder import fold_runs  # noqa: E402
 from dfer.runs.load import load_run  # noqa: E402
@@ -38,6 +40,7 @@ from dfer.train.config import TrainConfig  # noqa: E402
 from dfer.train.data import CachedClips  # noqa: E402
 from dfer.train.loop import loader_for  # noqa: E402
 from dfer.train.metrics import classification_metrics  # noqa: E402
+from dfer.train.splits import usable_clips  # noqa: E402
 
 GROUPINGS = ("lone", "2", "4", "8", "all", "one emotion")
 
@@ -58,10 +61,20 @@ def groups_of(reader, indices: list[int], grouping: str, seed: int) -> list[list
                                                                           -(-len(group) // size))]
 
 
+def test_clips(run: Path, reader, config: dict, modalities: str) -> list[int]:
+    """The fold's test clips in `reader`, by clip id: in a store other than its own, `dfer evaluate` would score every
+    clip, the fold's training speakers included."""
+    wanted, ids = set(config["split"]["test"]), reader.read_all("clip_id").astype(str)
+    indices = [int(i) for i in np.flatnonzero(usable_clips(reader, modalities)) if ids[i] in wanted]
+    if not indices:
+        raise SystemExit(f"{reader.path} holds none of {run}'s test clips")
+    return indices
+
+
 def score(run: Path, reader, grouping: str, seed: int) -> float:
     model, config = load_run(run)
     modalities = config["heads"]["modalities"]
-    indices, _ = clips_to_score(reader, config, modalities)
+    indices = test_clips(run, reader, config, modalities)
     prior = model.input_statistics()
     moments = ClipMoments(reader, tuple(prior), indices)
     statistics = GroupStatistics(moments, groups_of(reader, indices, grouping, seed), prior,
@@ -75,7 +88,7 @@ def score(run: Path, reader, grouping: str, seed: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cv", type=Path, help="a cross-validation folder of `dfer train --adapt speaker`")
-    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--store", type=Path, required=True, help="the folds' store, or a store of the same clips")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
