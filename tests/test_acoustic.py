@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from dfer.cli import app
 from dfer.encoders import build_encoder
 from dfer.encoders.acoustic import FEATURES, carried_pitch
 from dfer.encoders.ge2e import power_mel
 from dfer.encoders.librosa_kernels import librosa_module
 from dfer.store.reader import open_cache
+
+from acceptance import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -117,24 +117,18 @@ def test_record_names_the_measures_and_there_is_nothing_to_train(acoustic, tmp_p
         build_encoder("audio", "acoustic,layer=2")
 
 
-def _dfer(*args) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
 @pytest.mark.slow
 def test_a_stream_beside_ge2e_from_extract_to_predict(tmp_path):
     store, sample = tmp_path / "store", REPO / "samples" / "cremad"
-    _dfer("extract", "cremad", sample, "--out", store, "--stream", "speech=ge2e", "--stream", "acoustic=acoustic")
+    cli("extract", "cremad", sample, "--out", store, "--stream", "speech=ge2e", "--stream", "acoustic=acoustic")
     cache = open_cache(store)
     tokens = cache.read("acoustic/tokens", 0)
     assert tokens.shape[1] == 30 and np.isfinite(tokens.astype(np.float32)).all()
     assert len(tokens) == len(cache.read("speech/tokens", 0))  # the same 10 ms frames as GE2E
-    _dfer("train", store, "--out", tmp_path / "run", "--fold", "none", "--epochs", "1")
+    cli("train", store, "--out", tmp_path / "run", "--fold", "none", "--epochs", "1")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert [stream["name"] for stream in config["heads"]["streams"]] == ["acoustic", "speech"]
     assert config["fingerprint"]["streams"]["acoustic"]["id"] == "acoustic"
     clip = sample / "VideoFlash" / "1001_DFA_ANG_XX.flv"
-    answer = json.loads(_dfer("predict", clip, "--model", tmp_path / "run", "--json"))  # rebuilt from the run
+    answer = json.loads(cli("predict", clip, "--model", tmp_path / "run", "--json"))  # rebuilt from the run
     assert len(answer["probs"]) == 6 and abs(sum(answer["probs"]) - 1) < 1e-4

@@ -10,12 +10,12 @@ import numpy as np
 import opensmile
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from dfer.cli import app
 from dfer.encoders import build_encoder
 from dfer.encoders.egemaps import LONG_WINDOW
 from dfer.store.reader import open_cache
+
+from acceptance import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -105,23 +105,17 @@ def test_record_names_the_set_and_the_version_and_there_is_nothing_to_train(egem
         build_encoder("audio", "egemaps,layer=2")
 
 
-def _dfer(*args) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
 def test_extract_train_and_probe_on_the_bundled_sample(tmp_path):
     store, sample = tmp_path / "store", REPO / "samples" / "cremad"
-    _dfer("extract", "cremad", sample, "--out", store, "--preset", "tiny", "--audio", "egemaps", "--frames", "2")
+    cli("extract", "cremad", sample, "--out", store, "--preset", "tiny", "--audio", "egemaps", "--frames", "2")
     cache = open_cache(store)
     assert cache.fingerprint["audio"]["id"] == "egemaps" and cache.fingerprint["audio"]["dim"] == 25
     tokens = cache.read("audio/tokens", 0)
     assert tokens.shape[1] == 25 and np.isfinite(tokens.astype(np.float32)).all()
-    _dfer("train", store, "--out", tmp_path / "run", "--modalities", "audio", "--fold", "none", "--epochs", "1")
+    cli("train", store, "--out", tmp_path / "run", "--modalities", "audio", "--fold", "none", "--epochs", "1")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["fingerprint"]["audio"]["id"] == "egemaps"
     clip = sample / "VideoFlash" / "1001_DFA_ANG_XX.flv"
-    answer = json.loads(_dfer("predict", clip, "--model", tmp_path / "run", "--json"))  # egemaps rebuilt from the run
+    answer = json.loads(cli("predict", clip, "--model", tmp_path / "run", "--json"))  # egemaps rebuilt from the run
     assert len(answer["probs"]) == 6 and abs(sum(answer["probs"]) - 1) < 1e-4
-    _dfer("probe", store, "--out", tmp_path / "probe", "--modalities", "audio", "--fold", "none")
+    cli("probe", store, "--out", tmp_path / "probe", "--modalities", "audio", "--fold", "none")
     assert (tmp_path / "probe" / "config.json").exists()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from dfer.cli import app
 from dfer.store.reader import open_cache
 from dfer.testing.synth import write_audio
+
+from acceptance import cli
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "ravdess_speech"
@@ -30,22 +30,16 @@ def speech_root(tmp_path_factory) -> Path:
     return root
 
 
-def _run(*args: str) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
 @pytest.mark.parametrize("token_dtype", ["float16", pytest.param("int8", marks=pytest.mark.slow)])  # CI runs both
 def test_the_speech_recipe_end_to_end(tmp_path, speech_root, token_dtype):
     out = tmp_path / "out"
-    _run("extract", "ravdess", speech_root, "--out", out / "cache", "--recipe", RECIPE / "extract.yaml",
-         "--token-dtype", token_dtype)
+    cli("extract", "ravdess", speech_root, "--out", out / "cache", "--recipe", RECIPE / "extract.yaml",
+        "--token-dtype", token_dtype)
     fingerprint = open_cache(out / "cache").fingerprint
     assert fingerprint["audio"]["id"] == "ge2e,layer=2" and fingerprint["audio"]["frame_seconds"] == 0.01
     assert fingerprint["token_dtype"] == token_dtype
 
-    _run("train", out / "cache", "--out", out / "stage2", "--recipe", RECIPE / "train.yaml", "--epochs", "2")
+    cli("train", out / "cache", "--out", out / "stage2", "--recipe", RECIPE / "train.yaml", "--epochs", "2")
     stage2 = json.loads((out / "stage2" / "summary.json").read_text())
     assert set(stage2["folds"]) == {"fold1", "fold2"}  # folds 3-6 have no actors here and are skipped
     assert stage2["config"]["heads"] == yaml.safe_load((RECIPE / "train.yaml").read_text())["heads"]
@@ -53,7 +47,7 @@ def test_the_speech_recipe_end_to_end(tmp_path, speech_root, token_dtype):
     assert "liquid" in rows and "probe" in rows  # the heads' row and the probe's row, side by side
     assert (out / "stage2" / "probe" / "summary.json").exists()
 
-    _run("finetune", out / "cache", "--init", out / "stage2", "--out", out / "stage3", "--recipe",
-         RECIPE / "finetune.yaml", "--epochs", "1")
+    cli("finetune", out / "cache", "--init", out / "stage2", "--out", out / "stage3", "--recipe",
+        RECIPE / "finetune.yaml", "--epochs", "1")
     assert set(json.loads((out / "stage3" / "summary.json").read_text())["folds"]) == {"fold1", "fold2"}
     assert json.loads((out / "stage3" / "fold1" / "audio" / "config.json").read_text())["layer"] == 2
