@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from dfer.adapt.batches import GroupStatistics  # noqa: E402
 from dfer.adapt.settings import run_adaptation  # noqa: E402
 from dfer.adapt.store_moments import ClipMoments, speaker_groups  # noqa: E402
+from dfer.evaluation.evaluate import run_test_clips  # noqa: E402
 from dfer.inference.score import predict  # noqa: E402
 from dfer.runs.folder import fold_runs  # noqa: E402
 from dfer.runs.load import load_run  # noqa: E402
@@ -40,7 +41,6 @@ from dfer.train.config import TrainConfig  # noqa: E402
 from dfer.train.data import CachedClips  # noqa: E402
 from dfer.train.loop import loader_for  # noqa: E402
 from dfer.train.metrics import classification_metrics  # noqa: E402
-from dfer.train.splits import usable_clips  # noqa: E402
 
 GROUPINGS = ("lone", "2", "4", "8", "all", "one emotion")
 
@@ -61,20 +61,13 @@ def groups_of(reader, indices: list[int], grouping: str, seed: int) -> list[list
                                                                           -(-len(group) // size))]
 
 
-def test_clips(run: Path, reader, config: dict, modalities: str) -> list[int]:
-    """The fold's test clips in `reader`, by clip id: in a store other than its own, `dfer evaluate` would score every
-    clip, the fold's training speakers included."""
-    wanted, ids = set(config["split"]["test"]), reader.read_all("clip_id").astype(str)
-    indices = [int(i) for i in np.flatnonzero(usable_clips(reader, modalities)) if ids[i] in wanted]
-    if not indices:
-        raise SystemExit(f"{reader.path} holds none of {run}'s test clips")
-    return indices
-
-
 def score(run: Path, reader, grouping: str, seed: int) -> float:
     model, config = load_run(run)
     modalities = config["heads"]["modalities"]
-    indices = test_clips(run, reader, config, modalities)
+    # the fold's own test clips, also in another store of the same clips (where `dfer evaluate` scores every clip)
+    indices = run_test_clips(reader, config, modalities)
+    if not indices:
+        raise SystemExit(f"{reader.path} holds none of {run}'s test clips")
     prior = model.input_statistics()
     moments = ClipMoments(reader, tuple(prior), indices)
     statistics = GroupStatistics(moments, groups_of(reader, indices, grouping, seed), prior,

@@ -89,19 +89,24 @@ def adaptation(reader: CacheReader, indices: list[int], model: torch.nn.Module, 
     return statistics, f"{PROTOCOLS['speaker']} (run trained: {trained})"
 
 
+def run_test_clips(reader: CacheReader, config: dict, modalities: str) -> list[int]:
+    """The usable clips of `reader` among the run's test clips, found by clip id: in the store the run trained on, or
+    in another store of the same clips (the recordings through another channel, say)."""
+    wanted, clip_ids = set(config["split"]["test"]), reader.read_all("clip_id").astype(str)
+    return [int(i) for i in np.flatnonzero(usable_clips(reader, modalities)) if clip_ids[i] in wanted]
+
+
 def clips_to_score(reader: CacheReader, config: dict, modalities: str) -> tuple[list[int], str]:
     """The usable clips (`usable_clips`) to score a run on, and a description of them: the run's own test clips
     when `reader` is the store it trained on (its other clips would flatter it), else every usable clip."""
-    usable = np.flatnonzero(usable_clips(reader, modalities))
     own_store = Path(config["store"]) == Path(reader.path).resolve()
     if own_store and config["split"]["test"]:
-        clip_ids = reader.read_all("clip_id").astype(str)
-        wanted = set(config["split"]["test"])
-        indices = [int(i) for i in usable if clip_ids[i] in wanted]
+        indices = run_test_clips(reader, config, modalities)
         subset = f"the run's test clips ({config['split']['name']})"
     else:
         seen = " (this is the run's own cache: its training clips are included)" if own_store else ""
-        indices, subset = [int(i) for i in usable], f"every usable clip{seen}"
+        indices = [int(i) for i in np.flatnonzero(usable_clips(reader, modalities))]
+        subset = f"every usable clip{seen}"
     if not indices:
         raise ValueError(f"{reader.path}: no usable clips for a {modalities} model")
     return indices, subset
