@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-LOW, HIGH = 500.0, 3000.0  # Hz: where the tilt starts and where it reaches its full gain
+LOW, HIGH = 500.0, 3000.0  # Hz: where the tilt starts and where it reaches its full gain, unless asked otherwise
 
 
-def brighter(wave: np.ndarray, rate: int, treble_db: float) -> np.ndarray:
-    """wave (S,) -> (S,) with the tilt applied, the RMS level kept."""
+def brighter(wave: np.ndarray, rate: int, treble_db: float, low: float = LOW, high: float = HIGH) -> np.ndarray:
+    """wave (S,) -> (S,) with the tilt applied, the RMS level kept. A negative `treble_db` makes it darker."""
     n = 1 << int(np.ceil(np.log2(len(wave) + 4096)))  # padding: the filter's circular wrap falls past the end
     frequencies = np.fft.rfftfreq(n, 1 / rate)
-    ramp = np.clip(np.log2(np.maximum(frequencies, 1) / LOW) / np.log2(HIGH / LOW), 0, 1)
+    ramp = np.clip(np.log2(np.maximum(frequencies, 1) / low) / np.log2(high / low), 0, 1)
     out = np.fft.irfft(np.fft.rfft(wave, n) * 10 ** (treble_db * ramp / 20), n)[: len(wave)]
     out *= np.sqrt(np.mean(wave ** 2) / max(np.mean(out ** 2), 1e-20))
     return out * min(1.0, 0.999 / max(np.abs(out).max(), 1e-20))
@@ -38,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a folder of recordings (.flac or .wav, in any subfolders)")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--treble-db", type=float, default=10.0)
+    parser.add_argument("--treble-db", type=float, default=10.0, help="the gain at --high and above (negative: darker)")
+    parser.add_argument("--low", type=float, default=LOW, help="Hz where the tilt starts (0 dB below)")
+    parser.add_argument("--high", type=float, default=HIGH, help="Hz where it reaches its full gain")
     args = parser.parse_args()
     files = sorted(p for p in args.source.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
     for path in files:
@@ -47,9 +49,10 @@ def main() -> None:
             raise SystemExit(f"{path}: {wave.shape[1]} channels; this copies mono recordings")
         target = args.out / path.relative_to(args.source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(target, brighter(wave, rate, args.treble_db), rate, subtype="PCM_16")
-    print(f"{len(files)} recordings, +{args.treble_db:g} dB above {HIGH:g} Hz: {args.out}")
-    print(json.dumps({"recordings": len(files), "treble_db": args.treble_db, "out": str(args.out)}))
+        soundfile.write(target, brighter(wave, rate, args.treble_db, args.low, args.high), rate, subtype="PCM_16")
+    print(f"{len(files)} recordings, {args.treble_db:+g} dB above {args.high:g} Hz, from 0 at {args.low:g} Hz: {args.out}")
+    print(json.dumps({"recordings": len(files), "treble_db": args.treble_db, "low": args.low, "high": args.high,
+                      "out": str(args.out)}))
 
 
 if __name__ == "__main__":

@@ -82,17 +82,19 @@ class MixedStatistics:
 
 
 def split_statistics(moments: ClipMoments, groups: dict[str, list[list[int]]], shrink: float,
-                     lone: float) -> tuple[Prior, dict]:
+                     lone: float, prior: Prior | None = None) -> tuple[Prior, dict]:
     """An adapted run's statistics on one split: the prior (its training clips' statistics, the heads' own), and
     part -> the batches' statistics: the mixture for "train", each speaker's own group for the others (`groups`:
-    part -> its clips grouped by speaker). A held-out speaker is standardised with their own clips alone."""
-    prior = prior_of(moments.of([row for group in groups["train"] for row in group]))
+    part -> its clips grouped by speaker). A held-out speaker is standardised with their own clips alone.
+    A given `prior` replaces the training clips' own: a channel view's clips (`dfer.train.views`) keep the store's,
+    as a lone clip from an unknown channel meets the heads' statistics at prediction."""
+    prior = prior or prior_of(moments.of([row for group in groups["train"] for row in group]))
     return prior, {part: MixedStatistics(moments, parts, prior, shrink, lone) if part == "train"
                    else GroupStatistics(moments, parts, prior, shrink) for part, parts in groups.items() if parts}
 
 
 def speaker_split(reader: CacheReader, streams: Sequence[str], parts: dict[str, list[int]], shrink: float,
-                  lone: float) -> tuple[Prior, dict]:
+                  lone: float, prior: Prior | None = None) -> tuple[Prior, dict]:
     """`split_statistics` of a store's split (`parts`: "train", "val", "test" -> clip rows) grouped by speaker id,
     its clips' moments read once. Refuses a store whose training clips have no speaker ids."""
-    return split_statistics(*moments_by_speaker(reader, streams, parts, "train"), shrink, lone)
+    return split_statistics(*moments_by_speaker(reader, streams, parts, "train"), shrink, lone, prior)

@@ -41,14 +41,20 @@ def train(
         None, "--in-memory/--from-disk", show_default=RECIPE.format("--from-disk"),
         help="keep the training and validation clips on --device, as stored (int8 or float16); refused if too big"),
     adapt: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"), help=ADAPT_HELP),
+    view: Optional[list[Path]] = typer.Option(
+        None, "--view", show_default=RECIPE.format("none"),
+        help="a store of the same clips through another recording channel (repeatable; bench/channel_copy.py makes "
+             "the recordings): each training batch is read from one of them or STORE, at random; needs --in-memory"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run where it stopped"),
 ) -> None:
     """Train the heads on cached tokens over the dataset's folds, report WAR/UAR (mean ± std); torchrun spreads folds."""
     checks.cache(store)
     checks.existing_file(recipe, "recipe")
+    for path in view or []:
+        checks.cache(path)
     api.train(store, out, recipe=recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs,
               batch_size=batch_size, lr=lr, seed=seed, balance=balance, device=device, workers=workers,
-              in_memory=in_memory, resume=resume, adapt=adapt)
+              in_memory=in_memory, resume=resume, adapt=adapt, views=view or None)
 
 
 def probe(

@@ -319,9 +319,13 @@ def _settings(config: dict) -> str:
                 f"{tuned.get('batch_size')} x {tuned.get('accumulate')}, {tuned.get('precision')}, augmentation "
                 f"{'on' if tuned.get('augment') else 'off'}; {kept}")
     train = config.get("train", {})
+    views = train.get("views") or []
+    channels = (f"; each batch read from the store or one of {len(views)} channel views of it "
+                f"({', '.join(f'`{view}`' for view in views)})" if views else "")
     return (f"stage 2, AdamW, epochs {train.get('epochs')} (patience {train.get('patience')}), lr {train.get('lr')}, "
             f"batch {train.get('batch_size')}, label smoothing {train.get('label_smoothing')}, balance "
-            f"`{train.get('balance')}`, seed {train.get('seed')}; {kept}")
+            f"`{train.get('balance')}`, adaptation `{train.get('adapt', 'none')}`, seed {train.get('seed')}{channels}; "
+            f"{kept}")
 
 
 def _results(run: Path, config: dict, figures: tuple[dict, bool] | None, folds: list[str], kind: str,

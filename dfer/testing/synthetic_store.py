@@ -20,10 +20,13 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
                          folds: int = 3, frames: int = 4, grid: int = 2, dim: int = 8, audio_frames: int = 16,
                          signal: float = 2.0, seed: int = 0, split_protocol: bool = False,
                          token_dtype: str = "float16", names: list[str] | None = None,
-                         vision: dict | None = None, speaker_shift: float = 0.0, speaker_ids: bool = True) -> Path:
+                         vision: dict | None = None, speaker_shift: float = 0.0, speaker_ids: bool = True,
+                         channel_shift: float = 0.0) -> Path:
     """Speaker s belongs to fold s % folds + 1 (or, with `split_protocol`, to train/val/test by s % 3).
     `speaker_shift` > 0 adds each speaker's own offset (that many times a unit normal vector per stream) to every
     token of theirs, the shift adaptation removes; `speaker_ids=False` lists no speaker (as DFEW and MAFW).
+    `channel_shift` adds one offset to every audio token of every speaker (that many times a unit normal vector of its
+    own): the same clips through another recording channel, a channel view (`dfer.train.views`) of the store.
     Every 6th clip is audio-only and every 7th video-only, so masks are exercised. `names`: the class names
     (default class0, class1, ...); `vision`: the fingerprint's vision entry in place of a synthetic one (a real
     family's `describe()`, whose dim and grid then shape the tokens)."""
@@ -31,6 +34,7 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
         dim, grid = vision["dim"], vision["grid"]
     rng = np.random.default_rng(seed)
     offsets = speaker_shift * np.random.default_rng(seed + 1).normal(size=(speakers, 2, dim))  # (S, video/audio, D)
+    channel = channel_shift * np.random.default_rng(seed + 2).normal(size=dim)  # (Da,)
     class_video = rng.normal(size=(classes, dim))  # (C, D) the class signal in the patch tokens
     class_audio = rng.normal(size=(classes, dim))  # (C, Da)
     names = names or [f"class{c}" for c in range(classes)]
@@ -59,7 +63,7 @@ def make_synthetic_store(path: Path, classes: int = 3, speakers: int = 6, clips_
         video = rng.normal(size=(frames, grid * grid, dim)) + signal * class_video[clip.label]  # (T, N, D)
         video += offsets[speaker, 0]
         tokens = np.zeros((audio_frames, dim))  # (Ta, Da)
-        tokens[:length] = rng.normal(size=(length, dim)) + signal * class_audio[clip.label] + offsets[speaker, 1]
+        tokens[:length] = rng.normal(size=(length, dim)) + signal * class_audio[clip.label] + offsets[speaker, 1] + channel
         landmarks = np.array([[0.35, 0.4], [0.65, 0.4], [0.5, 0.55], [0.38, 0.72], [0.62, 0.72]]) * vision["image_size"]
         values = {
             "duration": np.float32(length * 0.08), "span": np.array([0, length * 0.08], np.float32),

@@ -42,6 +42,9 @@ class TrainConfig:
     adapt: str = "none"  # "speaker": each clip standardised with its speaker's statistics (dfer.adapt)
     adapt_shrink: float = SHRINK  # a group's weight against the training set's statistics: clips / (clips + this)
     adapt_lone: float = LONE  # the share of training clips standardised as lone clips (so lone clips answer well)
+    views: list[str] = field(default_factory=list)  # stores of the same clips through other recording channels
+    # (dfer.train.views): each training batch is read from one of them or the store, at random; needs in_memory.
+    # The linear probe beside the heads reads the store alone.
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -52,6 +55,9 @@ class TrainConfig:
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         check_adapt(self.adapt, self.adapt_shrink, self.adapt_lone)
+        if self.views and not self.in_memory:
+            raise ValueError("views (channel copies of the store) are read resident: train them --in-memory")
+        self.views = [str(view) for view in self.views]
         self.fold = str(self.fold)
         known = {f.name for f in dataclasses.fields(HeadConfig)}
         if set(self.heads) - known:

@@ -25,11 +25,12 @@ from dfer.runs.load import load_run
 from dfer.store.reader import CacheReader
 from dfer.train.compare import baselines_beside
 from dfer.train.config import TrainConfig, head_config
-from dfer.train.data import clip_sets, token_statistics
+from dfer.train.data import ResidentClips, clip_sets, token_statistics
 from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
+from dfer.train.views import ChannelViews, open_views
 
 console = Console()
 
@@ -65,16 +66,23 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
 
     torch.manual_seed(cfg.seed)  # the same seed builds the same initial heads
     model = DferHeads(heads_config)
-    statistics = None
+    statistics, views = None, open_views(reader, cfg.views)
+    view_statistics = [None] * len(views)
     if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
         parts = {part: getattr(split, part) for part in ("train", "val", "test")}
-        prior, statistics = speaker_split(reader, model.streams, parts, cfg.adapt_shrink, cfg.adapt_lone)
-        prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in prior.items()}
+        exact, statistics = speaker_split(reader, model.streams, parts, cfg.adapt_shrink, cfg.adapt_lone)
+        view_statistics = [speaker_split(view, model.streams, {"train": split.train}, cfg.adapt_shrink, cfg.adapt_lone,
+                                         exact)[1]["train"] for view in views]
+        prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in exact.items()}
     else:
         prior = token_statistics(reader, split.train, cfg.modalities)
     for stream, (mean, std) in prior.items():
         model.set_input_statistics(stream, mean, std)
     datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device, statistics)
+    if views:
+        datasets["train"] = ChannelViews([datasets["train"], *(
+            ResidentClips(view, split.train, cfg.modalities, cfg.device, view_statistics[k])
+            for k, view in enumerate(views))])
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
     with TrainProgress(split.name, steps, enabled=show) as progress:
         state = fit(model, datasets["train"], datasets["val"], cfg, run, classes, resume, progress)
