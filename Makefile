@@ -25,7 +25,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody ravdess-speech-acoustic models faceapi-weights \
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody ravdess-speech-acoustic ravdess-speech-channels models faceapi-weights \
 	mtcnn-weights ge2e-weights mediapipe-weights wheel clean
 
 install: $(STAMP)
@@ -156,7 +156,7 @@ $(SPEECH_OUT)/streams-%/summary.json: $(SPEECH_OUT)/prosody-cache.done $(SPEECH)
 # The core install's acoustic measures beside GE2E (RESULTS.md, "acoustic measures beside GE2E"): a store of two
 # streams, `speech` (ge2e) and `acoustic` (pitch, voicing, loudness and spectral shape, librosa), the recipe's heads
 # on both with late fusion, cross-validated unadapted and adapted on the recipe's folds, the figures by group size,
-# and the final adapted run on all 18 actors: the bundled voice (`make models`).
+# and the final adapted run on all 18 actors (the bundled voice until it was trained through channel views).
 ACOUSTIC_HEADS := --recipe $(SPEECH)/train.yaml --modalities speech,acoustic --fusion late
 ravdess-speech-acoustic: $(SPEECH_OUT)/acoustic/summary.json $(SPEECH_OUT)/acoustic-adapt/summary.json \
 		$(SPEECH_OUT)/final-acoustic-adapt.done
@@ -177,15 +177,47 @@ $(SPEECH_OUT)/final-acoustic-adapt.done: $(SPEECH_OUT)/acoustic-cache.done $(SPE
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(SPEECH_OUT)/final-acoustic-adapt $(ACOUSTIC_HEADS) --fold none --adapt speaker
 	touch $@
 
+# Channel views (RESULTS.md, "Another channel"): the recordings through two training channels (a brighter tilt of
+# another shape, and a darker one) and through a held-out one (bench/channel_copy.py), each extracted as acoustic-cache
+# was; the acoustic heads cross-validated with the two training views (--view), unadapted and adapted, and every fold scored
+# by group size on the store itself and through the held-out channel, beside the heads trained on the store alone.
+CHANNELS := $(SPEECH_OUT)/channels
+CHANNEL_bright12 := --treble-db 12 --low 250 --high 2000
+CHANNEL_dark8 := --treble-db -8 --low 500 --high 3000
+CHANNEL_bright10 := --treble-db 10 --low 500 --high 3000
+VIEWS := --view $(CHANNELS)/bright12-cache --view $(CHANNELS)/dark8-cache
+ravdess-speech-channels: $(CHANNELS)/views-none/summary.json $(CHANNELS)/views-speaker/summary.json \
+		$(CHANNELS)/bright10-cache.done $(SPEECH_OUT)/acoustic/summary.json $(SPEECH_OUT)/acoustic-adapt/summary.json
+	@cat $(CHANNELS)/views-none/results.md $(CHANNELS)/views-speaker/results.md
+	for run in $(SPEECH_OUT)/acoustic $(SPEECH_OUT)/acoustic-adapt $(CHANNELS)/views-none $(CHANNELS)/views-speaker; do \
+		$(PY) bench/adapt_groups.py $$run --store $(SPEECH_OUT)/acoustic-cache; \
+		$(PY) bench/adapt_groups.py $$run --store $(CHANNELS)/bright10-cache; done
+
+.PRECIOUS: $(CHANNELS)/%-cache.done
+$(CHANNELS)/%-cache.done: $(STAMP) $(SPEECH)/extract-acoustic.yaml
+	$(PY) bench/channel_copy.py $(SPEECH_ROOT) $(CHANNELS)/$*-audio $(CHANNEL_$*)
+	$(DFER) extract ravdess $(CHANNELS)/$*-audio --out $(CHANNELS)/$*-cache --recipe $(SPEECH)/extract-acoustic.yaml
+	touch $@
+
+$(CHANNELS)/views-%/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(CHANNELS)/bright12-cache.done \
+		$(CHANNELS)/dark8-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) $(VIEWS) --adapt $*
+
+# The final run through the channel views, adapted, on all 18 actors: the bundled voice (`make models`)
+$(CHANNELS)/final-views-speaker.done: $(SPEECH_OUT)/acoustic-cache.done $(CHANNELS)/bright12-cache.done \
+		$(CHANNELS)/dark8-cache.done $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(CHANNELS)/final-views-speaker $(ACOUSTIC_HEADS) $(VIEWS) --fold none --adapt speaker
+	touch $@
+
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
 # `voice` is the RAVDESS speech recipe's final stage-2 run on GE2E and the acoustic measures, adapted to the speaker
-# (actors 01-18, late fusion, --adapt speaker; ravdess-speech-acoustic above), its figures the recipe's adapted
-# cross-validation by actor;
+# and trained through two channel views (actors 01-18, late fusion, --adapt speaker, --view; ravdess-speech-channels
+# above), its figures the recipe's adapted cross-validation by actor with the same views;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
 # dfer.runs.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
 MODELS_OUT := runs/models
-models: $(SPEECH_OUT)/final-acoustic-adapt.done $(SPEECH_OUT)/acoustic-adapt/summary.json $(MODELS_OUT)/face/metrics.json
-	$(PY) -m dfer.runs.bundle voice $(SPEECH_OUT)/final-acoustic-adapt recipes/models/voice.json $(SPEECH_OUT)/acoustic-adapt/summary.json
+models: $(CHANNELS)/final-views-speaker.done $(CHANNELS)/views-speaker/summary.json $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.runs.bundle voice $(CHANNELS)/final-views-speaker recipes/models/voice.json $(CHANNELS)/views-speaker/summary.json
 	$(PY) -m dfer.runs.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 
