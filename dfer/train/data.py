@@ -170,7 +170,8 @@ class ResidentClips:
 
 
 class ResidentBatches:
-    """`ResidentClips` in `plan`'s batches, gathered on the device; there are no workers here."""
+    """`ResidentClips` (or `dfer.train.views.ChannelViews`: any clips with `batch(positions)`) in `plan`'s batches,
+    gathered on the device; there are no workers here."""
 
     def __init__(self, clips: ResidentClips, plan: EpochBatches):
         self.clips, self.plan = clips, plan

@@ -12,7 +12,7 @@ a speaker's recordings share a channel. Validation and test clips are the store'
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import torch
 from dfer.distributed import ALONE, Ranks
 from dfer.store.fingerprint import TOKEN_FIELDS, check
 from dfer.store.reader import CacheReader, open_cache
-from dfer.train.data import EpochBatches, EpochOrder, ResidentClips
+from dfer.train.data import EpochBatches, EpochOrder, ResidentBatches, ResidentClips
 
 
 def open_views(reader: CacheReader, paths: Sequence[str | Path]) -> list[CacheReader]:
@@ -42,8 +42,8 @@ def open_views(reader: CacheReader, paths: Sequence[str | Path]) -> list[CacheRe
 
 
 class ChannelViews:
-    """One split's training clips in several views, `ResidentClips` each (the store's own first); its `batches`
-    take each batch from one view, drawn at random."""
+    """One split's training clips in several views, `ResidentClips` each (the store's own first), batched as
+    `ResidentBatches` batches resident clips: each batch is gathered from one view, drawn at random."""
 
     def __init__(self, views: Sequence[ResidentClips]):
         self.views = list(views)
@@ -52,20 +52,9 @@ class ChannelViews:
     def __len__(self) -> int:
         return len(self.views[0])
 
-    def batches(self, order: EpochOrder, batch_size: int, workers: int = 0, ranks: Ranks = ALONE) -> ViewBatches:
-        return ViewBatches(self, EpochBatches(order, batch_size, ranks))
+    def batch(self, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The clips at `positions` (B,) from a random view, with that view's adaptation statistics."""
+        return self.views[int(torch.randint(len(self.views), ()))].batch(positions)
 
-
-class ViewBatches:
-    """`ChannelViews` in `plan`'s batches: the positions as `ResidentBatches` cuts them, each batch from a random view."""
-
-    def __init__(self, clips: ChannelViews, plan: EpochBatches):
-        self.clips, self.plan = clips, plan
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for positions in self.plan.chunks():
-            view = int(torch.randint(len(self.clips.views), ()))
-            yield self.clips.views[view].batch(positions)
+    def batches(self, order: EpochOrder, batch_size: int, workers: int = 0, ranks: Ranks = ALONE) -> ResidentBatches:
+        return ResidentBatches(self, EpochBatches(order, batch_size, ranks))
