@@ -177,10 +177,11 @@ $(SPEECH_OUT)/final-acoustic-adapt.done: $(SPEECH_OUT)/acoustic-cache.done $(SPE
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(SPEECH_OUT)/final-acoustic-adapt $(ACOUSTIC_HEADS) --fold none --adapt speaker
 	touch $@
 
-# Channel views (RESULTS.md, "Another channel"): the recordings through two training channels (a brighter tilt of
-# another shape, and a darker one) and through a held-out one (bench/channel_copy.py), each extracted as acoustic-cache
-# was; the acoustic heads cross-validated with the two training views (--view), unadapted and adapted, and every fold scored
-# by group size on the store itself and through the held-out channel, beside the heads trained on the store alone.
+# Channel views (RESULTS.md, "Training through channel views"): the recordings through two training channels (a
+# brighter tilt of another shape, and a darker one) and through a held-out one (bench/channel_copy.py), each extracted
+# as acoustic-cache was; the acoustic heads cross-validated with the two training views (--view), unadapted and
+# adapted, and every fold scored by group size on the store itself and through the held-out channel, beside the
+# heads trained on the store alone.
 CHANNELS := $(SPEECH_OUT)/channels
 CHANNEL_bright12 := --treble-db 12 --low 250 --high 2000
 CHANNEL_dark8 := --treble-db -8 --low 500 --high 3000

@@ -104,6 +104,10 @@ def test_a_bundled_model_s_facts_make_its_card(run, tmp_path):
     assert card.data.eval_results[0].dataset_name == "other-actors" and card.data.license == "apache-2.0"
     for fact in ("CC BY-NC-SA 4.0 (non-commercial)", "Acted speech, English, 18 speakers.", "Speech emotion"):
         assert fact in card.text
+    assert "**Scored** on `other-actors` (all clips, n = 120)" in card.text
+    del scored["store"]  # a cross-validation's figures (a summary.json) name no store
+    (folder / "model.json").write_text(json.dumps(facts))
+    assert "**Scored** (all clips, n = 120)" in ModelCard.load(write_card(folder)).text
 
 
 def test_zeroshot_run_card_with_one_split_and_extra_limitations(tmp_path):

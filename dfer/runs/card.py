@@ -336,7 +336,8 @@ def _results(run: Path, config: dict, figures: tuple[dict, bool] | None, folds: 
         parts.append(f"**Headline**: {facts['headline']}")
     if facts.get("scored"):
         scored = facts["scored"]
-        parts.append(f"**Scored** on `{scored.get('store')}` ({scored.get('subset')}, n = {scored.get('n')}): "
+        where = f" on `{scored['store']}`" if scored.get("store") else ""  # a cross-validation's figures name no store
+        parts.append(f"**Scored**{where} ({scored.get('subset')}, n = {scored.get('n')}): "
                      f"WAR {100 * scored['WAR']:.2f}, UAR {100 * scored['UAR']:.2f} (%).")
     if figures is None:
         if not parts:
