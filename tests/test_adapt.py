@@ -16,12 +16,12 @@ from dfer.adapt.saved import load_statistics, merged, save_statistics
 from dfer.adapt.store_moments import ClipMoments, speaker_groups
 from dfer.evaluation.evaluate import evaluate_run
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SMALL_HEADS
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
 from dfer.train.probe import ProbeConfig, probe
 from dfer.train.run import train
 
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 
 
 def test_a_groups_statistics_equal_numpys():

@@ -12,11 +12,11 @@ import torch
 from dfer.adapt.batches import speaker_split
 from dfer.evaluation.evaluate import evaluate_run
 from dfer.store.reader import open_cache
+from dfer.testing.sample import SMALL_HEADS
 from dfer.testing.synthetic_store import make_synthetic_store
 from dfer.train.config import make_config
 from dfer.train.run import train
 
-SMALL_HEADS = {"d_model": 16, "roi_queries": 2, "temporal_layers": 1, "heads": 2, "cfc_units": 16}
 SETTINGS = dict(epochs=12, batch_size=16, lr=3e-3, patience=12, heads=SMALL_HEADS, fold="1", modalities="audio",
                 in_memory=True)
 

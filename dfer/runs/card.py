@@ -26,6 +26,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from dfer.adapt.settings import run_adaptation
 from dfer.store.fingerprint import Fingerprint
 from dfer.streams import INPUTS, mode_of, read_by
 from dfer.models import MODEL_FILE, bundled
@@ -324,7 +325,7 @@ def _settings(config: dict) -> str:
                 f"({', '.join(f'`{view}`' for view in views)})" if views else "")
     return (f"stage 2, AdamW, epochs {train.get('epochs')} (patience {train.get('patience')}), lr {train.get('lr')}, "
             f"batch {train.get('batch_size')}, label smoothing {train.get('label_smoothing')}, balance "
-            f"`{train.get('balance')}`, adaptation `{train.get('adapt', 'none')}`, seed {train.get('seed')}{channels}; "
+            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, seed {train.get('seed')}{channels}; "
             f"{kept}")
 
 

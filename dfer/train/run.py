@@ -81,8 +81,8 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device, statistics)
     if views:
         datasets["train"] = ChannelViews([datasets["train"], *(
-            ResidentClips(view, split.train, cfg.modalities, cfg.device, view_statistics[k])
-            for k, view in enumerate(views))])
+            ResidentClips(view, split.train, cfg.modalities, cfg.device, batches)
+            for view, batches in zip(views, view_statistics))])
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
     with TrainProgress(split.name, steps, enabled=show) as progress:
         state = fit(model, datasets["train"], datasets["val"], cfg, run, classes, resume, progress)
