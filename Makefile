@@ -186,6 +186,8 @@ CHANNELS := $(SPEECH_OUT)/channels
 CHANNEL_bright12 := --treble-db 12 --low 250 --high 2000
 CHANNEL_dark8 := --treble-db -8 --low 500 --high 3000
 CHANNEL_bright10 := --treble-db 10 --low 500 --high 3000
+CHANNEL_speed09 := --speed 0.9 --treble-db 0
+CHANNEL_speed11 := --speed 1.1 --treble-db 0
 VIEWS := --view $(CHANNELS)/bright12-cache --view $(CHANNELS)/dark8-cache
 ravdess-speech-channels: $(CHANNELS)/views-none/summary.json $(CHANNELS)/views-speaker/summary.json \
 		$(CHANNELS)/bright10-cache.done $(SPEECH_OUT)/acoustic/summary.json $(SPEECH_OUT)/acoustic-adapt/summary.json
