@@ -177,18 +177,20 @@ $(SPEECH_OUT)/final-acoustic-adapt.done: $(SPEECH_OUT)/acoustic-cache.done $(SPE
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(SPEECH_OUT)/final-acoustic-adapt $(ACOUSTIC_HEADS) --fold none --adapt speaker
 	touch $@
 
-# Channel views (RESULTS.md, "Training through channel views"): the recordings through two training channels (a
-# brighter tilt of another shape, and a darker one) and through a held-out one (bench/channel_copy.py), each extracted
-# as acoustic-cache was; the acoustic heads cross-validated with the two training views (--view), unadapted and
-# adapted, and every fold scored by group size on the store itself and through the held-out channel, beside the
-# heads trained on the store alone.
+# Channel views (RESULTS.md, "Training through channel views"): the recordings through four training views (a
+# brighter tilt of another shape, a darker one, and played 0.9 and 1.1 times as fast) and through a held-out channel
+# (bench/channel_copy.py), each extracted as acoustic-cache was; the acoustic heads cross-validated with the training
+# views (--view), unadapted and adapted, and every fold scored by group size on the store itself and through the
+# held-out channel, beside the heads trained on the store alone.
 CHANNELS := $(SPEECH_OUT)/channels
 CHANNEL_bright12 := --treble-db 12 --low 250 --high 2000
 CHANNEL_dark8 := --treble-db -8 --low 500 --high 3000
 CHANNEL_bright10 := --treble-db 10 --low 500 --high 3000
 CHANNEL_speed09 := --speed 0.9 --treble-db 0
 CHANNEL_speed11 := --speed 1.1 --treble-db 0
-VIEWS := --view $(CHANNELS)/bright12-cache --view $(CHANNELS)/dark8-cache
+VIEW_NAMES := bright12 dark8 speed09 speed11
+VIEWS := $(foreach view,$(VIEW_NAMES),--view $(CHANNELS)/$(view)-cache)
+VIEW_STORES := $(foreach view,$(VIEW_NAMES),$(CHANNELS)/$(view)-cache.done)
 ravdess-speech-channels: $(CHANNELS)/views-none/summary.json $(CHANNELS)/views-speaker/summary.json \
 		$(CHANNELS)/bright10-cache.done $(SPEECH_OUT)/acoustic/summary.json $(SPEECH_OUT)/acoustic-adapt/summary.json
 	@cat $(CHANNELS)/views-none/results.md $(CHANNELS)/views-speaker/results.md
@@ -202,19 +204,17 @@ $(CHANNELS)/%-cache.done: $(STAMP) $(SPEECH)/extract-acoustic.yaml
 	$(DFER) extract ravdess $(CHANNELS)/$*-audio --out $(CHANNELS)/$*-cache --recipe $(SPEECH)/extract-acoustic.yaml
 	touch $@
 
-$(CHANNELS)/views-%/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(CHANNELS)/bright12-cache.done \
-		$(CHANNELS)/dark8-cache.done $(SPEECH)/train.yaml
+$(CHANNELS)/views-%/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) $(VIEWS) --adapt $*
 
 # The final run through the channel views, adapted, on all 18 actors: the bundled voice (`make models`)
-$(CHANNELS)/final-views-speaker.done: $(SPEECH_OUT)/acoustic-cache.done $(CHANNELS)/bright12-cache.done \
-		$(CHANNELS)/dark8-cache.done $(SPEECH)/train.yaml
+$(CHANNELS)/final-views-speaker.done: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(CHANNELS)/final-views-speaker $(ACOUSTIC_HEADS) $(VIEWS) --fold none --adapt speaker
 	touch $@
 
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
 # `voice` is the RAVDESS speech recipe's final stage-2 run on GE2E and the acoustic measures, adapted to the speaker
-# and trained through two channel views (actors 01-18, late fusion, --adapt speaker, --view; ravdess-speech-channels
+# and trained through four views (actors 01-18, late fusion, --adapt speaker, --view; ravdess-speech-channels
 # above), its figures the recipe's adapted cross-validation by actor with the same views;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
 # dfer.runs.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.

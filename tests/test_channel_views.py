@@ -30,7 +30,7 @@ def test_heads_trained_through_a_channel_view_answer_another_channel(tmp_path):
     assert viewed["UAR"] >= plain["UAR"] - 0.05  # the store's own channel is answered as well
     through = {run: evaluate_run(tmp_path / run, unseen)["UAR"] for run in ("plain", "viewed")}
     assert through["viewed"] > through["plain"] + 0.2, through
-    assert f"channel views of it (`{view}`)" in (tmp_path / "viewed" / "README.md").read_text()  # the card says so
+    assert f"views of it (`{view}`)" in (tmp_path / "viewed" / "README.md").read_text()  # the card says so
 
 
 def test_a_views_speaker_groups_are_standardised_with_that_views_statistics_and_the_stores_prior(tmp_path):
@@ -56,7 +56,7 @@ def test_a_views_speaker_groups_are_standardised_with_that_views_statistics_and_
 def test_a_view_of_other_clips_or_read_from_disk_is_refused(tmp_path):
     store = make_synthetic_store(tmp_path / "store")
     other = make_synthetic_store(tmp_path / "other", clips_per_speaker=6)
-    with pytest.raises(ValueError, match=f"{other}: a channel view must hold the store's clips"):
+    with pytest.raises(ValueError, match=f"{other}: a view must hold the store's clips"):
         train(store, tmp_path / "run", make_config(None, views=[other], **SETTINGS), show=False)
     with pytest.raises(ValueError, match="--in-memory"):
         make_config(None, views=[Path(other)], **{**SETTINGS, "in_memory": False})

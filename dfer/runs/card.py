@@ -321,11 +321,11 @@ def _settings(config: dict) -> str:
                 f"{'on' if tuned.get('augment') else 'off'}; {kept}")
     train = config.get("train", {})
     views = train.get("views") or []
-    channels = (f"; each batch read from the store or one of {len(views)} channel views of it "
-                f"({', '.join(f'`{view}`' for view in views)})" if views else "")
+    read_from = (f"; each batch read from the store or one of {len(views)} views of it "
+                 f"({', '.join(f'`{view}`' for view in views)})" if views else "")
     return (f"stage 2, AdamW, epochs {train.get('epochs')} (patience {train.get('patience')}), lr {train.get('lr')}, "
             f"batch {train.get('batch_size')}, label smoothing {train.get('label_smoothing')}, balance "
-            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, seed {train.get('seed')}{channels}; "
+            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, seed {train.get('seed')}{read_from}; "
             f"{kept}")
 
 

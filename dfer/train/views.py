@@ -1,13 +1,14 @@
-"""Channel views: stores of a training store's clips recorded through other channels, which training reads each
-batch from at random.
+"""Views: stores of a training store's clips recorded through other channels or played at other speeds, which
+training reads each batch from at random.
 
 Why: a new microphone or codec moves every token dimension, and the heads read the shift as emotion. On the speech
 recipe, the same recordings through a +10 dB treble tilt cost a lone clip 16 UAR (recipes/ravdess_speech/RESULTS.md,
 "Another channel"). The encoders are frozen and their tokens cached, so the waveform cannot be filtered at training
-time: a view is the cached tokens of the clips' waveforms through one channel (`bench/channel_copy.py` makes such
-copies), extracted exactly as the store was. Each batch comes whole from one view, drawn from torch's generator
-(which the training loop seeds per epoch, so a run stays reproducible), with that view's own adaptation statistics:
-a speaker's recordings share a channel. Validation and test clips are the store's own.
+time: a view is the cached tokens of the clips' waveforms through one channel, or sped up or slowed down as speech
+recognition's speed perturbation does (`bench/channel_copy.py` makes such copies), extracted exactly as the store
+was. Each batch comes whole from one view, drawn from torch's generator (which the training loop seeds per epoch,
+so a run stays reproducible), with that view's own adaptation statistics: a speaker's recordings share a channel.
+Validation and test clips are the store's own.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def open_views(reader: CacheReader, paths: Sequence[str | Path]) -> list[CacheRe
         check(path, reader.fingerprint, view.fingerprint, TOKEN_FIELDS)
         if not (np.array_equal(view.read_all("clip_id").astype(str), clip_ids)
                 and np.array_equal(view.read_all("label"), labels)):
-            raise ValueError(f"{path}: a channel view must hold the store's clips, with their labels, in its order "
-                             f"({reader.path} has {len(clip_ids)} clips); extract the channel copy with the same "
+            raise ValueError(f"{path}: a view must hold the store's clips, with their labels, in its order "
+                             f"({reader.path} has {len(clip_ids)} clips); extract the copy with the same "
                              "dataset adapter and recipe")
         views.append(view)
     return views
