@@ -58,7 +58,8 @@ def main() -> None:
             raise SystemExit(f"{path}: {wave.shape[1]} channels; this copies mono recordings")
         target = args.out / path.relative_to(args.source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(target, brighter(faster(wave, rate, args.speed), rate, args.treble_db, args.low, args.high), rate, subtype="PCM_16")
+        wave = brighter(faster(wave, rate, args.speed), rate, args.treble_db, args.low, args.high)
+        soundfile.write(target, wave, rate, subtype="PCM_16")
     print(f"{len(files)} recordings at {args.speed:g}x speed, {args.treble_db:+g} dB above {args.high:g} Hz, from 0 at "
           f"{args.low:g} Hz: {args.out}")
     print(json.dumps({"recordings": len(files), "speed": args.speed, "treble_db": args.treble_db, "low": args.low,

@@ -325,8 +325,8 @@ def _settings(config: dict) -> str:
                  f"({', '.join(f'`{view}`' for view in views)})" if views else "")
     return (f"stage 2, AdamW, epochs {train.get('epochs')} (patience {train.get('patience')}), lr {train.get('lr')}, "
             f"batch {train.get('batch_size')}, label smoothing {train.get('label_smoothing')}, balance "
-            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, seed {train.get('seed')}{read_from}; "
-            f"{kept}")
+            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, seed {train.get('seed')}"
+            f"{read_from}; {kept}")
 
 
 def _results(run: Path, config: dict, figures: tuple[dict, bool] | None, folds: list[str], kind: str,
