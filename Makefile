@@ -207,7 +207,7 @@ $(CHANNELS)/%-cache.done: $(STAMP) $(SPEECH)/extract-acoustic.yaml
 $(CHANNELS)/views-%/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) $(VIEWS) --adapt $*
 
-# The final run through the channel views, adapted, on all 18 actors: the bundled voice (`make models`)
+# The final run through the views, adapted, on all 18 actors: the bundled voice (`make models`)
 $(CHANNELS)/final-views-speaker.done: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(CHANNELS)/final-views-speaker $(ACOUSTIC_HEADS) $(VIEWS) --fold none --adapt speaker
 	touch $@

@@ -23,7 +23,6 @@ from dfer.train.probe import ProbeConfig, probe
 from dfer.train.run import train
 
 
-
 def test_a_groups_statistics_equal_numpys():
     rng = np.random.default_rng(0)
     clips = [rng.normal(3.0, 2.0, size=(n, 5)) for n in (7, 1, 12)]  # (M_i, D) valid tokens per clip

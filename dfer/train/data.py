@@ -170,7 +170,7 @@ class ResidentClips:
 
 
 class ResidentBatches:
-    """`ResidentClips` (or `dfer.train.views.ChannelViews`: any clips with `batch(positions)`) in `plan`'s batches,
+    """`ResidentClips` (or `dfer.train.views.ViewedClips`: any clips with `batch(positions)`) in `plan`'s batches,
     gathered on the device; there are no workers here."""
 
     def __init__(self, clips: ResidentClips, plan: EpochBatches):

@@ -30,7 +30,7 @@ from dfer.train.loop import fit, loader_for
 from dfer.train.progress import TrainProgress
 from dfer.train.protocol import ProtocolResult, run_config, run_protocol, write_test_results
 from dfer.train.splits import Split
-from dfer.train.views import ChannelViews, open_views
+from dfer.train.views import ViewedClips, open_views
 
 console = Console()
 
@@ -80,7 +80,7 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
         model.set_input_statistics(stream, mean, std)
     datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device, statistics)
     if views:
-        datasets["train"] = ChannelViews([datasets["train"], *(
+        datasets["train"] = ViewedClips([datasets["train"], *(
             ResidentClips(view, split.train, cfg.modalities, cfg.device, batches)
             for view, batches in zip(views, view_statistics))])
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)

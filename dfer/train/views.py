@@ -42,7 +42,7 @@ def open_views(reader: CacheReader, paths: Sequence[str | Path]) -> list[CacheRe
     return views
 
 
-class ChannelViews:
+class ViewedClips:
     """One split's training clips in several views, `ResidentClips` each (the store's own first), batched as
     `ResidentBatches` batches resident clips: each batch is gathered from one view, drawn at random."""
 
