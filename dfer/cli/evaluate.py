@@ -29,7 +29,9 @@ def evaluate(
                               "clips with their own statistics (unlabelled; needs the dataset's speaker ids)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object (with several runs: run -> metrics)"),
 ) -> None:
-    """Score runs' best checkpoints: WAR, UAR, F1, ECE, per-class figures and the confusion matrix."""
+    """Score runs' best checkpoints: WAR, UAR, F1, ECE, per-class figures and the confusion matrix.
+
+    Another corpus's store is scored on the emotions both name, the run's probabilities renormalised over them."""
     if (store is None) == (dataset is None or root is None):
         raise typer.BadParameter("give either --store STORE or --dataset NAME --root DIR", param_hint="--store")
     for run in runs:

@@ -20,6 +20,7 @@ from dfer.adapt.batches import GroupStatistics
 from dfer.adapt.settings import PROTOCOLS, TRAIN_MODES, run_adaptation
 from dfer.adapt.store_moments import ClipMoments, check_has_speakers, speaker_groups
 from dfer.evaluation.end_to_end import end_to_end_for
+from dfer.evaluation.shared_classes import shared_classes
 from dfer.finetune.data import MediaClips
 from dfer.inference.score import predict
 from dfer.runs.files import write_json
@@ -40,7 +41,8 @@ TOKEN_BATCH, MEDIA_BATCH = 32, 8  # clips per batch: tokens are small; media go 
 def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None = None, adapt: str = "none") -> dict:
     """The run's best model on `store`: `classification_metrics` (per_class keyed by the classes' words, each with
     its code) plus run, store, subset (which clips, see `clips_to_score`), display_names (the words, in the order
-    of per_class and the confusion rows) and protocol (how clips were standardised: `adapt`, see `adaptation`).
+    of per_class and the confusion rows) and protocol (how clips were standardised: `adapt`, see `adaptation`; and
+    for a store of other classes, another corpus's, how its emotions were matched: `dfer.evaluation.shared_classes`).
     With `out`, also OUT/metrics.json (these) and the clip files (`dfer.train.protocol.write_clip_files`)."""
     run = resolve_run(run)
     reader = open_cache(store)
@@ -51,16 +53,20 @@ def evaluate_run(run: Path, store: Path, device: str = "cpu", out: Path | None =
         model, config = load_run(run, "best", device)
         fp.check(reader.path, config["fingerprint"], reader.fingerprint, fp.TOKEN_FIELDS)
         clips, batch_size = CachedClips, TOKEN_BATCH
-    if reader.classes != config["classes"]:
-        raise ValueError(f"{store}: classes {reader.classes} differ from the run's {config['classes']}")
+    names = run_display_names(config)
+    shared = (None if reader.classes == config["classes"] else  # another corpus: scored on the emotions both name
+              shared_classes(reader.classes, reader.display_names, names, str(store)))
     modalities = ",".join(read_by(config["heads"]))  # the run's own streams, by name
     indices, subset = clips_to_score(reader, config, modalities)
     cfg = TrainConfig(batch_size=batch_size, modalities=modalities, device=device)  # loader settings only
     statistics, protocol = adaptation(reader, indices, model, config, adapt, is_end_to_end(run))
     dataset = CachedClips(reader, indices, modalities, statistics) if statistics else clips(reader, indices, modalities)
-    labels, probs = predict(model, loader_for(dataset, cfg), torch.device(device))
-    names = run_display_names(config)
-    metrics = classification_metrics(labels, probs, reader.classes, names)
+    labels, probs = predict(model, loader_for(dataset, cfg), torch.device(device))  # (n,), (n, C_run)
+    classes = reader.classes
+    if shared is not None:
+        indices, labels, probs = shared.scored(indices, labels, probs)
+        classes, names, protocol = shared.codes, shared.names, f"{protocol}; {shared.describe()}"
+    metrics = classification_metrics(labels, probs, classes, names)
     metrics.update(run=str(run), store=str(store), subset=subset, display_names=names, protocol=protocol)
     if out is not None:
         out = Path(out)
