@@ -20,11 +20,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dfer  # noqa: E402
-from dfer.data.names import emotion_word, match_labels  # noqa: E402
+from dfer.evaluation.shared_classes import shared_classes  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 CREMAD = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -32,24 +34,29 @@ RAVDESS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "ang
            "08": "surprised"}
 
 
+def corpus(path: str) -> dict[str, str]:
+    """The emotions of a file's corpus, code -> word: CREMA-D's names hold underscores, RAVDESS's dashes."""
+    return CREMAD if "_" in Path(path).stem else RAVDESS
+
+
 def truth(path: str) -> str:
     """The emotion a CREMA-D or RAVDESS file name states."""
     name = Path(path).stem
-    return CREMAD[name.split("_")[2]] if "_" in name else RAVDESS[name.split("-")[2]]
+    return corpus(path)[name.split("_")[2] if "_" in name else name.split("-")[2]]
 
 
-def among(record: dict, emotions: list[str]) -> str | None:
-    """The record's top answer among `emotions` (matched by meaning), or None when it names none of them."""
-    columns = [i for i in match_labels(emotions, record["labels"]) if i >= 0]
-    return record["labels"][max(columns, key=lambda i: record["probs"][i])] if columns else None
+def among_corpus(record: dict) -> str:
+    """The record's top answer among the emotions of its clip's corpus, as `dfer evaluate` scores another corpus."""
+    emotions = corpus(record["path"])
+    shared = shared_classes(list(emotions), list(emotions.values()), record["labels"], record["path"])
+    return shared.names[int(shared.restrict(np.asarray([record["probs"]])).argmax())]
 
 
 def right(records: list[dict]) -> dict:
     answers = {Path(r["path"]).name: (r.get("top1"), truth(r["path"])) for r in records}
-    corpus = {Path(r["path"]).name: among(r, list((CREMAD if "_" in Path(r["path"]).stem else RAVDESS).values()))
-              for r in records if "labels" in r}
+    shared = {Path(r["path"]).name: among_corpus(r) for r in records if "labels" in r}
     return {"right": sum(top == wanted for top, wanted in answers.values()), "of": len(answers),
-            "shared": sum(emotion_word(corpus.get(name) or "") == wanted for name, (_, wanted) in answers.items()),
+            "shared": sum(shared.get(name) == wanted for name, (_, wanted) in answers.items()),
             "answers": {name: top for name, (top, _) in answers.items()}}
 
 

@@ -51,10 +51,14 @@ class SharedClasses:
         if not keep.any():
             raise ValueError(f"{self.where}: none of its clips is of an emotion the run knows")
         position = {store: i for i, store in enumerate(self.kept)}
-        probs = np.asarray(probs, dtype=np.float64)[keep][:, [self.columns[i] for i in self.kept]]  # (m, K)
         return ([int(i) for i in np.asarray(indices)[keep]],
                 np.array([position[int(label)] for label in labels[keep]], dtype=np.int64),
-                probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None))
+                self.restrict(np.asarray(probs)[keep]))
+
+    def restrict(self, probs: np.ndarray) -> np.ndarray:
+        """(n, C_run) run probabilities -> (n, K) over the K kept classes in store order, renormalised to sum to 1."""
+        probs = np.asarray(probs, dtype=np.float64)[:, [self.columns[i] for i in self.kept]]  # (n, K)
+        return probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
 
     def describe(self) -> str:
         """The protocol in words, for the output and metrics.json."""
