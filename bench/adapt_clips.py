@@ -10,12 +10,16 @@
   names, so the RAVDESS voice's calm and surprised, which CREMA-D lacks, are set aside.
 - **the fused default and face alone on the 8 real audio-visual clips**: speaker 1001's six, and the two RAVDESS
   AV clips (each alone in its folder: a group of one, which adapts nothing).
+- **people, for scale**: CREMA-D's crowd raters (`summaryTable_subset.csv`), whose majority vote from the voice
+  alone, the face alone and both is counted against the acted emotion as the models are; `perceived` counts a
+  model's CREMA-D answers that match the crowd's vote from what the model reads (voice, face, or both).
 Counts the clips named right; the last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -30,6 +34,7 @@ from dfer.evaluation.shared_classes import shared_classes  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 CREMAD = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+VOTE = {code[0]: word for code, word in CREMAD.items()}  # the crowd's letters: A, D, F, H, N, S
 RAVDESS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful", "07": "disgust",
            "08": "surprised"}
 
@@ -52,12 +57,40 @@ def among_corpus(record: dict) -> str:
     return shared.names[int(shared.restrict(np.asarray([record["probs"]])).argmax())]
 
 
-def right(records: list[dict]) -> dict:
+def crowd_votes(modality: str) -> dict[str, set[str]]:
+    """CREMA-D clip name -> the emotions the crowd's majority perceived from `modality` ("Voice", "Face" or
+    "MultiModal"; a tie, written "N:S", is both)."""
+    with open(SHARED / "cremad/summaryTable_subset.csv", newline="") as table:
+        return {row["FileName"]: {VOTE[letter] for letter in row[f"{modality}Vote"].split(":")}
+                for row in csv.DictReader(table)}
+
+
+def right(records: list[dict], perceived: dict[str, set[str]] | None = None) -> dict:
+    """How many of `records` name the acted emotion; with `perceived`, how many CREMA-D ones name what the crowd
+    perceived (the records' modality's vote)."""
     answers = {Path(r["path"]).name: (r.get("top1"), truth(r["path"])) for r in records}
     shared = {Path(r["path"]).name: among_corpus(r) for r in records if "labels" in r}
-    return {"right": sum(top == wanted for top, wanted in answers.values()), "of": len(answers),
-            "shared": sum(shared.get(name) == wanted for name, (_, wanted) in answers.items()),
-            "answers": {name: top for name, (top, _) in answers.items()}}
+    figure = {"right": sum(top == wanted for top, wanted in answers.values()), "of": len(answers),
+              "shared": sum(shared.get(name) == wanted for name, (_, wanted) in answers.items()),
+              "answers": {name: top for name, (top, _) in answers.items()}}
+    if perceived is not None:
+        rated = {name: top for name, (top, _) in answers.items() if Path(name).stem in perceived}
+        figure["perceived"] = sum(top in perceived[Path(name).stem] for name, top in rated.items())
+        figure["rated"] = len(rated)
+    return figure
+
+
+def people() -> dict:
+    """The crowd's majority votes counted as a model's answers are: against the acted emotion."""
+    acted = {stem: truth(stem) for stem in crowd_votes("Voice")}
+    filmed = {stem: wanted for stem, wanted in acted.items() if stem.startswith("1001")}  # 1002's video is not here
+    figures = {}
+    for modality, clips in (("Voice", acted), ("Face", filmed), ("MultiModal", filmed)):
+        votes = crowd_votes(modality)
+        figures[f"crowd, {modality.lower()} vote, CREMA-D {len(clips)}"] = {
+            "right": sum(wanted in votes[stem] for stem, wanted in clips.items()), "of": len(clips),
+            "answers": {stem: "/".join(sorted(votes[stem])) for stem in clips}}
+    return figures
 
 
 def av_clips() -> list[Path]:
@@ -77,13 +110,19 @@ def main() -> None:
     av = av_clips()
     voice, face, fused = dfer.load(args.voice), dfer.load("face"), dfer.load(["voice", "face"] if args.voice == "voice"
                                                                               else [args.voice, "face"])
+    heard, seen, both = crowd_votes("Voice"), crowd_votes("Face"), crowd_votes("MultiModal")
     figures = {}
     for adapt in ("none", "folder"):
-        figures[f"voice, CREMA-D 12, adapt {adapt}"] = right(voice.predict(speech, adapt=adapt))
-        figures[f"fused, AV 8, adapt {adapt}"] = right(fused.predict(av, adapt=adapt))
-    figures["face, AV 8"] = right(face.predict(av))
+        figures[f"voice, CREMA-D 12, adapt {adapt}"] = right(voice.predict(speech, adapt=adapt), heard)
+        figures[f"fused, AV 8, adapt {adapt}"] = right(fused.predict(av, adapt=adapt), both)
+    figures["face, AV 8"] = right(face.predict(av), seen)
     for name, figure in figures.items():
-        print(f"{name}: {figure['right']} of {figure['of']} ({figure['shared']} on the emotions of the clip's corpus)")
+        print(f"{name}: {figure['right']} of {figure['of']} ({figure['shared']} on the emotions of the clip's corpus;"
+              f" {figure['perceived']} of its {figure['rated']} CREMA-D clips as the crowd perceived them)")
+    crowd = people()
+    for name, figure in crowd.items():
+        print(f"{name}: {figure['right']} of {figure['of']}")
+    figures.update(crowd)
     print(json.dumps({"voice": args.voice, "figures": figures}))
 
 

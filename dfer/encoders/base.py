@@ -125,6 +125,18 @@ class ImageEncoder(Encoder):
     grid: int
     num_tokens: int
 
+    def check_size(self, images: torch.Tensor) -> None:
+        """Refuses crops of another size: resizing here would read a differently framed face without a word."""
+        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}")
+
+    def unit_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, S, S), uint8 0..255 or float 0..1 -> float32 (B, 3, S, S) in 0..1, for a model's own
+        normalisation."""
+        self.check_size(images)
+        pixels = images.float()
+        return pixels / 255.0 if images.dtype == torch.uint8 else pixels
+
 
 class WaveformEncoder(Encoder):
     """Waveform (B, S) at `sample_rate` with valid lengths (B,) -> tokens (B, T, D) and their lengths (B,); token j

@@ -129,8 +129,7 @@ class FaceApiEncoder(ImageEncoder):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, S, S), uint8 0..255 or float 0..1, S = 112 -> tokens (B, 49, 256)."""
-        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}")
+        self.check_size(images)
         pixels = images.float() if images.dtype == torch.uint8 else images.float() * 255.0  # (B, 3, S, S) 0..255
         x = (pixels - self.mean) / 255.0
         for block in self.blocks:

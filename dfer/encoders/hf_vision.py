@@ -84,12 +84,7 @@ class HfVisionEncoder(ImageEncoder):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, S, S), uint8 0..255 or float 0..1, S = image_size -> tokens (B, N, D)."""
-        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}")
-        pixels = images.float()
-        if images.dtype == torch.uint8:
-            pixels = pixels / 255.0
-        pixels = ((pixels - self.mean) / self.std).to(self.model.dtype)  # (B, 3, S, S)
+        pixels = ((self.unit_pixels(images) - self.mean) / self.std).to(self.model.dtype)  # (B, 3, S, S)
         hidden = self.model(pixel_values=pixels, **self.forward_kwargs).last_hidden_state  # (B, 1 + R + N, D)
         return hidden[:, -self.num_tokens:]  # (B, N, D): class and register tokens come first
 

@@ -44,12 +44,7 @@ class VisionEncoder(ImageEncoder):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, S, S), uint8 0..255 or float 0..1, S = image_size -> tokens (B, N, D)."""
-        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(images.shape)}")
-        pixels = images.float()
-        if images.dtype == torch.uint8:
-            pixels = pixels / 255.0
-        pixels = ((pixels - PIXEL_MEAN) / PIXEL_STD).to(self.model.dtype)  # (B, 3, S, S) in -1..1
+        pixels = ((self.unit_pixels(images) - PIXEL_MEAN) / PIXEL_STD).to(self.model.dtype)  # (B, 3, S, S) in -1..1
         return self.model(pixel_values=pixels).last_hidden_state  # (B, N, D)
 
     def parts(self) -> Parts:
