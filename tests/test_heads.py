@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,7 +14,6 @@ from dfer.heads.cfc import CfC, CfCCell
 from dfer.heads.fusion import ModalityDropout, since_last_update
 from dfer.heads.roi import REGIONS, RoiCompressor
 from dfer.heads.segment_pool import SegmentAttentionPool, segment_index
-from dfer.heads.statistics import StatisticsPool
 from dfer.heads.temporal import TemporalEncoder
 from dfer.streams import historic
 
@@ -282,20 +280,18 @@ def live_and_dead(name: str, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return grad.flatten(), grad.new_zeros(0)
 
 
-@pytest.mark.parametrize("fusion,modalities,attention", [*((f, m, False) for f in FUSIONS for m in MODES),
-                                                          ("late", "av", True), ("liquid", "audio", True)])
-def test_gradients_reach_every_parameter(fusion, modalities, attention):
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("modalities", MODES)
+def test_gradients_reach_every_parameter(fusion, modalities):
     """Every parameter that can change the output gets a gradient, and the only ones that cannot are known.
 
-    In float64, at parameters moved off their initial values (zero-initialised ones, such as the saliency weight,
-    the attentive pool's last scorer layer, or a region-mix column no query starts on, sit where a gradient can
-    vanish by symmetry), on clips of every kind. A live parameter's largest gradient is above 1e-3 here; a dead
-    one's is float64 rounding noise, ~1e-16: 1e-8 lies far from both, so the test cannot pass or fail on how a CPU
-    happens to round.
+    In float64, at parameters moved off their initial values (zero-initialised ones, such as the saliency weight or
+    a region-mix column no query starts on, sit where a gradient can vanish by symmetry), on clips of every kind.
+    A live parameter's largest gradient is above 1e-3 here; a dead one's is float64 rounding noise, ~1e-16: 1e-8 lies
+    far from both, so the test cannot pass or fail on how a CPU happens to round.
     """
     torch.manual_seed(0)
-    model = DferHeads(tiny_config(fusion=fusion, modalities=modalities, modality_dropout=0.0,
-                                  statistics_attention=attention)).double().eval()
+    model = DferHeads(tiny_config(fusion=fusion, modalities=modalities, modality_dropout=0.0)).double().eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -441,33 +437,6 @@ def test_old_runs_pool_video_statistics_of_the_raw_tokens(tmp_path):
     assert HeadConfig.from_dict(older).statistics_width == 0
 
 
-def test_attentive_statistics_start_as_the_plain_pool_and_weight_valid_tokens_only():
-    """Untrained, the attentive pool is the plain one (its scorer's last layer starts at zero); with scores, its mean
-    and std are the softmax-weighted moments of the valid tokens' features, computed here in numpy; padding, NaN
-    included, moves nothing, and a clip with no valid token pools to zeros with finite gradients."""
-    torch.manual_seed(0)
-    plain, attentive = StatisticsPool(DA, 8, dropout=0.0), StatisticsPool(DA, 8, dropout=0.0, attentive=True)
-    attentive.frame.load_state_dict(plain.frame.state_dict())
-    tokens = torch.randn(3, TA, DA)  # (B, S, D)
-    valid = torch.arange(TA) < torch.tensor([TA, 17, 0])[:, None]  # (B, S): full, padded, empty
-    tokens[1, 17:] = float("nan")
-    torch.testing.assert_close(attentive(tokens, valid), plain(tokens, valid))
-
-    with torch.no_grad():
-        attentive.score[-1].weight.normal_()
-    pooled = attentive(tokens, valid)  # (B, 2W)
-    for b, n in enumerate([TA, 17]):
-        x = attentive.frame(tokens[b, :n]).detach().double().numpy()  # (n, W)
-        scores = attentive.score(torch.from_numpy(x).float()).squeeze(-1).detach().double().numpy()
-        alpha = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()  # (n,)
-        mean = alpha @ x
-        std = np.sqrt(alpha @ (x - mean) ** 2 + 1e-5)
-        np.testing.assert_allclose(pooled[b].detach().numpy(), np.concatenate([mean, std]), rtol=1e-4, atol=1e-5)
-    assert torch.equal(pooled[2], torch.zeros_like(pooled[2]))
-    pooled.sum().backward()
-    assert all(torch.isfinite(p.grad).all() for p in attentive.parameters())
-
-
 def test_config_round_trips_through_json():
     config = tiny_config(fusion="gated", modalities="video")
     assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -482,11 +451,6 @@ def test_config_round_trips_through_json():
     for video_statistics in ("projected", "tokens"):  # a run saved now keeps what it chose
         config = tiny_config(video_statistics=video_statistics)
         assert HeadConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    attentive = tiny_config(statistics_attention=True)
-    assert HeadConfig.from_dict(json.loads(json.dumps(attentive.to_dict()))) == attentive
-    # runs saved before the attentive pool existed pool plainly
-    before = {k: v for k, v in tiny_config().to_dict().items() if k != "statistics_attention"}
-    assert HeadConfig.from_dict(before).statistics_attention is False
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

@@ -67,7 +67,6 @@ class HeadConfig:
     modality_dropout: float = 0.2
     cfc_units: int = 128
     statistics_width: int = 128  # W of the statistics pooling beside the sequence path (0: off); summary 2W per stream
-    statistics_attention: bool = False  # weight the pooled mean and std by a learned score of each token
     crop_min_keep: float = 1.0  # training clips are seen through random windows of >= this fraction (1: off)
     frame_pool: str = "flatten"  # how the temporal encoder joins a frame's K tokens: "flatten" or "mean"
     # What a grid's statistics pool: "projected", the patch tokens as the ROI compressor projects them (D -> d, its
@@ -161,8 +160,7 @@ class DferHeads(nn.Module):
             # noise is about 0.6 % of a feature (sqrt(p / (1 - p) / 3136)), no regulariser, while drawing its mask was
             # a tenth of a base-size head step. A sequence's ~40 frames a clip keep it (5 % noise).
             self.statistics = nn.ModuleDict({s.name: StatisticsPool(self.statistics_dim(s), c.statistics_width,
-                                                                    0.0 if s.tokens == "grid" else c.dropout,
-                                                                    c.statistics_attention)
+                                                                    0.0 if s.tokens == "grid" else c.dropout)
                                              for s in self.order})
         self.crop = TemporalCrop(c.crop_min_keep)
         self.modality_dropout = ModalityDropout(c.modality_dropout)

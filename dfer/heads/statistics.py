@@ -13,11 +13,6 @@ features rather than of raw dimensions; then the mean and standard deviation ove
 tokens as they come (Da wide), and the patch tokens as the ROI compressor has already projected them (d wide,
 `RoiCompressor.project`): at base size a layer of its own on the 16 x 196 raw 768-wide tokens of a clip cost more
 than a third of a head step, the compressor's projection once more.
-
-With `attentive`, the mean and std are weighted by a learned score of each token (attentive statistics pooling,
-Okabe et al., Interspeech 2018; the bottleneck as in ECAPA-TDNN, Desplanques et al., 2020): an emotion is not spread
-quite evenly, and pauses or unvoiced frames say less of it than stressed syllables. The scorer's last layer starts
-at zero, so an untrained attentive pool is the plain one and training moves away from it only where that helps.
 """
 
 from __future__ import annotations
@@ -27,31 +22,17 @@ from torch import nn
 
 
 class StatisticsPool(nn.Module):
-    """tokens (B, S, D) with valid (B, S) bool -> (B, 2 * width): [mean, std] over the valid tokens (weighted by a
-    learned score of each with `attentive`); zeros without."""
+    """tokens (B, S, D) with valid (B, S) bool -> (B, 2 * width): [mean, std] over the valid tokens; zeros without."""
 
-    def __init__(self, in_dim: int, width: int, dropout: float = 0.1, attentive: bool = False):
+    def __init__(self, in_dim: int, width: int, dropout: float = 0.1):
         super().__init__()
         self.frame = nn.Sequential(nn.Linear(in_dim, width), nn.GELU(), nn.Dropout(dropout) if dropout else nn.Identity())
-        self.score = None
-        if attentive:
-            # no bias on the last layer: the softmax over a clip's tokens ignores a score added to all of them
-            self.score = nn.Sequential(nn.Linear(width, max(width // 4, 1)), nn.Tanh(),
-                                       nn.Linear(max(width // 4, 1), 1, bias=False))
-            nn.init.zeros_(self.score[-1].weight)
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         # where, not multiply: padding may hold anything, NaN included, and 0 * NaN is NaN.
         x = self.frame(torch.where(valid[..., None], tokens, 0.0))  # (B, S, W)
-        if self.score is None:
-            w = valid[:, None].to(x.dtype)  # (B, 1, S)
-            count = w.sum(-1).clamp(min=1.0)  # (B, 1)
-        else:
-            # The lowest finite score, not -inf: a clip with no valid token would softmax to NaN, whose gradient
-            # poisons the scorer even where the weights are then zeroed.
-            scores = self.score(x).squeeze(-1).masked_fill(~valid, torch.finfo(x.dtype).min)  # (B, S)
-            w = torch.where(valid, scores.softmax(-1), 0.0)[:, None]  # (B, 1, S), summing to 1 (0 without tokens)
-            count = 1.0
+        w = valid[:, None].to(x.dtype)  # (B, 1, S)
+        count = w.sum(-1).clamp(min=1.0)  # (B, 1)
         # Weighted sums over S as batched products: at base size S = T x N = 3136 patch tokens a clip, where
         # multiplying by the weights and summing made two more passes over (B, S, W), forward and backward.
         mean = torch.bmm(w, x).squeeze(1) / count  # (B, W)
