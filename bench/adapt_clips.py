@@ -30,39 +30,47 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dfer  # noqa: E402
+from dfer.data import cremad, ravdess  # noqa: E402
+from dfer.data.names import display_names  # noqa: E402
 from dfer.evaluation.shared_classes import shared_classes  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-CREMAD = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+CREMAD = dict(zip(cremad.CLASSES, display_names("cremad", cremad.CLASSES)))  # code -> word, as dfer shows them
+ADAPTERS = {"cremad": cremad, "ravdess": ravdess}
 VOTE = {code[0]: word for code, word in CREMAD.items()}  # the crowd's letters: A, D, F, H, N, S
-RAVDESS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful", "07": "disgust",
-           "08": "surprised"}
 
 
-def corpus(path: str) -> dict[str, str]:
-    """The emotions of a file's corpus, code -> word: CREMA-D's names hold underscores, RAVDESS's dashes."""
-    return CREMAD if "_" in Path(path).stem else RAVDESS
+def corpus(path: str) -> str:
+    """The dataset a file's name is of: CREMA-D's names hold underscores, RAVDESS's dashes."""
+    return "cremad" if "_" in Path(path).stem else "ravdess"
 
 
 def truth(path: str) -> str:
-    """The emotion a CREMA-D or RAVDESS file name states."""
-    name = Path(path).stem
-    return corpus(path)[name.split("_")[2] if "_" in name else name.split("-")[2]]
+    """The emotion a CREMA-D or RAVDESS file name states, read by dfer's own adapter."""
+    path = Path(path)
+    parsed = cremad.parse(path.stem) if corpus(path) == "cremad" else ravdess.parse(path, Path(path.name))
+    if isinstance(parsed, str):
+        raise ValueError(f"{path}: {parsed}")
+    if corpus(path) == "cremad":
+        return CREMAD[cremad.CLASSES[parsed[1]]]
+    return ravdess.CLASSES[parsed[1] - 1]  # (modality, emotion 1..8, actor)
 
 
 def among_corpus(record: dict) -> str:
     """The record's top answer among the emotions of its clip's corpus, as `dfer evaluate` scores another corpus."""
-    emotions = corpus(record["path"])
-    shared = shared_classes(list(emotions), list(emotions.values()), record["labels"], record["path"])
+    dataset = corpus(record["path"])
+    codes = ADAPTERS[dataset].CLASSES
+    shared = shared_classes(codes, display_names(dataset, codes), record["labels"], record["path"])
     return shared.names[int(shared.restrict(np.asarray([record["probs"]])).argmax())]
 
 
-def crowd_votes(modality: str) -> dict[str, set[str]]:
-    """CREMA-D clip name -> the emotions the crowd's majority perceived from `modality` ("Voice", "Face" or
-    "MultiModal"; a tie, written "N:S", is both)."""
+def crowd_votes() -> dict[str, dict[str, set[str]]]:
+    """Modality ("Voice", "Face", "MultiModal") -> CREMA-D clip name -> the emotions the crowd's majority perceived
+    from it (a tie, written "N:S", is both)."""
     with open(SHARED / "cremad/summaryTable_subset.csv", newline="") as table:
-        return {row["FileName"]: {VOTE[letter] for letter in row[f"{modality}Vote"].split(":")}
-                for row in csv.DictReader(table)}
+        rows = list(csv.DictReader(table))
+    return {modality: {row["FileName"]: {VOTE[letter] for letter in row[f"{modality}Vote"].split(":")} for row in rows}
+            for modality in ("Voice", "Face", "MultiModal")}
 
 
 def right(records: list[dict], perceived: dict[str, set[str]] | None = None) -> dict:
@@ -80,13 +88,14 @@ def right(records: list[dict], perceived: dict[str, set[str]] | None = None) -> 
     return figure
 
 
-def people() -> dict:
-    """The crowd's majority votes counted as a model's answers are: against the acted emotion."""
-    acted = {stem: truth(stem) for stem in crowd_votes("Voice")}
+def people(crowd: dict[str, dict[str, set[str]]]) -> dict:
+    """The crowd's majority votes (`crowd_votes`) counted as a model's answers are: against the acted
+    emotion."""
+    acted = {stem: truth(stem) for stem in crowd["Voice"]}
     filmed = {stem: wanted for stem, wanted in acted.items() if stem.startswith("1001")}  # 1002's video is not here
     figures = {}
     for modality, clips in (("Voice", acted), ("Face", filmed), ("MultiModal", filmed)):
-        votes = crowd_votes(modality)
+        votes = crowd[modality]
         figures[f"crowd, {modality.lower()} vote, CREMA-D {len(clips)}"] = {
             "right": sum(wanted in votes[stem] for stem, wanted in clips.items()), "of": len(clips),
             "answers": {stem: "/".join(sorted(votes[stem])) for stem in clips}}
@@ -110,19 +119,19 @@ def main() -> None:
     av = av_clips()
     voice, face, fused = dfer.load(args.voice), dfer.load("face"), dfer.load(["voice", "face"] if args.voice == "voice"
                                                                               else [args.voice, "face"])
-    heard, seen, both = crowd_votes("Voice"), crowd_votes("Face"), crowd_votes("MultiModal")
+    crowd = crowd_votes()
     figures = {}
     for adapt in ("none", "folder"):
-        figures[f"voice, CREMA-D 12, adapt {adapt}"] = right(voice.predict(speech, adapt=adapt), heard)
-        figures[f"fused, AV 8, adapt {adapt}"] = right(fused.predict(av, adapt=adapt), both)
-    figures["face, AV 8"] = right(face.predict(av), seen)
+        figures[f"voice, CREMA-D 12, adapt {adapt}"] = right(voice.predict(speech, adapt=adapt), crowd["Voice"])
+        figures[f"fused, AV 8, adapt {adapt}"] = right(fused.predict(av, adapt=adapt), crowd["MultiModal"])
+    figures["face, AV 8"] = right(face.predict(av), crowd["Face"])
     for name, figure in figures.items():
         print(f"{name}: {figure['right']} of {figure['of']} ({figure['shared']} on the emotions of the clip's corpus;"
               f" {figure['perceived']} of its {figure['rated']} CREMA-D clips as the crowd perceived them)")
-    crowd = people()
-    for name, figure in crowd.items():
+    raters = people(crowd)
+    for name, figure in raters.items():
         print(f"{name}: {figure['right']} of {figure['of']}")
-    figures.update(crowd)
+    figures.update(raters)
     print(json.dumps({"voice": args.voice, "figures": figures}))
 
 

@@ -102,9 +102,11 @@ def main() -> None:
         scored = {name: right(records) for name, records in figures.items()}
         seconds = [record["seconds"]["actions"] for record in figures["face + actions"]]
         read = evidence(combined.predictor, figures["face + actions"])
-        stills = {} if args.feat_wheel is None else {
-            name: still_answers(model.predict(feat_stills(args.feat_wheel, Path(scratch))))
-            for name, model in (("face (network alone)", network), ("face + actions", combined))}
+        stills = {}
+        if args.feat_wheel is not None:
+            photos = feat_stills(args.feat_wheel, Path(scratch))
+            stills = {name: still_answers(model.predict(photos))
+                      for name, model in (("face (network alone)", network), ("face + actions", combined))}
     for name, figure in scored.items():
         print(f"{name}: {figure['right']} of {figure['of']}")
     for clip, answer in scored["face + actions"]["answers"].items():
