@@ -4,7 +4,6 @@ speaker on a synthetic store whose speakers each shift every token."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ import pytest
 import torch
 
 from dfer.adapt.batches import GroupStatistics, MixedStatistics, prior_of
-from dfer.adapt.moments import Moments, Shrinkage, row_moments, speaker_spread
+from dfer.adapt.moments import Moments, row_moments
 from dfer.adapt.saved import load_statistics, merged, save_statistics
-from dfer.adapt.settings import run_adaptation
 from dfer.adapt.store_moments import ClipMoments, speaker_groups
 from dfer.evaluation.evaluate import evaluate_run
 from dfer.store.reader import open_cache
@@ -60,23 +58,6 @@ def test_a_group_of_one_clip_keeps_the_training_sets_statistics():
     np.testing.assert_array_equal(mean, prior[0])
     np.testing.assert_array_equal(std, prior[1])
     assert Moments.of_tokens(np.ones((0, 4))).clips == 0  # a clip without the stream counts as none
-
-
-def test_a_group_within_the_training_speakers_spread_shrinks_by_clips_and_one_far_beyond_it_keeps_its_own():
-    rng = np.random.default_rng(3)
-    prior = (np.zeros(16), np.ones(16))
-    spread = 0.04  # the training speakers' mean squared offset, in the prior's std units
-    near = sum((Moments.of_tokens(rng.normal(0.2, 1.0, size=(200, 16))) for _ in range(6)), Moments.empty(16))
-    assert near.own_weight(*prior, shrink=2.0, spread=spread) == pytest.approx(6 / 8)  # as a training speaker's
-    assert near.own_weight(*prior, shrink=2.0, spread=None) == 6 / 8  # a run that recorded no spread: by clips
-    far = sum((Moments.of_tokens(rng.normal(1.5, 1.0, size=(200, 16))) for _ in range(6)), Moments.empty(16))
-    offset = np.mean(np.square(far.mean))  # about 1.5 ** 2: a shift far beyond any training speaker's
-    noise = 2.0 * spread / 6
-    assert far.own_weight(*prior, shrink=2.0, spread=spread) == pytest.approx((offset - noise) / offset)
-    fixed = far.standardiser(prior, 2.0)[0]
-    empirical = Shrinkage(2.0, {"audio": spread}).standardiser("audio", far, prior)[0]
-    assert np.abs(empirical - far.mean).max() < 0.02 < np.abs(fixed - far.mean).min()  # little of the shift is left
-    assert Shrinkage(2.0).standardiser("audio", far, prior)[0].tolist() == fixed.tolist()
 
 
 def test_saved_statistics_come_back_exactly_and_a_bad_file_is_named(tmp_path):
@@ -125,35 +106,15 @@ def test_held_out_speakers_are_standardised_with_their_own_clips_only(shifted):
     test, training = list(range(0, 12)), list(range(12, 48))  # speaker s0 held out
     moments = ClipMoments(reader, ("audio",), test + training)
     prior = prior_of(moments.of(training))
-    table = GroupStatistics(moments, speaker_groups(reader, test), prior, Shrinkage(2.0)).table
+    table = GroupStatistics(moments, speaker_groups(reader, test), prior, shrink=2.0).table
     own = ClipMoments(reader, ("audio",), test).of(test)["audio"].standardiser(prior["audio"], 2.0)
     for row in test:
         np.testing.assert_array_equal(table[row]["audio"][0], own[0])
-    mixed = MixedStatistics(moments, speaker_groups(reader, training), prior, Shrinkage(2.0), lone=1.0)
+    mixed = MixedStatistics(moments, speaker_groups(reader, training), prior, 2.0, lone=1.0)
     assert mixed.draw(12) == [12]  # lone share 1: every training clip a lone clip
     torch.manual_seed(0)
-    drawn = MixedStatistics(moments, speaker_groups(reader, training), prior, Shrinkage(2.0), lone=0.0).draw(12)
+    drawn = MixedStatistics(moments, speaker_groups(reader, training), prior, 2.0, lone=0.0).draw(12)
     assert drawn[0] == 12 and len(drawn) >= 2 and all(12 <= r < 24 for r in drawn)  # its own speaker's clips
-
-
-def test_a_run_records_its_speakers_spread_and_prediction_reads_it_back(shifted, tmp_path):
-    settings = dict(epochs=1, heads=SMALL_HEADS, fold="1", modalities="audio", adapt="speaker", val_fraction=0)
-    train(shifted, tmp_path / "spread", make_config(None, adapt_spread=True, **settings), show=False)
-    reader = open_cache(shifted)
-    groups = speaker_groups(reader, range(len(reader.read_all("label"))))
-    for run in ("spread", "spread/probe"):  # the heads, and the probe fitted beside them
-        config = json.loads((tmp_path / run / "config.json").read_text())
-        fitted = config["split"]["train"] + config["split"]["val"]  # the clips the prior is of
-        training = np.flatnonzero(np.isin(reader.read_all("clip_id").astype(str), fitted)).tolist()
-        moments = ClipMoments(reader, ("audio",), training)
-        prior = prior_of(moments.of(training))["audio"]
-        speakers = [[i for i in g if i in training] for g in groups]
-        expected = speaker_spread(np.stack([moments.of(g)["audio"].mean for g in speakers if len(g) > 1]), prior)
-        assert config["adaptation"]["spread"]["audio"] == pytest.approx(expected, rel=1e-6)
-        assert run_adaptation(config)["shrink"] == Shrinkage(2.0, {"audio": config["adaptation"]["spread"]["audio"]})
-    train(shifted, tmp_path / "clips", make_config(None, **settings), show=False)
-    config = json.loads((tmp_path / "clips" / "config.json").read_text())
-    assert "adaptation" not in config and run_adaptation(config)["shrink"] == Shrinkage(2.0)  # as every older run
 
 
 def test_adapted_heads_and_probe_beat_unadapted_ones_when_speakers_shift_and_evaluate_agrees(shifted, tmp_path):

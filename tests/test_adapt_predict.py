@@ -49,7 +49,7 @@ def test_a_group_is_standardised_with_its_own_statistics_and_none_is_todays_answ
     group = merged(*(voice.moments(e) for e in encoded))
     assert set(voice.adapt_keys) == {"speech", "acoustic"}  # GE2E and the acoustic measures, each its own statistics
     for stream, key in voice.adapt_keys.items():
-        mean, std = voice.shrink.standardiser(stream, group[key], voice.prior[stream])
+        mean, std = group[key].standardiser(voice.prior[stream], voice.shrink)
         tokens = [e.row[f"{stream}/tokens"][:int(e.row[f"{stream}/length"])].astype(np.float64) for e in encoded]
         assert group[key].clips == 6 and np.allclose(group[key].mean * group[key].count, sum(t.sum(0) for t in tokens))
         assert np.all(std > 0) and tokens[0].shape[1] == mean.shape[0]

@@ -37,9 +37,8 @@ def test_a_views_speaker_groups_are_standardised_with_that_views_statistics_and_
     store = open_cache(make_synthetic_store(tmp_path / "store", speaker_shift=2.0))
     view = open_cache(make_synthetic_store(tmp_path / "view", speaker_shift=2.0, channel_shift=3.0))
     rows = list(range(12, 48))  # three speakers' clips
-    exact, shrink, own = speaker_split(store, ("audio",), {"train": rows}, 2.0, lone=0.0, spread=False)
-    kept, _, through = speaker_split(view, ("audio",), {"train": rows}, 2.0, lone=0.0, spread=False,
-                                     base=(exact, shrink))
+    exact, own = speaker_split(store, ("audio",), {"train": rows}, 2.0, lone=0.0)
+    kept, through = speaker_split(view, ("audio",), {"train": rows}, 2.0, lone=0.0, prior=exact)
     assert kept is exact
     length = int(store.read("audio/length", 12))
     channel = (view.tokens("audio", 12) - store.tokens("audio", 12))[:length].mean(0)  # (D,) the view's offset

@@ -7,7 +7,7 @@ them, and its own training-set statistics otherwise, so one model serves groups 
 `MixedStatistics` is what adapted training sees, so that the run still answers a lone clip well: a share `lone` of
 the clips keeps the training set's statistics, as a lone clip at prediction does; the rest get the statistics of a
 random group of their speaker's training clips that holds the clip itself, of 2, 4, 8 or all of them, shrunk
-toward the training set's as a group of that size is at prediction (`Shrinkage`). Trained on one protocol only, the heads fall
+toward the training set's as a group of that size is at prediction. Trained on one protocol only, the heads fall
 from 75.8 UAR to 24.5 on lone clips (the speech recipe, docs/adapt.md): the mixture is the fallback's training.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dfer.adapt.moments import Moments, Shrinkage, speaker_spread
+from dfer.adapt.moments import Moments
 from dfer.adapt.store_moments import ClipMoments, moments_by_speaker
 from dfer.store.reader import CacheReader
 
@@ -44,11 +44,10 @@ class GroupStatistics:
     """Each clip row of `groups` standardised with its whole group's statistics (shrunk; a group of one keeps the
     prior). Computed once: evaluation and validation batches look them up by `clip_row`."""
 
-    def __init__(self, moments: ClipMoments, groups: Sequence[Sequence[int]], prior: Prior, shrink: Shrinkage):
+    def __init__(self, moments: ClipMoments, groups: Sequence[Sequence[int]], prior: Prior, shrink: float):
         self.table: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         for group in groups:
-            standardisers = {stream: shrink.standardiser(stream, m, prior[stream])
-                             for stream, m in moments.of(group).items()}
+            standardisers = {stream: m.standardiser(prior[stream], shrink) for stream, m in moments.of(group).items()}
             self.table.update({int(row): standardisers for row in group})
 
     def __call__(self, batch: dict) -> dict:
@@ -61,7 +60,7 @@ class MixedStatistics:
     """Training batches' statistics, drawn anew for every batch from torch's random generator (seeded per epoch
     and batch by the training loop, so a run is reproducible): see the module docstring."""
 
-    def __init__(self, moments: ClipMoments, groups: Sequence[Sequence[int]], prior: Prior, shrink: Shrinkage,
+    def __init__(self, moments: ClipMoments, groups: Sequence[Sequence[int]], prior: Prior, shrink: float,
                  lone: float, sizes: Sequence[int] = GROUP_SIZES):
         self.moments, self.prior, self.shrink, self.lone, self.sizes = moments, prior, shrink, lone, tuple(sizes)
         self.group_of = {int(row): [int(r) for r in group] for group in groups for row in group}
@@ -79,42 +78,23 @@ class MixedStatistics:
     def __call__(self, batch: dict) -> dict:
         drawn = [self.moments.of(self.draw(row)) for row in batch["clip_row"].tolist()]
         return attach(batch, {stream: tuple(np.stack(parts) for parts in zip(
-            *(self.shrink.standardiser(stream, m[stream], self.prior[stream]) for m in drawn)))
-            for stream in self.prior})
+            *(m[stream].standardiser(self.prior[stream], self.shrink) for m in drawn))) for stream in self.prior})
 
 
-def training_spread(moments: ClipMoments, groups: Sequence[Sequence[int]], prior: Prior) -> dict[str, float]:
-    """stream -> `speaker_spread` of the training speakers: the groups of two clips or more with the stream (a lone
-    clip, a manifest row without a speaker, is nobody's scatter)."""
-    spreads = {}
-    for stream in prior:
-        means = [m.mean for m in (moments.of(group)[stream] for group in groups if len(group) > 1) if m.clips > 1]
-        if means:
-            spreads[stream] = speaker_spread(np.stack(means), prior[stream])  # means (S, D)
-    return spreads
-
-
-def split_statistics(moments: ClipMoments, groups: dict[str, list[list[int]]], shrink: float, lone: float,
-                     spread: bool, base: tuple[Prior, Shrinkage] | None = None) -> tuple[Prior, Shrinkage, dict]:
-    """An adapted run's statistics on one split: the prior (its training clips' statistics, the heads' own), how
-    groups shrink toward it (`shrink` clips, and with `spread` the training speakers' spread), and part -> the
-    batches' statistics: the mixture for "train", each speaker's own group for the others (`groups`: part -> its
-    clips grouped by speaker). A held-out speaker is standardised with their own clips alone.
-    A given `base` (prior and shrinkage) replaces the training clips' own: a channel view's clips
-    (`dfer.train.views`) keep the store's, as a lone clip from an unknown channel meets the heads' statistics at
-    prediction."""
-    if base is None:
-        prior = prior_of(moments.of([row for group in groups["train"] for row in group]))
-        base = prior, Shrinkage(shrink, training_spread(moments, groups["train"], prior) if spread else {})
-    prior, shrinkage = base
-    return prior, shrinkage, {part: MixedStatistics(moments, parts, prior, shrinkage, lone) if part == "train"
-                              else GroupStatistics(moments, parts, prior, shrinkage)
-                              for part, parts in groups.items() if parts}
+def split_statistics(moments: ClipMoments, groups: dict[str, list[list[int]]], shrink: float,
+                     lone: float, prior: Prior | None = None) -> tuple[Prior, dict]:
+    """An adapted run's statistics on one split: the prior (its training clips' statistics, the heads' own), and
+    part -> the batches' statistics: the mixture for "train", each speaker's own group for the others (`groups`:
+    part -> its clips grouped by speaker). A held-out speaker is standardised with their own clips alone.
+    A given `prior` replaces the training clips' own: a channel view's clips (`dfer.train.views`) keep the store's,
+    as a lone clip from an unknown channel meets the heads' statistics at prediction."""
+    prior = prior or prior_of(moments.of([row for group in groups["train"] for row in group]))
+    return prior, {part: MixedStatistics(moments, parts, prior, shrink, lone) if part == "train"
+                   else GroupStatistics(moments, parts, prior, shrink) for part, parts in groups.items() if parts}
 
 
 def speaker_split(reader: CacheReader, streams: Sequence[str], parts: dict[str, list[int]], shrink: float,
-                  lone: float, spread: bool, base: tuple[Prior, Shrinkage] | None = None
-                  ) -> tuple[Prior, Shrinkage, dict]:
+                  lone: float, prior: Prior | None = None) -> tuple[Prior, dict]:
     """`split_statistics` of a store's split (`parts`: "train", "val", "test" -> clip rows) grouped by speaker id,
     its clips' moments read once. Refuses a store whose training clips have no speaker ids."""
-    return split_statistics(*moments_by_speaker(reader, streams, parts, "train"), shrink, lone, spread, base)
+    return split_statistics(*moments_by_speaker(reader, streams, parts, "train"), shrink, lone, prior)

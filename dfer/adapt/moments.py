@@ -12,8 +12,7 @@ video. A clip without the stream adds nothing, and a group of clips that count n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,61 +53,20 @@ class Moments:
     def var(self) -> np.ndarray:
         return np.maximum(self.squares / max(self.count, 1.0) - np.square(self.mean), 0.0)  # (D,)
 
-    def standardiser(self, prior: tuple[np.ndarray, np.ndarray], shrink: float,
-                     spread: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def standardiser(self, prior: tuple[np.ndarray, np.ndarray], shrink: float) -> tuple[np.ndarray, np.ndarray]:
         """The (mean (D,), std (D,)) to standardise this group's tokens with, given the training set's `prior`
-        (mean, std): the moments of a mixture of the group's tokens, weight w (`own_weight`), and the training
-        set's, weight 1 - w. A group of fewer than two clips keeps the prior: one clip standardised by itself would
-        lose its own mean, which is where an utterance-level emotion lives."""
+        (mean, std): the moments of a mixture of the group's tokens, weight w = clips / (clips + shrink), and the
+        training set's, weight 1 - w. `shrink` is the prior's strength in clips: a group of `shrink` clips is
+        half its own. A group of fewer than two clips keeps the prior: one clip standardised by itself would lose
+        its own mean, which is where an utterance-level emotion lives."""
         prior_mean, prior_std = (np.asarray(p, np.float64) for p in prior)
         if self.clips < 2:
             return prior_mean, np.maximum(prior_std, STD_FLOOR)
-        w = self.own_weight(prior_mean, prior_std, shrink, spread)
+        w = self.clips / (self.clips + shrink)
         mean = w * self.mean + (1 - w) * prior_mean  # (D,)
         var = w * (self.var + np.square(self.mean - mean)) + (1 - w) * (np.square(prior_std) +
                                                                       np.square(prior_mean - mean))  # (D,)
         return mean, np.maximum(np.sqrt(var), STD_FLOOR)
-
-    def own_weight(self, prior_mean: np.ndarray, prior_std: np.ndarray, shrink: float, spread: float | None) -> float:
-        """The weight of the group's own statistics against the training set's: clips / (clips + `shrink`), the
-        prior's strength in clips (a group of `shrink` clips is half its own).
-
-        That is the empirical-Bayes weight when speakers' means scatter about the training set's as the training
-        speakers' do: `spread`, their mean squared offset in the training set's std units (`speaker_spread`), and a
-        group mean's noise `shrink` x spread / clips. A group offset by far more than that is a real shift (another
-        microphone, room or corpus: against the bundled voice's RAVDESS statistics, CREMA-D's two speakers lie about
-        twice as far as the farthest RAVDESS actor), and shrinking it as a training speaker's would leave a quarter of
-        the shift in a group of six.
-        So, with `spread` given, the speakers' scatter is estimated from the group as well (its offset less its
-        noise, never below `spread`: James and Stein's positive part), and the weight is that scatter's share of the
-        offset. Within the training speakers' range it is the fixed weight exactly."""
-        if not spread or spread <= 0:
-            return self.clips / (self.clips + shrink)
-        noise = shrink * spread / self.clips  # the expected squared offset of the mean of `clips` clips of one speaker
-        offset = float(np.mean(np.square((self.mean - prior_mean) / np.maximum(prior_std, STD_FLOOR))))
-        scatter = max(spread, offset - noise)
-        return scatter / (scatter + noise)
-
-
-@dataclass(frozen=True)
-class Shrinkage:
-    """How a run pulls a group's statistics toward its training set's (`Moments.standardiser`): `clips`, the prior's
-    strength in clips, and per stream the training speakers' `spread` where the run measured it (`adapt_spread`;
-    a stream without one, and every run saved before, shrinks by clips alone)."""
-
-    clips: float
-    spread: Mapping[str, float] = field(default_factory=dict)
-
-    def standardiser(self, stream: str, group: Moments, prior: tuple[np.ndarray, np.ndarray]
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        return group.standardiser(prior, self.clips, self.spread.get(stream))
-
-
-def speaker_spread(means: np.ndarray, prior: tuple[np.ndarray, np.ndarray]) -> float:
-    """The training speakers' mean squared offset from the training set's statistics, in its std units, averaged
-    over dimensions: means (S, D), each speaker's token mean -> `Shrinkage.spread` of a stream."""
-    prior_mean, prior_std = (np.asarray(p, np.float64) for p in prior)
-    return float(np.mean(np.square((means - prior_mean) / np.maximum(prior_std, STD_FLOOR))))
 
 
 def valid_tokens(stream: Stream, row: dict) -> np.ndarray:

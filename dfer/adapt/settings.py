@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dfer.adapt.moments import Shrinkage
-
 TRAIN_MODES = ("none", "speaker")  # `dfer train / probe / evaluate --adapt`
 PREDICT_MODES = ("none", "together", "folder")  # `dfer predict --adapt`
 TIMELINE_ADAPT = ("none", "file")  # `dfer predict --timeline --adapt`: a file's own windows are one speaker
 SHRINK = 2.0  # a group's statistics weigh clips / (clips + SHRINK) against the training set's (Moments.standardiser)
 LONE = 0.25  # the share of adapted training clips standardised as lone clips (dfer.adapt.batches.MixedStatistics)
-SPREAD = False  # measure the training speakers' spread, so that a group far outside it shrinks less (Shrinkage)
 
 
 # How a protocol standardised the clips it scored, as results.json and `dfer evaluate` state it
@@ -26,17 +23,9 @@ def check_adapt(mode: str, shrink: float, lone: float) -> None:
 
 def run_adaptation(config: dict) -> dict:
     """A run's config.json -> {"mode", "shrink"}: how it was trained to adapt ("none" for runs saved before
-    adaptation existed, and for zero-shot runs), and how it shrinks a group's statistics (`Shrinkage`: by clips
-    alone for a run that recorded no speakers' spread, as every run saved before `adapt_spread`)."""
+    adaptation existed, and for zero-shot runs)."""
     settings = config.get("train") or config.get("probe") or {}
-    return {"mode": settings.get("adapt", "none"),
-            "shrink": Shrinkage(settings.get("adapt_shrink", SHRINK), config.get("adaptation", {}).get("spread", {}))}
-
-
-def recorded_shrinkage(shrink: Shrinkage | None) -> dict:
-    """The config.json sections that record how a run shrinks, for `run_adaptation` to read back: the training
-    speakers' spread where it was measured (nothing else: the clips are a setting, in "train" / "probe")."""
-    return {"adaptation": {"spread": dict(shrink.spread)}} if shrink is not None and shrink.spread else {}
+    return {"mode": settings.get("adapt", "none"), "shrink": settings.get("adapt_shrink", SHRINK)}
 
 
 def adaptation_summary(config: dict) -> str:

@@ -249,7 +249,7 @@ class Predictor(FilePredictor):
         clips = max(m.clips for m in mine.values() if m is not None)
         if clips < 2:
             return None, "not adapted: a group of one clip (the training set's statistics)"
-        return ({stream: self.shrink.standardiser(stream, m, self.prior[stream]) for stream, m in mine.items() if m},
+        return ({stream: m.standardiser(self.prior[stream], self.shrink) for stream, m in mine.items() if m},
                 f"adapted to its group of {clips} clips")
 
     def check_readable(self, path: Path) -> bool:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfer.adapt.settings import LONE, SHRINK, SPREAD, check_adapt
+from dfer.adapt.settings import LONE, SHRINK, check_adapt
 from dfer.heads import FUSIONS, HeadConfig
 from dfer.streams import Stream, check_modalities, select
 from dfer.recipe import settings_from
@@ -42,8 +42,6 @@ class TrainConfig:
     adapt: str = "none"  # "speaker": each clip standardised with its speaker's statistics (dfer.adapt)
     adapt_shrink: float = SHRINK  # a group's weight against the training set's statistics: clips / (clips + this)
     adapt_lone: float = LONE  # the share of training clips standardised as lone clips (so lone clips answer well)
-    adapt_spread: bool = SPREAD  # record the training speakers' spread: a group offset far beyond it (another
-    # microphone or corpus) shrinks less toward the training set's statistics (dfer.adapt.moments.Shrinkage)
     views: list[str] = field(default_factory=list)  # stores of the same clips through other recording channels
     # (dfer.train.views): each training batch is read from one of them or the store, at random; needs in_memory.
     # The linear probe beside the heads reads the store alone.

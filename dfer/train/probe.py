@@ -31,9 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import DataLoader
 
 from dfer import distributed
-from dfer.adapt.batches import GroupStatistics, prior_of, training_spread
-from dfer.adapt.moments import Shrinkage
-from dfer.adapt.settings import LONE, PROTOCOLS, SHRINK, SPREAD, check_adapt, recorded_shrinkage
+from dfer.adapt.batches import GroupStatistics, prior_of
+from dfer.adapt.settings import LONE, PROTOCOLS, SHRINK, check_adapt
 from dfer.adapt.store_moments import moments_by_speaker
 from dfer.heads import LinearProbe
 from dfer.streams import check_modalities, select
@@ -65,7 +64,6 @@ class ProbeConfig:
     adapt: str = "none"  # "speaker": tokens standardised with each clip's speaker's statistics (dfer.adapt)
     adapt_shrink: float = SHRINK  # as TrainConfig's
     adapt_lone: float = LONE  # > 0: every fitting clip is fitted twice, as its speaker's and as a lone clip
-    adapt_spread: bool = SPREAD  # as TrainConfig's
 
     def __post_init__(self):
         check_modalities(self.modalities)
@@ -93,7 +91,7 @@ def probe_config_for(train: TrainConfig) -> ProbeConfig:
     val_fraction = train.val_fraction or ProbeConfig.val_fraction
     return ProbeConfig(modalities=train.modalities, fold=train.fold, seed=train.seed, val_fraction=val_fraction,
                        select_metric=train.select_metric, adapt=train.adapt, adapt_shrink=train.adapt_shrink,
-                       adapt_lone=train.adapt_lone, adapt_spread=train.adapt_spread)
+                       adapt_lone=train.adapt_lone)
 
 
 @dataclass
@@ -179,9 +177,7 @@ class AdaptedPools:
     def __init__(self, reader: CacheReader, model: LinearProbe, parts: dict[str, list[int]], cfg: ProbeConfig):
         moments, groups = moments_by_speaker(reader, model.streams, parts, "train")
         self.prior = prior_of(moments.of(parts["train"] + parts["val"]))
-        spread = training_spread(moments, groups["train"] + groups["val"], self.prior) if cfg.adapt_spread else {}
-        self.shrink = Shrinkage(cfg.adapt_shrink, spread)
-        self.groups = {part: GroupStatistics(moments, groups[part], self.prior, self.shrink)
+        self.groups = {part: GroupStatistics(moments, groups[part], self.prior, cfg.adapt_shrink)
                        for part, rows in parts.items() if rows}
         self.model, self.parts, self.lone = model, parts, cfg.adapt_lone
         for stream, (mean, std) in self.prior.items():
@@ -239,8 +235,7 @@ def _probe_split(reader: CacheReader, split: Split, run: Path, cfg: ProbeConfig,
            "fitted_on": ["train", "val"] if split.val else ["train"],
            "iterations": int(fitted.classifier.n_iter_.max())}  # lbfgs's, of the final fit
     write_json(run / "config.json", run_config(reader, split, model="probe", probe=cfg.to_dict(),
-                                                          heads=fitted.model.config, fit=fit,
-                                                          **recorded_shrinkage(fitted.adapted and fitted.adapted.shrink)))
+                                                          heads=fitted.model.config, fit=fit))
     save_weights(fitted.model, run / "best.safetensors")
     if show:
         chosen = (f"C {fitted.C:.3g} by validation {cfg.select_metric}" if split.val

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from dfer import distributed
 from dfer.adapt.batches import speaker_split
-from dfer.adapt.settings import PROTOCOLS, recorded_shrinkage
+from dfer.adapt.settings import PROTOCOLS
 from dfer.heads import DferHeads, HeadConfig
 from dfer.inference.score import predict
 from dfer.runs.card import write_card
@@ -58,25 +58,24 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
         same_heads = HeadConfig.from_dict(previous["heads"]) == heads_config  # a config.json of any format
         if previous["split"] != config["split"] or not same_heads:
             raise ValueError(f"{run}: --resume needs the same store, split and heads as the run it continues")
-
-    torch.manual_seed(cfg.seed)  # the same seed builds the same initial heads
-    model = DferHeads(heads_config)
-    statistics, shrink, views = None, None, open_views(reader, cfg.views)
-    view_statistics = [None] * len(views)
-    if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
-        parts = {part: getattr(split, part) for part in ("train", "val", "test")}
-        exact, shrink, statistics = speaker_split(reader, model.streams, parts, cfg.adapt_shrink, cfg.adapt_lone,
-                                                  cfg.adapt_spread)
-        view_statistics = [speaker_split(view, model.streams, {"train": split.train}, cfg.adapt_shrink, cfg.adapt_lone,
-                                         cfg.adapt_spread, (exact, shrink))[2]["train"] for view in views]
-        prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in exact.items()}
-    else:
-        prior = token_statistics(reader, split.train, cfg.modalities)
-    write_json(run / "config.json", {**config, **recorded_shrinkage(shrink)})
+    write_json(run / "config.json", config)
     if show:
         console.print(f"[bold]{run}[/]: {len(split.train)} train, {len(split.val)} val, {len(split.test)} test clips")
         for note in split.notes:
             console.print(f"  {note}")
+
+    torch.manual_seed(cfg.seed)  # the same seed builds the same initial heads
+    model = DferHeads(heads_config)
+    statistics, views = None, open_views(reader, cfg.views)
+    view_statistics = [None] * len(views)
+    if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
+        parts = {part: getattr(split, part) for part in ("train", "val", "test")}
+        exact, statistics = speaker_split(reader, model.streams, parts, cfg.adapt_shrink, cfg.adapt_lone)
+        view_statistics = [speaker_split(view, model.streams, {"train": split.train}, cfg.adapt_shrink, cfg.adapt_lone,
+                                         exact)[1]["train"] for view in views]
+        prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in exact.items()}
+    else:
+        prior = token_statistics(reader, split.train, cfg.modalities)
     for stream, (mean, std) in prior.items():
         model.set_input_statistics(stream, mean, std)
     datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device, statistics)
