@@ -42,7 +42,12 @@ RUNS = ("zeroshot", "probe", "heads", "finetune")
 ASKED = ("1001_DFA_ANG_XX.flv", "1001_DFA_SAD_XX.flv")  # a training clip and a test clip, answered by every run
 VOLATILE = {"dfer_version", "store", "init"}  # config.json keys that name the machine, the folder or the version
 EXACT = {"WAR", "UAR", "macro_f1", "weighted_f1", "precision", "recall", "f1"}  # counted from argmax: no tolerance
-ATOL = 1e-6  # probabilities, ECE and NLL; the records round to 6 decimals, so a value may move by one unit there
+# Probabilities, ECE and NLL. On the CPU they were recorded on, one thread reproduces them to the last of the 6
+# decimals the records keep; another CPU's kernels do not (measured on a 2-core AMD EPYC with AVX-512, the records
+# having been made on another machine of the pool CI draws from: up to 2.3e-4 in a probability and 4.4e-4 in an NLL,
+# in 217 of 558 values, with every label, argmax and count the same). So floats are held to 1e-3: a changed weight,
+# statistic or crop moves them by more, and the EXACT keys still catch any changed answer.
+ATOL = 1e-3
 
 
 def cli(*arguments) -> str:
