@@ -10,8 +10,8 @@ from the training set's statistics, so this measures it for each stream the run 
 dimensions of the group's mean offset, (group mean - training mean) / training std, and of the log ratio of its std
 to the training std. A store's speakers are grouped by their speaker ids (all of their clips, or with `--clips N`
 each speaker's clips cut into random groups of N, seeded: a small group's offset holds its clips' noise too); a
-folder is one group (its files, as `dfer predict --adapt folder` groups them). No label is read. The last line is
-one JSON object.
+folder is one group (its files, as `dfer predict FOLDER --adapt together` reads them). No label is read. The last
+line is one JSON object.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 import dfer  # noqa: E402
 from dfer.adapt.moments import Moments, STD_FLOOR  # noqa: E402
-from dfer.adapt.saved import merged  # noqa: E402
-from dfer.adapt.store_moments import ClipMoments, speaker_groups  # noqa: E402
+from dfer.adapt.store_moments import ClipMoments  # noqa: E402
+from dfer.predict.adapted import predict_adapted  # noqa: E402
 from dfer.store.reader import open_cache  # noqa: E402
+from adapt_groups import groups_of  # noqa: E402  bench/adapt_groups.py: a speaker's clips in random groups
 
 
 def offsets(group: Moments, prior: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
@@ -47,11 +48,7 @@ def store_speakers(store: Path, prior: dict, clips: int | None, seed: int = 0) -
     reader = open_cache(store)
     rows = list(range(len(reader.read_all("label"))))
     moments = ClipMoments(reader, tuple(prior), rows)
-    groups = [group for group in speaker_groups(reader, rows) if len(group) > 1]
-    if clips:
-        rng = np.random.default_rng(seed)
-        groups = [list(chunk) for group in groups for chunk in np.array_split(rng.permutation(group),
-                                                                               len(group) // clips)]
+    groups = [group for group in groups_of(reader, rows, str(clips) if clips else "all", seed) if len(group) > 1]
     summary = {}
     for stream in prior:
         found = [offsets(moments.of(group)[stream], prior[stream]) for group in groups]
@@ -62,12 +59,14 @@ def store_speakers(store: Path, prior: dict, clips: int | None, seed: int = 0) -
 
 
 def folder_group(predictor, folder: Path) -> dict[str, dict]:
-    """stream -> the offsets of one folder's files as one group."""
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in predictor.suffixes)
-    encoded = [predictor.encode_clip(path, predictor.decode(path)[0]) for path in paths]
-    group = merged(*(predictor.moments(e) for e in encoded))
+    """stream -> the offsets of one folder's media files as one group, found, read and summed as `dfer predict
+    FOLDER --adapt together` does (`predict_adapted`); a file it cannot read is named and left out."""
+    kept = []
+    for record in predict_adapted(predictor, [folder], "together", keep=kept.append):
+        if "error" in record:
+            print(f"{record['path']}: {record['error']}", file=sys.stderr)
     streams = {key: stream for stream, key in predictor.adapt_keys.items()}
-    return {streams[key]: {**offsets(m, predictor.prior[streams[key]]), "clips": m.clips} for key, m in group.items()}
+    return {streams[key]: {**offsets(m, predictor.prior[streams[key]]), "clips": m.clips} for key, m in kept[0].items()}
 
 
 def main() -> None:
@@ -88,7 +87,8 @@ def main() -> None:
     for folder in args.folder:
         figures["folders"][str(folder)] = found = folder_group(predictor, folder)
         for stream, f in found.items():
-            print(f"{folder} ({f['clips']} clips), {stream}: mean offset {f['mean']:.2f} rms, log std {f['log_std']:.2f}")
+            print(f"{folder} ({f['clips']} clips), {stream}: mean offset {f['mean']:.2f} rms, "
+                  f"log std {f['log_std']:.2f}")
     print(json.dumps(figures))
 
 
