@@ -48,12 +48,13 @@ def corpus(path: str) -> str:
 def truth(path: str) -> str:
     """The emotion a CREMA-D or RAVDESS file name states, read by dfer's own adapter."""
     path = Path(path)
-    parsed = cremad.parse(path.stem) if corpus(path) == "cremad" else ravdess.parse(path, Path(path.name))
+    dataset = corpus(path)
+    parsed = cremad.parse(path.stem) if dataset == "cremad" else ravdess.parse(path, Path(path.name))
     if isinstance(parsed, str):
         raise ValueError(f"{path}: {parsed}")
-    if corpus(path) == "cremad":
-        return CREMAD[cremad.CLASSES[parsed[1]]]
-    return ravdess.CLASSES[parsed[1] - 1]  # (modality, emotion 1..8, actor)
+    # CREMA-D: (actor, label index); RAVDESS: (modality, emotion 1..8, actor)
+    code = cremad.CLASSES[parsed[1]] if dataset == "cremad" else ravdess.CLASSES[parsed[1] - 1]
+    return display_names(dataset, [code])[0]
 
 
 def among_corpus(record: dict) -> str:
