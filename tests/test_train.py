@@ -186,55 +186,6 @@ def test_resume_continues_where_it_stopped(synthetic_store, tmp_path):
     assert len((interrupted / "log.csv").read_text().splitlines()) == 5  # header + 4 epochs, no repeats
 
 
-def test_averaged_weights_are_the_mean_of_the_last_epochs_and_resume_exactly(synthetic_store, tmp_path, monkeypatch):
-    """Stochastic weight averaging: "best" is the mean of the weights at the end of the last `average_epochs`
-    epochs, over which the learning rate is held; a run stopped inside them resumes to the same mean."""
-    from dfer.train import run as run_module
-
-    class Snapshots:
-        def __init__(self, run, stop=None):
-            self.run, self.stop, self.weights = run, stop, {}
-
-        def step(self, epoch, loss):
-            pass
-
-        def epoch_done(self, row):
-            self.weights[row["epoch"]] = load_file(str(self.run / "last.safetensors"))
-            if row["epoch"] == self.stop:
-                raise KeyboardInterrupt
-
-    settings = dict(epochs=4, average_epochs=2, val_fraction=0)
-    straight, seen = tmp_path / "straight", Snapshots(tmp_path / "straight")
-    monkeypatch.setattr(run_module, "TrainProgress", lambda *a, **k: _Context(seen))
-    train(synthetic_store, straight, quick(**settings), show=False)
-    best = load_file(str(straight / "best.safetensors"))
-    for key, value in best.items():
-        if key.endswith(("_mean", "_std")):  # the input statistics: buffers, never averaged nor moved
-            continue
-        np.testing.assert_allclose(value.numpy(), (seen.weights[3][key] + seen.weights[4][key]).numpy() / 2,
-                                   atol=1e-6, err_msg=key)
-    assert any(not torch.equal(best[key], seen.weights[4][key]) for key in best)
-    rates = [float(line.split(",")[5]) for line in (straight / "log.csv").read_text().splitlines()[1:]]
-    assert rates[0] > rates[1] == rates[2] == rates[3]  # the rate for the next epoch: held over the averaged ones
-
-    interrupted = tmp_path / "interrupted"
-    monkeypatch.setattr(run_module, "TrainProgress", lambda *a, **k: _Context(Snapshots(interrupted, stop=3)))
-    with pytest.raises(KeyboardInterrupt):
-        train(synthetic_store, interrupted, quick(**settings), show=False)
-    monkeypatch.setattr(run_module, "TrainProgress", lambda *a, **k: _Context(Snapshots(interrupted)))
-    train(synthetic_store, interrupted, quick(**settings), resume=True, show=False)
-    resumed = load_file(str(interrupted / "best.safetensors"))
-    for key in best:
-        np.testing.assert_allclose(resumed[key].numpy(), best[key].numpy(), atol=1e-6, err_msg=key)
-
-
-def test_averaging_refuses_a_validation_split(synthetic_store, tmp_path):
-    with pytest.raises(ValueError, match="without validation"):
-        train(synthetic_store, tmp_path / "run", quick(epochs=2, average_epochs=1, val_fraction=0.3), show=False)
-    with pytest.raises(ValueError, match="average_epochs must lie"):
-        quick(epochs=2, average_epochs=2)
-
-
 def test_resume_state_for_other_parameters_is_refused_by_name(tmp_path):
     """An interrupted run whose heads had another parameter list (before roi.saliency.bias was removed) cannot go
     on: the optimizer's moments are stored by parameter position. The error says what to do."""

@@ -25,9 +25,6 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_fraction: float = 0.05  # of all steps, linear warm-up before the cosine decay
     label_smoothing: float = 0.1
-    average_epochs: int = 0  # the weights kept are the mean of the last N epochs' (stochastic weight averaging,
-    # Izmailov et al. 2018), the learning rate held over those epochs where the cosine schedule had brought it;
-    # 0: the last epoch's. Stage 2 without validation only
     balance: str = "none"  # "sampler" (class-balanced sampling), "loss" (class-weighted loss) or "none"
     grad_clip: float = 1.0
     patience: int = 10  # epochs without a better validation score before stopping
@@ -58,8 +55,6 @@ class TrainConfig:
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         check_adapt(self.adapt, self.adapt_shrink, self.adapt_lone)
-        if not 0 <= self.average_epochs < self.epochs:
-            raise ValueError(f"average_epochs must lie in 0 .. epochs - 1 ({self.epochs - 1}), not {self.average_epochs}")
         if self.views and not self.in_memory:
             raise ValueError("views (channel copies of the store) are read resident: train them --in-memory")
         self.views = [str(view) for view in self.views]

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 
 from dfer import distributed
 from dfer.distributed import ALONE, Ranks
@@ -117,28 +116,16 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
         find_unused_parameters=True)  # a clip without a stream, or its modality dropped, leaves weights unused
 
     main = ranks.is_main
-    # With `average_epochs`, "best" is the mean of the weights at the end of the last epochs and "last" the latest
-    # weights, which a resumed run continues from. The mean averages parameters only: stage 2's buffers (the input
-    # statistics) never move, and stage 3's would, so it refuses averaging with its own `save`.
-    averaged = AveragedModel(model, use_buffers=False) if cfg.average_epochs else None
-    if averaged is not None and (validate or save is not None):
-        raise ValueError("average_epochs keeps the mean of the last epochs: stage 2 without validation only "
-                         "(val_fraction 0, a protocol without a validation split)")
-    save = save or (lambda kind: save_weights(
-        averaged.module if kind == "best" and averaged is not None and averaged.n_averaged else model,
-        run / f"{kind}.safetensors"))
+    save = save or (lambda kind: save_weights(model, run / f"{kind}.safetensors"))
     optimizer = torch.optim.AdamW(param_groups or model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps  # optimizer steps
     warmup = max(1, int(cfg.warmup_fraction * total))
-    held = (cfg.epochs - cfg.average_epochs) * steps  # the step from which the learning rate stays as it is
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, held) / total)))
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "stale": 0}
     if resume and (run / "resume.json").exists():
         model.load_state_dict(load_weights(run / "last.safetensors", device))
         state = checkpoint.load_resume(run, optimizer, scheduler)
-        if averaged is not None and (run / "average.safetensors").exists():
-            averaged.load_state_dict(load_weights(run / "average.safetensors", device))
     elif main and (not resume or not (run / "log.csv").exists()):
         with open(run / "log.csv", "w", newline="") as file:
             csv.writer(file).writerow(LOG_FIELDS)
@@ -181,8 +168,6 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
         if world > 1:
             losses = [x for shard in distributed.all_gather(losses) for x in shard]  # every batch of the epoch
             distributed.broadcast_buffers(model)  # every rank validates (and rank 0 saves) the same model
-        if averaged is not None and epoch > cfg.epochs - cfg.average_epochs:
-            averaged.update_parameters(model)
         seconds = time.perf_counter() - started
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                "steps_per_s": len(losses) / seconds, "seconds": seconds, "val_loss": "", "val_WAR": "", "val_UAR": ""}
@@ -205,8 +190,6 @@ def fit(model: DferHeads, train: Clips, val: Clips | None, cfg: TrainConfig, run
         save("last")
         if keep_resume:
             checkpoint.save_resume(run, optimizer, scheduler, state)
-            if averaged is not None:
-                save_weights(averaged, run / "average.safetensors")
         with open(run / "log.csv", "a", newline="") as file:
             csv.DictWriter(file, LOG_FIELDS).writerow(row)
         for key in ("train_loss", "val_loss", "val_UAR", "val_WAR", "lr"):
