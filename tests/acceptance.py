@@ -7,7 +7,9 @@ The fixtures in tests/fixtures/acceptance/ hold, as JSON:
 - runs.json: a zero-shot run, a probe run, a stage-2 run (`dfer train`) and a stage-3 run (`dfer finetune` from it)
   on the 6 sample clips with the lite preset (manifest.csv splits them 3 train / 1 val / 2 test; every clip is its
   own class, so the figures are a record of the computation, not of skill): each run's test metrics, per-clip
-  probabilities, config.json less its volatile fields, and its answers through `dfer predict` on two clips.
+  probabilities, config.json less its volatile fields, and its answers through `dfer predict` on two clips. The
+  probe's config gained `tol` (and `max_iter` 20000) when the probe began fitting to its loss's minimum, and its
+  LBFGS count became 4 (was 5) when `one_thread` pinned the BLAS too; its figures and answers were as recorded.
 
 Everything goes through the command line (`dfer.cli.app`), the interface the redesign keeps, so the test survives
 the code moving underneath it. tests/test_acceptance.py recomputes both and compares; to record them again,
@@ -63,16 +65,20 @@ def cli(*arguments) -> str:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """PyTorch on one thread while the fixtures are computed. Measured at 7c92bdc: the faceapi network's
-    probabilities move by up to 7e-5 between 1 and 2 threads, and the probe's LBFGS fit takes 6 iterations or 5;
-    and `dfer train` sets 1 thread itself and leaves it set, so otherwise the count would depend on the tests that
-    ran before in the same process. On one thread two processes agree to the last digit."""
+    """PyTorch and the BLAS on one thread while the fixtures are computed. Measured at 7c92bdc: the faceapi
+    network's probabilities move by up to 7e-5 between 1 and 2 threads, and the probe's LBFGS fit takes 6 iterations
+    or 5; and `dfer train` sets 1 thread itself and leaves it set, so otherwise the count would depend on the tests
+    that ran before in the same process. The BLAS scikit-learn's fit runs on took as many threads as the machine has
+    cores (or OMP_NUM_THREADS), and its count moved with them too (5 on two threads, 4 on one). On one thread two
+    processes agree to the last digit."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1):
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from dfer.cli import app
@@ -26,7 +27,8 @@ from dfer.train.config import make_config
 from dfer.train.data import CachedClips
 from dfer.train.loop import loader_for
 from dfer.train.predictions import read_predictions
-from dfer.train.probe import PooledClips, fit_probe, make_probe_config, pooled_features, probe
+from dfer.train.probe import (PooledClips, ProbeConfig, fit_probe, logistic_regression, make_probe_config,
+                             pooled_features, probe)
 from dfer.train.splits import plan
 
 RUN_FILES = ("config.json", "best.safetensors", "results.json", "predictions.csv", "confusion.png", "recall.png",
@@ -211,3 +213,17 @@ def test_shared_pooling_is_the_direct_pooling(weak):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
+
+@pytest.mark.parametrize("C", [0.01, 10.0])
+def test_the_probe_fits_the_minimum_so_rounding_cannot_move_it(C):
+    """A large C on nearly separable features is where lbfgs at scikit-learn's tolerance stops early (coefficients
+    0.08 off at C 10 here): another machine's rounding then moves the fit. The probe's fit equals a Newton solver's
+    at a tolerance of 1e-12, and a relative change of 1e-6 in the features leaves it where it was."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(240) % 4
+    features = rng.normal(size=(240, 64)) + 2.4 * np.eye(4, 64)[labels]  # (n, F)
+    minimum = LogisticRegression(C=C, solver="newton-cg", tol=1e-12, max_iter=10_000).fit(features, labels).coef_
+    fitted = logistic_regression(C, ProbeConfig()).fit(features, labels).coef_
+    np.testing.assert_allclose(fitted, minimum, atol=1e-4)
+    rounded = features * (1 + 1e-6 * rng.normal(size=features.shape))
+    np.testing.assert_allclose(logistic_regression(C, ProbeConfig()).fit(rounded, labels).coef_, fitted, atol=1e-4)

@@ -60,7 +60,10 @@ class ProbeConfig:
     select_metric: str = "UAR"  # the validation metric that picks C
     c_grid: list[float] = field(default_factory=lambda: np.logspace(-4, 1, 11).tolist())  # 1e-4 ... 10, x 10^0.5
     c_default: float = 1.0  # C without validation clips: scikit-learn's default
-    max_iter: int = 2000  # lbfgs iterations; standardised features converge in a few hundred
+    tol: float = 1e-8  # lbfgs's stopping tolerance. scikit-learn's 1e-4 stops large-C fits early, where a relative
+    # change of 1e-6 in the features (rounding's size) moved clips and the chosen C; at 1e-8 the fit is the
+    # loss's minimum, which rounding does not move (RESULTS.md of the speech recipe, "The probe's tolerance")
+    max_iter: int = 20000  # lbfgs iterations, a bound the tolerance stops well before
     adapt: str = "none"  # "speaker": tokens standardised with each clip's speaker's statistics (dfer.adapt)
     adapt_shrink: float = SHRINK  # as TrainConfig's
     adapt_lone: float = LONE  # > 0: every fitting clip is fitted twice, as its speaker's and as a lone clip
@@ -153,7 +156,7 @@ def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig, pooled: Poole
         model.set_statistics(*fitting[:2])
         x_train, x_val = (model.standardise(x, p).numpy() for x, p, _ in (fitting, held))  # (n, F) each
         for c in cfg.c_grid:
-            fitted = _logistic(c, cfg).fit(x_train, fitting[2].numpy())
+            fitted = logistic_regression(c, cfg).fit(x_train, fitting[2].numpy())
             model.set_classifier(fitted.coef_, fitted.intercept_, fitted.classes_)
             with torch.no_grad():
                 probs = model.linear(torch.from_numpy(x_val)).softmax(-1).numpy()  # (n_val, classes)
@@ -164,7 +167,7 @@ def fit_probe(reader: CacheReader, split: Split, cfg: ProbeConfig, pooled: Poole
         fitting = tuple(torch.cat(parts) for parts in zip(fitting, held))
     features, present, labels = fitting
     model.set_statistics(features, present)
-    classifier = _logistic(C, cfg).fit(model.standardise(features, present).numpy(), labels.numpy())
+    classifier = logistic_regression(C, cfg).fit(model.standardise(features, present).numpy(), labels.numpy())
     model.set_classifier(classifier.coef_, classifier.intercept_, classifier.classes_)
     return ProbeFit(model.eval(), classifier, C, validation, adapted)
 
@@ -208,8 +211,10 @@ class AdaptedPools:
         return torch.cat(chunks, -1), present, labels
 
 
-def _logistic(C: float, cfg: ProbeConfig) -> LogisticRegression:
-    return LogisticRegression(C=C, solver="lbfgs", max_iter=cfg.max_iter)  # multinomial for 3+ classes
+def logistic_regression(C: float, cfg: ProbeConfig) -> LogisticRegression:
+    """The probe's classifier at `C`, fitted to the penalised loss's minimum (`cfg.tol`), so that another machine's
+    rounding cannot move a probe figure, as it must not move a baseline."""
+    return LogisticRegression(C=C, solver="lbfgs", tol=cfg.tol, max_iter=cfg.max_iter)  # multinomial for 3+ classes
 
 
 def probe(store: Path, out: Path, cfg: ProbeConfig, show: bool = True) -> ProtocolResult:
