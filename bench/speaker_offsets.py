@@ -65,6 +65,8 @@ def folder_group(predictor, folder: Path) -> dict[str, dict]:
     for record in predict_adapted(predictor, [folder], "together", keep=kept.append):
         if "error" in record:
             print(f"{record['path']}: {record['error']}", file=sys.stderr)
+    if not kept or not kept[0]:
+        raise SystemExit(f"{folder}: no media file dfer could read, so no group to measure")
     streams = {key: stream for stream, key in predictor.adapt_keys.items()}
     return {streams[key]: {**offsets(m, predictor.prior[streams[key]]), "clips": m.clips} for key, m in kept[0].items()}
 
