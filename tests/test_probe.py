@@ -28,7 +28,7 @@ from dfer.train.data import CachedClips
 from dfer.train.loop import loader_for
 from dfer.train.predictions import read_predictions
 from dfer.train.probe import (PooledClips, ProbeConfig, fit_probe, logistic_regression, make_probe_config,
-                             pooled_features, probe)
+                             pooled_features, probe, probe_config_for)
 from dfer.train.splits import plan
 
 RUN_FILES = ("config.json", "best.safetensors", "results.json", "predictions.csv", "confusion.png", "recall.png",
@@ -227,3 +227,18 @@ def test_the_probe_fits_the_minimum_so_rounding_cannot_move_it(C):
     np.testing.assert_allclose(fitted, minimum, atol=1e-4)
     rounded = features * (1 + 1e-6 * rng.normal(size=features.shape))
     np.testing.assert_allclose(logistic_regression(C, ProbeConfig()).fit(rounded, labels).coef_, fitted, atol=1e-4)
+
+
+def test_a_probe_beside_balanced_heads_weighs_its_classes_as_they_do():
+    """Heads trained with --balance sampler or loss weigh each class inversely to its count, as UAR weighs classes
+    alike; the probe beside them fits that objective too, which finds more of a rare class than the plain fit."""
+    assert [probe_config_for(make_config(None, balance=b)).balance for b in ("none", "sampler", "loss")] == [
+        "none", "loss", "loss"]
+    with pytest.raises(ValueError, match="balance must be none or loss"):
+        ProbeConfig(balance="sampler")
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [200, 200, 20])  # class 2 is rare
+    features = rng.normal(size=(420, 8)) + 0.8 * np.eye(3, 8)[labels]  # (n, F), classes overlap
+    recall = {balance: (logistic_regression(1.0, ProbeConfig(balance=balance)).fit(features, labels)
+                        .predict(features)[labels == 2] == 2).mean() for balance in ("none", "loss")}
+    assert recall["loss"] > recall["none"] + 0.3

@@ -67,6 +67,8 @@ def probe(
     seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
                                        help="picks the validation speakers, as in dfer train"),
     adapt: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"), help=ADAPT_HELP),
+    balance: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"),
+                                          help="none, or loss: each class weighted inversely to its count"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: test metrics per split, summary"),
 ) -> None:
     """The linear-probe baseline: logistic regression on each clip's pooled tokens, on dfer train's splits."""
@@ -76,7 +78,7 @@ def probe(
 
     ranks = distributed.init()  # under torchrun the folds are spread over the ranks; the API's init is then a no-op
     result = api.probe(store, out, recipe=recipe, modalities=modalities, fold=fold, seed=seed, show=not as_json,
-                       adapt=adapt)
+                       adapt=adapt, balance=balance)
     if as_json and ranks.is_main:
         print(json.dumps({"runs": result.runs, "summary": result.summary, "skipped": result.skipped}))
 

@@ -64,6 +64,8 @@ class ProbeConfig:
     # change of 1e-6 in the features (rounding's size) moved clips and the chosen C; at 1e-8 the fit is the
     # loss's minimum, which rounding does not move (RESULTS.md of the speech recipe, "The probe's tolerance")
     max_iter: int = 20000  # lbfgs iterations, a bound the tolerance stops well before
+    balance: str = "none"  # "loss": each class weighted inversely to its count (scikit-learn's "balanced", the
+    # heads' --balance formula), so that a probe beside class-balanced heads is fitted to the same objective
     adapt: str = "none"  # "speaker": tokens standardised with each clip's speaker's statistics (dfer.adapt)
     adapt_shrink: float = SHRINK  # as TrainConfig's
     adapt_lone: float = LONE  # > 0: every fitting clip is fitted twice, as its speaker's and as a lone clip
@@ -75,6 +77,8 @@ class ProbeConfig:
         if not self.c_grid or min(self.c_grid) <= 0:
             raise ValueError(f"c_grid must hold positive values, not {self.c_grid!r}")
         check_adapt(self.adapt, self.adapt_shrink, self.adapt_lone)
+        if self.balance not in ("none", "loss"):
+            raise ValueError(f"the probe's balance must be none or loss, not {self.balance!r}")
         self.fold = str(self.fold)
         self.c_grid = sorted(float(c) for c in self.c_grid)  # increasing, so a tie goes to the smaller C
 
@@ -90,11 +94,12 @@ def probe_config_for(train: TrainConfig) -> ProbeConfig:
     """The probe on the splits of a `dfer train` run (same fold, modalities, seed, validation share and metric).
 
     Heads trained without validation (val_fraction 0) still get a probe with its C chosen on held-out training
-    speakers; refitted on training + validation, it ends up fitted on exactly the heads' training clips."""
+    speakers; refitted on training + validation, it ends up fitted on exactly the heads' training clips. Heads
+    balanced by sampling or by loss get a probe balanced by loss: for a probe's full-batch fit the two are one."""
     val_fraction = train.val_fraction or ProbeConfig.val_fraction
     return ProbeConfig(modalities=train.modalities, fold=train.fold, seed=train.seed, val_fraction=val_fraction,
                        select_metric=train.select_metric, adapt=train.adapt, adapt_shrink=train.adapt_shrink,
-                       adapt_lone=train.adapt_lone)
+                       adapt_lone=train.adapt_lone, balance="none" if train.balance == "none" else "loss")
 
 
 @dataclass
@@ -214,7 +219,8 @@ class AdaptedPools:
 def logistic_regression(C: float, cfg: ProbeConfig) -> LogisticRegression:
     """The probe's classifier at `C`, fitted to the penalised loss's minimum (`cfg.tol`), so that another machine's
     rounding cannot move a probe figure, as it must not move a baseline."""
-    return LogisticRegression(C=C, solver="lbfgs", tol=cfg.tol, max_iter=cfg.max_iter)  # multinomial for 3+ classes
+    return LogisticRegression(C=C, solver="lbfgs", tol=cfg.tol, max_iter=cfg.max_iter,  # multinomial for 3+ classes
+                              class_weight="balanced" if cfg.balance == "loss" else None)
 
 
 def probe(store: Path, out: Path, cfg: ProbeConfig, show: bool = True) -> ProtocolResult:
