@@ -242,3 +242,9 @@ def test_a_probe_beside_balanced_heads_weighs_its_classes_as_they_do():
     recall = {balance: (logistic_regression(1.0, ProbeConfig(balance=balance)).fit(features, labels)
                         .predict(features)[labels == 2] == 2).mean() for balance in ("none", "loss")}
     assert recall["loss"] > recall["none"] + 0.3
+
+
+def test_a_balanced_probe_run_records_and_says_its_weighting(synthetic_store, tmp_path):
+    probe(synthetic_store, tmp_path / "run", make_probe_config(fold="1", balance="loss"), show=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["probe"]["balance"] == "loss"
+    assert "each class weighted inversely to its count" in (tmp_path / "run" / "README.md").read_text()

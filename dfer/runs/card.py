@@ -306,7 +306,10 @@ def _settings(config: dict) -> str:
         fit = config.get("fit", {})
         chosen = (f"C = {fit['C']:.3g}, chosen by validation {fit.get('select_metric')}" if fit.get("validation")
                   else f"C = {fit.get('C')} (no validation clips)")
-        return f"logistic regression, {chosen}, refitted on the {' + '.join(fit.get('fitted_on', ['train']))} clips."
+        balanced = config.get("probe", {}).get("balance") == "loss"
+        weighted = ", each class weighted inversely to its count" if balanced else ""
+        return (f"logistic regression{weighted}, {chosen}, refitted on the "
+                f"{' + '.join(fit.get('fitted_on', ['train']))} clips.")
     if config.get("model") == "zeroshot":
         return ("nothing trained; the class prior for clips without a face is the class frequencies of the "
                 "training + validation clips.")
