@@ -8,9 +8,9 @@ The fixtures in tests/fixtures/acceptance/ hold, as JSON:
   on the 6 sample clips with the lite preset (manifest.csv splits them 3 train / 1 val / 2 test; every clip is its
   own class, so the figures are a record of the computation, not of skill): each run's test metrics, per-clip
   probabilities, config.json less its volatile fields, and its answers through `dfer predict` on two clips. The
-  probe's config gained `tol` (and `max_iter` 20000) when the probe began fitting to its loss's minimum, and its
-  LBFGS count became 4 (was 5) when `one_thread` pinned the BLAS too, and it gained `balance` ("none") when a probe
-  could weigh its classes as balanced heads do; its figures and answers were as recorded.
+  probe's config gained `tol` (and `max_iter` 20000) when the probe began fitting to its loss's minimum, and
+  `balance` ("none") when a probe could weigh its classes as balanced heads do; its LBFGS count became 4 (was 5)
+  when `one_thread` pinned the BLAS too. Its figures and answers were as recorded.
 
 Everything goes through the command line (`dfer.cli.app`), the interface the redesign keeps, so the test survives
 the code moving underneath it. tests/test_acceptance.py recomputes both and compares; to record them again,
