@@ -136,7 +136,7 @@ def as_read(config: dict) -> dict:
     change, whichever format its config.json was written in (the heads' streams became data after 7c92bdc)."""
     from dfer.runs.load import MODELS
 
-    model = MODELS[config.get("model", "heads")](config["heads"])
+    model = MODELS[config.get("model", "heads")](config)
     heads = model.config if isinstance(model.config, dict) else model.config.to_dict()
     return {**config, "heads": json.loads(json.dumps(heads))}
 

@@ -34,6 +34,10 @@ def train(
     seed: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
                                        help="initialisation, sampling and the validation speakers"),
     balance: Optional[str] = typer.Option(None, show_default=RECIPE.format("none"), help="none, sampler or loss"),
+    members: Optional[int] = typer.Option(
+        None, show_default=RECIPE.format(1),
+        help="heads trained per split, from seeds SEED, SEED+1, ...: the run answers with their mean log-probability "
+             "(RUN/member0, ... hold each alone); K times the training time"),
     device: Optional[str] = typer.Option(None, show_default=RECIPE.format("cpu"), help="cpu or cuda"),
     workers: Optional[int] = typer.Option(None, show_default=RECIPE.format(0),
                                           help="DataLoader workers reading the cache"),
@@ -54,7 +58,7 @@ def train(
         checks.cache(path)
     api.train(store, out, recipe=recipe, fusion=fusion, modalities=modalities, fold=fold, epochs=epochs,
               batch_size=batch_size, lr=lr, seed=seed, balance=balance, device=device, workers=workers,
-              in_memory=in_memory, resume=resume, adapt=adapt, views=view or None)
+              in_memory=in_memory, resume=resume, adapt=adapt, views=view or None, members=members)
 
 
 def probe(

@@ -33,7 +33,7 @@ from dfer.finetune.config import FinetuneConfig
 from dfer.finetune.data import MediaClips, check_media
 from dfer.finetune.model import EndToEnd, load_end_to_end
 from dfer.finetune.trainable import count_trainable, enable_checkpointing, layer_groups, make_trainable
-from dfer.heads import DferHeads
+from dfer.heads import DferHeads, HeadMembers
 from dfer.streams import HISTORIC_STREAMS
 from dfer.inference.score import predict
 from dfer.runs.card import write_card
@@ -55,6 +55,9 @@ def finetune(store: Path, init: Path, out: Path, cfg: FinetuneConfig, show: bool
     if out.resolve() == init.resolve():
         raise ValueError(f"--out {out} is the init run: give the fine-tuned run its own folder")
     heads, init_config = load_run(init, "best")
+    if isinstance(heads, HeadMembers):
+        raise ValueError(f"--init {init}: a run of {len(heads.members)} members answers with their mean; stage 3 "
+                         f"fine-tunes one set of heads: start from one member, e.g. {init / 'member0'}")
     if not isinstance(heads, DferHeads):
         raise ValueError(f"--init {init}: a {init_config.get('model')} run has no heads to fine-tune; start from a "
                          "`dfer train` run")

@@ -9,6 +9,8 @@
 - steps: occlusion. Step t is masked as a training crop masks the frames outside its window (video frame t and the
   audio frames of segment t, `DferHeads.forward(keep_steps=...)`); a step's effect is how far that moves the
   prediction.
+- a run of several seeds' heads (`dfer.heads.members`) is explained as it answers: every variant is the members'
+  mean log-probability, and the attention their mean.
 - actions: the face actions that moved most in the clip against its own quietest frames, in words
   (`dfer.predict.action_words`); without mediapipe, one line saying they are unavailable.
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfer.heads import DferHeads, ZeroShot
+from dfer.heads import DferHeads, HeadMembers, ZeroShot
 from dfer.inference.score import autocast
 from dfer.media.decode import DecodedClip
 from dfer.predict.action_words import explain_actions
@@ -69,7 +71,8 @@ def variants(streams: tuple[str, ...], T: int) -> tuple[list[str], dict[str, tor
 
 
 @torch.no_grad()
-def explain_batch(heads: DferHeads | ZeroShot, batch: dict[str, torch.Tensor], labels: list[str]) -> tuple[dict, dict]:
+def explain_batch(heads: DferHeads | HeadMembers | ZeroShot, batch: dict[str, torch.Tensor],
+                  labels: list[str]) -> tuple[dict, dict]:
     """batch: one clip as the heads read it (B = 1) -> (the JSON-ready explanation, arrays: "probs" (C,) the full
     prediction unrounded, and for a video model "attention" and "prior" (T, g, g)).
 

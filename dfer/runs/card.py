@@ -326,9 +326,12 @@ def _settings(config: dict) -> str:
     views = train.get("views") or []
     read_from = (f"; each batch read from the store or one of {len(views)} views of it "
                  f"({', '.join(f'`{view}`' for view in views)})" if views else "")
+    members, seed = train.get("members", 1), train.get("seed")
+    seeds = (f"{members} members trained alike from seeds {seed} to {seed + members - 1}, answering with their mean "
+             "log-probability" if members > 1 else f"seed {seed}")
     return (f"stage 2, AdamW, epochs {train.get('epochs')} (patience {train.get('patience')}), lr {train.get('lr')}, "
             f"batch {train.get('batch_size')}, label smoothing {train.get('label_smoothing')}, balance "
-            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, seed {train.get('seed')}"
+            f"`{train.get('balance')}`, adaptation `{run_adaptation(config)['mode']}`, {seeds}"
             f"{read_from}; {kept}")
 
 

@@ -4,7 +4,8 @@ the weights, and the words its classes are shown by.
 A run folder holds `config.json` (training settings, head config, classes and their display names, the cache
 fingerprint and path, the split) and `best.safetensors` / `last.safetensors` (the model's weights). A `dfer probe`
 run has "model": "probe" in its config, a `dfer zeroshot` run "model": "zeroshot" (the vision encoder's own
-classifier and a class prior); a `dfer finetune` run's heads load here too, its encoders are RUN/vision and
+classifier and a class prior); a `dfer train` run of several members ("train": {"members": K}) is `HeadMembers`,
+its weights the K heads' under `members.k.`; a `dfer finetune` run's heads load here too, its encoders are RUN/vision and
 RUN/audio (`dfer.finetune.model.load_end_to_end`, `dfer.predict.predictor.Predictor`).
 """
 
@@ -14,17 +15,26 @@ import json
 from pathlib import Path
 
 from dfer.data.names import display_names
-from dfer.heads import DferHeads, HeadConfig, LinearProbe, ZeroShot
+from dfer.heads import DferHeads, HeadConfig, HeadMembers, LinearProbe, ZeroShot
 from dfer.runs.files import load_weights
 from dfer.runs.folder import run_folder
 
-
-# config["model"] -> the module its config["heads"] describes; runs made before the probe have no "model": heads
-MODELS = {"heads": lambda heads: DferHeads(HeadConfig.from_dict(heads)), "probe": LinearProbe.from_config,
-          "zeroshot": lambda heads: ZeroShot(**heads)}
+Model = DferHeads | HeadMembers | LinearProbe | ZeroShot
 
 
-def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferHeads | LinearProbe | ZeroShot, dict]:
+def heads_of(config: dict) -> DferHeads | HeadMembers:
+    """The heads a run's config describes: one set, or the members of a run trained from several seeds (runs made
+    before members record none: one)."""
+    heads, members = HeadConfig.from_dict(config["heads"]), config.get("train", {}).get("members", 1)
+    return DferHeads(heads) if members == 1 else HeadMembers(heads, members)
+
+
+# config["model"] -> the module its config describes; runs made before the probe have no "model": heads
+MODELS = {"heads": heads_of, "probe": lambda config: LinearProbe.from_config(config["heads"]),
+          "zeroshot": lambda config: ZeroShot(**config["heads"])}
+
+
+def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[Model, dict]:
     """Rebuild the model of a run folder or bundled model (the heads, a linear probe or a zero-shot classifier) from
     its JSON config and weights."""
     run = run_folder(run)
@@ -35,7 +45,7 @@ def load_run(run: Path, which: str = "best", device: str = "cpu") -> tuple[DferH
     weights = run / f"{which}.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{run}: no {weights.name} in this {kind} run")
-    model = MODELS[kind](config["heads"])
+    model = MODELS[kind](config)
     model.load_state_dict(load_weights(weights, device))
     return model.to(device).eval(), config
 

@@ -30,6 +30,8 @@ class TrainConfig:
     patience: int = 10  # epochs without a better validation score before stopping
     select_metric: str = "UAR"  # the validation metric that picks the best epoch (MELD: weighted_f1)
     seed: int = 0
+    members: int = 1  # heads trained per split, from seeds seed, seed + 1, ...: they answer with their mean
+    # log-probability (dfer.heads.members); each trains as a run of that seed would, K times the time
     val_fraction: float = 0.15  # training speakers held out for validation when the protocol has none (0: none,
     # the last epoch is kept: for small data, where 2 held-out speakers pick epochs noisily and cost training data)
     workers: int = 0  # DataLoader workers reading the cache
@@ -55,6 +57,8 @@ class TrainConfig:
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, not {self.select_metric!r}")
         check_adapt(self.adapt, self.adapt_shrink, self.adapt_lone)
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, not {self.members}")
         if self.views and not self.in_memory:
             raise ValueError("views (channel copies of the store) are read resident: train them --in-memory")
         self.views = [str(view) for view in self.views]

@@ -3,11 +3,14 @@ figures of the baselines beside them (`dfer.train.compare`: the zero-shot classi
 one, and the linear probe): a heads figure is read against what it improves on.
 
 The splits, run folders and summary files follow `dfer.train.protocol`; under `torchrun` each rank trains its share
-of the splits (`--fold all`: fold k on rank k % world) and rank 0 alone prints.
+of the splits (`--fold all`: fold k on rank k % world) and rank 0 alone prints. With `members` K > 1 each split trains
+K heads, from seeds seed .. seed + K - 1, into RUN/member0 .. RUN/member{K-1} (each a run of its own), and RUN holds
+them together (`dfer.heads.members`): what it tests, loads and ships.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,10 +20,10 @@ from rich.console import Console
 from dfer import distributed
 from dfer.adapt.batches import speaker_split
 from dfer.adapt.settings import PROTOCOLS
-from dfer.heads import DferHeads, HeadConfig
+from dfer.heads import DferHeads, HeadConfig, HeadMembers
 from dfer.inference.score import predict
 from dfer.runs.card import write_card
-from dfer.runs.files import write_json
+from dfer.runs.files import load_weights, save_weights, write_json
 from dfer.runs.load import load_run
 from dfer.store.reader import CacheReader
 from dfer.train.compare import baselines_beside
@@ -56,40 +59,64 @@ def _train_split(reader: CacheReader, split: Split, run: Path, cfg: TrainConfig,
     if resume and (run / "config.json").exists():
         previous = json.loads((run / "config.json").read_text())
         same_heads = HeadConfig.from_dict(previous["heads"]) == heads_config  # a config.json of any format
-        if previous["split"] != config["split"] or not same_heads:
-            raise ValueError(f"{run}: --resume needs the same store, split and heads as the run it continues")
+        same_members = previous.get("train", {}).get("members", 1) == cfg.members
+        if previous["split"] != config["split"] or not same_heads or not same_members:
+            raise ValueError(f"{run}: --resume needs the same store, split, heads and members as the run it continues")
     write_json(run / "config.json", config)
     if show:
         console.print(f"[bold]{run}[/]: {len(split.train)} train, {len(split.val)} val, {len(split.test)} test clips")
         for note in split.notes:
             console.print(f"  {note}")
 
-    torch.manual_seed(cfg.seed)  # the same seed builds the same initial heads
-    model = DferHeads(heads_config)
+    streams = tuple(stream.name for stream in heads_config.streams)
     statistics, views = None, open_views(reader, cfg.views)
     view_statistics = [None] * len(views)
     if cfg.adapt == "speaker":  # the training clips' exact statistics, and each part's speaker groups (dfer.adapt)
         parts = {part: getattr(split, part) for part in ("train", "val", "test")}
-        exact, statistics = speaker_split(reader, model.streams, parts, cfg.adapt_shrink, cfg.adapt_lone)
-        view_statistics = [speaker_split(view, model.streams, {"train": split.train}, cfg.adapt_shrink, cfg.adapt_lone,
+        exact, statistics = speaker_split(reader, streams, parts, cfg.adapt_shrink, cfg.adapt_lone)
+        view_statistics = [speaker_split(view, streams, {"train": split.train}, cfg.adapt_shrink, cfg.adapt_lone,
                                          exact)[1]["train"] for view in views]
         prior = {stream: tuple(torch.from_numpy(x).float() for x in values) for stream, values in exact.items()}
     else:
         prior = token_statistics(reader, split.train, cfg.modalities)
-    for stream, (mean, std) in prior.items():
-        model.set_input_statistics(stream, mean, std)
     datasets = clip_sets(reader, split, cfg.modalities, cfg.in_memory, cfg.device, statistics)
     if views:
         datasets["train"] = ViewedClips([datasets["train"], *(
             ResidentClips(view, split.train, cfg.modalities, cfg.device, batches)
             for view, batches in zip(views, view_statistics))])
     steps = cfg.epochs * -(-len(split.train) // cfg.batch_size)
-    with TrainProgress(split.name, steps, enabled=show) as progress:
-        state = fit(model, datasets["train"], datasets["val"], cfg, run, classes, resume, progress)
+    folders = [run] if cfg.members == 1 else [run / f"member{k}" for k in range(cfg.members)]
+    best_epochs = []
+    for k, folder in enumerate(folders):
+        member = dataclasses.replace(cfg, seed=cfg.seed + k, members=1)  # trains as a run of that seed would
+        if folder != run:  # a run of its own, beside the others: it loads, predicts and fine-tunes alone
+            folder.mkdir(exist_ok=True)
+            write_json(folder / "config.json", {**config, "train": member.to_dict()})
+        torch.manual_seed(member.seed)  # the same seed builds the same initial heads
+        model = DferHeads(heads_config)
+        for stream, (mean, std) in prior.items():
+            model.set_input_statistics(stream, mean, std)
+        name = split.name if folder == run else f"{split.name} {folder.name}"
+        with TrainProgress(name, steps, enabled=show) as progress:
+            state = fit(model, datasets["train"], datasets["val"], member, folder, classes, resume, progress)
+        best_epochs.append(state["best_epoch"])
+    if cfg.members > 1:
+        gather_members(run, folders, heads_config)
     if not split.test:
         return {}
     model, _ = load_run(run, "best", cfg.device)
     labels, probs = predict(model, loader_for(datasets["test"], cfg), torch.device(cfg.device))
     return write_test_results(run, reader, split.name, split.test, labels, probs,
-                              f"{reader.attrs['dataset']} {split.name}", show, best_epoch=state["best_epoch"],
+                              f"{reader.attrs['dataset']} {split.name}", show,
+                              best_epoch=best_epochs[0] if cfg.members == 1 else best_epochs,
                               protocol=PROTOCOLS[cfg.adapt])
+
+
+def gather_members(run: Path, folders: list[Path], heads_config: HeadConfig) -> None:
+    """RUN/best.safetensors and last.safetensors: the members' weights (each member folder's) as one `HeadMembers`,
+    so that RUN loads, predicts and ships as a single run."""
+    members = HeadMembers(heads_config, len(folders))
+    for kind in ("best", "last"):
+        for member, folder in zip(members.members, folders):
+            member.load_state_dict(load_weights(folder / f"{kind}.safetensors", "cpu"))
+        save_weights(members, run / f"{kind}.safetensors")
