@@ -10,7 +10,8 @@ The fixtures in tests/fixtures/acceptance/ hold, as JSON:
   probabilities, config.json less its volatile fields, and its answers through `dfer predict` on two clips. The
   probe's config gained `tol` (and `max_iter` 20000) when the probe began fitting to its loss's minimum, and
   `balance` ("none") when a probe could weigh its classes as balanced heads do; its LBFGS count became 4 (was 5)
-  when `one_thread` pinned the BLAS too. Its figures and answers were as recorded.
+  when `one_thread` pinned the BLAS too. Its figures and answers were as recorded. The stage-2 and stage-3 runs'
+  training settings gained `members` (1) when a run could hold several seeds' heads; nothing else changed.
 
 Everything goes through the command line (`dfer.cli.app`), the interface the redesign keeps, so the test survives
 the code moving underneath it. tests/test_acceptance.py recomputes both and compares; to record them again,

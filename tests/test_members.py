@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import dfer
 from dfer.evaluation.evaluate import evaluate_run
 from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
@@ -19,7 +20,7 @@ from dfer.predict.explain import explain_batch
 from dfer.runs.card import write_card
 from dfer.runs.load import load_run
 from dfer.store.reader import open_cache
-from dfer.testing.sample import SMALL_HEADS
+from dfer.testing.sample import SAMPLE, SMALL_HEADS
 from dfer.train.config import make_config
 from dfer.train.data import CachedClips
 from dfer.train.metrics import classification_metrics
@@ -61,8 +62,7 @@ def test_the_run_answers_with_the_members_mean_log_probability(runs, synthetic_s
     alone = [read_predictions(runs[seed] / "predictions.csv") for seed in (5, 6)]
     together = read_predictions(runs["members"] / "predictions.csv")
     assert together.clip_ids == alone[0].clip_ids
-    expected = np.mean([np.log(one.probs) for one in alone], 0)  # (n, C)
-    expected = np.exp(expected - np.log(np.exp(expected).sum(1, keepdims=True)))  # the normalised geometric mean
+    expected = geometric_mean(*(one.probs for one in alone))  # (n, C)
     np.testing.assert_allclose(together.probs, expected, rtol=1e-5, atol=1e-7)
     results = json.loads((runs["members"] / "results.json").read_text())["test"]
     assert results["UAR"] == pytest.approx(classification_metrics(together.labels, expected, ["0", "1", "2"])["UAR"])
@@ -94,3 +94,23 @@ def test_stage_3_refuses_a_run_of_members_and_names_one(runs, synthetic_store, t
 def test_members_are_at_least_one():
     with pytest.raises(ValueError, match="members must be at least 1"):
         quick(members=0)
+
+
+def geometric_mean(*probs: np.ndarray) -> np.ndarray:
+    """(..., C) each -> the softmax of their mean log-probability."""
+    mean = np.mean([np.log(p) for p in probs], 0)
+    return np.exp(mean) / np.exp(mean).sum(-1, keepdims=True)
+
+
+def test_predict_and_timelines_from_files_answer_with_the_members_mean(sample_made, tmp_path):
+    store, _ = sample_made
+    run = tmp_path / "members"
+    train(store, run, make_config(None, fold="none", epochs=1, heads=SMALL_HEADS, members=2), show=False)
+    clips = sorted((SAMPLE / "VideoFlash").glob("*.flv"))[:2]
+    models = [dfer.load(run), *(dfer.load(run / f"member{k}") for k in range(2))]
+    together, *alone = ([record["probs"] for record in model.predict(clips, adapt="together")] for model in models)
+    np.testing.assert_allclose(together, geometric_mean(*(np.array(a) for a in alone)), atol=2e-4)
+    together, *alone = ([list(row["probs"].values()) for row in model.timeline(clips[0], window=1)["rows"]]
+                        for model in models)
+    assert len(together) > 1
+    np.testing.assert_allclose(together, geometric_mean(*(np.array(a) for a in alone)), atol=2e-4)
