@@ -25,7 +25,7 @@ INIT ?= $(RUN)
 FT_RUN ?= $(patsubst $(RUN)%,$(RUN)-ft%,$(INIT))
 FINETUNE_RECIPE := $(wildcard recipes/$(DATASET)/finetune.yaml)
 
-.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody ravdess-speech-acoustic ravdess-speech-channels models faceapi-weights \
+.PHONY: install docs test test-all test-slow demo extract train finetune ravdess-speech ravdess-speech-adapt ravdess-speech-prosody ravdess-speech-acoustic ravdess-speech-channels ravdess-speech-members models faceapi-weights \
 	mtcnn-weights ge2e-weights mediapipe-weights wheel clean
 
 install: $(STAMP)
@@ -207,20 +207,30 @@ $(CHANNELS)/%-cache.done: $(STAMP) $(SPEECH)/extract-acoustic.yaml
 $(CHANNELS)/views-%/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) $(VIEWS) --adapt $*
 
-# The final run through the views, adapted, on all 18 actors: the bundled voice (`make models`)
-$(CHANNELS)/final-views-speaker.done: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
-	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(CHANNELS)/final-views-speaker $(ACOUSTIC_HEADS) $(VIEWS) --fold none --adapt speaker
+# Members (RESULTS.md, "Three seeds' heads in one run"): the adapted run through the views trained from seeds 0, 1
+# and 2, answering with their mean log-probability, cross-validated and scored by group size as above; its final run
+# on all 18 actors is the bundled voice (`make models`)
+ravdess-speech-members: $(CHANNELS)/members3/summary.json $(CHANNELS)/bright10-cache.done
+	@cat $(CHANNELS)/members3/results.md
+	$(PY) bench/adapt_groups.py $(CHANNELS)/members3 --store $(SPEECH_OUT)/acoustic-cache
+	$(PY) bench/adapt_groups.py $(CHANNELS)/members3 --store $(CHANNELS)/bright10-cache
+
+$(CHANNELS)/members3/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) $(VIEWS) --adapt speaker --members 3
+
+$(CHANNELS)/final-members3.done: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
+	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(CHANNELS)/final-members3 $(ACOUSTIC_HEADS) $(VIEWS) --fold none --adapt speaker --members 3
 	touch $@
 
 # The models that ship in the package (dfer/models/, `dfer models` lists them), each made here from ../shared/data:
 # `voice` is the RAVDESS speech recipe's final stage-2 run on GE2E and the acoustic measures, adapted to the speaker
-# and trained through four views (actors 01-18, late fusion, --adapt speaker, --view; ravdess-speech-channels
-# above), its figures the recipe's adapted cross-validation by actor with the same views;
+# and trained through four views, three members (actors 01-18, late fusion, --adapt speaker, --view, --members 3;
+# ravdess-speech-members above), its figures the recipe's adapted cross-validation by actor of the same;
 # `face` is the zero-shot faceapi run over the 8 real audio-visual clips (its class prior only), scored on them.
 # dfer.runs.bundle copies each run's config.json and best.safetensors and records their SHA-256 in model.json.
 MODELS_OUT := runs/models
-models: $(CHANNELS)/final-views-speaker.done $(CHANNELS)/views-speaker/summary.json $(MODELS_OUT)/face/metrics.json
-	$(PY) -m dfer.runs.bundle voice $(CHANNELS)/final-views-speaker recipes/models/voice.json $(CHANNELS)/views-speaker/summary.json
+models: $(CHANNELS)/final-members3.done $(CHANNELS)/members3/summary.json $(MODELS_OUT)/face/metrics.json
+	$(PY) -m dfer.runs.bundle voice $(CHANNELS)/final-members3 recipes/models/voice.json $(CHANNELS)/members3/summary.json
 	$(PY) -m dfer.runs.bundle face $(MODELS_OUT)/face recipes/models/face.json $(MODELS_OUT)/face/metrics.json
 	$(DFER) models
 
