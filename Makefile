@@ -207,7 +207,7 @@ $(CHANNELS)/%-cache.done: $(STAMP) $(SPEECH)/extract-acoustic.yaml
 $(CHANNELS)/views-%/summary.json: $(SPEECH_OUT)/acoustic-cache.done $(VIEW_STORES) $(SPEECH)/train.yaml
 	$(DFER) train $(SPEECH_OUT)/acoustic-cache --out $(@D) $(ACOUSTIC_HEADS) $(VIEWS) --adapt $*
 
-# Members (RESULTS.md, "Three seeds' heads in one run"): the adapted run through the views trained from seeds 0, 1
+# Members (RESULTS.md, "Three members in one run"): the adapted run through the views trained from seeds 0, 1
 # and 2, answering with their mean log-probability, cross-validated and scored by group size as above; its final run
 # on all 18 actors is the bundled voice (`make models`)
 ravdess-speech-members: $(CHANNELS)/members3/summary.json $(CHANNELS)/bright10-cache.done

@@ -8,9 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 import dfer
+from dfer.cli import app
 from dfer.evaluation.evaluate import evaluate_run
 from dfer.finetune.config import make_finetune_config
 from dfer.finetune.run import finetune
@@ -38,10 +41,14 @@ def quick(**overrides):
 
 @pytest.fixture(scope="module")
 def runs(synthetic_store, tmp_path_factory):
-    """A run of two members from seed 5, and the two runs of seeds 5 and 6 alone."""
+    """A run of two members from seed 5 (`dfer train --members 2`), and the two runs of seeds 5 and 6 alone."""
     root = tmp_path_factory.mktemp("members")
     made = {"members": root / "members", 5: root / "seed5", 6: root / "seed6"}
-    train(synthetic_store, made["members"], quick(seed=5, members=2), show=False)
+    recipe = root / "train.yaml"
+    recipe.write_text(yaml.safe_dump(quick().to_dict()))
+    result = CliRunner().invoke(app, ["train", str(synthetic_store), "--out", str(made["members"]), "--recipe",
+                                      str(recipe), "--seed", "5", "--members", "2"])
+    assert result.exit_code == 0, result.output
     for seed in (5, 6):
         train(synthetic_store, made[seed], quick(seed=seed), show=False)
     return made
@@ -49,7 +56,8 @@ def runs(synthetic_store, tmp_path_factory):
 
 def test_each_member_trains_as_a_run_of_its_seed(runs):
     for k, seed in enumerate((5, 6)):
-        member, alone = load_file(runs["members"] / f"member{k}/best.safetensors"), load_file(runs[seed] / "best.safetensors")
+        member = load_file(runs["members"] / f"member{k}" / "best.safetensors")
+        alone = load_file(runs[seed] / "best.safetensors")
         assert member.keys() == alone.keys()
         assert all(torch.equal(member[key], alone[key]) for key in alone)
         assert json.loads((runs["members"] / f"member{k}/config.json").read_text())["train"]["seed"] == seed

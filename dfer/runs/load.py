@@ -5,8 +5,8 @@ A run folder holds `config.json` (training settings, head config, classes and th
 fingerprint and path, the split) and `best.safetensors` / `last.safetensors` (the model's weights). A `dfer probe`
 run has "model": "probe" in its config, a `dfer zeroshot` run "model": "zeroshot" (the vision encoder's own
 classifier and a class prior); a `dfer train` run of several members ("train": {"members": K}) is `HeadMembers`,
-its weights the K heads' under `members.k.`; a `dfer finetune` run's heads load here too, its encoders are RUN/vision and
-RUN/audio (`dfer.finetune.model.load_end_to_end`, `dfer.predict.predictor.Predictor`).
+its weights the K heads' under `members.k.`; a `dfer finetune` run's heads load here too, its encoders are
+RUN/vision and RUN/audio (`dfer.finetune.model.load_end_to_end`, `dfer.predict.predictor.Predictor`).
 """
 
 from __future__ import annotations
