@@ -122,3 +122,37 @@ def test_predict_and_timelines_from_files_answer_with_the_members_mean(sample_ma
                         for model in models)
     assert len(together) > 1
     np.testing.assert_allclose(together, geometric_mean(*(np.array(a) for a in alone)), atol=2e-4)
+
+
+class StopAt:
+    """A TrainProgress that interrupts the split named `name` after epoch 2, as Ctrl-C would."""
+
+    def __init__(self, name: str, *_, **__):
+        self.name = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def step(self, epoch, loss):
+        pass
+
+    def epoch_done(self, row):
+        if self.name.endswith("member1") and row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+
+def test_resume_keeps_finished_members_and_continues_the_rest(runs, synthetic_store, tmp_path, monkeypatch):
+    interrupted = tmp_path / "interrupted"
+    monkeypatch.setattr("dfer.train.run.TrainProgress", StopAt)
+    with pytest.raises(KeyboardInterrupt):
+        train(synthetic_store, interrupted, quick(seed=5, members=2), show=False)
+    finished = (interrupted / "member0" / "best.safetensors").stat().st_mtime_ns
+    train(synthetic_store, interrupted, quick(seed=5, members=2), resume=True, show=False)
+    assert (interrupted / "member0" / "best.safetensors").stat().st_mtime_ns == finished  # not trained again
+    for folder in ("member0", "member1", "."):
+        x, y = (load_file(run / folder / "best.safetensors") for run in (runs["members"], interrupted))
+        assert all(torch.equal(x[key], y[key]) for key in x), folder
+    assert len((interrupted / "member1" / "log.csv").read_text().splitlines()) == 5  # header + 4 epochs
