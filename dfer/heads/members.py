@@ -52,11 +52,6 @@ class HeadMembers(nn.Module):
         each = [member.roi_attention(batch, stream) for member in self.members]
         return RoiAttention(*(torch.stack(parts).mean(0) for parts in zip(*each)))
 
-    @torch.no_grad()
-    def set_input_statistics(self, stream: str, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """The training set's statistics, the same for every member (they share the split)."""
-        for member in self.members:
-            member.set_input_statistics(stream, mean, std)
-
     def input_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The training set's statistics: the same in every member, which trained on one split."""
         return self.members[0].input_statistics()
